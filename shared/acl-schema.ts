@@ -1,0 +1,34 @@
+// Shape of the ACL entries carried in signed tokens (the client's whitelist ACL and the
+// connector's authorization). Parsed with zod at every edge: tokens are untrusted until parsed.
+import { z } from "zod";
+
+const portRange = z
+  .tuple([z.number().int().min(1).max(65535), z.number().int().min(1).max(65535)])
+  .refine(([lo, hi]) => lo <= hi, "port range low must be <= high");
+
+export const ProtocolRuleSchema = z.object({
+  policy: z.enum(["allow_all", "restricted"]),
+  ports: z.array(portRange).max(64),
+});
+
+export const ProtocolsSchema = z.object({
+  tcp: ProtocolRuleSchema,
+  udp: ProtocolRuleSchema,
+  icmp: z.boolean(),
+});
+
+export const AclEntrySchema = z.object({
+  id: z.string().min(1).max(64),
+  address: z.string().min(1).max(253),
+  alias: z.string().max(253).nullable().optional(),
+  protocols: ProtocolsSchema,
+});
+
+/** What the client's signed ACL says about one Resource: the entry plus where it is served. */
+export const ClientResourceSchema = AclEntrySchema.extend({
+  name: z.string().max(200),
+  remote_network_id: z.string().min(1).max(64),
+});
+
+export type AclEntryClaim = z.infer<typeof AclEntrySchema>;
+export type ClientResource = z.infer<typeof ClientResourceSchema>;

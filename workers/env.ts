@@ -1,0 +1,18 @@
+// Bindings of the Sallyport Worker (see wrangler.toml).
+import type { ControllerRoot } from "./controller/root-object.ts";
+import type { NetworkObject } from "./controller/network-object.ts";
+import type { ConnectorPresence } from "./relay/presence-object.ts";
+import type { SpliceSession } from "./relay/splice-object.ts";
+
+export interface Env {
+  ROOT: DurableObjectNamespace<ControllerRoot>;
+  NETWORK: DurableObjectNamespace<NetworkObject>;
+  PRESENCE: DurableObjectNamespace<ConnectorPresence>;
+  SPLICE: DurableObjectNamespace<SpliceSession>;
+  /** Public base URL; the issuer of every token. */
+  PUBLIC_URL: string;
+  /** Secret that authorizes `POST /api/v1/bootstrap` (a `wrangler secret` in deployments). */
+  BOOTSTRAP_SECRET?: string;
+  /** Relay base URL handed to connectors and clients; defaults to PUBLIC_URL. */
+  RELAY_URL?: string;
+}

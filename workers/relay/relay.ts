@@ -1,0 +1,82 @@
+// Relay routes. Flow (docs/architecture.md):
+//   connector ──attach (relay token)──▶ ConnectorPresence(H(id))          control socket
+//   client ──session (connection token)──▶ Worker: verify, presence.openSession(jti) ──▶ "dial sid"
+//   client socket ──▶ SpliceSession(sid) ◀── connector ──accept?session=sid (relay token)
+// The relay verifies tokens against the Controller's public JWKS only and splices ciphertext.
+import { TokenError, verifyToken } from "../../shared/tokens.ts";
+import type { Env } from "../env.ts";
+import { relayKeys } from "./jwks.ts";
+import { logRelay, refuse } from "./refuse.ts";
+
+const SESSION_ID = /^[A-Za-z0-9_-]{22,64}$/;
+
+function bearer(req: Request): string | undefined {
+  const h = req.headers.get("authorization");
+  if (!h?.startsWith("Bearer ")) return undefined;
+  const token = h.slice(7).trim();
+  return token.length > 0 && token.length < 16_384 ? token : undefined;
+}
+
+/** Internal request to a relay object: only headers we set, never the caller's. */
+function internal(path: string, headers: Record<string, string>): Request {
+  return new Request(`https://relay.internal${path}`, { headers: { upgrade: "websocket", ...headers } });
+}
+
+async function verify<K extends "relay" | "connection">(kind: K, token: string | undefined, env: Env) {
+  if (!token) throw new TokenError("token_invalid", "no bearer token");
+  const now = Date.now();
+  return await verifyToken(kind, token, { keys: await relayKeys(env, now), issuer: env.PUBLIC_URL, now });
+}
+
+export async function handleRelay(req: Request, env: Env): Promise<Response> {
+  const url = new URL(req.url);
+  if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    return Response.json(
+      { error: { code: "upgrade_required", message: "relay endpoints are WebSockets" } },
+      { status: 426 },
+    );
+  }
+  try {
+    switch (url.pathname) {
+      case "/relay/v1/attach":
+        return await attach(req, env);
+      case "/relay/v1/session":
+        return await session(req, env);
+      case "/relay/v1/accept":
+        return await accept(req, env, url);
+      default:
+        return refuse("malformed", `unknown path ${url.pathname}`);
+    }
+  } catch (err) {
+    if (err instanceof TokenError) return refuse("unauthorized", err.code);
+    logRelay("internal_error", { detail: err instanceof Error ? err.message : String(err) });
+    return refuse("internal", "unexpected error");
+  }
+}
+
+async function attach(req: Request, env: Env): Promise<Response> {
+  const claims = await verify("relay", bearer(req), env);
+  const stub = env.PRESENCE.get(env.PRESENCE.idFromName(claims.sub));
+  return await stub.fetch(internal("/attach", { "x-sp-chash": claims.sub, "x-sp-exp": String(claims.exp) }));
+}
+
+async function session(req: Request, env: Env): Promise<Response> {
+  const claims = await verify("connection", bearer(req), env);
+  const presence = env.PRESENCE.get(env.PRESENCE.idFromName(claims.sub));
+  const opened = await presence.openSession(claims.jti, claims.exp);
+  if (!opened.ok) {
+    return opened.reason === "replay"
+      ? refuse("replay", "connection token jti reused")
+      : refuse("unauthorized", "connector not attached");
+  }
+  const splice = env.SPLICE.get(env.SPLICE.idFromName(opened.sid));
+  return await splice.fetch(internal("/client", { "x-sp-chash": claims.sub, "x-sp-sid": opened.sid }));
+}
+
+async function accept(req: Request, env: Env, url: URL): Promise<Response> {
+  const sid = url.searchParams.get("session") ?? "";
+  if (!SESSION_ID.test(sid)) return refuse("malformed", "bad session id");
+  const claims = await verify("relay", bearer(req), env);
+  const splice = env.SPLICE.get(env.SPLICE.idFromName(sid));
+  return await splice.fetch(internal("/connector", { "x-sp-chash": claims.sub, "x-sp-sid": sid }));
+}

@@ -1,0 +1,105 @@
+// SpliceSession: one per client session. Pairs the client's socket with the socket the connector
+// dials for it and forwards every message unchanged (it is TLS ciphertext). One object per session
+// spreads a connector's clients over many objects instead of one single-threaded object.
+import { DurableObject } from "cloudflare:workers";
+import type { Env } from "../env.ts";
+import { RELAY_CLOSE } from "./close-codes.ts";
+import { logRelay } from "./refuse.ts";
+
+const DIAL_DEADLINE_MS = 10_000;
+/** Bytes held for a side whose peer has not arrived yet (a TLS ClientHello fits easily). */
+const MAX_PENDING_BYTES = 256 * 1024;
+
+type Side = "client" | "connector";
+type Message = string | ArrayBuffer;
+
+export class SpliceSession extends DurableObject<Env> {
+  private chash: string | undefined;
+  private sockets: Partial<Record<Side, WebSocket>> = {};
+  private pending: Partial<Record<Side, Message[]>> = {};
+  private pendingBytes = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private closed = false;
+
+  override async fetch(req: Request): Promise<Response> {
+    const side: Side | undefined =
+      new URL(req.url).pathname === "/client"
+        ? "client"
+        : new URL(req.url).pathname === "/connector"
+          ? "connector"
+          : undefined;
+    const chash = req.headers.get("x-sp-chash") ?? "";
+    const pair = new WebSocketPair();
+    const [client, server] = [pair[0], pair[1]];
+    server.accept();
+    if (!side || this.sockets[side] || this.closed) {
+      server.close(RELAY_CLOSE.malformed.code, RELAY_CLOSE.malformed.reason);
+      return new Response(null, { status: 101, webSocket: client });
+    }
+    // The connector that dials in must be the one the client's token named.
+    if (this.chash !== undefined && this.chash !== chash) {
+      logRelay("splice_refused", { reason: "hash mismatch" });
+      server.close(RELAY_CLOSE.unauthorized.code, RELAY_CLOSE.unauthorized.reason);
+      return new Response(null, { status: 101, webSocket: client });
+    }
+    this.chash = chash;
+    this.sockets[side] = server;
+    this.wire(side, server);
+    const other = side === "client" ? "connector" : "client";
+    if (this.sockets[other]) {
+      if (this.timer) clearTimeout(this.timer);
+      this.flush(other, side);
+      this.flush(side, other);
+    } else {
+      this.timer = setTimeout(() => this.shutdown(RELAY_CLOSE.timeout), DIAL_DEADLINE_MS);
+    }
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  private wire(side: Side, ws: WebSocket): void {
+    const other: Side = side === "client" ? "connector" : "client";
+    ws.addEventListener("message", (ev) => {
+      const peer = this.sockets[other];
+      if (peer && !this.pending[side]) {
+        peer.send(ev.data);
+        return;
+      }
+      // Peer not here yet: hold a bounded amount.
+      const size = typeof ev.data === "string" ? ev.data.length : ev.data.byteLength;
+      this.pendingBytes += size;
+      if (this.pendingBytes > MAX_PENDING_BYTES) {
+        this.shutdown(RELAY_CLOSE.malformed);
+        return;
+      }
+      this.pending[side] ??= [];
+      this.pending[side].push(ev.data);
+    });
+    ws.addEventListener("close", (ev) => {
+      const code = ev.code === 1000 ? 1000 : RELAY_CLOSE.peerClosed.code;
+      this.shutdown({ code, reason: code === 1000 ? "peer closed" : RELAY_CLOSE.peerClosed.reason });
+    });
+    ws.addEventListener("error", () => this.shutdown(RELAY_CLOSE.peerClosed));
+  }
+
+  private flush(from: Side, to: Side): void {
+    const queue = this.pending[from];
+    const peer = this.sockets[to];
+    if (!queue || !peer) return;
+    for (const m of queue) peer.send(m);
+    delete this.pending[from];
+    this.pendingBytes = 0;
+  }
+
+  private shutdown(how: { code: number; reason: string }): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    for (const ws of Object.values(this.sockets)) {
+      try {
+        ws.close(how.code, how.reason);
+      } catch {
+        // already closed
+      }
+    }
+  }
+}
