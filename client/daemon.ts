@@ -1,0 +1,226 @@
+// `sallyport up`: keeps the signed ACL, serves SOCKS5 on 127.0.0.1:1080, sends Resource traffic
+// through tunnels and connects everything else directly (split tunnel). A local control socket
+// answers `sallyport status`.
+import { unlinkSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { hostname } from "node:os";
+import { createRemoteJWKSet, type JWTVerifyGetKey } from "jose";
+import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
+import type { Logger } from "../bunlib/log.ts";
+import type { ClientResource } from "../shared/acl-schema.ts";
+import { AddressError, type CompiledAcl, compileAcl, parseDestinationHost } from "../shared/address.ts";
+import { RESET_CODES } from "../shared/protocol/frame.ts";
+import { verifyToken } from "../shared/tokens.ts";
+import { ClientApiError, fetchAcl, login } from "./controller-api.ts";
+import { type ConnectResult, SocksReply, startSocksServer } from "./socks5.ts";
+import { controlSocketPath, type DeviceKey, type SessionState, saveSession } from "./state.ts";
+import { StreamRefused, TunnelError } from "./tunnel.ts";
+import { TunnelManager } from "./tunnel-manager.ts";
+
+const ACL_REFRESH_MS = 30_000;
+
+export interface DaemonOptions {
+  stateDir: string;
+  socksHost: string;
+  socksPort: number;
+  session: SessionState;
+  device: DeviceKey;
+  log: Logger;
+}
+
+interface AclState {
+  resources: ClientResource[];
+  compiled: CompiledAcl;
+  fetchedAt: number;
+}
+
+export class Daemon {
+  private session: SessionState;
+  private acl: AclState | undefined;
+  private controllerReachable = true;
+  private lastError: string | undefined;
+  private readonly keys: JWTVerifyGetKey;
+  private readonly tunnels: TunnelManager;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private socks: { port: number; close(): Promise<void> } | undefined;
+  private control: ReturnType<typeof Bun.serve> | undefined;
+  private readonly directSockets = new Set<Socket>();
+
+  constructor(private readonly opts: DaemonOptions) {
+    this.session = opts.session;
+    this.keys = createRemoteJWKSet(new URL(`${opts.session.controller}/.well-known/jwks.json`), {
+      cacheMaxAge: Number.POSITIVE_INFINITY,
+      cooldownDuration: 30_000,
+    });
+    this.tunnels = new TunnelManager(() => this.session, opts.device.privateKey, opts.log);
+  }
+
+  async start(): Promise<{ socksPort: number }> {
+    await this.refreshAcl(true);
+    this.timer = setInterval(() => void this.refreshAcl(false), ACL_REFRESH_MS);
+    this.socks = await startSocksServer({
+      host: this.opts.socksHost,
+      port: this.opts.socksPort,
+      onConnect: (req) => this.onConnect(req.host, req.port),
+    });
+    const sock = controlSocketPath(this.opts.stateDir);
+    try {
+      unlinkSync(sock);
+    } catch {
+      // no stale socket
+    }
+    this.control = Bun.serve({
+      unix: sock,
+      fetch: (req) => {
+        const path = new URL(req.url).pathname;
+        if (path === "/status") return Response.json(this.status());
+        if (path === "/resources") return Response.json({ resources: this.acl?.resources ?? [] });
+        return new Response("not found", { status: 404 });
+      },
+    });
+    return { socksPort: this.socks.port };
+  }
+
+  private async renewSession(): Promise<void> {
+    const file = this.session.service_key_file;
+    if (!file) throw new ClientApiError(401, "session_expired", "session expired: run `sallyport login` again");
+    const key = (await Bun.file(file).text()).trim();
+    const res = await login(this.session.controller, key, this.opts.device, {
+      name: hostname(),
+      os: process.platform,
+      hostname: hostname(),
+    });
+    this.session = { ...this.session, ...res };
+    saveSession(this.opts.stateDir, this.session);
+    this.opts.log.info("session renewed");
+  }
+
+  private async refreshAcl(first: boolean): Promise<void> {
+    try {
+      let res: Awaited<ReturnType<typeof fetchAcl>>;
+      try {
+        res = await fetchAcl(this.session);
+      } catch (err) {
+        if (!(err instanceof ClientApiError) || err.status !== 401) throw err;
+        await this.renewSession();
+        res = await fetchAcl(this.session);
+      }
+      const now = Date.now();
+      const claims = await verifyToken("acl", res.acl_token, { keys: this.keys, issuer: this.session.controller, now });
+      this.acl = { resources: claims.resources, compiled: compileAcl(claims.resources), fetchedAt: now };
+      this.controllerReachable = true;
+      this.lastError = undefined;
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      if (err instanceof ClientApiError && err.status === 0) this.controllerReachable = false;
+      // Keep the cached signed ACL: established access continues while the Controller is away.
+      if (first && !this.acl) throw err;
+      this.opts.log.warn("could not refresh the ACL; keeping the cached one", { error: this.lastError });
+    }
+  }
+
+  private async onConnect(host: string, port: number): Promise<ConnectResult> {
+    let dest: ReturnType<typeof parseDestinationHost>;
+    try {
+      dest = parseDestinationHost(host);
+    } catch (err) {
+      // Alternate IP spellings (127.1, 0x7f.0.0.1…) are refused rather than guessed at.
+      this.opts.log.warn("refused destination", { destination: host, reason: (err as AddressError).message });
+      return { ok: false, reply: SocksReply.notAllowed };
+    }
+    const acl = this.acl?.compiled;
+    const candidates = acl?.candidates(dest) ?? [];
+    if (candidates.length === 0) return await this.direct(host, port);
+    const m = acl?.match(dest, "tcp", port);
+    if (!m) {
+      this.opts.log.warn("refused: Resource does not allow this port", { destination: `${host}:${port}` });
+      return { ok: false, reply: SocksReply.notAllowed };
+    }
+    const resource = m.entry as ClientResource;
+    try {
+      const tunnel = await this.tunnels.tunnelFor(resource.remote_network_id, resource.id);
+      const stream = await tunnel.openStream(host, port);
+      return {
+        ok: true,
+        attach: (socket, head) => {
+          void pipeSocketAndStream(socket, stream, { head });
+          socket.resume();
+        },
+        cancel: () => stream.reset(RESET_CODES.cancelled, "client went away"),
+      };
+    } catch (err) {
+      this.opts.log.warn("could not reach Resource", { resource: resource.id, destination: `${host}:${port}`, error: (err as Error).message });
+      return { ok: false, reply: socksReplyFor(err) };
+    }
+  }
+
+  private direct(host: string, port: number): Promise<ConnectResult> {
+    return new Promise((resolve) => {
+      const sock = connect({ host, port });
+      sock.once("connect", () => {
+        this.directSockets.add(sock);
+        sock.once("close", () => this.directSockets.delete(sock));
+        resolve({
+          ok: true,
+          attach: (client, head) => {
+            if (head.length > 0) sock.write(head);
+            client.pipe(sock);
+            sock.pipe(client);
+            client.on("error", () => sock.destroy());
+            sock.on("error", () => client.destroy());
+            client.on("close", () => sock.destroy());
+            sock.on("close", () => client.destroy());
+            client.resume();
+          },
+          cancel: () => sock.destroy(),
+        });
+      });
+      sock.once("error", (err: NodeJS.ErrnoException) => {
+        resolve({
+          ok: false,
+          reply: err.code === "ECONNREFUSED" ? SocksReply.connectionRefused : SocksReply.hostUnreachable,
+        });
+      });
+    });
+  }
+
+  status() {
+    return {
+      controller: this.session.controller,
+      controller_reachable: this.controllerReachable,
+      last_error: this.lastError ?? null,
+      principal: this.session.principal,
+      device_id: this.session.device_id,
+      network_id: this.session.network_id,
+      socks: `${this.opts.socksHost}:${this.socks?.port ?? this.opts.socksPort}`,
+      resources: this.acl?.resources.length ?? 0,
+      acl_fetched_at: this.acl ? new Date(this.acl.fetchedAt).toISOString() : null,
+      tunnels: this.tunnels.status(),
+    };
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.tunnels.closeAll();
+    for (const s of this.directSockets) s.destroy();
+    await this.socks?.close();
+    this.control?.stop(true);
+    try {
+      unlinkSync(controlSocketPath(this.opts.stateDir));
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function socksReplyFor(err: unknown): number {
+  if (err instanceof StreamRefused) {
+    if (err.resetCode === RESET_CODES.denied || err.resetCode === RESET_CODES.unauthorized) return SocksReply.notAllowed;
+    if (err.resetCode === RESET_CODES.dns_lookup_error) return SocksReply.hostUnreachable;
+    if (err.resetCode === RESET_CODES.unable_to_connect) return SocksReply.connectionRefused;
+    return SocksReply.generalFailure;
+  }
+  if (err instanceof ClientApiError && (err.status === 403 || err.status === 401)) return SocksReply.notAllowed;
+  if (err instanceof TunnelError && err.code === "unauthorized") return SocksReply.notAllowed;
+  return SocksReply.hostUnreachable;
+}

@@ -1,0 +1,229 @@
+// sallyport: the Sallyport client. Signs in, keeps the signed ACL, and reaches Resources through
+// certificate-pinned end-to-end tunnels; everything else is connected directly (split tunnel).
+import { existsSync, readFileSync } from "node:fs";
+import { homedir, hostname } from "node:os";
+import { join, resolve } from "node:path";
+import { formatOptions, type OptionSpec, parseArgs, parsePort, requireValue, UsageError } from "../bunlib/config.ts";
+import { createLogger, type Level } from "../bunlib/log.ts";
+import { ClientApiError, fetchAcl, login } from "./controller-api.ts";
+import { Daemon } from "./daemon.ts";
+import { controlSocketPath, loadOrCreateDeviceKey, loadSession, saveSession } from "./state.ts";
+
+const VERSION = "0.1.0";
+
+const COMMON: OptionSpec[] = [
+  {
+    flag: "state-dir",
+    env: "SALLYPORT_STATE_DIR",
+    description: "Directory for the device key and session (0700)",
+    default: join(homedir(), ".config/sallyport"),
+  },
+  { flag: "log-level", env: "SALLYPORT_LOG_LEVEL", description: "debug, info, warn or error", default: "info" },
+  { flag: "help", description: "Show help for the command", boolean: true },
+];
+
+const COMMANDS: Record<string, { summary: string; usage: string; options: OptionSpec[] }> = {
+  login: {
+    summary: "Sign in and register this device",
+    usage: "sallyport login --service-key FILE [--controller URL]",
+    options: [
+      { flag: "controller", env: "SALLYPORT_CONTROLLER", description: "Controller base URL" },
+      { flag: "service-key", env: "SALLYPORT_SERVICE_KEY_FILE", description: "File holding a service-account key (headless sign-in)" },
+      ...COMMON,
+    ],
+  },
+  up: {
+    summary: "Run the client: SOCKS5 proxy for Resources, direct for everything else",
+    usage: "sallyport up [--socks 127.0.0.1:1080]",
+    options: [
+      { flag: "socks", env: "SALLYPORT_SOCKS", description: "SOCKS5 listen address HOST:PORT", default: "127.0.0.1:1080" },
+      ...COMMON,
+    ],
+  },
+  status: {
+    summary: "Show the running client's state: session, Controller reachability, tunnels",
+    usage: "sallyport status [--json]",
+    options: [{ flag: "json", description: "Print JSON", boolean: true }, ...COMMON],
+  },
+  resources: {
+    summary: "List the Resources this identity can reach",
+    usage: "sallyport resources [--json]",
+    options: [{ flag: "json", description: "Print JSON", boolean: true }, ...COMMON],
+  },
+};
+
+function mainHelp(): string {
+  const cmds = Object.entries(COMMANDS)
+    .map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`)
+    .join("\n");
+  const opts = Object.entries(COMMANDS)
+    .map(([name, c]) => `${name}: ${c.usage}\n${formatOptions(c.options)}`)
+    .join("\n\n");
+  return `sallyport ${VERSION} — Sallyport zero-trust client
+
+Usage: sallyport COMMAND [options]
+
+Commands:
+${cmds}
+
+${opts}
+
+Examples:
+  sallyport login --controller http://127.0.0.1:8787 --service-key ./service-key.txt
+  sallyport up
+  curl --socks5-hostname 127.0.0.1:1080 http://hello.demo.internal/
+
+Exit codes: 0 success, 1 error, 2 usage error.
+`;
+}
+
+function out(text: string): void {
+  process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
+}
+
+async function cmdLogin(values: Record<string, string | undefined>, stateDir: string): Promise<number> {
+  const previous = loadSession(stateDir);
+  const controller = (values.controller ?? previous?.controller ?? "").replace(/\/+$/, "");
+  if (!controller) throw new UsageError("--controller (or SALLYPORT_CONTROLLER) is required");
+  const keyFile = requireValue(values, "service-key", "SALLYPORT_SERVICE_KEY_FILE");
+  if (!existsSync(keyFile)) throw new UsageError(`--service-key: no such file ${keyFile}`);
+  const key = readFileSync(keyFile, "utf8").trim();
+  const device = await loadOrCreateDeviceKey(stateDir);
+  const res = await login(controller, key, device, { name: hostname(), os: process.platform, hostname: hostname() });
+  saveSession(stateDir, { controller, ...res, service_key_file: resolve(keyFile) });
+  out(`Signed in to ${controller} as ${res.principal.name} (${res.principal.type}), device ${res.device_id}.`);
+  return 0;
+}
+
+async function daemonGet(stateDir: string, path: string): Promise<unknown | undefined> {
+  const sock = controlSocketPath(stateDir);
+  if (!existsSync(sock)) return undefined;
+  try {
+    const res = await fetch(`http://localhost${path}`, { unix: sock } as RequestInit);
+    return await res.json();
+  } catch {
+    return undefined;
+  }
+}
+
+async function cmdStatus(values: Record<string, string | undefined>, stateDir: string): Promise<number> {
+  const status = (await daemonGet(stateDir, "/status")) as Record<string, unknown> | undefined;
+  const session = loadSession(stateDir);
+  if (values.json === "true") {
+    out(JSON.stringify(status ?? { running: false, signed_in: Boolean(session) }, null, 2));
+    return status ? 0 : 1;
+  }
+  if (!status) {
+    out(session ? `Signed in to ${session.controller} as ${session.principal.name}; the client is not running (sallyport up).` : "Not signed in (sallyport login).");
+    return 1;
+  }
+  const s = status as {
+    controller: string;
+    controller_reachable: boolean;
+    last_error: string | null;
+    principal: { name: string; type: string };
+    socks: string;
+    resources: number;
+    tunnels: { connector_id: string; path: string; streams: number; authorization_expires_at: string }[];
+  };
+  out(`Controller: ${s.controller} (${s.controller_reachable ? "reachable" : `UNREACHABLE — using the cached ACL${s.last_error ? `: ${s.last_error}` : ""}`})`);
+  out(`Signed in as: ${s.principal.name} (${s.principal.type})`);
+  out(`SOCKS5 proxy: ${s.socks}`);
+  out(`Resources: ${s.resources}`);
+  out(`Tunnels: ${s.tunnels.length === 0 ? "none" : ""}`);
+  for (const t of s.tunnels) {
+    out(`  ${t.connector_id}  ${t.path}  streams=${t.streams}  authorization until ${t.authorization_expires_at}`);
+  }
+  return 0;
+}
+
+async function cmdResources(values: Record<string, string | undefined>, stateDir: string): Promise<number> {
+  let resources = ((await daemonGet(stateDir, "/resources")) as { resources?: unknown[] } | undefined)?.resources;
+  if (!resources) {
+    const session = loadSession(stateDir);
+    if (!session) throw new UsageError("not signed in: run `sallyport login` first");
+    resources = (await fetchAcl(session)).resources;
+  }
+  if (values.json === "true") {
+    out(JSON.stringify(resources, null, 2));
+    return 0;
+  }
+  const rows = resources as { name: string; address: string; alias?: string | null; protocols: { tcp: { policy: string; ports: [number, number][] } } }[];
+  if (rows.length === 0) out("No Resources.");
+  for (const r of rows) {
+    const ports = r.protocols.tcp.policy === "allow_all" ? "all ports" : r.protocols.tcp.ports.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(",");
+    out(`${r.name.padEnd(24)} ${r.address.padEnd(32)} ${r.alias ? `alias ${r.alias} ` : ""}tcp ${ports}`);
+  }
+  return 0;
+}
+
+async function cmdUp(values: Record<string, string | undefined>, stateDir: string, level: Level): Promise<number> {
+  const session = loadSession(stateDir);
+  if (!session) throw new UsageError("not signed in: run `sallyport login` first");
+  const listen = values.socks ?? "127.0.0.1:1080";
+  const i = listen.lastIndexOf(":");
+  if (i <= 0) throw new UsageError(`--socks: "${listen}" must be HOST:PORT`);
+  const socksHost = listen.slice(0, i);
+  const socksPort = parsePort(listen.slice(i + 1), "--socks");
+  const log = createLogger("client", level);
+  const device = await loadOrCreateDeviceKey(stateDir);
+  const daemon = new Daemon({ stateDir, socksHost, socksPort, session, device, log });
+  const started = await daemon.start();
+  log.info("client up", { socks: `${socksHost}:${started.socksPort}`, principal: session.principal.name });
+  // One machine-readable line on stdout for scripts.
+  out(`READY socks=${socksHost}:${started.socksPort}`);
+  await new Promise<void>((resolve) => {
+    const stop = () => void daemon.stop().then(resolve);
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === "--help" || command === "-h" || command === "help") {
+    out(mainHelp());
+    return 0;
+  }
+  if (command === "--version" || command === "version") {
+    out(VERSION);
+    return 0;
+  }
+  const spec = COMMANDS[command];
+  if (!spec) throw new UsageError(`unknown command "${command}" (see sallyport --help)`);
+  const { values, rest: extra } = parseArgs(rest, spec.options, process.env);
+  if (values.help === "true") {
+    out(`${spec.summary}\n\nUsage: ${spec.usage}\n\nOptions:\n${formatOptions(spec.options)}`);
+    return 0;
+  }
+  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
+  const stateDir = values["state-dir"]!;
+  const level = (values["log-level"] ?? "info") as Level;
+  if (!["debug", "info", "warn", "error"].includes(level)) throw new UsageError(`--log-level: unknown level "${level}"`);
+  switch (command) {
+    case "login":
+      return await cmdLogin(values, stateDir);
+    case "up":
+      return await cmdUp(values, stateDir, level);
+    case "status":
+      return await cmdStatus(values, stateDir);
+    default:
+      return await cmdResources(values, stateDir);
+  }
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (err) {
+  if (err instanceof UsageError) {
+    process.stderr.write(`sallyport: ${err.message}\n`);
+    process.exitCode = 2;
+  } else if (err instanceof ClientApiError) {
+    process.stderr.write(`sallyport: ${err.message}${err.requirement ? ` (requirement: ${err.requirement})` : ""}\n`);
+    process.exitCode = 1;
+  } else {
+    process.stderr.write(`sallyport: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}

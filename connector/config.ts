@@ -1,0 +1,67 @@
+// Connector configuration: every flag and environment variable, declared once.
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { type OptionSpec, parseArgs, requireValue, UsageError } from "../bunlib/config.ts";
+import type { Level } from "../bunlib/log.ts";
+
+export const CONNECTOR_OPTIONS: readonly OptionSpec[] = [
+  { flag: "controller", env: "SALLYPORT_CONTROLLER", description: "Controller base URL, e.g. https://sallyport.example.com" },
+  { flag: "access-token", env: "SALLYPORT_ACCESS_TOKEN", description: "Access token from provisioning (shown once by the admin API)" },
+  { flag: "refresh-token", env: "SALLYPORT_REFRESH_TOKEN", description: "Refresh token from provisioning (shown once by the admin API)" },
+  {
+    flag: "state-dir",
+    env: "SALLYPORT_STATE_DIR",
+    description: "Directory for the connector's key, certificate and rotated tokens (0700)",
+    default: join(homedir(), ".local/state/sallyport-connector"),
+  },
+  {
+    flag: "host-override",
+    env: "SALLYPORT_HOST_OVERRIDES",
+    description: "NAME=IP resolved locally without DNS; repeatable (env: comma-separated)",
+    repeatable: true,
+  },
+  { flag: "log-level", env: "SALLYPORT_LOG_LEVEL", description: "debug, info, warn or error", default: "info" },
+  { flag: "help", description: "Show this help", boolean: true },
+  { flag: "version", description: "Print the version", boolean: true },
+];
+
+export interface ConnectorConfig {
+  controller: string;
+  accessToken: string | undefined;
+  refreshToken: string | undefined;
+  stateDir: string;
+  hostOverrides: Map<string, string>;
+  logLevel: Level;
+}
+
+export function parseConnectorConfig(argv: readonly string[], env: Record<string, string | undefined>) {
+  const { values, lists, rest } = parseArgs(argv, CONNECTOR_OPTIONS, env);
+  if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}" (see --help)`);
+  if (values.help === "true" || values.version === "true") return { help: values.help === "true", config: undefined };
+  const controller = requireValue(values, "controller", "SALLYPORT_CONTROLLER").replace(/\/+$/, "");
+  let url: URL;
+  try {
+    url = new URL(controller);
+  } catch {
+    throw new UsageError(`--controller: "${controller}" is not a URL`);
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") throw new UsageError("--controller must be http(s)");
+  const overrides = new Map<string, string>();
+  const raw = [...(lists["host-override"] ?? []), ...(env.SALLYPORT_HOST_OVERRIDES?.split(",") ?? [])];
+  for (const item of raw.map((s) => s.trim()).filter(Boolean)) {
+    const [name, ip] = item.split("=");
+    if (!name || !ip) throw new UsageError(`--host-override: "${item}" must be NAME=IP`);
+    overrides.set(name.toLowerCase().replace(/\.$/, ""), ip);
+  }
+  const level = values["log-level"] ?? "info";
+  if (!["debug", "info", "warn", "error"].includes(level)) throw new UsageError(`--log-level: unknown level "${level}"`);
+  const config: ConnectorConfig = {
+    controller,
+    accessToken: values["access-token"],
+    refreshToken: values["refresh-token"],
+    stateDir: values["state-dir"]!,
+    hostOverrides: overrides,
+    logLevel: level as Level,
+  };
+  return { help: false, config };
+}

@@ -1,0 +1,172 @@
+// The connector process: identity, registration, relay attachment with reconnect/backoff,
+// heartbeats (which renew the relay token), sessions, draining on SIGTERM.
+import { createRemoteJWKSet, type JWTVerifyGetKey } from "jose";
+import { loadOrCreateIdentity } from "../bunlib/cert.ts";
+import type { Logger } from "../bunlib/log.ts";
+import { openWebSocket, WebSocketClosedError } from "../bunlib/ws-duplex.ts";
+import type { ConnectorConfig } from "./config.ts";
+import { ConnectorControllerClient, ControllerError, type Registration } from "./controller-client.ts";
+import { EventReporter } from "./events.ts";
+import { systemResolver } from "./proxy.ts";
+import { ConnectorSession, type SessionContext } from "./session.ts";
+
+const HEARTBEAT_MS = 20_000;
+const PING_MS = 20_000;
+const DRAIN_GRACE_MS = 30_000;
+
+export function backoffMs(attempt: number, baseMs = 500, maxMs = 30_000): number {
+  const exp = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 16));
+  // Full jitter: spreads a fleet's reconnects after a relay restart.
+  return Math.round(exp / 2 + Math.random() * (exp / 2));
+}
+
+export class Connector {
+  private reg: Registration | undefined;
+  private relayToken = "";
+  private control: WebSocket | undefined;
+  private readonly sessions = new Set<ConnectorSession>();
+  private draining = false;
+  private stopped = false;
+  private keys: JWTVerifyGetKey | undefined;
+  private timers: ReturnType<typeof setInterval>[] = [];
+  private attempt = 0;
+  readonly events: EventReporter;
+  private readonly api: ConnectorControllerClient;
+
+  constructor(
+    private readonly config: ConnectorConfig,
+    private readonly log: Logger,
+  ) {
+    this.api = new ConnectorControllerClient(
+      config.controller,
+      config.stateDir,
+      { access: config.accessToken, refresh: config.refreshToken },
+      log,
+    );
+    this.events = new EventReporter((batch) => this.api.uploadEvents(batch), log);
+  }
+
+  async start(): Promise<void> {
+    const identity = await loadOrCreateIdentity(this.config.stateDir, "sallyport-connector");
+    this.log.info("identity ready", { cert_sha256: identity.digest });
+    for (let attempt = 0; !this.reg; attempt++) {
+      try {
+        this.reg = await this.api.register(identity.digest);
+      } catch (err) {
+        if (err instanceof ControllerError && (err.status === 401 || err.status === 403 || err.status === 0)) {
+          throw new Error(`the controller refused this connector: ${err.message}`);
+        }
+        const wait = backoffMs(attempt);
+        this.log.warn("could not register with the controller; retrying", { error: (err as Error).message, in_ms: wait });
+        await Bun.sleep(wait);
+      }
+    }
+    const reg = this.reg;
+    this.relayToken = reg.relay_token;
+    this.keys = createRemoteJWKSet(new URL(`${this.config.controller}/.well-known/jwks.json`), {
+      // Keep the last good key set for as long as needed: an unreachable Controller must not
+      // break established authorization checks. Unknown kids still trigger a refetch.
+      cacheMaxAge: Number.POSITIVE_INFINITY,
+      cooldownDuration: 30_000,
+    });
+    this.log.info("registered", { connector_id: reg.connector_id, remote_network: reg.remote_network_id });
+    const ctx: SessionContext = {
+      relayUrl: reg.relay_url,
+      relayToken: () => this.relayToken,
+      identity,
+      connectorId: reg.connector_id,
+      issuer: reg.issuer,
+      keys: () => this.keys!,
+      resolve: systemResolver(this.config.hostOverrides),
+      events: this.events,
+      log: this.log,
+      isDraining: () => this.draining,
+    };
+    this.events.start();
+    this.timers.push(setInterval(() => void this.heartbeat(), HEARTBEAT_MS));
+    this.timers.push(
+      setInterval(() => {
+        if (this.control?.readyState === WebSocket.OPEN) this.control.send('{"type":"ping"}');
+      }, PING_MS),
+    );
+    await this.attach(ctx);
+  }
+
+  private async heartbeat(): Promise<void> {
+    try {
+      const hb = await this.api.heartbeat();
+      this.relayToken = hb.relay_token;
+      if (this.control?.readyState === WebSocket.OPEN) {
+        this.control.send(JSON.stringify({ type: "refresh", token: hb.relay_token }));
+      }
+    } catch (err) {
+      this.log.warn("heartbeat failed", { error: (err as Error).message });
+    }
+  }
+
+  private async attach(ctx: SessionContext): Promise<void> {
+    while (!this.stopped && !this.draining) {
+      try {
+        const ws = await openWebSocket(`${ctx.relayUrl}/relay/v1/attach`, this.relayToken);
+        this.attempt = 0;
+        this.control = ws;
+        this.log.info("attached to relay", { connector_id: ctx.connectorId, relay: new URL(ctx.relayUrl).host });
+        await new Promise<void>((resolve) => {
+          ws.addEventListener("message", (ev) => this.onControl(ev.data, ctx));
+          ws.addEventListener("close", (ev) => {
+            this.log.warn("relay connection closed", { code: ev.code, reason: ev.reason });
+            resolve();
+          });
+        });
+      } catch (err) {
+        const code = err instanceof WebSocketClosedError ? err.code : undefined;
+        this.log.warn("could not attach to relay", { error: (err as Error).message });
+        if (code === 4401 || code === 4412) await this.heartbeat();
+      }
+      if (this.stopped || this.draining) break;
+      const wait = backoffMs(this.attempt++);
+      await Bun.sleep(wait);
+    }
+  }
+
+  private onControl(data: unknown, ctx: SessionContext): void {
+    if (typeof data !== "string" || data.length > 8192) return;
+    let msg: { type?: unknown; session?: unknown };
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (msg.type === "dial" && typeof msg.session === "string" && /^[A-Za-z0-9_-]{22,64}$/.test(msg.session)) {
+      if (this.draining) return;
+      const session = new ConnectorSession(msg.session, ctx);
+      this.sessions.add(session);
+      session.run().catch((err) => {
+        this.log.warn("client session failed", { error: (err as Error).message });
+        session.close("setup failed");
+        this.sessions.delete(session);
+      });
+    }
+  }
+
+  /** SIGTERM: go-away to every client, no new sessions, existing streams get a grace period. */
+  async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.log.info("draining: no new streams", { grace_ms: DRAIN_GRACE_MS });
+    this.control?.close(1000, "draining");
+    for (const s of this.sessions) s.goAway();
+    const deadline = Date.now() + DRAIN_GRACE_MS;
+    while (Date.now() < deadline && [...this.sessions].some((s) => s.streamCount > 0)) await Bun.sleep(200);
+    await this.stop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    for (const s of this.sessions) s.close("connector stopping");
+    this.control?.close(1000, "stopping");
+    this.events.stop();
+    await this.events.flush();
+  }
+}

@@ -1,0 +1,137 @@
+// The connector's side of the Controller's connector API: token refresh (rotated tokens are kept
+// in the state directory, 0600), registration with the certificate digest, heartbeats that renew
+// the relay token, and activity-event upload.
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { peekClaim } from "../shared/tokens.ts";
+import type { Logger } from "../bunlib/log.ts";
+
+export const CONNECTOR_VERSION = "0.1.0";
+
+interface TokenState {
+  /** The refresh token the operator provisioned with; a new one given on the command line wins. */
+  provisioned_refresh: string;
+  access_token: string;
+  refresh_token: string;
+}
+
+export interface Registration {
+  connector_id: string;
+  network_id: string;
+  remote_network_id: string;
+  relay_url: string;
+  relay_token: string;
+  relay_token_expires_at: string;
+  issuer: string;
+}
+
+export class ControllerError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ControllerError";
+  }
+}
+
+export class ConnectorControllerClient {
+  private tokens: TokenState;
+  private readonly statePath: string;
+
+  constructor(
+    private readonly baseUrl: string,
+    stateDir: string,
+    given: { access?: string; refresh?: string },
+    private readonly log: Logger,
+  ) {
+    this.statePath = join(stateDir, "tokens.json");
+    const saved = existsSync(this.statePath)
+      ? (JSON.parse(readFileSync(this.statePath, "utf8")) as TokenState)
+      : undefined;
+    if (saved && (!given.refresh || given.refresh === saved.provisioned_refresh)) {
+      this.tokens = saved;
+    } else if (given.access && given.refresh) {
+      this.tokens = { provisioned_refresh: given.refresh, access_token: given.access, refresh_token: given.refresh };
+      this.save();
+    } else {
+      throw new ControllerError(
+        0,
+        "not_provisioned",
+        "no tokens: pass --access-token and --refresh-token (or SALLYPORT_ACCESS_TOKEN / SALLYPORT_REFRESH_TOKEN) from provisioning",
+      );
+    }
+  }
+
+  private save(): void {
+    writeFileSync(this.statePath, JSON.stringify(this.tokens), { mode: 0o600 });
+  }
+
+  get connectorIdHint(): string | undefined {
+    return peekClaim(this.tokens.access_token, "sub");
+  }
+
+  private async call<T>(path: string, body: unknown, auth: boolean): Promise<T> {
+    const res = await fetch(`${this.baseUrl}/connector/v1${path}`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        ...(auth ? { authorization: `Bearer ${this.tokens.access_token}` } : {}),
+      },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(15_000),
+    });
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : {};
+    } catch {
+      throw new ControllerError(res.status, "bad_response", `controller answered ${res.status} with non-JSON`);
+    }
+    if (!res.ok) {
+      const err = (json as { error?: { code?: string; message?: string } }).error;
+      throw new ControllerError(res.status, err?.code ?? "error", err?.message ?? `HTTP ${res.status}`);
+    }
+    return json as T;
+  }
+
+  /** Call with the access token; on 401 refresh once (rotating the refresh token) and retry. */
+  private async authed<T>(path: string, body: unknown): Promise<T> {
+    try {
+      return await this.call<T>(path, body, true);
+    } catch (err) {
+      if (!(err instanceof ControllerError) || err.status !== 401) throw err;
+      await this.refresh();
+      return await this.call<T>(path, body, true);
+    }
+  }
+
+  async refresh(): Promise<void> {
+    const res = await this.call<{ access_token: string; refresh_token: string }>(
+      "/refresh",
+      { refresh_token: this.tokens.refresh_token },
+      false,
+    );
+    this.tokens = { ...this.tokens, access_token: res.access_token, refresh_token: res.refresh_token };
+    this.save();
+    this.log.info("tokens refreshed");
+  }
+
+  register(certSha256: string): Promise<Registration> {
+    return this.authed<Registration>("/register", {
+      cert_sha256: certSha256,
+      version: CONNECTOR_VERSION,
+      hostname: hostname(),
+    });
+  }
+
+  heartbeat(): Promise<{ relay_token: string; relay_token_expires_at: string }> {
+    return this.authed("/heartbeat", { version: CONNECTOR_VERSION });
+  }
+
+  uploadEvents(events: unknown[]): Promise<{ accepted: number }> {
+    return this.authed("/events", { events });
+  }
+}

@@ -1,0 +1,59 @@
+// sallyport-connector: runs inside the private network, outbound connections only.
+import { formatOptions, UsageError } from "../bunlib/config.ts";
+import { createLogger } from "../bunlib/log.ts";
+import { CONNECTOR_OPTIONS, parseConnectorConfig } from "./config.ts";
+import { Connector } from "./connector.ts";
+import { CONNECTOR_VERSION } from "./controller-client.ts";
+
+const HELP = `sallyport-connector ${CONNECTOR_VERSION} — Sallyport connector
+
+Runs inside a private network and gives authorized Sallyport clients access to its Resources.
+It only makes outbound connections: to the Controller (HTTPS) and the Relay (WebSocket).
+Provision it in the admin API (POST /api/v1/connectors) and start it with the two tokens shown.
+
+Usage:
+  sallyport-connector --controller URL --access-token TOKEN --refresh-token TOKEN [options]
+
+Options:
+${formatOptions(CONNECTOR_OPTIONS)}
+
+On first start it creates its key and self-signed certificate in the state directory and
+registers the certificate digest with the Controller; clients pin that digest.
+Exit codes: 0 stopped, 1 configuration or provisioning error, 2 usage error.
+`;
+
+async function main(): Promise<number> {
+  let parsed: ReturnType<typeof parseConnectorConfig>;
+  try {
+    parsed = parseConnectorConfig(process.argv.slice(2), process.env);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`sallyport-connector: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (!parsed.config) {
+    process.stdout.write(parsed.help ? HELP : `${CONNECTOR_VERSION}\n`);
+    return 0;
+  }
+  const log = createLogger("connector", parsed.config.logLevel);
+  let connector: Connector;
+  try {
+    connector = new Connector(parsed.config, log);
+  } catch (err) {
+    process.stderr.write(`sallyport-connector: ${(err as Error).message}\n`);
+    return 1;
+  }
+  process.on("SIGTERM", () => void connector.drain().then(() => process.exit(0)));
+  process.on("SIGINT", () => void connector.stop().then(() => process.exit(0)));
+  try {
+    await connector.start();
+  } catch (err) {
+    log.error((err as Error).message);
+    return 1;
+  }
+  return 0;
+}
+
+process.exitCode = await main();

@@ -1,0 +1,265 @@
+// One client session at the connector: the data WebSocket the relay asked us to dial, TLS 1.3
+// terminated here, AUTH verified before anything else, then a multiplexer whose streams are
+// checked against the authorization's ACL and proxied to the private network.
+import { connect, type Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import type { JWTVerifyGetKey } from "jose";
+import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
+import { acceptTls, exporterValue } from "../bunlib/tls.ts";
+import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
+import type { Logger } from "../bunlib/log.ts";
+import { type Frame, FrameReader, RESET_CODES } from "../shared/protocol/frame.ts";
+import { ProtocolError } from "../shared/protocol/errors.ts";
+import { Mux, type MuxStream } from "../shared/protocol/mux.ts";
+import { type Authorization, AuthorizationError, authorize } from "./authorize.ts";
+import type { EventReporter, Outcome } from "./events.ts";
+import { decide, type Resolver } from "./proxy.ts";
+import type { Identity } from "../bunlib/cert.ts";
+
+const AUTH_DEADLINE_MS = 10_000;
+const CONNECT_TIMEOUT_MS = 10_000;
+
+export interface SessionContext {
+  relayUrl: string;
+  relayToken: () => string;
+  identity: Identity;
+  connectorId: string;
+  issuer: string;
+  keys: () => JWTVerifyGetKey;
+  resolve: Resolver;
+  events: EventReporter;
+  log: Logger;
+  isDraining: () => boolean;
+}
+
+export class ConnectorSession {
+  private tls: TLSSocket | undefined;
+  private auth: Authorization | undefined;
+  private mux: Mux | undefined;
+  private readonly reader = new FrameReader();
+  private expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  private closed = false;
+  private queue: Promise<void> = Promise.resolve();
+  private pendingAuth: string | undefined;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(
+    private readonly sid: string,
+    private readonly ctx: SessionContext,
+  ) {}
+
+  async run(): Promise<void> {
+    const { ctx } = this;
+    const ws = await openWebSocket(`${ctx.relayUrl}/relay/v1/accept?session=${this.sid}`, ctx.relayToken());
+    const tls = await acceptTls(new WebSocketDuplex(ws), ctx.identity);
+    this.tls = tls;
+    const exporter = exporterValue(tls);
+    const deadline = setTimeout(() => this.close("client did not authorize in time"), AUTH_DEADLINE_MS);
+    tls.on("data", (chunk: Uint8Array) => {
+      let frames: Frame[];
+      try {
+        frames = this.reader.push(chunk);
+      } catch (err) {
+        this.close(err instanceof ProtocolError ? `protocol error: ${err.message}` : "protocol error");
+        return;
+      }
+      // Frames are handled in order; AUTH verification is async, so later frames wait for it.
+      this.queue = this.queue.then(() => this.handleFrames(frames, exporter, deadline));
+    });
+    tls.on("close", () => this.close("tunnel closed"));
+    tls.on("error", () => this.close("tunnel error"));
+  }
+
+  private async handleFrames(frames: Frame[], exporter: Uint8Array, deadline: ReturnType<typeof setTimeout>) {
+    if (!this.mux) {
+      this.mux = new Mux({
+        role: "connector",
+        send: (bytes) => this.write(bytes),
+        onStream: (stream, open) => this.handleOpen(stream, open),
+        onFrame: (f) => {
+          if (f.type === "auth") this.pendingAuth = f.json;
+        },
+      });
+    }
+    const mux = this.mux;
+    for (const frame of frames) {
+      if (this.closed) return;
+      try {
+        // The mux refuses every frame but AUTH until authResult(true) (DESIGN §4: no data before authz).
+        mux.receive(frame);
+      } catch (err) {
+        this.close(err instanceof ProtocolError ? `protocol error: ${err.message}` : "protocol error");
+        return;
+      }
+      const json = this.pendingAuth;
+      if (json !== undefined) {
+        this.pendingAuth = undefined;
+        clearTimeout(deadline);
+        await this.handleAuth(json, exporter);
+      }
+    }
+  }
+
+  private async handleAuth(json: string, exporter: Uint8Array): Promise<boolean> {
+    const { ctx } = this;
+    try {
+      const auth = await authorize(json, {
+        keys: ctx.keys(),
+        issuer: ctx.issuer,
+        connectorId: ctx.connectorId,
+        exporter,
+        now: Date.now(),
+        current: this.auth,
+      });
+      this.auth = auth;
+      this.mux?.authResult(true, "authorized");
+      this.scheduleExpiry();
+      ctx.log.info("client authorized", { principal: auth.claims.sub, device: auth.claims.dev, session: this.sid });
+      return true;
+    } catch (err) {
+      const message = err instanceof AuthorizationError ? err.message : "authorization failed";
+      ctx.log.warn("client refused", { reason: message, session: this.sid });
+      this.mux?.authResult(false, message);
+      if (!this.auth) this.close(message, 50);
+      return false;
+    }
+  }
+
+  private scheduleExpiry(): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    const ms = Math.max(0, (this.auth?.expiresAt ?? 0) - Date.now());
+    this.expiryTimer = setTimeout(() => {
+      // Authorization expired without renewal: every stream of this client ends, reported.
+      this.mux?.closeAll(RESET_CODES.unauthorized, "authorization expired");
+      this.close("authorization expired");
+    }, ms);
+  }
+
+  private write(bytes: Uint8Array): void {
+    if (!this.closed && this.tls && !this.tls.destroyed) this.tls.write(bytes);
+  }
+
+  private handleOpen(stream: MuxStream, open: { host: string; port: number; protocol: "tcp" | "udp" }): void {
+    // Data the client pipelined after OPEN is held (bounded by the stream window) until the
+    // destination is connected; an early FIN or RESET is remembered too.
+    const early: Uint8Array[] = [];
+    let earlyEnd = false;
+    let earlyReset = false;
+    stream.onData = (b) => early.push(b);
+    stream.onEnd = () => {
+      earlyEnd = true;
+    };
+    stream.onReset = () => {
+      earlyReset = true;
+    };
+    void this.proxyStream(stream, open, { early, ended: () => earlyEnd, wasReset: () => earlyReset });
+  }
+
+  private async proxyStream(
+    stream: MuxStream,
+    open: { host: string; port: number; protocol: "tcp" | "udp" },
+    pre: { early: Uint8Array[]; ended: () => boolean; wasReset: () => boolean },
+  ) {
+    const { ctx } = this;
+    const auth = this.auth!;
+    const started = Date.now();
+    const destination = `${open.host}:${open.port}`;
+    const report = (outcome: Outcome, extra: Partial<{ reason: string | null; resource: string | null; ip: string | null; sent: number; received: number }>) =>
+      ctx.events.report({
+        time: new Date().toISOString(),
+        principal_id: auth.claims.sub,
+        principal_type: auth.claims.ptype,
+        device_id: auth.claims.dev,
+        resource_id: extra.resource ?? null,
+        destination,
+        protocol: open.protocol,
+        resolved_ip: extra.ip ?? null,
+        outcome,
+        reason: extra.reason ?? null,
+        bytes_sent: extra.sent ?? 0,
+        bytes_received: extra.received ?? 0,
+        duration_ms: Date.now() - started,
+        path: "relayed",
+      });
+    if (ctx.isDraining()) {
+      stream.reset(RESET_CODES.going_away, "connector is shutting down");
+      return;
+    }
+    if (open.protocol !== "tcp") {
+      stream.reset(RESET_CODES.denied, "only TCP is supported by this connector version");
+      report("denied", { reason: "protocol not supported" });
+      return;
+    }
+    const d = await decide(auth.acl, open.host, open.port, open.protocol, ctx.resolve);
+    if (d.outcome !== "allowed") {
+      const code = d.outcome === "dns_lookup_error" ? RESET_CODES.dns_lookup_error : RESET_CODES.denied;
+      stream.reset(code, d.reason ?? d.outcome);
+      report(d.outcome, { reason: d.reason, resource: d.resourceId });
+      return;
+    }
+    let lastError = "unable to connect";
+    for (const ip of d.addresses) {
+      const sock = await tcpConnect(ip, open.port).catch((err: Error) => {
+        lastError = `${ip}: ${err.message}`;
+        return undefined;
+      });
+      if (!sock) continue;
+      if (this.closed || pre.wasReset()) {
+        sock.destroy();
+        return;
+      }
+      this.sockets.add(sock);
+      stream.acceptOpen();
+      const r = await pipeSocketAndStream(sock, stream, { early: pre.early, ended: pre.ended() });
+      this.sockets.delete(sock);
+      report("success", {
+        resource: d.resourceId,
+        ip,
+        sent: r.bytesFromStream,
+        received: r.bytesToStream,
+        reason: r.error ?? null,
+      });
+      return;
+    }
+    stream.reset(RESET_CODES.unable_to_connect, lastError);
+    report("unable_to_connect", { reason: lastError, resource: d.resourceId });
+  }
+
+  close(reason: string, delayMs = 0): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.mux?.closeAll(RESET_CODES.cancelled, reason);
+    for (const s of this.sockets) s.destroy();
+    this.ctx.log.debug("session closed", { session: this.sid, reason });
+    const tls = this.tls;
+    if (tls) setTimeout(() => tls.destroy(), delayMs);
+  }
+
+  goAway(): void {
+    this.mux?.goAway(RESET_CODES.going_away, "connector is shutting down");
+  }
+
+  get streamCount(): number {
+    return this.mux?.streamCount ?? 0;
+  }
+}
+
+function tcpConnect(host: string, port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host, port });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error("connect timed out"));
+    }, CONNECT_TIMEOUT_MS);
+    sock.once("connect", () => {
+      clearTimeout(timer);
+      sock.setNoDelay(true);
+      resolve(sock);
+    });
+    sock.once("error", (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new Error(err.code === "ECONNREFUSED" ? "connection refused" : (err.code ?? err.message)));
+    });
+  });
+}
