@@ -130,7 +130,7 @@ export class Daemon {
     }
     const acl = this.acl?.compiled;
     const candidates = acl?.candidates(dest) ?? [];
-    if (candidates.length === 0) return await this.direct(host, port);
+    if (candidates.length === 0) return await this.direct(dest.kind === "name" ? dest.name : dest.ip, port);
     const m = acl?.match(dest, "tcp", port);
     if (!m) {
       this.opts.log.warn("refused: Resource does not allow this port", { destination: `${host}:${port}` });

@@ -71,8 +71,9 @@ export class SpliceSession extends DurableObject<Env> {
         this.shutdown(RELAY_CLOSE.malformed);
         return;
       }
+      // Copy: the event's buffer is only valid during the callback.
       this.pending[side] ??= [];
-      this.pending[side].push(ev.data);
+      this.pending[side].push(typeof ev.data === "string" ? ev.data : ev.data.slice(0));
     });
     ws.addEventListener("close", (ev) => {
       const code = ev.code === 1000 ? 1000 : RELAY_CLOSE.peerClosed.code;

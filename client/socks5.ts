@@ -1,0 +1,338 @@
+/**
+ * SOCKS5 server (RFC 1928) for the client daemon: CONNECT with "no authentication" only. The
+ * handshake parsers are sans-IO (bytes in, value or SocksProtocolError out); startSocksServer wraps
+ * them with node:net, which Bun implements, and hands each accepted connection to the caller's
+ * onConnect. The server never decides policy: it reports the requested host as received, and the
+ * caller (which checks the ACL with shared/address.ts) answers with a reply code.
+ *
+ * Protocol flow and byte layouts (all integers big-endian):
+ *
+ *   client greeting   VER=05 NMETHODS(1) METHODS(NMETHODS)            at most 257 bytes
+ *   server choice     VER=05 METHOD=00 (no auth) | FF (none acceptable, then close)
+ *   client request    VER=05 CMD(1) RSV=00 ATYP(1) DST.ADDR DST.PORT(2) at most 262 bytes
+ *                     ATYP 01: 4-byte IPv4; 03: LEN(1, 1..255) + name; 04: 16-byte IPv6
+ *   server reply      VER=05 REP(1) RSV=00 ATYP=01 BND.ADDR=0.0.0.0 BND.PORT=0   10 bytes
+ *
+ * Malformed input: a wrong version in the greeting closes without a reply (it is not SOCKS5); a
+ * malformed request gets REP 01, an unknown command 07, an unknown address type 08, then the socket
+ * is closed. The whole handshake must arrive within handshakeTimeoutMs.
+ */
+import net, { type AddressInfo } from "node:net";
+import ipaddr from "ipaddr.js";
+
+export const SOCKS_VERSION = 0x05;
+
+/** REP codes (RFC 1928 §6). */
+export const SocksReply = {
+  succeeded: 0x00,
+  generalFailure: 0x01,
+  notAllowed: 0x02,
+  networkUnreachable: 0x03,
+  hostUnreachable: 0x04,
+  connectionRefused: 0x05,
+  ttlExpired: 0x06,
+  commandNotSupported: 0x07,
+  addressTypeNotSupported: 0x08,
+} as const;
+
+const METHOD_NO_AUTH = 0x00;
+const METHOD_NONE_ACCEPTABLE = 0xff;
+const CMD_CONNECT = 0x01;
+const ATYP_IPV4 = 0x01;
+const ATYP_DOMAIN = 0x03;
+const ATYP_IPV6 = 0x04;
+
+export interface SocksConnectRequest {
+  /** IPv4 dotted quad, IPv6 in RFC 5952 form, or the domain exactly as sent (printable ASCII). */
+  host: string;
+  /** 0-65535 as sent; port 0 is passed on for the caller's policy to refuse. */
+  port: number;
+  atyp: "domain" | "ipv4" | "ipv6";
+}
+
+/**
+ * The caller's answer to a CONNECT. On ok the server writes the success reply, then calls
+ * attach(socket, head): `socket` is the client's raw socket, paused, and `head` holds the bytes the
+ * client sent after its request (optimistic data), which must be forwarded before anything read
+ * from the socket. attach owns the socket from then on (call socket.resume() or pipe it).
+ * cancel, if given, is called instead of attach when the client went away or the connect timed
+ * out before the answer came, so a tunnel stream opened for it can be released.
+ */
+export type ConnectResult =
+  | { ok: true; attach: (client: net.Socket, head: Uint8Array) => void; cancel?: () => void }
+  | { ok: false; reply: number };
+
+export interface SocksServerOptions {
+  host: string;
+  /** 0 picks a free port; the chosen one is returned. */
+  port: number;
+  /** The signal aborts when the client disconnects, the connect times out or the server closes. */
+  onConnect: (req: SocksConnectRequest, signal: AbortSignal) => Promise<ConnectResult>;
+  /** Greeting and request must both arrive within this time. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  /** onConnect must answer within this time, else REP 04 (host unreachable). Default 60 s. */
+  connectTimeoutMs?: number;
+}
+
+export interface SocksServer {
+  port: number;
+  /** Stops listening and destroys every connection it accepted, attached ones included. */
+  close(): Promise<void>;
+}
+
+export class SocksProtocolError extends Error {
+  readonly code = "socks_protocol";
+  /** The REP code to send before closing, or undefined to close without a reply. */
+  readonly reply: number | undefined;
+  constructor(message: string, reply?: number) {
+    super(message);
+    this.name = "SocksProtocolError";
+    this.reply = reply;
+  }
+}
+
+export type Parsed<T> = { done: false } | { done: true; value: T; consumed: number };
+
+/** Parses the method-selection greeting from the start of buf. */
+export function parseGreeting(buf: Uint8Array): Parsed<{ methods: Uint8Array }> {
+  if (buf.length >= 1 && buf[0] !== SOCKS_VERSION) {
+    throw new SocksProtocolError(`not a SOCKS5 greeting (version byte ${buf[0]})`);
+  }
+  if (buf.length < 2) return { done: false };
+  const end = 2 + (buf[1] ?? 0);
+  if (buf.length < end) return { done: false };
+  return { done: true, value: { methods: buf.slice(2, end) }, consumed: end };
+}
+
+/** Parses a CONNECT request from the start of buf. */
+export function parseRequest(buf: Uint8Array): Parsed<SocksConnectRequest> {
+  if (buf.length >= 1 && buf[0] !== SOCKS_VERSION) {
+    throw new SocksProtocolError(`bad request version ${buf[0]}`, SocksReply.generalFailure);
+  }
+  if (buf.length >= 2 && buf[1] !== CMD_CONNECT) {
+    throw new SocksProtocolError(`unsupported command ${buf[1]}`, SocksReply.commandNotSupported);
+  }
+  if (buf.length >= 3 && buf[2] !== 0) {
+    throw new SocksProtocolError("reserved byte is not zero", SocksReply.generalFailure);
+  }
+  if (buf.length < 5) return { done: false };
+  const atyp = buf[3];
+  let addrStart = 4;
+  let addrLen: number;
+  if (atyp === ATYP_IPV4) addrLen = 4;
+  else if (atyp === ATYP_IPV6) addrLen = 16;
+  else if (atyp === ATYP_DOMAIN) {
+    addrLen = buf[4] ?? 0;
+    addrStart = 5;
+    if (addrLen === 0) throw new SocksProtocolError("empty domain name", SocksReply.generalFailure);
+  } else {
+    throw new SocksProtocolError(`unsupported address type ${atyp}`, SocksReply.addressTypeNotSupported);
+  }
+  const end = addrStart + addrLen + 2;
+  if (buf.length < end) return { done: false };
+  const addr = buf.subarray(addrStart, addrStart + addrLen);
+  const port = ((buf[end - 2] ?? 0) << 8) | (buf[end - 1] ?? 0);
+  let host: string;
+  let kind: SocksConnectRequest["atyp"];
+  if (atyp === ATYP_DOMAIN) {
+    // Only printable ASCII reaches the caller; it then parses the name strictly (shared/address.ts).
+    if (!addr.every((b) => b >= 0x21 && b <= 0x7e)) {
+      throw new SocksProtocolError(
+        "domain name has non-printable or non-ASCII bytes",
+        SocksReply.generalFailure,
+      );
+    }
+    host = String.fromCharCode(...addr);
+    kind = "domain";
+  } else if (atyp === ATYP_IPV4) {
+    host = addr.join(".");
+    kind = "ipv4";
+  } else {
+    host = ipaddr.fromByteArray([...addr]).toString();
+    kind = "ipv6";
+  }
+  return { done: true, value: { host, port, atyp: kind }, consumed: end };
+}
+
+/** The 10-byte reply; the bound address is always 0.0.0.0:0 (clients don't use it for CONNECT). */
+export function encodeReply(reply: number): Uint8Array {
+  return Uint8Array.of(SOCKS_VERSION, reply, 0x00, ATYP_IPV4, 0, 0, 0, 0, 0, 0);
+}
+
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+const DEFAULT_CONNECT_TIMEOUT_MS = 60_000;
+// After a refusal the reply is flushed with end(); the socket is destroyed once the client closes
+// or after this linger, so a client that never closes cannot hold it open. Destroying at once
+// could reset the connection and lose the reply if the client had sent more bytes.
+const LINGER_MS = 1_000;
+
+/** Always a fresh plain Uint8Array (never a Buffer view), so `head` is the caller's to keep. */
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+function validReply(reply: unknown): number {
+  return Number.isInteger(reply) && (reply as number) >= 0x01 && (reply as number) <= 0xff
+    ? (reply as number)
+    : SocksReply.generalFailure;
+}
+
+function handleConnection(socket: net.Socket, opts: SocksServerOptions, serverSignal: AbortSignal): void {
+  const abort = new AbortController();
+  let buf: Uint8Array = new Uint8Array(0);
+  let stage: "greeting" | "request" | "connecting" | "closing" | "attached" = "greeting";
+  let linger: ReturnType<typeof setTimeout> | undefined;
+  let connectTimer: ReturnType<typeof setTimeout> | undefined;
+
+  const onServerClose = () => abort.abort();
+  serverSignal.addEventListener("abort", onServerClose, { once: true });
+
+  // Errors (resets, writes after the peer left) always end in 'close'; this listener stays after
+  // attach too, so a consumer that forgets its own cannot crash the process.
+  socket.on("error", () => {});
+  socket.once("close", () => {
+    clearTimeout(deadline);
+    clearTimeout(linger);
+    clearTimeout(connectTimer);
+    serverSignal.removeEventListener("abort", onServerClose);
+    abort.abort();
+  });
+
+  /** Sends a last message (none: close at once), then closes. */
+  const closeWith = (last: Uint8Array | undefined) => {
+    stage = "closing";
+    clearTimeout(deadline);
+    socket.off("data", onData);
+    if (last === undefined) {
+      socket.destroy();
+      return;
+    }
+    socket.end(last);
+    socket.resume(); // read (and drop) until the client's FIN, which closes the socket
+    linger = setTimeout(() => socket.destroy(), LINGER_MS);
+  };
+  const refuse = (reply: number | undefined) =>
+    closeWith(reply === undefined ? undefined : encodeReply(reply));
+
+  const deadline = setTimeout(() => {
+    if (stage === "greeting" || stage === "request") refuse(undefined);
+  }, opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
+
+  const onData = (chunk: Uint8Array) => {
+    buf = concat(buf, chunk);
+    try {
+      if (stage === "greeting") {
+        const greeting = parseGreeting(buf);
+        if (!greeting.done) return;
+        buf = buf.subarray(greeting.consumed);
+        if (!greeting.value.methods.includes(METHOD_NO_AUTH)) {
+          closeWith(Uint8Array.of(SOCKS_VERSION, METHOD_NONE_ACCEPTABLE));
+          return;
+        }
+        socket.write(Uint8Array.of(SOCKS_VERSION, METHOD_NO_AUTH));
+        stage = "request";
+      }
+      if (stage === "request") {
+        const request = parseRequest(buf);
+        if (!request.done) return;
+        // Pause before dropping our listener, in the same tick, so no byte is read and lost;
+        // anything after the request is handed to attach() as `head`.
+        socket.pause();
+        socket.off("data", onData);
+        clearTimeout(deadline);
+        stage = "connecting";
+        connect(request.value, buf.slice(request.consumed));
+      }
+    } catch (e) {
+      refuse(e instanceof SocksProtocolError ? e.reply : undefined);
+    }
+  };
+
+  const connect = (req: SocksConnectRequest, head: Uint8Array) => {
+    let settled = false;
+    const settle = (): boolean => {
+      if (settled) return false;
+      settled = true;
+      clearTimeout(connectTimer);
+      return true;
+    };
+    connectTimer = setTimeout(() => {
+      if (!settle()) return;
+      abort.abort();
+      refuse(SocksReply.hostUnreachable);
+    }, opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+    // The client leaving, or the server closing, settles the request; a late ok is cancelled.
+    abort.signal.addEventListener("abort", () => settle(), { once: true });
+
+    let pending: Promise<ConnectResult>;
+    try {
+      pending = Promise.resolve(opts.onConnect(req, abort.signal));
+    } catch (e) {
+      pending = Promise.reject(e);
+    }
+    pending.then(
+      (result) => {
+        const live = settle() && !socket.destroyed;
+        if (result?.ok === true && typeof result.attach === "function") {
+          if (!live) {
+            result.cancel?.();
+            return;
+          }
+          stage = "attached";
+          socket.write(encodeReply(SocksReply.succeeded));
+          try {
+            result.attach(socket, head);
+          } catch {
+            socket.destroy();
+          }
+          return;
+        }
+        if (live) refuse(validReply(result?.ok === false ? result.reply : undefined));
+      },
+      () => {
+        if (settle() && !socket.destroyed) refuse(SocksReply.generalFailure);
+      },
+    );
+  };
+
+  socket.on("data", onData);
+}
+
+/** Listens for SOCKS5 clients; resolves once listening. */
+export async function startSocksServer(opts: SocksServerOptions): Promise<SocksServer> {
+  const live = new Set<net.Socket>();
+  const closing = new AbortController();
+  const server = net.createServer((socket) => {
+    if (closing.signal.aborted) {
+      socket.destroy();
+      return;
+    }
+    live.add(socket);
+    socket.once("close", () => live.delete(socket));
+    socket.setNoDelay(true); // interactive protocols (ssh) go through here
+    handleConnection(socket, opts, closing.signal);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  // After listen, errors are per-accept (e.g. EMFILE); the listener keeps serving.
+  server.on("error", () => {});
+  const address = server.address() as AddressInfo;
+  return {
+    port: address.port,
+    close() {
+      closing.abort();
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of live) socket.destroy();
+      });
+    },
+  };
+}

@@ -1,0 +1,103 @@
+// npm run demo: the whole product on one machine. The local edge, a private HTTP Resource
+// `hello.demo.internal`, a connector provisioned through the admin API, and a service-account
+// client with SOCKS5 on 127.0.0.1:1080. Prints one READY line, then runs until Ctrl-C.
+import { mkdirSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import { join } from "node:path";
+import { startEdge } from "./lib/local-edge.ts";
+import { type Proc, startClient, startConnector } from "./lib/processes.ts";
+import { provisionNetwork } from "./lib/provision.ts";
+
+const ROOT = join(import.meta.dir, "..");
+const PORT = Number(process.env.SALLYPORT_DEMO_PORT ?? 8787);
+const SOCKS = process.env.SALLYPORT_DEMO_SOCKS ?? "127.0.0.1:1080";
+const HELLO_NAME = "hello.demo.internal";
+const HELLO_IP = "127.0.0.77";
+
+async function startHello(): Promise<{ port: number; close: () => void }> {
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+    res.end("<!doctype html><title>hello.demo.internal</title><h1>Hello from the private network</h1>\n");
+  });
+  // Port 80 so the plain URL works; without the privilege to bind it, fall back to 8080.
+  for (const port of [80, 8080]) {
+    const ok = await new Promise<boolean>((resolve) => {
+      server.once("error", () => resolve(false));
+      server.listen(port, HELLO_IP, () => resolve(true));
+    });
+    if (ok) return { port, close: () => server.close() };
+  }
+  throw new Error(`could not listen on ${HELLO_IP}:80 or :8080`);
+}
+
+const children: Proc[] = [];
+let stopEdge: (() => Promise<void>) | undefined;
+let stopping = false;
+
+async function shutdown(code: number): Promise<never> {
+  if (!stopping) {
+    stopping = true;
+    for (const c of children.reverse()) await c.stop("SIGINT");
+    await stopEdge?.();
+  }
+  process.exit(code);
+}
+process.on("SIGINT", () => void shutdown(0));
+process.on("SIGTERM", () => void shutdown(0));
+
+try {
+  const build = Bun.spawnSync(["node", join(ROOT, "scripts/build.mjs")], { stdout: "inherit", stderr: "inherit" });
+  if (build.exitCode !== 0) throw new Error("build failed");
+  const demoDir = join(ROOT, ".sallyport/demo");
+  rmSync(demoDir, { recursive: true, force: true });
+  mkdirSync(demoDir, { recursive: true });
+  console.error(`Starting the local edge on http://127.0.0.1:${PORT} …`);
+  const edge = await startEdge({ port: PORT, stateDir: join(demoDir, "edge-state") });
+  stopEdge = () => edge.stop();
+  const hello = await startHello();
+  const helloPort = hello.port;
+  const p = await provisionNetwork(edge, [
+    {
+      name: "Hello",
+      address: HELLO_NAME,
+      protocols: { tcp: { policy: "restricted", ports: [String(helloPort)] }, udp: { policy: "restricted", ports: [] }, icmp: false },
+    },
+  ]);
+  children.push(
+    await startConnector({
+      controller: edge.url,
+      accessToken: p.connector.accessToken,
+      refreshToken: p.connector.refreshToken,
+      stateDir: join(demoDir, "connector"),
+      hostOverrides: [`${HELLO_NAME}=${HELLO_IP}`],
+    }),
+  );
+  const client = await startClient({
+    controller: edge.url,
+    serviceKey: p.serviceKey,
+    stateDir: join(demoDir, "client"),
+    socks: SOCKS,
+  });
+  children.push(client);
+  const url = `http://${HELLO_NAME}${helloPort === 80 ? "" : `:${helloPort}`}/`;
+  console.log(
+    `READY controller=${edge.url} socks=${client.socks} admin_api_key=${edge.apiKey} network=${edge.networkId} resource=${url}`,
+  );
+  console.log(`
+Try this:
+  curl --socks5-hostname ${client.socks} ${url}
+
+Admin API (the key above is shown once):
+  curl -H "Authorization: Bearer ${edge.apiKey}" ${edge.url}/api/v1/events
+  curl -H "Authorization: Bearer ${edge.apiKey}" ${edge.url}/api/v1/connectors
+
+Client state: SALLYPORT_STATE_DIR=${join(demoDir, "client")} ./dist/sallyport status
+Press Ctrl-C to stop everything.`);
+  // Stop when any component dies: a half-running demo only confuses.
+  await Promise.race(children.map((c) => c.proc.exited));
+  console.error("a demo component exited; stopping");
+  await shutdown(1);
+} catch (err) {
+  console.error(`demo failed: ${(err as Error).message}`);
+  await shutdown(1);
+}

@@ -1,0 +1,167 @@
+// Starts the real local edge (Controller + Relay on workerd through `wrangler dev`) on a port
+// with its own persisted state directory, and tears it down afterwards. Used by `npm run demo`
+// and by the tests.
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Subprocess } from "bun";
+
+export const ROOT = resolve(import.meta.dir, "../..");
+const WRANGLER = join(ROOT, "node_modules/.bin/wrangler");
+
+export async function freePort(): Promise<number> {
+  return await new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once("error", rej);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => res(port));
+    });
+  });
+}
+
+export interface Edge {
+  url: string;
+  port: number;
+  bootstrapSecret: string;
+  stateDir: string;
+  proc: Subprocess;
+  logs: () => string;
+  /** Admin API key of the network created at start (when `bootstrap` was requested). */
+  apiKey: string;
+  networkId: string;
+  stop(): Promise<void>;
+  /** Kill workerd and start it again on the same port and state (for restart tests). */
+  restart(): Promise<void>;
+}
+
+function spawnWrangler(port: number, stateDir: string, secret: string, out: string[]): Subprocess {
+  const proc = Bun.spawn(
+    [
+      WRANGLER,
+      "dev",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--persist-to",
+      stateDir,
+      "--var",
+      `BOOTSTRAP_SECRET:${secret}`,
+      "--var",
+      `PUBLIC_URL:http://127.0.0.1:${port}`,
+      "--show-interactive-dev-session=false",
+      "--inspector-port",
+      "0",
+    ],
+    {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        PATH: `${join(ROOT, "node_modules/.bin")}:${process.env.PATH}`,
+        CLOUDFLARE_CF_FETCH_ENABLED: "false",
+        WRANGLER_SEND_METRICS: "false",
+        WRANGLER_LOG_PATH: join(stateDir, "logs"),
+        NO_COLOR: "1",
+        CI: "true",
+      },
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  );
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    const dec = new TextDecoder();
+    const reader = stream.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      out.push(dec.decode(value));
+    }
+  };
+  void pump(proc.stdout as ReadableStream<Uint8Array>);
+  void pump(proc.stderr as ReadableStream<Uint8Array>);
+  return proc;
+}
+
+async function waitHealthy(url: string, proc: Subprocess, out: string[], timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) throw new Error(`wrangler dev exited early:\n${out.join("")}`);
+    try {
+      const res = await fetch(`${url}/healthz`);
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await Bun.sleep(200);
+  }
+  throw new Error(`edge did not become healthy:\n${out.join("")}`);
+}
+
+export async function startEdge(opts: { bootstrap?: boolean; port?: number; stateDir?: string } = {}): Promise<Edge> {
+  const port = opts.port ?? (await freePort());
+  const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "sallyport-edge-"));
+  const bootstrapSecret = crypto.randomUUID();
+  const out: string[] = [];
+  let proc = spawnWrangler(port, stateDir, bootstrapSecret, out);
+  const url = `http://127.0.0.1:${port}`;
+  await waitHealthy(url, proc, out);
+  const edge: Edge = {
+    url,
+    port,
+    bootstrapSecret,
+    stateDir,
+    proc,
+    apiKey: "",
+    networkId: "",
+    logs: () => out.join(""),
+    async stop() {
+      proc.kill("SIGTERM");
+      await Promise.race([proc.exited, Bun.sleep(5000)]);
+      if (proc.exitCode === null) proc.kill("SIGKILL");
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+    async restart() {
+      proc.kill("SIGKILL");
+      await proc.exited;
+      proc = spawnWrangler(port, stateDir, bootstrapSecret, out);
+      edge.proc = proc;
+      await waitHealthy(url, proc, out);
+    },
+  };
+  if (opts.bootstrap !== false) {
+    const res = await fetch(`${url}/api/v1/bootstrap`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${bootstrapSecret}`, "content-type": "application/json" },
+      body: JSON.stringify({ network_name: "test" }),
+    });
+    if (res.status !== 201) throw new Error(`bootstrap failed: ${res.status} ${await res.text()}`);
+    const body = (await res.json()) as { network: { id: string }; api_key: string };
+    edge.apiKey = body.api_key;
+    edge.networkId = body.network.id;
+  }
+  return edge;
+}
+
+/** Small admin API client for tests: throws with the response text on unexpected statuses. */
+export function adminApi(edge: Edge) {
+  return async function api<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    body?: unknown,
+    expectStatus?: number,
+  ): Promise<T> {
+    const res = await fetch(`${edge.url}/api/v1${path}`, {
+      method,
+      headers: { authorization: `Bearer ${edge.apiKey}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (expectStatus !== undefined ? res.status !== expectStatus : res.status >= 300) {
+      throw new Error(`${method} ${path} -> ${res.status}: ${text}`);
+    }
+    return (text ? JSON.parse(text) : {}) as T;
+  };
+}

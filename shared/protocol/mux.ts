@@ -1,0 +1,751 @@
+/**
+ * Stream multiplexer of the Sallyport tunnel (specified in docs/protocol.md).
+ *
+ * Contract: a sans-IO state machine. The owner feeds it every frame decoded from the peer
+ * (`receive`) and gives it a `send` function for outgoing bytes; the mux never reads a socket, a
+ * clock or a timer. `receive` throws `ProtocolError` when the peer breaks the protocol; the owner
+ * then tears the tunnel down and calls `closeAll`. Local misuse of the API throws a plain `Error`.
+ *
+ * Rules it enforces:
+ * - Authentication gate: before the connector has sent a successful AUTH_RESULT, the connector
+ *   accepts nothing but AUTH and the client nothing but AUTH_RESULT and GOAWAY; the client cannot
+ *   open a stream before it received that AUTH_RESULT.
+ * - Only the client opens streams, with odd ids in strictly ascending order.
+ * - Flow control: credit per stream and for the whole tunnel. A sender may have at most the
+ *   granted credit in flight; more is a "flow_control" error. The receiver returns credit as the
+ *   application reports bytes processed (`consumed`), so a slow destination holds back its own
+ *   stream, and the tunnel window bounds the memory all streams together can pin on the receiver.
+ */
+
+import { ProtocolError } from "./errors.ts";
+import {
+  type AuthFrame,
+  type AuthResultFrame,
+  encodeData,
+  encodeFrame,
+  type Frame,
+  type GoAwayFrame,
+  MAX_DATA_PAYLOAD,
+  type PingFrame,
+  RESET_CODES,
+} from "./frame.ts";
+
+/** Initial credit per stream, in each direction. Both peers use it; there is no negotiation. */
+export const DEFAULT_STREAM_WINDOW = 256 * 1024;
+/** Initial credit for the whole tunnel, in each direction. */
+export const DEFAULT_TUNNEL_WINDOW = 4 * 1024 * 1024;
+/** Concurrent streams per tunnel. */
+export const DEFAULT_MAX_STREAMS = 16384;
+/** Bytes a stream may queue (waiting for credit) before `write` returns false. */
+export const DEFAULT_WRITE_HIGH_WATER_MARK = 64 * 1024;
+
+/** Windows above this are a flow_control error, so credit arithmetic stays far from 2^53. */
+const MAX_WINDOW = 2 ** 31 - 1;
+/** Longest reason text we put in RESET/GOAWAY: a reason must never make a control frame too large. */
+const MAX_REASON_CHARS = 1024;
+
+export interface Destination {
+  host: string;
+  port: number;
+  protocol: "tcp" | "udp";
+}
+
+/** Tunnel-level frames handed up to the owner. */
+export type ControlFrame = AuthFrame | AuthResultFrame | GoAwayFrame | PingFrame;
+
+export interface MuxOptions {
+  role: "client" | "connector";
+  /** Called with the encoded bytes of each outgoing frame, in order. */
+  send: (bytes: Uint8Array) => void;
+  /**
+   * Connector: the peer opened a stream. Set the stream's callbacks synchronously, then either
+   * `acceptOpen()` once the destination is connected or `reset()` to refuse. DATA may already
+   * arrive before acceptance (the client may pipeline it after OPEN).
+   */
+  onStream?: (stream: MuxStream, destination: Destination) => void;
+  /** AUTH (connector), AUTH_RESULT (client), GOAWAY, and PING acknowledgements. */
+  onFrame?: (frame: ControlFrame) => void;
+  /** Both peers must use the same value; the default is the protocol's. Other values are for tests. */
+  initialStreamWindow?: number;
+  /** Both peers must use the same value; the default is the protocol's. Other values are for tests. */
+  initialTunnelWindow?: number;
+  maxStreams?: number;
+  writeHighWaterMark?: number;
+}
+
+/** The part of the mux a stream handle drives. */
+interface StreamOps {
+  write(bytes: Uint8Array): boolean;
+  end(): void;
+  reset(code: number, message: string): void;
+  acceptOpen(): void;
+  consumed(n: number): void;
+  queuedBytes(): number;
+}
+
+const noop = (): void => {};
+
+/**
+ * One bidirectional byte stream inside the tunnel. Created by the mux (`Mux.open` on the client,
+ * `onStream` on the connector). Set the callbacks right away; events without a callback are dropped.
+ */
+export class MuxStream {
+  readonly id: number;
+  /** Bytes from the peer. Call `consumed(n)` once they are processed, or the peer runs out of credit. */
+  onData: (bytes: Uint8Array) => void = noop;
+  /** The peer half-closed: no more data will arrive. */
+  onEnd: () => void = noop;
+  /**
+   * The stream was aborted by the peer, by the peer's GOAWAY, or locally by `closeAll`/`resetAll`
+   * (tunnel lost, authorization expired). Data written but not yet sent is lost.
+   */
+  onReset: (code: number, message: string) => void = noop;
+  /** Client: the connector reached the destination. */
+  onOpenOk: () => void = noop;
+  /** `write` returned false earlier and the queue has gone down; writing may resume. */
+  onDrain: () => void = noop;
+
+  readonly #ops: StreamOps;
+
+  constructor(id: number, ops: StreamOps) {
+    this.id = id;
+    this.#ops = ops;
+  }
+
+  /**
+   * Sends `bytes` (split into DATA frames of at most 64 KiB) as far as credit allows and queues the
+   * rest. Returns false when the queue is above the high-water mark: pause until `onDrain`. The mux
+   * keeps a reference to `bytes` until sent, so do not modify it. Writing to a reset stream is
+   * ignored (the reset was reported through `onReset`); writing after `end()` throws.
+   */
+  write(bytes: Uint8Array): boolean {
+    return this.#ops.write(bytes);
+  }
+
+  /** Half-closes our direction: FIN is sent after everything queued. */
+  end(): void {
+    this.#ops.end();
+  }
+
+  /** Aborts the stream in both directions (queued data is dropped). No `onReset` for our own reset. */
+  reset(code: number, message: string): void {
+    this.#ops.reset(code, message);
+  }
+
+  /** Connector: the destination is connected; sends OPEN_OK and starts sending queued data. */
+  acceptOpen(): void {
+    this.#ops.acceptOpen();
+  }
+
+  /** The application has processed `n` bytes received through `onData`; returns credit to the peer. */
+  consumed(n: number): void {
+    this.#ops.consumed(n);
+  }
+
+  /** Bytes written but not yet sent for lack of credit. */
+  get queuedBytes(): number {
+    return this.#ops.queuedBytes();
+  }
+}
+
+/** FIFO of byte slices, consumed from the front in pieces of any size. */
+class ByteQueue {
+  #items: Uint8Array[] = [];
+  #head = 0;
+  length = 0;
+
+  push(bytes: Uint8Array): void {
+    this.#items.push(bytes);
+    this.length += bytes.byteLength;
+  }
+
+  /** Removes and returns up to `max` bytes (max > 0, queue not empty); copies only to coalesce. */
+  take(max: number): Uint8Array {
+    const first = this.#items[this.#head]!;
+    if (first.byteLength >= max || this.#items.length - this.#head === 1) {
+      const piece = first.byteLength > max ? first.subarray(0, max) : first;
+      this.#advance(piece.byteLength);
+      return piece;
+    }
+    // Many small writes queued while blocked: coalesce them into one frame.
+    const out = new Uint8Array(Math.min(max, this.length));
+    let filled = 0;
+    while (filled < out.byteLength) {
+      const item = this.#items[this.#head]!;
+      const piece = item.subarray(0, out.byteLength - filled);
+      out.set(piece, filled);
+      filled += piece.byteLength;
+      this.#advance(piece.byteLength);
+    }
+    return out;
+  }
+
+  clear(): void {
+    this.#items = [];
+    this.#head = 0;
+    this.length = 0;
+  }
+
+  #advance(n: number): void {
+    const item = this.#items[this.#head]!;
+    this.length -= n;
+    if (n === item.byteLength) {
+      this.#head++;
+      if (this.#head === this.#items.length) {
+        this.#items = [];
+        this.#head = 0;
+      } else if (this.#head >= 1024) {
+        this.#items = this.#items.slice(this.#head);
+        this.#head = 0;
+      }
+    } else {
+      this.#items[this.#head] = item.subarray(n);
+    }
+  }
+}
+
+interface StreamState {
+  id: number;
+  handle: MuxStream;
+  /** OPEN_OK sent (connector) or received (client). */
+  established: boolean;
+  /** `end()` was called; FIN goes out once the queue is empty. */
+  localEnded: boolean;
+  finSent: boolean;
+  /** FIN received. */
+  remoteEnded: boolean;
+  /** Removed from the mux (closed or reset); every later operation is a no-op. */
+  closed: boolean;
+  /** Credit the peer granted us for this stream. */
+  sendWindow: number;
+  /** Credit we granted the peer for this stream. */
+  recvWindow: number;
+  /** Bytes delivered through onData and not yet reported by `consumed`. */
+  delivered: number;
+  /** Consumed bytes not yet returned to the peer as CREDIT. */
+  unacked: number;
+  queue: ByteQueue;
+  /** `write` returned false; `onDrain` is owed. */
+  needDrain: boolean;
+}
+
+export class Mux {
+  readonly role: "client" | "connector";
+  readonly #send: (bytes: Uint8Array) => void;
+  readonly #onStream: ((stream: MuxStream, destination: Destination) => void) | undefined;
+  readonly #onFrame: (frame: ControlFrame) => void;
+  readonly #streamWindow: number;
+  readonly #tunnelWindow: number;
+  readonly #maxStreams: number;
+  readonly #highWaterMark: number;
+
+  readonly #streams = new Map<number, StreamState>();
+  /** Streams with queued data, in round-robin order (a stream that sends moves to the back). */
+  readonly #pending = new Set<StreamState>();
+  /** Client: the id the next `open` uses. */
+  #nextId = 1;
+  /** Connector: the highest stream id the peer opened. */
+  #highestRemoteId = 0;
+  #tunnelSendWindow: number;
+  #tunnelRecvWindow: number;
+  #tunnelUnacked = 0;
+  #authenticated = false;
+  #goAwaySent = false;
+  #goAwayReceived = false;
+  #closed = false;
+
+  constructor(options: MuxOptions) {
+    this.role = options.role;
+    this.#send = options.send;
+    this.#onStream = options.onStream;
+    this.#onFrame = options.onFrame ?? noop;
+    this.#streamWindow = positive(
+      options.initialStreamWindow ?? DEFAULT_STREAM_WINDOW,
+      "initialStreamWindow",
+    );
+    this.#tunnelWindow = positive(
+      options.initialTunnelWindow ?? DEFAULT_TUNNEL_WINDOW,
+      "initialTunnelWindow",
+    );
+    this.#maxStreams = positive(options.maxStreams ?? DEFAULT_MAX_STREAMS, "maxStreams");
+    this.#highWaterMark = positive(
+      options.writeHighWaterMark ?? DEFAULT_WRITE_HIGH_WATER_MARK,
+      "writeHighWaterMark",
+    );
+    this.#tunnelSendWindow = this.#tunnelWindow;
+    this.#tunnelRecvWindow = this.#tunnelWindow;
+  }
+
+  /** Open streams (including those waiting for OPEN_OK or being closed). */
+  get streamCount(): number {
+    return this.#streams.size;
+  }
+
+  /** Connector: a successful AUTH_RESULT was sent. Client: one was received. */
+  get authenticated(): boolean {
+    return this.#authenticated;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Tunnel-level operations
+
+  /** Client: presents (or renews) the authorization. `json` is the AUTH message of the spec. */
+  auth(json: string): void {
+    this.#requireRole("client", "auth");
+    this.#requireOpen();
+    this.#sendFrame({ type: "auth", json });
+  }
+
+  /**
+   * Connector: answers an AUTH. A success opens the authentication gate (and keeps it open for
+   * renewals); after a failure the owner should close the tunnel.
+   */
+  authResult(ok: boolean, message: string): void {
+    this.#requireRole("connector", "authResult");
+    this.#requireOpen();
+    this.#sendFrame({ type: "auth_result", ok, message: clampReason(message) });
+    if (ok) this.#authenticated = true;
+  }
+
+  /** Client: opens a stream to `destination`. Throws ProtocolError("bad_payload") for a bad host. */
+  open(destination: Destination): MuxStream {
+    this.#requireRole("client", "open");
+    this.#requireOpen();
+    if (!this.#authenticated) throw new Error("open() before the connector accepted AUTH");
+    if (this.#goAwaySent || this.#goAwayReceived) throw new Error("open() after GOAWAY");
+    if (this.#streams.size >= this.#maxStreams) {
+      throw new ProtocolError("too_many_streams", `at most ${this.#maxStreams} concurrent streams`);
+    }
+    if (this.#nextId > 0xffffffff) {
+      throw new ProtocolError("too_many_streams", "stream ids exhausted; open a new tunnel");
+    }
+    const id = this.#nextId;
+    // Encoded before the id is taken, so an invalid destination throws without side effects.
+    const { host, port, protocol } = destination;
+    const bytes = encodeFrame({ type: "open", streamId: id, host, port, protocol });
+    this.#nextId += 2;
+    const state = this.#newStream(id);
+    this.#send(bytes);
+    return state.handle;
+  }
+
+  /**
+   * Announces draining: no new streams after this. Existing streams continue. The connector refuses
+   * OPENs that were already in flight with RESET going_away.
+   */
+  goAway(code: number, message: string): void {
+    this.#requireOpen();
+    this.#goAwaySent = true;
+    this.#sendFrame({
+      type: "goaway",
+      lastStreamId: this.role === "connector" ? this.#highestRemoteId : 0,
+      code,
+      message: clampReason(message),
+    });
+  }
+
+  /** Sends a PING; the peer's ACK arrives through `onFrame`. `data` is 8 bytes, e.g. a send time. */
+  ping(data: Uint8Array): void {
+    this.#requireOpen();
+    this.#sendFrame({ type: "ping", ack: false, data });
+  }
+
+  /**
+   * Resets every stream, telling the peer (RESET frames) and the local owners (`onReset`). For
+   * example code 7 "unauthorized" when the client's authorization expires without renewal.
+   */
+  resetAll(code: number, message: string): void {
+    for (const state of [...this.#streams.values()]) {
+      if (state.closed) continue;
+      this.#resetStream(state, code, message);
+      state.handle.onReset(code, message);
+    }
+  }
+
+  /**
+   * The tunnel is gone (transport closed, or `receive` threw): every stream is reset locally with
+   * `onReset(code, message)`, so no owner mistakes a truncated stream for a complete one. Nothing is
+   * sent. Later frames are ignored and later operations are no-ops or throw.
+   */
+  closeAll(code: number, message: string): void {
+    this.#closed = true;
+    const states = [...this.#streams.values()];
+    this.#streams.clear();
+    this.#pending.clear();
+    for (const state of states) {
+      state.closed = true;
+      state.queue.clear();
+    }
+    for (const state of states) state.handle.onReset(code, message);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Input
+
+  /** Processes one frame from the peer. Throws ProtocolError if it breaks the protocol. */
+  receive(frame: Frame): void {
+    if (this.#closed) return;
+    if (!this.#authenticated && !this.#allowedBeforeAuth(frame)) {
+      throw new ProtocolError("unauthenticated", `${frame.type} frame before authentication succeeded`);
+    }
+    switch (frame.type) {
+      case "auth":
+        this.#expectRole("connector", frame);
+        this.#onFrame(frame);
+        return;
+      case "auth_result":
+        this.#expectRole("client", frame);
+        if (frame.ok) this.#authenticated = true;
+        this.#onFrame(frame);
+        return;
+      case "goaway":
+        this.#goAwayReceived = true;
+        this.#onFrame(frame);
+        return;
+      case "ping":
+        if (frame.ack) this.#onFrame(frame);
+        else this.#sendFrame({ type: "ping", ack: true, data: frame.data });
+        return;
+      case "open":
+        this.#receiveOpen(frame.streamId, frame);
+        return;
+      case "open_ok":
+        this.#receiveOpenOk(frame.streamId);
+        return;
+      case "data":
+        this.#receiveData(frame.streamId, frame.data);
+        return;
+      case "fin":
+        this.#receiveFin(frame.streamId);
+        return;
+      case "reset":
+        this.#receiveReset(frame.streamId, frame.code, frame.message);
+        return;
+      case "credit":
+        this.#receiveCredit(frame.streamId, frame.increment);
+        return;
+    }
+  }
+
+  #allowedBeforeAuth(frame: Frame): boolean {
+    // The connector must not act on anything (not even a PING) from a peer it has not verified.
+    if (this.role === "connector") return frame.type === "auth";
+    return frame.type === "auth_result" || frame.type === "goaway";
+  }
+
+  #expectRole(role: "client" | "connector", frame: Frame): void {
+    if (this.role !== role)
+      throw new ProtocolError("unexpected_frame", `${frame.type} frame sent to the ${this.role}`);
+  }
+
+  #receiveOpen(id: number, destination: Destination): void {
+    if (this.role !== "connector")
+      throw new ProtocolError("unexpected_frame", "only the client opens streams");
+    if (id % 2 !== 1 || id <= this.#highestRemoteId) {
+      throw new ProtocolError("stream_state", `OPEN of stream ${id}: ids must be odd and ascending`);
+    }
+    this.#highestRemoteId = id;
+    if (this.#goAwaySent) {
+      // It crossed our GOAWAY on the wire: refuse it, the client will retry on another tunnel.
+      this.#sendFrame({ type: "reset", streamId: id, code: RESET_CODES.going_away, message: "going away" });
+      return;
+    }
+    if (this.#streams.size >= this.#maxStreams) {
+      throw new ProtocolError("too_many_streams", `peer exceeded ${this.#maxStreams} concurrent streams`);
+    }
+    const state = this.#newStream(id);
+    if (this.#onStream === undefined) {
+      this.#resetStream(state, RESET_CODES.denied, "connector accepts no streams");
+      return;
+    }
+    this.#onStream(state.handle, {
+      host: destination.host,
+      port: destination.port,
+      protocol: destination.protocol,
+    });
+  }
+
+  #receiveOpenOk(id: number): void {
+    if (this.role !== "client") throw new ProtocolError("unexpected_frame", "OPEN_OK sent to the connector");
+    const state = this.#lookup(id, "open_ok");
+    if (state === undefined) return;
+    if (state.established) throw new ProtocolError("stream_state", `duplicate OPEN_OK on stream ${id}`);
+    state.established = true;
+    state.handle.onOpenOk();
+  }
+
+  #receiveData(id: number, data: Uint8Array): void {
+    const state = this.#lookup(id, "data");
+    const n = data.byteLength;
+    // The tunnel window counts every DATA frame, even one for a stream that is gone, because the
+    // sender counted it against its credit too.
+    if (n > this.#tunnelRecvWindow) {
+      throw new ProtocolError(
+        "flow_control",
+        `DATA of ${n} bytes exceeds the tunnel window ${this.#tunnelRecvWindow}`,
+      );
+    }
+    this.#tunnelRecvWindow -= n;
+    if (state === undefined) {
+      // In flight when we reset the stream: drop it, and give the tunnel credit straight back.
+      this.#creditTunnel(n);
+      return;
+    }
+    this.#checkPeerMaySend(state, "DATA");
+    if (n > state.recvWindow) {
+      throw new ProtocolError(
+        "flow_control",
+        `DATA of ${n} bytes exceeds stream ${id}'s window ${state.recvWindow}`,
+      );
+    }
+    state.recvWindow -= n;
+    state.delivered += n;
+    state.handle.onData(data);
+  }
+
+  #receiveFin(id: number): void {
+    const state = this.#lookup(id, "fin");
+    if (state === undefined) return;
+    this.#checkPeerMaySend(state, "FIN");
+    state.remoteEnded = true;
+    state.handle.onEnd();
+    this.#removeIfDone(state);
+  }
+
+  #receiveReset(id: number, code: number, message: string): void {
+    const state = this.#lookup(id, "reset");
+    if (state === undefined) return;
+    this.#remove(state, false);
+    state.handle.onReset(code, message);
+  }
+
+  #receiveCredit(id: number, increment: number): void {
+    if (id === 0) {
+      this.#tunnelSendWindow += increment;
+      if (this.#tunnelSendWindow > MAX_WINDOW)
+        throw new ProtocolError("flow_control", "tunnel window overflow");
+      this.#pumpPending();
+      return;
+    }
+    const state = this.#lookup(id, "credit");
+    if (state === undefined) return;
+    state.sendWindow += increment;
+    if (state.sendWindow > MAX_WINDOW)
+      throw new ProtocolError("flow_control", `stream ${id} window overflow`);
+    this.#pump(state, Number.POSITIVE_INFINITY);
+  }
+
+  /** DATA and FIN from the peer: not after its FIN, and (to the client) not before OPEN_OK. */
+  #checkPeerMaySend(state: StreamState, what: string): void {
+    if (state.remoteEnded) throw new ProtocolError("stream_state", `${what} after FIN on stream ${state.id}`);
+    if (this.role === "client" && !state.established) {
+      throw new ProtocolError("stream_state", `${what} before OPEN_OK on stream ${state.id}`);
+    }
+  }
+
+  /**
+   * The live stream `id`, or undefined if it existed and is closed: frames for a stream we reset may
+   * still be in flight, which is normal and must not kill the tunnel. A stream that was never opened
+   * is a protocol error.
+   */
+  #lookup(id: number, type: string): StreamState | undefined {
+    const state = this.#streams.get(id);
+    if (state !== undefined) return state;
+    const highest = this.role === "client" ? this.#nextId - 2 : this.#highestRemoteId;
+    if (id % 2 === 1 && id <= highest) return undefined;
+    throw new ProtocolError("stream_state", `${type} frame on stream ${id}, which was never opened`);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Streams
+
+  #newStream(id: number): StreamState {
+    const ops: StreamOps = {
+      write: (bytes) => this.#write(state, bytes),
+      end: () => this.#end(state),
+      reset: (code, message) => {
+        if (!state.closed) this.#resetStream(state, code, message);
+      },
+      acceptOpen: () => this.#acceptOpen(state),
+      consumed: (n) => this.#consumed(state, n),
+      queuedBytes: () => state.queue.length,
+    };
+    const state: StreamState = {
+      id,
+      handle: new MuxStream(id, ops),
+      established: false,
+      localEnded: false,
+      finSent: false,
+      remoteEnded: false,
+      closed: false,
+      sendWindow: this.#streamWindow,
+      recvWindow: this.#streamWindow,
+      delivered: 0,
+      unacked: 0,
+      queue: new ByteQueue(),
+      needDrain: false,
+    };
+    this.#streams.set(id, state);
+    return state;
+  }
+
+  #write(state: StreamState, bytes: Uint8Array): boolean {
+    if (state.localEnded) throw new Error(`write() after end() on stream ${state.id}`);
+    if (state.closed) return true;
+    if (bytes.byteLength > 0) {
+      state.queue.push(bytes);
+      this.#pump(state, Number.POSITIVE_INFINITY);
+    }
+    if (state.queue.length > this.#highWaterMark) {
+      state.needDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  #end(state: StreamState): void {
+    if (state.closed || state.localEnded) return;
+    state.localEnded = true;
+    this.#pump(state, Number.POSITIVE_INFINITY);
+  }
+
+  #acceptOpen(state: StreamState): void {
+    if (this.role !== "connector") throw new Error("acceptOpen() is for the connector");
+    if (state.closed) return;
+    if (state.established) throw new Error(`acceptOpen() twice on stream ${state.id}`);
+    state.established = true;
+    this.#sendFrame({ type: "open_ok", streamId: state.id });
+    this.#pump(state, Number.POSITIVE_INFINITY);
+  }
+
+  #consumed(state: StreamState, n: number): void {
+    if (!Number.isInteger(n) || n < 0 || n > state.delivered) {
+      throw new RangeError(`consumed(${n}) on stream ${state.id}: ${state.delivered} bytes are unconsumed`);
+    }
+    state.delivered -= n;
+    this.#creditTunnel(n);
+    if (state.closed || state.remoteEnded) return; // the peer will send nothing more on it
+    state.unacked += n;
+    // Credit in batches of half a window: often enough that the sender never stalls on a fast
+    // consumer, rarely enough that CREDIT frames are a small fraction of the traffic.
+    if (state.unacked >= this.#streamWindow / 2) {
+      const increment = state.unacked;
+      state.unacked = 0;
+      state.recvWindow += increment;
+      this.#sendFrame({ type: "credit", streamId: state.id, increment });
+    }
+  }
+
+  #creditTunnel(n: number): void {
+    if (this.#closed) return; // consumed() after closeAll: there is no tunnel left to credit
+    this.#tunnelUnacked += n;
+    if (this.#tunnelUnacked >= this.#tunnelWindow / 2) {
+      const increment = this.#tunnelUnacked;
+      this.#tunnelUnacked = 0;
+      this.#tunnelRecvWindow += increment;
+      this.#sendFrame({ type: "credit", streamId: 0, increment });
+    }
+  }
+
+  /** Sends RESET and forgets the stream. */
+  #resetStream(state: StreamState, code: number, message: string): void {
+    this.#remove(state, false);
+    this.#sendFrame({ type: "reset", streamId: state.id, code, message: clampReason(message) });
+  }
+
+  #removeIfDone(state: StreamState): void {
+    if (state.finSent && state.remoteEnded) this.#remove(state, true);
+  }
+
+  #remove(state: StreamState, graceful: boolean): void {
+    if (state.closed) return;
+    state.closed = true;
+    this.#streams.delete(state.id);
+    this.#pending.delete(state);
+    state.queue.clear();
+    // After a reset the owner drops whatever it still buffers, so the tunnel credit for it is
+    // returned now; it would otherwise leak. After a clean close the owner keeps processing and
+    // returns the credit through consumed().
+    if (!graceful && state.delivered > 0) {
+      const n = state.delivered;
+      state.delivered = 0;
+      this.#creditTunnel(n);
+    }
+  }
+
+  /** May this stream send DATA/FIN now (ignoring credit)? The connector waits for acceptOpen. */
+  #maySend(state: StreamState): boolean {
+    return !state.closed && (this.role === "client" || state.established);
+  }
+
+  /** Sends up to `maxFrames` DATA frames from the stream's queue, then FIN and onDrain when due. */
+  #pump(state: StreamState, maxFrames: number): void {
+    if (!this.#maySend(state)) return;
+    let frames = 0;
+    while (
+      frames < maxFrames &&
+      state.queue.length > 0 &&
+      state.sendWindow > 0 &&
+      this.#tunnelSendWindow > 0
+    ) {
+      const bytes = state.queue.take(Math.min(MAX_DATA_PAYLOAD, state.sendWindow, this.#tunnelSendWindow));
+      state.sendWindow -= bytes.byteLength;
+      this.#tunnelSendWindow -= bytes.byteLength;
+      this.#send(encodeData(state.id, bytes));
+      frames++;
+    }
+    // Re-inserting moves the stream to the back of the round-robin order.
+    this.#pending.delete(state);
+    if (state.queue.length > 0) {
+      this.#pending.add(state);
+      return;
+    }
+    if (state.localEnded && !state.finSent) {
+      state.finSent = true;
+      this.#sendFrame({ type: "fin", streamId: state.id });
+      this.#removeIfDone(state);
+    }
+    // Hysteresis: wait until half the mark is free, so a writer is not woken for a few bytes.
+    if (state.needDrain && !state.closed && state.queue.length <= this.#highWaterMark / 2) {
+      state.needDrain = false;
+      state.handle.onDrain();
+    }
+  }
+
+  /** Tunnel credit arrived: share it round-robin, one frame per stream per round. */
+  #pumpPending(): void {
+    let progress = true;
+    while (progress && this.#tunnelSendWindow > 0 && this.#pending.size > 0) {
+      progress = false;
+      for (const state of [...this.#pending]) {
+        if (this.#tunnelSendWindow === 0) break;
+        if (state.closed || !this.#maySend(state) || state.sendWindow === 0) continue;
+        this.#pump(state, 1);
+        progress = true;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  #sendFrame(frame: Frame): void {
+    this.#send(encodeFrame(frame));
+  }
+
+  #requireRole(role: "client" | "connector", method: string): void {
+    if (this.role !== role) throw new Error(`${method}() is for the ${role}`);
+  }
+
+  #requireOpen(): void {
+    if (this.#closed) throw new Error("the tunnel is closed");
+  }
+}
+
+function positive(n: number, name: string): number {
+  if (!Number.isInteger(n) || n <= 0) throw new RangeError(`${name} must be a positive integer, got ${n}`);
+  return n;
+}
+
+function clampReason(message: string): string {
+  return message.length > MAX_REASON_CHARS ? message.slice(0, MAX_REASON_CHARS) : message;
+}

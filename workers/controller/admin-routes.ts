@@ -1,0 +1,386 @@
+// The admin API as data: every route's method, path, schemas and handler. The NetworkObject's app
+// mounts these and openapi.ts documents the very same list, so the document cannot drift from the
+// routes that exist.
+import type { z } from "zod";
+import type { AdminService } from "./admin-service.ts";
+import * as S from "./schemas.ts";
+
+export type Method = "get" | "post" | "patch" | "delete";
+
+export interface AdminRoute {
+  method: Method;
+  /** Relative to /api/v1, Hono syntax (`/groups/:id`). */
+  path: string;
+  tag: string;
+  summary: string;
+  body?: z.ZodType;
+  query?: z.ZodType;
+  /** Success status; handlers that return nothing answer 204. */
+  status: 200 | 201 | 204;
+  handle(svc: AdminService, req: { params: Record<string, string>; body: unknown; query: unknown }): unknown;
+}
+
+type Out<S> = S extends z.ZodType ? z.output<S> : undefined;
+
+/** Declares a route; the handler sees the parsed body and query types of its schemas. */
+function route<
+  B extends z.ZodType | undefined = undefined,
+  Q extends z.ZodType | undefined = undefined,
+>(def: {
+  method: Method;
+  path: string;
+  tag: string;
+  summary: string;
+  body?: B;
+  query?: Q;
+  status?: 200 | 201 | 204;
+  handle(svc: AdminService, req: { params: Record<string, string>; body: Out<B>; query: Out<Q> }): unknown;
+}): AdminRoute {
+  return {
+    ...def,
+    status: def.status ?? (def.method === "delete" ? 204 : def.method === "post" ? 201 : 200),
+  } as AdminRoute;
+}
+
+const p = (req: { params: Record<string, string> }, name: string) => req.params[name] ?? "";
+
+export const ADMIN_ROUTES: readonly AdminRoute[] = [
+  // Remote networks
+  route({
+    method: "get",
+    path: "/remote-networks",
+    tag: "remote-networks",
+    summary: "List remote networks",
+    handle: (s) => s.listRemoteNetworks(),
+  }),
+  route({
+    method: "post",
+    path: "/remote-networks",
+    tag: "remote-networks",
+    summary: "Create a remote network",
+    body: S.RemoteNetworkCreate,
+    handle: (s, r) => s.createRemoteNetwork(r.body),
+  }),
+  route({
+    method: "get",
+    path: "/remote-networks/:id",
+    tag: "remote-networks",
+    summary: "Get a remote network",
+    handle: (s, r) => s.getRemoteNetwork(p(r, "id")),
+  }),
+  route({
+    method: "patch",
+    path: "/remote-networks/:id",
+    tag: "remote-networks",
+    summary: "Rename a remote network",
+    body: S.RemoteNetworkUpdate,
+    handle: (s, r) => s.updateRemoteNetwork(p(r, "id"), r.body),
+  }),
+  route({
+    method: "delete",
+    path: "/remote-networks/:id",
+    tag: "remote-networks",
+    summary: "Delete an empty remote network (409 while it has connectors or resources)",
+    handle: (s, r) => s.deleteRemoteNetwork(p(r, "id")),
+  }),
+
+  // Connectors
+  route({
+    method: "get",
+    path: "/connectors",
+    tag: "connectors",
+    summary: "List connectors",
+    query: S.ConnectorListQuery,
+    handle: (s, r) => s.listConnectors(r.query),
+  }),
+  route({
+    method: "post",
+    path: "/connectors",
+    tag: "connectors",
+    summary: "Create a connector and its provisioning tokens (shown once)",
+    body: S.ConnectorCreate,
+    handle: (s, r) => s.createConnector(r.body),
+  }),
+  route({
+    method: "get",
+    path: "/connectors/:id",
+    tag: "connectors",
+    summary: "Get a connector",
+    handle: (s, r) => s.getConnector(p(r, "id")),
+  }),
+  route({
+    method: "delete",
+    path: "/connectors/:id",
+    tag: "connectors",
+    summary: "Delete a connector and revoke its tokens",
+    handle: (s, r) => s.deleteConnector(p(r, "id")),
+  }),
+  route({
+    method: "post",
+    path: "/connectors/:id/tokens",
+    tag: "connectors",
+    summary: "Issue a new token pair; all earlier tokens of the connector are revoked",
+    handle: (s, r) => s.reissueConnectorTokens(p(r, "id")),
+  }),
+
+  // Resources
+  route({
+    method: "get",
+    path: "/resources",
+    tag: "resources",
+    summary: "List resources",
+    handle: (s) => s.listResources(),
+  }),
+  route({
+    method: "post",
+    path: "/resources",
+    tag: "resources",
+    summary: "Create a resource",
+    body: S.ResourceCreate,
+    handle: (s, r) => s.createResource(r.body),
+  }),
+  route({
+    method: "get",
+    path: "/resources/:id",
+    tag: "resources",
+    summary: "Get a resource",
+    handle: (s, r) => s.getResource(p(r, "id")),
+  }),
+  route({
+    method: "patch",
+    path: "/resources/:id",
+    tag: "resources",
+    summary: "Update a resource",
+    body: S.ResourceUpdate,
+    handle: (s, r) => s.updateResource(p(r, "id"), r.body),
+  }),
+  route({
+    method: "delete",
+    path: "/resources/:id",
+    tag: "resources",
+    summary: "Delete a resource (and remove it from every group)",
+    handle: (s, r) => s.deleteResource(p(r, "id")),
+  }),
+
+  // Groups
+  route({
+    method: "get",
+    path: "/groups",
+    tag: "groups",
+    summary: "List groups",
+    handle: (s) => s.listGroups(),
+  }),
+  route({
+    method: "post",
+    path: "/groups",
+    tag: "groups",
+    summary: "Create a group",
+    body: S.GroupCreate,
+    handle: (s, r) => s.createGroup(r.body),
+  }),
+  route({
+    method: "get",
+    path: "/groups/:id",
+    tag: "groups",
+    summary: "Get a group",
+    handle: (s, r) => s.getGroup(p(r, "id")),
+  }),
+  route({
+    method: "patch",
+    path: "/groups/:id",
+    tag: "groups",
+    summary: "Update a group; each list given replaces the current one",
+    body: S.GroupUpdate,
+    handle: (s, r) => s.updateGroup(p(r, "id"), r.body),
+  }),
+  route({
+    method: "delete",
+    path: "/groups/:id",
+    tag: "groups",
+    summary: "Delete a group",
+    handle: (s, r) => s.deleteGroup(p(r, "id")),
+  }),
+  route({
+    method: "post",
+    path: "/groups/:id/members",
+    tag: "groups",
+    summary: "Add users and service accounts to a group",
+    body: S.GroupMembersAdd,
+    status: 200,
+    handle: (s, r) => s.addGroupMembers(p(r, "id"), r.body),
+  }),
+  route({
+    method: "delete",
+    path: "/groups/:id/members/:principal_id",
+    tag: "groups",
+    summary: "Remove a user or service account from a group",
+    handle: (s, r) => s.removeGroupMember(p(r, "id"), p(r, "principal_id")),
+  }),
+  route({
+    method: "post",
+    path: "/groups/:id/resources",
+    tag: "groups",
+    summary: "Grant the group resources",
+    body: S.GroupResourcesAdd,
+    status: 200,
+    handle: (s, r) => s.addGroupResources(p(r, "id"), r.body),
+  }),
+  route({
+    method: "delete",
+    path: "/groups/:id/resources/:resource_id",
+    tag: "groups",
+    summary: "Take a resource from a group",
+    handle: (s, r) => s.removeGroupResource(p(r, "id"), p(r, "resource_id")),
+  }),
+
+  // Users
+  route({ method: "get", path: "/users", tag: "users", summary: "List users", handle: (s) => s.listUsers() }),
+  route({
+    method: "post",
+    path: "/users",
+    tag: "users",
+    summary: "Create a user",
+    body: S.UserCreate,
+    handle: (s, r) => s.createUser(r.body),
+  }),
+  route({
+    method: "get",
+    path: "/users/:id",
+    tag: "users",
+    summary: "Get a user",
+    handle: (s, r) => s.getUser(p(r, "id")),
+  }),
+  route({
+    method: "patch",
+    path: "/users/:id",
+    tag: "users",
+    summary: "Update or disable a user",
+    body: S.UserUpdate,
+    handle: (s, r) => s.updateUser(p(r, "id"), r.body),
+  }),
+  route({
+    method: "delete",
+    path: "/users/:id",
+    tag: "users",
+    summary: "Delete a user, its devices and sessions",
+    handle: (s, r) => s.deleteUser(p(r, "id")),
+  }),
+
+  // Service accounts
+  route({
+    method: "get",
+    path: "/service-accounts",
+    tag: "service-accounts",
+    summary: "List service accounts",
+    handle: (s) => s.listServiceAccounts(),
+  }),
+  route({
+    method: "post",
+    path: "/service-accounts",
+    tag: "service-accounts",
+    summary: "Create a service account",
+    body: S.ServiceAccountCreate,
+    handle: (s, r) => s.createServiceAccount(r.body),
+  }),
+  route({
+    method: "get",
+    path: "/service-accounts/:id",
+    tag: "service-accounts",
+    summary: "Get a service account with its keys",
+    handle: (s, r) => s.getServiceAccount(p(r, "id")),
+  }),
+  route({
+    method: "patch",
+    path: "/service-accounts/:id",
+    tag: "service-accounts",
+    summary: "Rename or disable a service account",
+    body: S.ServiceAccountUpdate,
+    handle: (s, r) => s.updateServiceAccount(p(r, "id"), r.body),
+  }),
+  route({
+    method: "delete",
+    path: "/service-accounts/:id",
+    tag: "service-accounts",
+    summary: "Delete a service account, its keys, devices and sessions",
+    handle: (s, r) => s.deleteServiceAccount(p(r, "id")),
+  }),
+  route({
+    method: "get",
+    path: "/service-accounts/:id/keys",
+    tag: "service-accounts",
+    summary: "List a service account's keys",
+    handle: (s, r) => s.listServiceAccountKeys(p(r, "id")),
+  }),
+  route({
+    method: "post",
+    path: "/service-accounts/:id/keys",
+    tag: "service-accounts",
+    summary: "Create a service-account key (the sak_… secret is shown once)",
+    body: S.ServiceAccountKeyCreate,
+    handle: (s, r) => s.createServiceAccountKey(p(r, "id"), r.body),
+  }),
+  route({
+    method: "delete",
+    path: "/service-accounts/:id/keys/:key_id",
+    tag: "service-accounts",
+    summary: "Revoke a service-account key",
+    handle: (s, r) => s.revokeServiceAccountKey(p(r, "id"), p(r, "key_id")),
+  }),
+
+  // API keys
+  route({
+    method: "get",
+    path: "/api-keys",
+    tag: "api-keys",
+    summary: "List admin API keys",
+    handle: (s) => s.listApiKeys(),
+  }),
+  route({
+    method: "post",
+    path: "/api-keys",
+    tag: "api-keys",
+    summary: "Create an admin API key (the spk_… secret is shown once)",
+    body: S.ApiKeyCreate,
+    handle: (s, r) => s.createApiKey(r.body),
+  }),
+  route({
+    method: "delete",
+    path: "/api-keys/:id",
+    tag: "api-keys",
+    summary: "Delete an admin API key (409 for the last one)",
+    handle: (s, r) => s.deleteApiKey(p(r, "id")),
+  }),
+
+  // Devices
+  route({
+    method: "get",
+    path: "/devices",
+    tag: "devices",
+    summary: "List devices",
+    handle: (s) => s.listDevices(),
+  }),
+  route({
+    method: "get",
+    path: "/devices/:id",
+    tag: "devices",
+    summary: "Get a device",
+    handle: (s, r) => s.getDevice(p(r, "id")),
+  }),
+  route({
+    method: "delete",
+    path: "/devices/:id",
+    tag: "devices",
+    summary: "Delete a device; its sessions end immediately",
+    handle: (s, r) => s.deleteDevice(p(r, "id")),
+  }),
+
+  // Activity events
+  route({
+    method: "get",
+    path: "/events",
+    tag: "events",
+    summary: "Resource activity events, newest first",
+    query: S.EventQuery,
+    handle: (s, r) => s.listEvents(r.query),
+  }),
+];

@@ -1,0 +1,123 @@
+// The Controller's Worker side: JWKS, bootstrap, the OpenAPI document, and routing of every admin,
+// client and connector request to the NetworkObject of the network its credential names (the
+// network ID inside an `spk_`/`sak_`/`spr_` secret, or the unverified `net` claim of a JWT). The
+// routing hint decides only *where* a request is checked; the NetworkObject verifies it fully.
+import { Hono } from "hono";
+import { z } from "zod";
+import { sha256, timingSafeEqual, toHex } from "../../shared/encoding.ts";
+import { peekClaim } from "../../shared/tokens.ts";
+import type { Env } from "../env.ts";
+import { ControllerError, conflict, notFound, toErrorResponse, unauthorized } from "./errors.ts";
+import { bearer, parseBody, parseWith, readBody, readJson } from "./http.ts";
+import { openApiDocument } from "./openapi.ts";
+import { NetworkCreate } from "./schemas.ts";
+import { NETWORK_ID, parseSecret, type SecretKind } from "./secrets.ts";
+
+type Ctx = { Bindings: Env };
+
+export const controllerApp = new Hono<Ctx>();
+
+controllerApp.onError((err) => toErrorResponse(err));
+controllerApp.notFound(() => toErrorResponse(notFound("route")));
+
+const root = (env: Env) => env.ROOT.get(env.ROOT.idFromName("root"));
+
+// Networks are never deleted, so a positive answer can be remembered for the isolate's life.
+const knownNetworks = new Set<string>();
+const KNOWN_NETWORKS_MAX = 10_000;
+
+/** The NetworkObject of an existing network; an unknown network is 401, like a bad credential. */
+async function networkStub(env: Env, networkId: string | undefined) {
+  if (!networkId || !NETWORK_ID.test(networkId)) throw unauthorized();
+  if (!knownNetworks.has(networkId)) {
+    if (!(await root(env).networkExists(networkId))) throw unauthorized();
+    if (knownNetworks.size >= KNOWN_NETWORKS_MAX) knownNetworks.clear();
+    knownNetworks.add(networkId);
+  }
+  return env.NETWORK.get(env.NETWORK.idFromName(networkId));
+}
+
+/**
+ * Forwards a request to a NetworkObject with its body already read into memory. Streaming the body
+ * through instead breaks when the object answers without reading it (a 401 before parsing): workerd
+ * then fails the still-pending body pump with "Can't read from request stream after response has
+ * been sent" and restarts the Worker.
+ */
+async function forward(
+  env: Env,
+  networkId: string | undefined,
+  request: Request,
+  body?: ArrayBuffer,
+): Promise<Response> {
+  const buffered = body ?? (await readBody(request));
+  const stub = await networkStub(env, networkId);
+  return await stub.fetch(
+    new Request(request.url, { method: request.method, headers: request.headers, body: buffered }),
+  );
+}
+
+/** Routes by a secret in a body field (login, refresh), before anything else is checked. */
+async function forwardBySecretInBody(env: Env, request: Request, field: string, kind: SecretKind) {
+  const body = await readBody(request);
+  const json = await readJson(new Request(request.url, { method: "POST", body }));
+  const value = parseWith(z.object({ [field]: z.string().max(200) }), json)[field];
+  return await forward(env, parseSecret(kind, value)?.networkId, request, body);
+}
+
+async function requireBootstrapSecret(c: { req: { raw: Request }; env: Env }): Promise<void> {
+  const expected = c.env.BOOTSTRAP_SECRET;
+  const presented = bearer(c.req.raw);
+  if (!expected || !presented) throw unauthorized();
+  // Compare digests: constant time, and independent of the two lengths.
+  const [a, b] = await Promise.all([sha256(expected), sha256(presented)]);
+  if (!timingSafeEqual(toHex(a), toHex(b))) throw unauthorized();
+}
+
+controllerApp.get("/.well-known/jwks.json", async (c) => {
+  const jwks = await root(c.env).jwks();
+  return c.json(jwks, 200, { "cache-control": "public, max-age=300" });
+});
+
+controllerApp.get("/api/v1/openapi.json", (c) => c.json(openApiDocument(c.env.PUBLIC_URL)));
+
+async function createNetwork(c: { req: { raw: Request }; env: Env }, first: boolean) {
+  await requireBootstrapSecret(c);
+  const body = await parseBody(c.req.raw, NetworkCreate, { allowEmpty: true });
+  const name = body.network_name ?? "default";
+  const result = first ? await root(c.env).bootstrap(name) : await root(c.env).createNetwork(name);
+  if (!result.ok) throw conflict(result.message);
+  knownNetworks.add(result.network.id);
+  return Response.json(
+    { network: result.network, api_key: result.api_key },
+    { status: 201, headers: { "cache-control": "no-store" } },
+  );
+}
+
+controllerApp.post("/api/v1/bootstrap", (c) => createNetwork(c, true));
+// Further tenants: guarded by the same secret as bootstrap (an operator action, not a tenant's).
+controllerApp.post("/api/v1/networks", (c) => createNetwork(c, false));
+
+controllerApp.all("/api/v1/*", (c) =>
+  forward(c.env, parseSecret("spk", bearer(c.req.raw))?.networkId, c.req.raw),
+);
+
+controllerApp.post("/client/v1/login", (c) => forwardBySecretInBody(c.env, c.req.raw, "service_key", "sak"));
+controllerApp.all("/client/v1/*", (c) => forwardByJwt(c.env, c.req.raw));
+
+controllerApp.post("/connector/v1/refresh", (c) =>
+  forwardBySecretInBody(c.env, c.req.raw, "refresh_token", "spr"),
+);
+controllerApp.all("/connector/v1/*", (c) => forwardByJwt(c.env, c.req.raw));
+
+function forwardByJwt(env: Env, request: Request): Promise<Response> {
+  const token = bearer(request);
+  return forward(env, token ? peekClaim(token, "net") : undefined, request);
+}
+
+// Everything else under the Controller's prefixes is a JSON 404 (the Worker entry mounts this app
+// beside the relay, so the app's own notFound handler is not the one that runs there).
+for (const prefix of ["/api/*", "/client/*", "/connector/*", "/.well-known/*"]) {
+  controllerApp.all(prefix, () => {
+    throw new ControllerError("not_found", "route not found");
+  });
+}

@@ -1,0 +1,164 @@
+// Connector lifecycle (docs/architecture.md "Connector API"): provisioning tokens, single-use
+// refresh, registration of the certificate digest, heartbeats that keep it online, activity events.
+//
+// Single use is enforced by doing every check-and-consume as one synchronous SQL transaction:
+// everything that needs `await` (hashing, signing) happens before or after it, so two concurrent
+// refreshes can never both see the same stored hash.
+import { connectorHash } from "../../shared/connector-hash.ts";
+import { timingSafeEqual } from "../../shared/encoding.ts";
+import { TokenError, verifyToken } from "../../shared/tokens.ts";
+import { type NetworkContext, newJti, sign, TTL_SECONDS, verificationKeys } from "./context.ts";
+import { conflict, notFound, unauthorized } from "./errors.ts";
+import type { ActivityEventInput } from "./schemas.ts";
+import { hashSecret, newId, newSecret, parseSecret } from "./secrets.ts";
+import { type ConnectorRow, iso } from "./views.ts";
+
+/** Activity events older than this are dropped when new ones arrive. */
+export const EVENT_RETENTION_MS = 90 * 24 * 3600_000;
+
+export interface ConnectorTokens {
+  access_token: string;
+  refresh_token: string;
+}
+
+/**
+ * Issues a new access/refresh pair for a connector. The refresh token replaces the stored one (the
+ * old one stops working); with `revokeExisting` every access token issued before is revoked too.
+ */
+export async function issueConnectorTokens(
+  ctx: NetworkContext,
+  connectorId: string,
+  opts: { revokeExisting: boolean },
+): Promise<ConnectorTokens> {
+  const refresh = await newSecret("spr", ctx.networkId, connectorId);
+  const jti = newJti();
+  ctx.db.transaction(() => {
+    if (!ctx.db.one`SELECT id FROM connectors WHERE id = ${connectorId}`) throw notFound("connector");
+    if (opts.revokeExisting)
+      ctx.db.run`DELETE FROM connector_access_tokens WHERE connector_id = ${connectorId}`;
+    ctx.db.run`UPDATE connectors SET refresh_hash = ${refresh.hash} WHERE id = ${connectorId}`;
+    recordAccessToken(ctx, connectorId, jti);
+  });
+  return { access_token: await signAccess(ctx, connectorId, jti), refresh_token: refresh.token };
+}
+
+/** Consumes a refresh token (once) and returns a new pair. Earlier access tokens stay valid. */
+export async function refreshConnectorTokens(
+  ctx: NetworkContext,
+  presented: string,
+): Promise<ConnectorTokens> {
+  const parsed = parseSecret("spr", presented);
+  if (!parsed || parsed.networkId !== ctx.networkId) throw unauthorized("invalid refresh token");
+  const connectorId = parsed.objectId;
+  const presentedHash = await hashSecret(presented);
+  const next = await newSecret("spr", ctx.networkId, connectorId);
+  const jti = newJti();
+  ctx.db.transaction(() => {
+    const row = ctx.db.one<Pick<ConnectorRow, "refresh_hash">>`SELECT refresh_hash FROM connectors
+      WHERE id = ${connectorId}`;
+    if (!row?.refresh_hash || !timingSafeEqual(row.refresh_hash, presentedHash)) {
+      throw unauthorized("invalid refresh token");
+    }
+    ctx.db.run`UPDATE connectors SET refresh_hash = ${next.hash} WHERE id = ${connectorId}`;
+    recordAccessToken(ctx, connectorId, jti);
+  });
+  return { access_token: await signAccess(ctx, connectorId, jti), refresh_token: next.token };
+}
+
+function recordAccessToken(ctx: NetworkContext, connectorId: string, jti: string): void {
+  ctx.db.run`DELETE FROM connector_access_tokens WHERE expires_at <= ${ctx.now}`;
+  const expiresAt = ctx.now + (TTL_SECONDS.connectorAccess + 1) * 1000;
+  ctx.db.run`INSERT INTO connector_access_tokens (jti, connector_id, expires_at)
+    VALUES (${jti}, ${connectorId}, ${expiresAt})`;
+}
+
+async function signAccess(ctx: NetworkContext, connectorId: string, jti: string): Promise<string> {
+  const { token } = await sign(ctx, "connectorAccess", { sub: connectorId, net: ctx.networkId, jti });
+  return token;
+}
+
+/**
+ * The connector behind an access token: a valid token of this network whose `jti` is still live
+ * and whose connector still exists (deleting the connector or reissuing its tokens revokes it).
+ */
+export async function authenticateConnector(
+  ctx: NetworkContext,
+  token: string | undefined,
+): Promise<ConnectorRow> {
+  if (!token) throw unauthorized();
+  let claims: { sub: string; net: string; jti: string };
+  try {
+    claims = await verifyToken("connectorAccess", token, {
+      keys: await verificationKeys(ctx),
+      issuer: ctx.issuer,
+      now: ctx.now,
+    });
+  } catch (err) {
+    if (err instanceof TokenError) throw unauthorized(`access token rejected: ${err.message}`);
+    throw err;
+  }
+  if (claims.net !== ctx.networkId) throw unauthorized();
+  const row = ctx.db.one<ConnectorRow>`SELECT c.* FROM connectors c
+    JOIN connector_access_tokens t ON t.connector_id = c.id
+    WHERE t.jti = ${claims.jti} AND c.id = ${claims.sub} AND t.expires_at > ${ctx.now}`;
+  if (!row) throw unauthorized("access token revoked or connector deleted");
+  return row;
+}
+
+async function relayToken(ctx: NetworkContext, connectorId: string) {
+  const { token, expiresAt } = await sign(ctx, "relay", { sub: await connectorHash(connectorId) });
+  return { relay_token: token, relay_token_expires_at: iso(expiresAt) };
+}
+
+export async function registerConnector(
+  ctx: NetworkContext,
+  connector: ConnectorRow,
+  body: { cert_sha256: string; version: string; hostname: string },
+) {
+  // Registering again (new certificate after a reinstall) replaces the digest clients pin.
+  ctx.db.run`UPDATE connectors SET cert_sha256 = ${body.cert_sha256}, version = ${body.version},
+    hostname = ${body.hostname}, registered_at = ${ctx.now}, last_heartbeat_at = ${ctx.now}
+    WHERE id = ${connector.id}`;
+  return {
+    connector_id: connector.id,
+    network_id: ctx.networkId,
+    remote_network_id: connector.remote_network_id,
+    relay_url: ctx.relayUrl,
+    ...(await relayToken(ctx, connector.id)),
+    issuer: ctx.issuer,
+  };
+}
+
+export async function connectorHeartbeat(
+  ctx: NetworkContext,
+  connector: ConnectorRow,
+  body: { version?: string },
+) {
+  if (!connector.cert_sha256) {
+    throw conflict("connector is not registered; call /connector/v1/register first");
+  }
+  ctx.db.run`UPDATE connectors SET last_heartbeat_at = ${ctx.now},
+    version = COALESCE(${body.version ?? null}, version) WHERE id = ${connector.id}`;
+  return await relayToken(ctx, connector.id);
+}
+
+/** Stores a batch of activity events reported by a connector, tagged with its ID. */
+export function storeEvents(
+  ctx: NetworkContext,
+  connector: ConnectorRow,
+  events: ActivityEventInput[],
+): number {
+  ctx.db.transaction(() => {
+    ctx.db.run`DELETE FROM events WHERE time < ${ctx.now - EVENT_RETENTION_MS}`;
+    for (const e of events) {
+      ctx.db.run`INSERT INTO events (id, time, received_at, connector_id, principal_id, principal_type,
+        device_id, resource_id, destination, protocol, resolved_ip, outcome, reason, bytes_sent,
+        bytes_received, duration_ms, path)
+        VALUES (${newId("ev")}, ${e.time}, ${ctx.now}, ${connector.id}, ${e.principal_id},
+        ${e.principal_type}, ${e.device_id}, ${e.resource_id}, ${e.destination}, ${e.protocol},
+        ${e.resolved_ip}, ${e.outcome}, ${e.reason}, ${e.bytes_sent}, ${e.bytes_received},
+        ${e.duration_ms}, ${e.path})`;
+    }
+  });
+  return events.length;
+}

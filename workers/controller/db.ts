@@ -1,0 +1,67 @@
+// SQL for the Controller's Durable Objects: a tagged template that turns every interpolation into a
+// bound parameter (never string-built SQL), synchronous like the DO SQLite API itself, and a tiny
+// forward-only migration runner to call inside `blockConcurrencyWhile`.
+//
+//   db.one<Row>`SELECT * FROM users WHERE id = ${id}`
+//   db.all<Row>`SELECT * FROM users WHERE id IN (${ids})`   -- an array expands to ?, ?, ?
+
+export type SqlValue = string | number | null;
+type SqlParam = SqlValue | readonly SqlValue[];
+
+export class Db {
+  constructor(private readonly storage: DurableObjectStorage) {}
+
+  all<T>(strings: TemplateStringsArray, ...values: SqlParam[]): T[] {
+    const { text, params } = build(strings, values);
+    return this.storage.sql.exec(text, ...params).toArray() as T[];
+  }
+
+  one<T>(strings: TemplateStringsArray, ...values: SqlParam[]): T | undefined {
+    return this.all<T>(strings, ...values)[0];
+  }
+
+  run(strings: TemplateStringsArray, ...values: SqlParam[]): void {
+    const { text, params } = build(strings, values);
+    this.storage.sql.exec(text, ...params).toArray();
+  }
+
+  /**
+   * Runs `fn` as one SQLite transaction: all or nothing, even if the object is evicted midway.
+   * `fn` must be synchronous, so no other request can interleave between its reads and writes.
+   */
+  transaction<T>(fn: () => T): T {
+    return this.storage.transactionSync(fn);
+  }
+
+  /** Applies the migrations not yet applied, in order. Each is a list of DDL statements. */
+  migrate(migrations: readonly (readonly string[])[]): void {
+    this.storage.sql.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+    const row = this.one<{ version: number }>`SELECT version FROM schema_version`;
+    const current = row?.version ?? 0;
+    if (current >= migrations.length) return;
+    this.transaction(() => {
+      for (const statements of migrations.slice(current)) {
+        for (const statement of statements) this.storage.sql.exec(statement);
+      }
+      this.run`DELETE FROM schema_version`;
+      this.run`INSERT INTO schema_version (version) VALUES (${migrations.length})`;
+    });
+  }
+}
+
+function build(strings: TemplateStringsArray, values: readonly SqlParam[]) {
+  let text = strings[0] ?? "";
+  const params: SqlValue[] = [];
+  values.forEach((value, i) => {
+    if (Array.isArray(value)) {
+      // An empty list becomes NULL, so `x IN (NULL)` matches nothing.
+      text += value.length === 0 ? "NULL" : value.map(() => "?").join(", ");
+      params.push(...value);
+    } else {
+      text += "?";
+      params.push(value as SqlValue);
+    }
+    text += strings[i + 1] ?? "";
+  });
+  return { text, params };
+}

@@ -1,0 +1,125 @@
+// The HTTP app inside each NetworkObject. The Worker forwards admin, client and connector requests
+// here unchanged (after routing them by the network their credential names); every credential is
+// verified here against this network's own state, never trusted from the routing.
+import { Hono } from "hono";
+import type { Env } from "../env.ts";
+import { ADMIN_ROUTES } from "./admin-routes.ts";
+import { AdminService, authenticateApiKey } from "./admin-service.ts";
+import { authenticateSession, clientAcl, connectionTokens, login } from "./client-service.ts";
+import {
+  authenticateConnector,
+  connectorHeartbeat,
+  refreshConnectorTokens,
+  registerConnector,
+  storeEvents,
+} from "./connector-service.ts";
+import type { NetworkContext } from "./context.ts";
+import type { Db } from "./db.ts";
+import { notFound, toErrorResponse, unauthorized } from "./errors.ts";
+import { bearer, parseBody, parseWith } from "./http.ts";
+import type { ControllerKeys } from "./keys.ts";
+import { relayUrlOf } from "./relay-url.ts";
+import {
+  ConnectionTokenRequest,
+  EventBatch,
+  HeartbeatRequest,
+  LoginRequest,
+  RefreshRequest,
+  RegisterRequest,
+} from "./schemas.ts";
+
+export interface NetworkAppDeps {
+  db: Db;
+  env: Env;
+  keys: ControllerKeys;
+  /** Undefined until ControllerRoot has initialized this object: then every request is 401. */
+  networkId(): string | undefined;
+}
+
+type AppEnv = { Variables: { ctx: NetworkContext } };
+
+export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  const relayUrl = relayUrlOf(deps.env);
+  app.onError((err) => toErrorResponse(err));
+  app.notFound(() => toErrorResponse(notFound("route")));
+
+  app.use("*", async (c, next) => {
+    const networkId = deps.networkId();
+    if (!networkId) throw unauthorized();
+    c.set("ctx", {
+      db: deps.db,
+      networkId,
+      now: Date.now(),
+      issuer: deps.env.PUBLIC_URL,
+      relayUrl,
+      keys: deps.keys,
+    });
+    await next();
+    // Responses carry credentials and per-tenant state: never cache them anywhere.
+    c.res.headers.set("cache-control", "no-store");
+  });
+
+  // --- Admin API ---------------------------------------------------------------------------------
+  app.use("/api/v1/*", async (c, next) => {
+    await authenticateApiKey(c.get("ctx"), bearer(c.req.raw));
+    await next();
+  });
+  for (const route of ADMIN_ROUTES) {
+    // A body whose fields are all optional may be omitted.
+    const allowEmpty = route.body?.safeParse({}).success ?? false;
+    app.on(route.method.toUpperCase(), `/api/v1${route.path}`, async (c) => {
+      const body = route.body ? await parseBody(c.req.raw, route.body, { allowEmpty }) : undefined;
+      const query = route.query ? parseWith(route.query, c.req.query(), "query") : undefined;
+      const result = await route.handle(new AdminService(c.get("ctx")), {
+        params: c.req.param(),
+        body,
+        query,
+      });
+      if (route.status === 204 || result === undefined) return c.body(null, 204);
+      return c.json(result as object, route.status);
+    });
+  }
+
+  // --- Client API --------------------------------------------------------------------------------
+  app.post("/client/v1/login", async (c) => {
+    return c.json(await login(c.get("ctx"), await parseBody(c.req.raw, LoginRequest)));
+  });
+  app.get("/client/v1/acl", async (c) => {
+    const ctx = c.get("ctx");
+    const session = await authenticateSession(ctx, bearer(c.req.raw));
+    return c.json(await clientAcl(ctx, session));
+  });
+  app.post("/client/v1/connection-tokens", async (c) => {
+    const ctx = c.get("ctx");
+    const session = await authenticateSession(ctx, bearer(c.req.raw));
+    const body = await parseBody(c.req.raw, ConnectionTokenRequest);
+    return c.json(await connectionTokens(ctx, session, body.resource_id));
+  });
+
+  // --- Connector API -----------------------------------------------------------------------------
+  app.post("/connector/v1/refresh", async (c) => {
+    const body = await parseBody(c.req.raw, RefreshRequest);
+    return c.json(await refreshConnectorTokens(c.get("ctx"), body.refresh_token));
+  });
+  app.post("/connector/v1/register", async (c) => {
+    const ctx = c.get("ctx");
+    const connector = await authenticateConnector(ctx, bearer(c.req.raw));
+    const body = await parseBody(c.req.raw, RegisterRequest);
+    return c.json(await registerConnector(ctx, connector, body));
+  });
+  app.post("/connector/v1/heartbeat", async (c) => {
+    const ctx = c.get("ctx");
+    const connector = await authenticateConnector(ctx, bearer(c.req.raw));
+    const body = await parseBody(c.req.raw, HeartbeatRequest, { allowEmpty: true });
+    return c.json(await connectorHeartbeat(ctx, connector, body));
+  });
+  app.post("/connector/v1/events", async (c) => {
+    const ctx = c.get("ctx");
+    const connector = await authenticateConnector(ctx, bearer(c.req.raw));
+    const body = await parseBody(c.req.raw, EventBatch);
+    return c.json({ accepted: storeEvents(ctx, connector, body.events) });
+  });
+
+  return app;
+}

@@ -1,0 +1,54 @@
+// NetworkObject: one Durable Object per network (tenant), `idFromName(networkId)`, holding all of
+// that tenant's state in SQLite. Thin: HTTP goes to network-app.ts, logic lives in the services.
+import { DurableObject } from "cloudflare:workers";
+import type { Env } from "../env.ts";
+import { initializeNetwork, readNetworkId } from "./admin-service.ts";
+import { Db } from "./db.ts";
+import { ControllerKeys } from "./keys.ts";
+import { createNetworkApp } from "./network-app.ts";
+import { NETWORK_MIGRATIONS } from "./network-schema.ts";
+import { relayUrlOf } from "./relay-url.ts";
+
+export class NetworkObject extends DurableObject<Env> {
+  private readonly db: Db;
+  private readonly keys: ControllerKeys;
+  private readonly app: ReturnType<typeof createNetworkApp>;
+  private networkId: string | undefined;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.db = new Db(ctx.storage);
+    this.keys = new ControllerKeys(() => env.ROOT.get(env.ROOT.idFromName("root")));
+    ctx.blockConcurrencyWhile(async () => {
+      this.db.migrate(NETWORK_MIGRATIONS);
+      this.networkId = readNetworkId(this.db);
+    });
+    this.app = createNetworkApp({
+      db: this.db,
+      env,
+      keys: this.keys,
+      networkId: () => this.networkId,
+    });
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    return await this.app.fetch(request);
+  }
+
+  /** Called once by ControllerRoot when it creates the network. Returns the first admin API key. */
+  async initialize(networkId: string, name: string): Promise<{ api_key: string }> {
+    const result = await initializeNetwork(
+      {
+        db: this.db,
+        networkId,
+        now: Date.now(),
+        issuer: this.env.PUBLIC_URL,
+        relayUrl: relayUrlOf(this.env),
+        keys: this.keys,
+      },
+      name,
+    );
+    this.networkId = networkId;
+    return result;
+  }
+}
