@@ -17,7 +17,11 @@ export class UsageError extends Error {
   }
 }
 
-export type Parsed = { values: Record<string, string | undefined>; lists: Record<string, string[]>; rest: string[] };
+export type Parsed = {
+  values: Record<string, string | undefined>;
+  lists: Record<string, string[]>;
+  rest: string[];
+};
 
 export function parseArgs(
   argv: readonly string[],
@@ -41,7 +45,8 @@ export function parseArgs(
     let value: string;
     if (spec.boolean) {
       value = eq >= 0 ? arg.slice(eq + 1) : "true";
-      if (value !== "true" && value !== "false") throw new UsageError(`--${name} takes no value or true/false`);
+      if (value !== "true" && value !== "false")
+        throw new UsageError(`--${name} takes no value or true/false`);
     } else if (eq >= 0) {
       value = arg.slice(eq + 1);
     } else {
@@ -50,8 +55,12 @@ export function parseArgs(
       value = next;
       i++;
     }
-    if (spec.repeatable) (lists[name] ??= []).push(value);
-    else values[name] = value;
+    if (spec.repeatable) {
+      lists[name] ??= [];
+      lists[name].push(value);
+    } else {
+      values[name] = value;
+    }
   }
   for (const spec of specs) {
     if (values[spec.flag] === undefined && spec.env && env[spec.env] !== undefined && env[spec.env] !== "") {
@@ -82,6 +91,7 @@ export function requireValue(values: Record<string, string | undefined>, flag: s
 
 export function parsePort(value: string, what: string): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value) || n < 0 || n > 65535) throw new UsageError(`${what}: "${value}" is not a port number`);
+  if (!/^\d+$/.test(value) || n < 0 || n > 65535)
+    throw new UsageError(`${what}: "${value}" is not a port number`);
   return n;
 }

@@ -3,8 +3,8 @@
 // peer only once bytes were flushed into the socket. Every ending is reported: a clean FIN in
 // both directions, or a reset/destroy — never a silent truncation.
 import type { Socket } from "node:net";
-import type { MuxStream } from "../shared/protocol/mux.ts";
 import { RESET_CODES } from "../shared/protocol/frame.ts";
+import type { MuxStream } from "../shared/protocol/mux.ts";
 
 export interface PipeResult {
   bytesToStream: number;

@@ -59,14 +59,17 @@ export function acceptTls(
   timeoutMs = 10_000,
 ): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
-    const sock = new tls.TLSSocket(socket as unknown as import("node:net").Socket, {
-      isServer: true,
-      key: identity.keyPem,
-      cert: identity.certPem,
-      minVersion: "TLSv1.3",
-      maxVersion: "TLSv1.3",
-      ALPNProtocols: ["sallyport/1"],
-    } as tls.TLSSocketOptions);
+    const sock = new tls.TLSSocket(
+      socket as unknown as import("node:net").Socket,
+      {
+        isServer: true,
+        key: identity.keyPem,
+        cert: identity.certPem,
+        minVersion: "TLSv1.3",
+        maxVersion: "TLSv1.3",
+        ALPNProtocols: ["sallyport/1"],
+      } as tls.TLSSocketOptions,
+    );
     const timer = setTimeout(() => {
       sock.destroy();
       reject(new Error("TLS handshake with the client timed out"));

@@ -16,7 +16,10 @@ export interface OpenedSocket {
 /** Open a WebSocket with a bearer token and no compression; resolves once open. */
 export function openWebSocket(url: string, token: string, timeoutMs = 10_000): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false });
+    const ws = new WebSocket(url, {
+      headers: { authorization: `Bearer ${token}` },
+      perMessageDeflate: false,
+    });
     ws.binaryType = "arraybuffer";
     const timer = setTimeout(() => {
       ws.close();

@@ -22,7 +22,11 @@ export interface ConnectionTokens {
   expires_at: string;
 }
 
-async function call<T>(controller: string, path: string, init: { method: string; token?: string; body?: unknown }): Promise<T> {
+async function call<T>(
+  controller: string,
+  path: string,
+  init: { method: string; token?: string; body?: unknown },
+): Promise<T> {
   let res: Response;
   try {
     res = await fetch(`${controller}/client/v1${path}`, {
@@ -76,7 +80,11 @@ export async function fetchAcl(session: SessionState) {
   });
 }
 
-export async function requestConnectionTokens(session: SessionState, resourceId: string, connectorId?: string) {
+export async function requestConnectionTokens(
+  session: SessionState,
+  resourceId: string,
+  connectorId?: string,
+) {
   return await call<ConnectionTokens>(session.controller, "/connection-tokens", {
     method: "POST",
     token: session.session_token,

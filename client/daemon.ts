@@ -5,10 +5,10 @@ import { unlinkSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { hostname } from "node:os";
 import { createRemoteJWKSet, type JWTVerifyGetKey } from "jose";
-import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
 import type { Logger } from "../bunlib/log.ts";
+import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
 import type { ClientResource } from "../shared/acl-schema.ts";
-import { AddressError, type CompiledAcl, compileAcl, parseDestinationHost } from "../shared/address.ts";
+import { type AddressError, type CompiledAcl, compileAcl, parseDestinationHost } from "../shared/address.ts";
 import { RESET_CODES } from "../shared/protocol/frame.ts";
 import { verifyToken } from "../shared/tokens.ts";
 import { ClientApiError, fetchAcl, login } from "./controller-api.ts";
@@ -83,7 +83,8 @@ export class Daemon {
 
   private async renewSession(): Promise<void> {
     const file = this.session.service_key_file;
-    if (!file) throw new ClientApiError(401, "session_expired", "session expired: run `sallyport login` again");
+    if (!file)
+      throw new ClientApiError(401, "session_expired", "session expired: run `sallyport login` again");
     const key = (await Bun.file(file).text()).trim();
     const res = await login(this.session.controller, key, this.opts.device, {
       name: hostname(),
@@ -106,7 +107,11 @@ export class Daemon {
         res = await fetchAcl(this.session);
       }
       const now = Date.now();
-      const claims = await verifyToken("acl", res.acl_token, { keys: this.keys, issuer: this.session.controller, now });
+      const claims = await verifyToken("acl", res.acl_token, {
+        keys: this.keys,
+        issuer: this.session.controller,
+        now,
+      });
       this.acl = { resources: claims.resources, compiled: compileAcl(claims.resources), fetchedAt: now };
       this.controllerReachable = true;
       this.lastError = undefined;
@@ -149,7 +154,11 @@ export class Daemon {
         cancel: () => stream.reset(RESET_CODES.cancelled, "client went away"),
       };
     } catch (err) {
-      this.opts.log.warn("could not reach Resource", { resource: resource.id, destination: `${host}:${port}`, error: (err as Error).message });
+      this.opts.log.warn("could not reach Resource", {
+        resource: resource.id,
+        destination: `${host}:${port}`,
+        error: (err as Error).message,
+      });
       return { ok: false, reply: socksReplyFor(err) };
     }
   }
@@ -215,12 +224,14 @@ export class Daemon {
 
 function socksReplyFor(err: unknown): number {
   if (err instanceof StreamRefused) {
-    if (err.resetCode === RESET_CODES.denied || err.resetCode === RESET_CODES.unauthorized) return SocksReply.notAllowed;
+    if (err.resetCode === RESET_CODES.denied || err.resetCode === RESET_CODES.unauthorized)
+      return SocksReply.notAllowed;
     if (err.resetCode === RESET_CODES.dns_lookup_error) return SocksReply.hostUnreachable;
     if (err.resetCode === RESET_CODES.unable_to_connect) return SocksReply.connectionRefused;
     return SocksReply.generalFailure;
   }
-  if (err instanceof ClientApiError && (err.status === 403 || err.status === 401)) return SocksReply.notAllowed;
+  if (err instanceof ClientApiError && (err.status === 403 || err.status === 401))
+    return SocksReply.notAllowed;
   if (err instanceof TunnelError && err.code === "unauthorized") return SocksReply.notAllowed;
   return SocksReply.hostUnreachable;
 }

@@ -3,7 +3,14 @@
 import { existsSync, readFileSync } from "node:fs";
 import { homedir, hostname } from "node:os";
 import { join, resolve } from "node:path";
-import { formatOptions, type OptionSpec, parseArgs, parsePort, requireValue, UsageError } from "../bunlib/config.ts";
+import {
+  formatOptions,
+  type OptionSpec,
+  parseArgs,
+  parsePort,
+  requireValue,
+  UsageError,
+} from "../bunlib/config.ts";
 import { createLogger, type Level } from "../bunlib/log.ts";
 import { ClientApiError, fetchAcl, login } from "./controller-api.ts";
 import { Daemon } from "./daemon.ts";
@@ -18,7 +25,12 @@ const COMMON: OptionSpec[] = [
     description: "Directory for the device key and session (0700)",
     default: join(homedir(), ".config/sallyport"),
   },
-  { flag: "log-level", env: "SALLYPORT_LOG_LEVEL", description: "debug, info, warn or error", default: "info" },
+  {
+    flag: "log-level",
+    env: "SALLYPORT_LOG_LEVEL",
+    description: "debug, info, warn or error",
+    default: "info",
+  },
   { flag: "help", description: "Show help for the command", boolean: true },
 ];
 
@@ -28,7 +40,11 @@ const COMMANDS: Record<string, { summary: string; usage: string; options: Option
     usage: "sallyport login --service-key FILE [--controller URL]",
     options: [
       { flag: "controller", env: "SALLYPORT_CONTROLLER", description: "Controller base URL" },
-      { flag: "service-key", env: "SALLYPORT_SERVICE_KEY_FILE", description: "File holding a service-account key (headless sign-in)" },
+      {
+        flag: "service-key",
+        env: "SALLYPORT_SERVICE_KEY_FILE",
+        description: "File holding a service-account key (headless sign-in)",
+      },
       ...COMMON,
     ],
   },
@@ -36,7 +52,12 @@ const COMMANDS: Record<string, { summary: string; usage: string; options: Option
     summary: "Run the client: SOCKS5 proxy for Resources, direct for everything else",
     usage: "sallyport up [--socks 127.0.0.1:1080]",
     options: [
-      { flag: "socks", env: "SALLYPORT_SOCKS", description: "SOCKS5 listen address HOST:PORT", default: "127.0.0.1:1080" },
+      {
+        flag: "socks",
+        env: "SALLYPORT_SOCKS",
+        description: "SOCKS5 listen address HOST:PORT",
+        default: "127.0.0.1:1080",
+      },
       ...COMMON,
     ],
   },
@@ -89,9 +110,15 @@ async function cmdLogin(values: Record<string, string | undefined>, stateDir: st
   if (!existsSync(keyFile)) throw new UsageError(`--service-key: no such file ${keyFile}`);
   const key = readFileSync(keyFile, "utf8").trim();
   const device = await loadOrCreateDeviceKey(stateDir);
-  const res = await login(controller, key, device, { name: hostname(), os: process.platform, hostname: hostname() });
+  const res = await login(controller, key, device, {
+    name: hostname(),
+    os: process.platform,
+    hostname: hostname(),
+  });
   saveSession(stateDir, { controller, ...res, service_key_file: resolve(keyFile) });
-  out(`Signed in to ${controller} as ${res.principal.name} (${res.principal.type}), device ${res.device_id}.`);
+  out(
+    `Signed in to ${controller} as ${res.principal.name} (${res.principal.type}), device ${res.device_id}.`,
+  );
   return 0;
 }
 
@@ -114,7 +141,11 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
     return status ? 0 : 1;
   }
   if (!status) {
-    out(session ? `Signed in to ${session.controller} as ${session.principal.name}; the client is not running (sallyport up).` : "Not signed in (sallyport login).");
+    out(
+      session
+        ? `Signed in to ${session.controller} as ${session.principal.name}; the client is not running (sallyport up).`
+        : "Not signed in (sallyport login).",
+    );
     return 1;
   }
   const s = status as {
@@ -126,19 +157,24 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
     resources: number;
     tunnels: { connector_id: string; path: string; streams: number; authorization_expires_at: string }[];
   };
-  out(`Controller: ${s.controller} (${s.controller_reachable ? "reachable" : `UNREACHABLE — using the cached ACL${s.last_error ? `: ${s.last_error}` : ""}`})`);
+  out(
+    `Controller: ${s.controller} (${s.controller_reachable ? "reachable" : `UNREACHABLE — using the cached ACL${s.last_error ? `: ${s.last_error}` : ""}`})`,
+  );
   out(`Signed in as: ${s.principal.name} (${s.principal.type})`);
   out(`SOCKS5 proxy: ${s.socks}`);
   out(`Resources: ${s.resources}`);
   out(`Tunnels: ${s.tunnels.length === 0 ? "none" : ""}`);
   for (const t of s.tunnels) {
-    out(`  ${t.connector_id}  ${t.path}  streams=${t.streams}  authorization until ${t.authorization_expires_at}`);
+    out(
+      `  ${t.connector_id}  ${t.path}  streams=${t.streams}  authorization until ${t.authorization_expires_at}`,
+    );
   }
   return 0;
 }
 
 async function cmdResources(values: Record<string, string | undefined>, stateDir: string): Promise<number> {
-  let resources = ((await daemonGet(stateDir, "/resources")) as { resources?: unknown[] } | undefined)?.resources;
+  let resources = ((await daemonGet(stateDir, "/resources")) as { resources?: unknown[] } | undefined)
+    ?.resources;
   if (!resources) {
     const session = loadSession(stateDir);
     if (!session) throw new UsageError("not signed in: run `sallyport login` first");
@@ -148,16 +184,28 @@ async function cmdResources(values: Record<string, string | undefined>, stateDir
     out(JSON.stringify(resources, null, 2));
     return 0;
   }
-  const rows = resources as { name: string; address: string; alias?: string | null; protocols: { tcp: { policy: string; ports: [number, number][] } } }[];
+  const rows = resources as {
+    name: string;
+    address: string;
+    alias?: string | null;
+    protocols: { tcp: { policy: string; ports: [number, number][] } };
+  }[];
   if (rows.length === 0) out("No Resources.");
   for (const r of rows) {
-    const ports = r.protocols.tcp.policy === "allow_all" ? "all ports" : r.protocols.tcp.ports.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(",");
+    const ports =
+      r.protocols.tcp.policy === "allow_all"
+        ? "all ports"
+        : r.protocols.tcp.ports.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(",");
     out(`${r.name.padEnd(24)} ${r.address.padEnd(32)} ${r.alias ? `alias ${r.alias} ` : ""}tcp ${ports}`);
   }
   return 0;
 }
 
-async function cmdUp(values: Record<string, string | undefined>, stateDir: string, level: Level): Promise<number> {
+async function cmdUp(
+  values: Record<string, string | undefined>,
+  stateDir: string,
+  level: Level,
+): Promise<number> {
   const session = loadSession(stateDir);
   if (!session) throw new UsageError("not signed in: run `sallyport login` first");
   const listen = values.socks ?? "127.0.0.1:1080";
@@ -200,7 +248,8 @@ async function main(argv: string[]): Promise<number> {
   if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
   const stateDir = values["state-dir"]!;
   const level = (values["log-level"] ?? "info") as Level;
-  if (!["debug", "info", "warn", "error"].includes(level)) throw new UsageError(`--log-level: unknown level "${level}"`);
+  if (!["debug", "info", "warn", "error"].includes(level))
+    throw new UsageError(`--log-level: unknown level "${level}"`);
   switch (command) {
     case "login":
       return await cmdLogin(values, stateDir);
@@ -220,7 +269,9 @@ try {
     process.stderr.write(`sallyport: ${err.message}\n`);
     process.exitCode = 2;
   } else if (err instanceof ClientApiError) {
-    process.stderr.write(`sallyport: ${err.message}${err.requirement ? ` (requirement: ${err.requirement})` : ""}\n`);
+    process.stderr.write(
+      `sallyport: ${err.message}${err.requirement ? ` (requirement: ${err.requirement})` : ""}\n`,
+    );
     process.exitCode = 1;
   } else {
     process.stderr.write(`sallyport: ${(err as Error).message}\n`);

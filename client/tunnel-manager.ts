@@ -24,7 +24,8 @@ export class TunnelManager {
   /** The live tunnel serving `remoteNetworkId`, opening one (for `resourceId`) if needed. */
   async tunnelFor(remoteNetworkId: string, resourceId: string): Promise<Tunnel> {
     const existing = this.tunnels.get(remoteNetworkId);
-    if (existing?.alive && !existing.goingAway && existing.authzExpiresAt - Date.now() > 10_000) return existing;
+    if (existing?.alive && !existing.goingAway && existing.authzExpiresAt - Date.now() > 10_000)
+      return existing;
     const pending = this.opening.get(remoteNetworkId);
     if (pending) return await pending;
     const p = this.openTunnel(remoteNetworkId, resourceId);
@@ -88,7 +89,10 @@ export class TunnelManager {
           await this.openTunnel(rn, resourceId);
         }
       } catch (err) {
-        this.log.warn("could not renew tunnel authorization", { connector: t.connectorId, error: (err as Error).message });
+        this.log.warn("could not renew tunnel authorization", {
+          connector: t.connectorId,
+          error: (err as Error).message,
+        });
       }
     }
   }

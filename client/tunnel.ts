@@ -66,7 +66,8 @@ export class Tunnel {
           const w = this.authWaiter;
           this.authWaiter = undefined;
           if (f.ok) w?.resolve();
-          else w?.reject(new TunnelError("unauthorized", `connector refused the authorization: ${f.message}`));
+          else
+            w?.reject(new TunnelError("unauthorized", `connector refused the authorization: ${f.message}`));
         } else if (f.type === "goaway") {
           this.goingAway = true;
         }
@@ -103,7 +104,10 @@ export class Tunnel {
     if (!jti) throw new TunnelError("bad_token", "authorization token has no jti");
     const sig = await signChannelBinding(this.deviceKey, this.exporter, jti, this.connectorId);
     const done = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new TunnelError("timeout", "connector did not answer AUTH")), AUTH_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new TunnelError("timeout", "connector did not answer AUTH")),
+        AUTH_TIMEOUT_MS,
+      );
       this.authWaiter = {
         resolve: () => {
           clearTimeout(timer);
@@ -163,7 +167,9 @@ function peekClaimNumber(token: string, claim: string): number | undefined {
   const part = token.split(".")[1];
   if (!part) return undefined;
   try {
-    const v = (JSON.parse(atob(part.replaceAll("-", "+").replaceAll("_", "/"))) as Record<string, unknown>)[claim];
+    const v = (JSON.parse(atob(part.replaceAll("-", "+").replaceAll("_", "/"))) as Record<string, unknown>)[
+      claim
+    ];
     return typeof v === "number" ? v : undefined;
   } catch {
     return undefined;

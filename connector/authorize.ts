@@ -3,7 +3,7 @@
 // this succeeds.
 import type { JWTVerifyGetKey } from "jose";
 import { z } from "zod";
-import { compileAcl, type CompiledAcl } from "../shared/address.ts";
+import { type CompiledAcl, compileAcl } from "../shared/address.ts";
 import { verifyChannelBinding } from "../shared/channel-binding.ts";
 import { fromBase64Url } from "../shared/encoding.ts";
 import { type Claims, TokenError, verifyToken } from "../shared/tokens.ts";
@@ -55,7 +55,9 @@ export async function authorize(
       now: ctx.now,
     });
   } catch (err) {
-    throw new AuthorizationError(err instanceof TokenError ? `authorization refused: ${err.message}` : "authorization refused");
+    throw new AuthorizationError(
+      err instanceof TokenError ? `authorization refused: ${err.message}` : "authorization refused",
+    );
   }
   const ok = await verifyChannelBinding(
     claims.cnf.jwk,

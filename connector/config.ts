@@ -5,9 +5,21 @@ import { type OptionSpec, parseArgs, requireValue, UsageError } from "../bunlib/
 import type { Level } from "../bunlib/log.ts";
 
 export const CONNECTOR_OPTIONS: readonly OptionSpec[] = [
-  { flag: "controller", env: "SALLYPORT_CONTROLLER", description: "Controller base URL, e.g. https://sallyport.example.com" },
-  { flag: "access-token", env: "SALLYPORT_ACCESS_TOKEN", description: "Access token from provisioning (shown once by the admin API)" },
-  { flag: "refresh-token", env: "SALLYPORT_REFRESH_TOKEN", description: "Refresh token from provisioning (shown once by the admin API)" },
+  {
+    flag: "controller",
+    env: "SALLYPORT_CONTROLLER",
+    description: "Controller base URL, e.g. https://sallyport.example.com",
+  },
+  {
+    flag: "access-token",
+    env: "SALLYPORT_ACCESS_TOKEN",
+    description: "Access token from provisioning (shown once by the admin API)",
+  },
+  {
+    flag: "refresh-token",
+    env: "SALLYPORT_REFRESH_TOKEN",
+    description: "Refresh token from provisioning (shown once by the admin API)",
+  },
   {
     flag: "state-dir",
     env: "SALLYPORT_STATE_DIR",
@@ -20,7 +32,12 @@ export const CONNECTOR_OPTIONS: readonly OptionSpec[] = [
     description: "NAME=IP resolved locally without DNS; repeatable (env: comma-separated)",
     repeatable: true,
   },
-  { flag: "log-level", env: "SALLYPORT_LOG_LEVEL", description: "debug, info, warn or error", default: "info" },
+  {
+    flag: "log-level",
+    env: "SALLYPORT_LOG_LEVEL",
+    description: "debug, info, warn or error",
+    default: "info",
+  },
   { flag: "help", description: "Show this help", boolean: true },
   { flag: "version", description: "Print the version", boolean: true },
 ];
@@ -37,7 +54,8 @@ export interface ConnectorConfig {
 export function parseConnectorConfig(argv: readonly string[], env: Record<string, string | undefined>) {
   const { values, lists, rest } = parseArgs(argv, CONNECTOR_OPTIONS, env);
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}" (see --help)`);
-  if (values.help === "true" || values.version === "true") return { help: values.help === "true", config: undefined };
+  if (values.help === "true" || values.version === "true")
+    return { help: values.help === "true", config: undefined };
   const controller = requireValue(values, "controller", "SALLYPORT_CONTROLLER").replace(/\/+$/, "");
   let url: URL;
   try {
@@ -45,7 +63,8 @@ export function parseConnectorConfig(argv: readonly string[], env: Record<string
   } catch {
     throw new UsageError(`--controller: "${controller}" is not a URL`);
   }
-  if (url.protocol !== "https:" && url.protocol !== "http:") throw new UsageError("--controller must be http(s)");
+  if (url.protocol !== "https:" && url.protocol !== "http:")
+    throw new UsageError("--controller must be http(s)");
   const overrides = new Map<string, string>();
   const raw = [...(lists["host-override"] ?? []), ...(env.SALLYPORT_HOST_OVERRIDES?.split(",") ?? [])];
   for (const item of raw.map((s) => s.trim()).filter(Boolean)) {
@@ -54,7 +73,8 @@ export function parseConnectorConfig(argv: readonly string[], env: Record<string
     overrides.set(name.toLowerCase().replace(/\.$/, ""), ip);
   }
   const level = values["log-level"] ?? "info";
-  if (!["debug", "info", "warn", "error"].includes(level)) throw new UsageError(`--log-level: unknown level "${level}"`);
+  if (!["debug", "info", "warn", "error"].includes(level))
+    throw new UsageError(`--log-level: unknown level "${level}"`);
   const config: ConnectorConfig = {
     controller,
     accessToken: values["access-token"],

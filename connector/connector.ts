@@ -53,11 +53,17 @@ export class Connector {
       try {
         this.reg = await this.api.register(identity.digest);
       } catch (err) {
-        if (err instanceof ControllerError && (err.status === 401 || err.status === 403 || err.status === 0)) {
+        if (
+          err instanceof ControllerError &&
+          (err.status === 401 || err.status === 403 || err.status === 0)
+        ) {
           throw new Error(`the controller refused this connector: ${err.message}`);
         }
         const wait = backoffMs(attempt);
-        this.log.warn("could not register with the controller; retrying", { error: (err as Error).message, in_ms: wait });
+        this.log.warn("could not register with the controller; retrying", {
+          error: (err as Error).message,
+          in_ms: wait,
+        });
         await Bun.sleep(wait);
       }
     }
@@ -110,7 +116,10 @@ export class Connector {
         const ws = await openWebSocket(`${ctx.relayUrl}/relay/v1/attach`, this.relayToken);
         this.attempt = 0;
         this.control = ws;
-        this.log.info("attached to relay", { connector_id: ctx.connectorId, relay: new URL(ctx.relayUrl).host });
+        this.log.info("attached to relay", {
+          connector_id: ctx.connectorId,
+          relay: new URL(ctx.relayUrl).host,
+        });
         await new Promise<void>((resolve) => {
           ws.addEventListener("message", (ev) => this.onControl(ev.data, ctx));
           ws.addEventListener("close", (ev) => {
@@ -137,7 +146,11 @@ export class Connector {
     } catch {
       return;
     }
-    if (msg.type === "dial" && typeof msg.session === "string" && /^[A-Za-z0-9_-]{22,64}$/.test(msg.session)) {
+    if (
+      msg.type === "dial" &&
+      typeof msg.session === "string" &&
+      /^[A-Za-z0-9_-]{22,64}$/.test(msg.session)
+    ) {
       if (this.draining) return;
       const session = new ConnectorSession(msg.session, ctx);
       this.sessions.add(session);

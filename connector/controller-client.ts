@@ -4,8 +4,8 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { peekClaim } from "../shared/tokens.ts";
 import type { Logger } from "../bunlib/log.ts";
+import { peekClaim } from "../shared/tokens.ts";
 
 export const CONNECTOR_VERSION = "0.1.0";
 
@@ -54,7 +54,11 @@ export class ConnectorControllerClient {
     if (saved && (!given.refresh || given.refresh === saved.provisioned_refresh)) {
       this.tokens = saved;
     } else if (given.access && given.refresh) {
-      this.tokens = { provisioned_refresh: given.refresh, access_token: given.access, refresh_token: given.refresh };
+      this.tokens = {
+        provisioned_refresh: given.refresh,
+        access_token: given.access,
+        refresh_token: given.refresh,
+      };
       this.save();
     } else {
       throw new ControllerError(
@@ -88,7 +92,11 @@ export class ConnectorControllerClient {
     try {
       json = text ? JSON.parse(text) : {};
     } catch {
-      throw new ControllerError(res.status, "bad_response", `controller answered ${res.status} with non-JSON`);
+      throw new ControllerError(
+        res.status,
+        "bad_response",
+        `controller answered ${res.status} with non-JSON`,
+      );
     }
     if (!res.ok) {
       const err = (json as { error?: { code?: string; message?: string } }).error;

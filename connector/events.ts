@@ -70,7 +70,9 @@ export class EventReporter {
         this.queue.splice(0, batch.length);
       }
       if (this.dropped > 0) {
-        this.log.warn("activity events were dropped while the controller was unreachable", { count: this.dropped });
+        this.log.warn("activity events were dropped while the controller was unreachable", {
+          count: this.dropped,
+        });
         this.dropped = 0;
       }
     } catch (err) {

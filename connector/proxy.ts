@@ -42,7 +42,13 @@ export async function decide(
   }
   if (dest.kind === "ip") {
     const m = acl.match(dest, protocol, port);
-    if (!m) return { outcome: "denied", reason: "destination is not a Resource in the ACL", resourceId: null, addresses: [] };
+    if (!m)
+      return {
+        outcome: "denied",
+        reason: "destination is not a Resource in the ACL",
+        resourceId: null,
+        addresses: [],
+      };
     return { outcome: "allowed", reason: null, resourceId: m.entry.id, addresses: [dest.ip] };
   }
   const byName = acl.match(dest, protocol, port);
@@ -56,13 +62,29 @@ export async function decide(
     try {
       addrs = await resolve(target);
     } catch {
-      if (!byName) return { outcome: "denied", reason: "destination is not a Resource in the ACL", resourceId: null, addresses: [] };
-      return { outcome: "dns_lookup_error", reason: `could not resolve ${target}`, resourceId: byName.entry.id, addresses: [] };
+      if (!byName)
+        return {
+          outcome: "denied",
+          reason: "destination is not a Resource in the ACL",
+          resourceId: null,
+          addresses: [],
+        };
+      return {
+        outcome: "dns_lookup_error",
+        reason: `could not resolve ${target}`,
+        resourceId: byName.entry.id,
+        addresses: [],
+      };
     }
   }
   if (byName) {
     if (addrs.length === 0) {
-      return { outcome: "dns_lookup_error", reason: `no address for ${target}`, resourceId: byName.entry.id, addresses: [] };
+      return {
+        outcome: "dns_lookup_error",
+        reason: `no address for ${target}`,
+        resourceId: byName.entry.id,
+        addresses: [],
+      };
     }
     return { outcome: "allowed", reason: null, resourceId: byName.entry.id, addresses: addrs };
   }
@@ -77,7 +99,12 @@ export async function decide(
     }
   }
   if (allowed.length === 0) {
-    return { outcome: "denied", reason: "destination is not a Resource in the ACL", resourceId: null, addresses: [] };
+    return {
+      outcome: "denied",
+      reason: "destination is not a Resource in the ACL",
+      resourceId: null,
+      addresses: [],
+    };
   }
   return { outcome: "allowed", reason: null, resourceId, addresses: allowed };
 }

@@ -4,17 +4,17 @@
 import { connect, type Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { JWTVerifyGetKey } from "jose";
+import type { Identity } from "../bunlib/cert.ts";
+import type { Logger } from "../bunlib/log.ts";
 import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
 import { acceptTls, exporterValue } from "../bunlib/tls.ts";
 import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
-import type { Logger } from "../bunlib/log.ts";
-import { type Frame, FrameReader, RESET_CODES } from "../shared/protocol/frame.ts";
 import { ProtocolError } from "../shared/protocol/errors.ts";
+import { type Frame, FrameReader, RESET_CODES } from "../shared/protocol/frame.ts";
 import { Mux, type MuxStream } from "../shared/protocol/mux.ts";
 import { type Authorization, AuthorizationError, authorize } from "./authorize.ts";
 import type { EventReporter, Outcome } from "./events.ts";
 import { decide, type Resolver } from "./proxy.ts";
-import type { Identity } from "../bunlib/cert.ts";
 
 const AUTH_DEADLINE_MS = 10_000;
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -114,7 +114,11 @@ export class ConnectorSession {
       this.auth = auth;
       this.mux?.authResult(true, "authorized");
       this.scheduleExpiry();
-      ctx.log.info("client authorized", { principal: auth.claims.sub, device: auth.claims.dev, session: this.sid });
+      ctx.log.info("client authorized", {
+        principal: auth.claims.sub,
+        device: auth.claims.dev,
+        session: this.sid,
+      });
       return true;
     } catch (err) {
       const message = err instanceof AuthorizationError ? err.message : "authorization failed";
@@ -164,7 +168,16 @@ export class ConnectorSession {
     const auth = this.auth!;
     const started = Date.now();
     const destination = `${open.host}:${open.port}`;
-    const report = (outcome: Outcome, extra: Partial<{ reason: string | null; resource: string | null; ip: string | null; sent: number; received: number }>) =>
+    const report = (
+      outcome: Outcome,
+      extra: Partial<{
+        reason: string | null;
+        resource: string | null;
+        ip: string | null;
+        sent: number;
+        received: number;
+      }>,
+    ) =>
       ctx.events.report({
         time: new Date().toISOString(),
         principal_id: auth.claims.sub,

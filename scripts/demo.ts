@@ -46,7 +46,10 @@ process.on("SIGINT", () => void shutdown(0));
 process.on("SIGTERM", () => void shutdown(0));
 
 try {
-  const build = Bun.spawnSync(["node", join(ROOT, "scripts/build.mjs")], { stdout: "inherit", stderr: "inherit" });
+  const build = Bun.spawnSync(["node", join(ROOT, "scripts/build.mjs")], {
+    stdout: "inherit",
+    stderr: "inherit",
+  });
   if (build.exitCode !== 0) throw new Error("build failed");
   const demoDir = join(ROOT, ".sallyport/demo");
   rmSync(demoDir, { recursive: true, force: true });
@@ -60,7 +63,11 @@ try {
     {
       name: "Hello",
       address: HELLO_NAME,
-      protocols: { tcp: { policy: "restricted", ports: [String(helloPort)] }, udp: { policy: "restricted", ports: [] }, icmp: false },
+      protocols: {
+        tcp: { policy: "restricted", ports: [String(helloPort)] },
+        udp: { policy: "restricted", ports: [] },
+        icmp: false,
+      },
     },
   ]);
   children.push(

@@ -14,7 +14,9 @@ const url = `http://127.0.0.1:${port}`;
 // The bootstrap secret authorizes creating the first network. Locally it lives in .dev.vars
 // (git-ignored, read by wrangler dev); deployments set it with `wrangler secret put BOOTSTRAP_SECRET`.
 const devVars = join(root, ".dev.vars");
-let secret = existsSync(devVars) ? /^BOOTSTRAP_SECRET=(.+)$/m.exec(readFileSync(devVars, "utf8"))?.[1] : undefined;
+let secret = existsSync(devVars)
+  ? /^BOOTSTRAP_SECRET=(.+)$/m.exec(readFileSync(devVars, "utf8"))?.[1]
+  : undefined;
 if (!secret) {
   secret = randomBytes(24).toString("base64url");
   writeFileSync(devVars, `BOOTSTRAP_SECRET=${secret}\n`, { mode: 0o600, flag: "a" });
@@ -22,7 +24,18 @@ if (!secret) {
 
 const child = spawn(
   join(root, "node_modules/.bin/wrangler"),
-  ["dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", join(root, ".wrangler/state"), "--var", `PUBLIC_URL:${url}`, "--show-interactive-dev-session=false"],
+  [
+    "dev",
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--persist-to",
+    join(root, ".wrangler/state"),
+    "--var",
+    `PUBLIC_URL:${url}`,
+    "--show-interactive-dev-session=false",
+  ],
   {
     cwd: root,
     stdio: ["ignore", "inherit", "inherit"],
@@ -60,7 +73,9 @@ Created network ${body.network.id}. Admin API key (shown once, keep it safe):
 Try: curl -H "Authorization: Bearer ${body.api_key}" ${url}/api/v1/remote-networks
 `);
   } else if (res.status === 409) {
-    console.log(`\nSallyport edge is up on ${url} (existing state in .wrangler/state; use the admin API key printed at first start, or delete .wrangler/state to start over)\n`);
+    console.log(
+      `\nSallyport edge is up on ${url} (existing state in .wrangler/state; use the admin API key printed at first start, or delete .wrangler/state to start over)\n`,
+    );
   } else {
     console.error(`bootstrap failed: ${res.status} ${await res.text()}`);
   }

@@ -33,7 +33,10 @@ export async function verifyChannelBinding(
   jti: string,
   connectorId: string,
 ): Promise<boolean> {
-  const key = await importJWK({ kty: publicJwk.kty, crv: publicJwk.crv, x: publicJwk.x, y: publicJwk.y }, "ES256");
+  const key = await importJWK(
+    { kty: publicJwk.kty, crv: publicJwk.crv, x: publicJwk.x, y: publicJwk.y },
+    "ES256",
+  );
   if (!(key instanceof CryptoKey)) return false;
   const msg = channelBindingMessage(exporter, jti, connectorId);
   return await crypto.subtle.verify(

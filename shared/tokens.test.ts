@@ -79,7 +79,9 @@ describe("tokens", () => {
       .setIssuedAt(now / 1000)
       .setExpirationTime(now / 1000 + 60)
       .sign(key.privateKey);
-    await expect(verifyToken("relay", bad, { keys, issuer, now })).rejects.toMatchObject({ code: "token_invalid" });
+    await expect(verifyToken("relay", bad, { keys, issuer, now })).rejects.toMatchObject({
+      code: "token_invalid",
+    });
   });
 
   test("authz audience is pinned to one connector", async () => {
@@ -97,7 +99,9 @@ describe("tokens", () => {
     };
     const token = await signToken("authz", claims, { key, issuer, audienceArg: "cn_a", ttlSeconds: 60, now });
     await verifyToken("authz", token, { keys, issuer, audienceArg: "cn_a", now });
-    await expect(verifyToken("authz", token, { keys, issuer, audienceArg: "cn_b", now })).rejects.toMatchObject({
+    await expect(
+      verifyToken("authz", token, { keys, issuer, audienceArg: "cn_b", now }),
+    ).rejects.toMatchObject({
       code: "token_wrong_kind",
     });
   });

@@ -3,7 +3,7 @@
 // type, so a token of one kind is never accepted as another (DESIGN §3).
 //
 // Pure module: keys, issuer and the current time are passed in.
-import { errors as joseErrors, type JWTPayload, type JWTVerifyGetKey, jwtVerify, SignJWT } from "jose";
+import { type JWTPayload, type JWTVerifyGetKey, errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import { z } from "zod";
 import { AclEntrySchema, ClientResourceSchema } from "./acl-schema.ts";
 import { CONNECTOR_HASH_PATTERN } from "./connector-hash.ts";
@@ -173,7 +173,8 @@ function classify(err: unknown): TokenError {
     }
     return new TokenError("token_invalid", `token claim "${err.claim}" is invalid`);
   }
-  if (err instanceof joseErrors.JOSEError) return new TokenError("token_invalid", `token rejected (${err.code})`);
+  if (err instanceof joseErrors.JOSEError)
+    return new TokenError("token_invalid", `token rejected (${err.code})`);
   return new TokenError("token_invalid", "token rejected");
 }
 

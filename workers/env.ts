@@ -1,6 +1,7 @@
 // Bindings of the Sallyport Worker (see wrangler.toml).
-import type { ControllerRoot } from "./controller/root-object.ts";
+
 import type { NetworkObject } from "./controller/network-object.ts";
+import type { ControllerRoot } from "./controller/root-object.ts";
 import type { ConnectorPresence } from "./relay/presence-object.ts";
 import type { SpliceSession } from "./relay/splice-object.ts";
 

@@ -12,7 +12,7 @@ app.all("/relay/*", (c) => handleRelay(c.req.raw, c.env));
 app.route("/", controllerApp);
 
 export default app;
-export { ControllerRoot } from "./controller/root-object.ts";
 export { NetworkObject } from "./controller/network-object.ts";
+export { ControllerRoot } from "./controller/root-object.ts";
 export { ConnectorPresence } from "./relay/presence-object.ts";
 export { SpliceSession } from "./relay/splice-object.ts";

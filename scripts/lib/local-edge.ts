@@ -100,7 +100,9 @@ async function waitHealthy(url: string, proc: Subprocess, out: string[], timeout
   throw new Error(`edge did not become healthy:\n${out.join("")}`);
 }
 
-export async function startEdge(opts: { bootstrap?: boolean; port?: number; stateDir?: string } = {}): Promise<Edge> {
+export async function startEdge(
+  opts: { bootstrap?: boolean; port?: number; stateDir?: string } = {},
+): Promise<Edge> {
   const port = opts.port ?? (await freePort());
   const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "sallyport-edge-"));
   const bootstrapSecret = crypto.randomUUID();

@@ -58,7 +58,8 @@ export function spawnLogged(cmd: string[], env: Record<string, string>, label: s
       if (seen) return Promise.resolve(seen);
       return new Promise((resolve, reject) => {
         const timer = setTimeout(
-          () => reject(new Error(`${label}: no line matching ${re} within ${timeoutMs} ms:\n${out.join("\n")}`)),
+          () =>
+            reject(new Error(`${label}: no line matching ${re} within ${timeoutMs} ms:\n${out.join("\n")}`)),
           timeoutMs,
         );
         const w = {
@@ -128,7 +129,11 @@ export async function startClient(opts: {
   );
   await login.proc.exited;
   if (login.proc.exitCode !== 0) throw new Error(`sallyport login failed:\n${login.logs()}`);
-  const up = spawnLogged([CLIENT_BIN, "up", "--socks", opts.socks ?? "127.0.0.1:0"], env, opts.label ?? "client");
+  const up = spawnLogged(
+    [CLIENT_BIN, "up", "--socks", opts.socks ?? "127.0.0.1:0"],
+    env,
+    opts.label ?? "client",
+  );
   const line = await up.waitFor(/^READY /);
   const socks = /socks=(\S+)/.exec(line)?.[1] ?? "";
   return { ...up, socks };

@@ -19,22 +19,32 @@ export interface ResourceSpec {
   protocols?: unknown;
 }
 
-export async function provisionNetwork(edge: Edge, resources: ResourceSpec[], name = "Demo Network"): Promise<Provisioned> {
+export async function provisionNetwork(
+  edge: Edge,
+  resources: ResourceSpec[],
+  name = "Demo Network",
+): Promise<Provisioned> {
   const api = adminApi(edge);
   const rn = await api<{ remote_network: { id: string } }>("POST", "/remote-networks", { name });
   const remoteNetworkId = rn.remote_network.id;
-  const conn = await api<{ connector: { id: string }; tokens: { access_token: string; refresh_token: string } }>(
-    "POST",
-    "/connectors",
-    { remote_network_id: remoteNetworkId, name: `${name} connector` },
-  );
+  const conn = await api<{
+    connector: { id: string };
+    tokens: { access_token: string; refresh_token: string };
+  }>("POST", "/connectors", { remote_network_id: remoteNetworkId, name: `${name} connector` });
   const ids: Record<string, string> = {};
   for (const r of resources) {
-    const res = await api<{ resource: { id: string } }>("POST", "/resources", { ...r, remote_network_id: remoteNetworkId });
+    const res = await api<{ resource: { id: string } }>("POST", "/resources", {
+      ...r,
+      remote_network_id: remoteNetworkId,
+    });
     ids[r.name] = res.resource.id;
   }
-  const sa = await api<{ service_account: { id: string } }>("POST", "/service-accounts", { name: `${name} automation` });
-  const key = await api<{ token: string }>("POST", `/service-accounts/${sa.service_account.id}/keys`, { name: "demo" });
+  const sa = await api<{ service_account: { id: string } }>("POST", "/service-accounts", {
+    name: `${name} automation`,
+  });
+  const key = await api<{ token: string }>("POST", `/service-accounts/${sa.service_account.id}/keys`, {
+    name: "demo",
+  });
   const group = await api<{ group: { id: string } }>("POST", "/groups", {
     name: `${name} users`,
     service_account_ids: [sa.service_account.id],
@@ -42,7 +52,11 @@ export async function provisionNetwork(edge: Edge, resources: ResourceSpec[], na
   });
   return {
     remoteNetworkId,
-    connector: { id: conn.connector.id, accessToken: conn.tokens.access_token, refreshToken: conn.tokens.refresh_token },
+    connector: {
+      id: conn.connector.id,
+      accessToken: conn.tokens.access_token,
+      refreshToken: conn.tokens.refresh_token,
+    },
     resources: ids,
     serviceAccountId: sa.service_account.id,
     serviceKey: key.token,

@@ -9,12 +9,12 @@ import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { ClientApiError, login, requestConnectionTokens } from "../../client/controller-api.ts";
 import { loadOrCreateDeviceKey, type SessionState } from "../../client/state.ts";
 import { StreamRefused, Tunnel, TunnelError } from "../../client/tunnel.ts";
+import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
+import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
 import { RESET_CODES } from "../../shared/protocol/frame.ts";
 import { adminApi, type Edge, startEdge } from "../helpers/edge.ts";
 import { closedPort, startEcho, startHttp } from "../helpers/servers.ts";
 import { SocksRefused, socksConnect } from "../helpers/socks-client.ts";
-import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
-import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
 
 let edge: Edge;
 let connector: Proc;
@@ -49,11 +49,23 @@ beforeAll(async () => {
     accessToken: p.connector.accessToken,
     refreshToken: p.connector.refreshToken,
     stateDir: join(tmp, "connector"),
-    hostOverrides: ["hello.demo.internal=127.0.0.1", "echo.demo.internal=127.0.0.1", "closed.demo.internal=127.0.0.1"],
+    hostOverrides: [
+      "hello.demo.internal=127.0.0.1",
+      "echo.demo.internal=127.0.0.1",
+      "closed.demo.internal=127.0.0.1",
+    ],
   });
-  client = await startClient({ controller: edge.url, serviceKey: p.serviceKey, stateDir: join(tmp, "client") });
+  client = await startClient({
+    controller: edge.url,
+    serviceKey: p.serviceKey,
+    stateDir: join(tmp, "client"),
+  });
   deviceKey = await loadOrCreateDeviceKey(join(tmp, "crafted"));
-  const res = await login(edge.url, p.serviceKey, deviceKey, { name: "crafted", os: "linux", hostname: "test" });
+  const res = await login(edge.url, p.serviceKey, deviceKey, {
+    name: "crafted",
+    os: "linux",
+    hostname: "test",
+  });
   session = { controller: edge.url, ...res };
 }, 120_000);
 
@@ -91,7 +103,8 @@ async function echoRoundTrip(bytes: Uint8Array): Promise<Uint8Array> {
     });
     sock.on("error", reject);
     sock.on("close", () => {
-      if (received < bytes.length) reject(new Error(`stream closed after ${received} of ${bytes.length} bytes`));
+      if (received < bytes.length)
+        reject(new Error(`stream closed after ${received} of ${bytes.length} bytes`));
     });
     sock.write(bytes);
   });
@@ -227,7 +240,10 @@ describe("certificate pinning", () => {
     });
     try {
       const tokens = await requestConnectionTokens(session, p.resources.echo!);
-      const err = await Tunnel.open({ ...tokens, relay_url: `ws://127.0.0.1:${server.port}` }, deviceKey.privateKey).then(
+      const err = await Tunnel.open(
+        { ...tokens, relay_url: `ws://127.0.0.1:${server.port}` },
+        deviceKey.privateKey,
+      ).then(
         () => undefined,
         (e: unknown) => e,
       );
@@ -264,8 +280,14 @@ describe("forged, expired, replayed and wrong-kind tokens", () => {
 
   test("the relay refuses forged, wrong-kind, replayed and garbage tokens with distinct codes", async () => {
     const tokens = await requestConnectionTokens(session, p.resources.echo!);
-    const claims = JSON.parse(atob(tokens.connection_token.split(".")[1]!.replaceAll("-", "+").replaceAll("_", "/")));
-    const forged = await forge("sp-connection+jwt", { sub: claims.sub, cdig: claims.cdig, cnf: claims.cnf }, "sallyport:relay");
+    const claims = JSON.parse(
+      atob(tokens.connection_token.split(".")[1]!.replaceAll("-", "+").replaceAll("_", "/")),
+    );
+    const forged = await forge(
+      "sp-connection+jwt",
+      { sub: claims.sub, cdig: claims.cdig, cnf: claims.cnf },
+      "sallyport:relay",
+    );
     expect(await relayClose("/relay/v1/session", forged)).toBe(4401);
     expect(await relayClose("/relay/v1/session", "not.a.token")).toBe(4401);
     // Wrong kinds: the client's session token, the connector's access token and the authorization.
@@ -281,7 +303,9 @@ describe("forged, expired, replayed and wrong-kind tokens", () => {
 
   test("the connector refuses a forged, wrong-kind or foreign-bound authorization", async () => {
     const tokens = await requestConnectionTokens(session, p.resources.echo!);
-    const claims = JSON.parse(atob(tokens.authorization_token.split(".")[1]!.replaceAll("-", "+").replaceAll("_", "/")));
+    const claims = JSON.parse(
+      atob(tokens.authorization_token.split(".")[1]!.replaceAll("-", "+").replaceAll("_", "/")),
+    );
     const forged = await forge(
       "sp-authz+jwt",
       { ...claims, iat: undefined, exp: undefined, aud: undefined, iss: undefined },
@@ -313,7 +337,9 @@ describe("forged, expired, replayed and wrong-kind tokens", () => {
     const { signChannelBinding } = await import("../../shared/channel-binding.ts");
     const { toBase64Url } = await import("../../shared/encoding.ts");
     const tokens = await requestConnectionTokens(session, p.resources.echo!);
-    const jti = JSON.parse(atob(tokens.authorization_token.split(".")[1]!.replaceAll("-", "+").replaceAll("_", "/"))).jti;
+    const jti = JSON.parse(
+      atob(tokens.authorization_token.split(".")[1]!.replaceAll("-", "+").replaceAll("_", "/")),
+    ).jti;
     const exporter = randomBytes(32);
     const sig = await signChannelBinding(deviceKey.privateKey, exporter, jti, p.connector.id);
     const json = JSON.stringify({ v: 1, authz: tokens.authorization_token, sig: toBase64Url(sig) });
@@ -344,16 +370,19 @@ describe("activity events", () => {
   test("success, DNS lookup error and unable-to-connect show up through the admin API", async () => {
     const ok = await curl(["--socks5-hostname", client.socks, `http://hello.demo.internal:${hello.port}/`]);
     expect(ok.code).toBe(0);
-    await expect(socksConnect(client.socks, "missing.demo.internal", 80)).rejects.toBeInstanceOf(SocksRefused);
-    await expect(socksConnect(client.socks, "closed.demo.internal", refusedPort)).rejects.toBeInstanceOf(SocksRefused);
+    await expect(socksConnect(client.socks, "missing.demo.internal", 80)).rejects.toBeInstanceOf(
+      SocksRefused,
+    );
+    await expect(socksConnect(client.socks, "closed.demo.internal", refusedPort)).rejects.toBeInstanceOf(
+      SocksRefused,
+    );
     const api = adminApi(edge);
     const deadline = Date.now() + 15_000;
     let outcomes = new Set<string>();
     while (Date.now() < deadline) {
-      const { events } = await api<{ events: { outcome: string; destination: string; resource_id: string | null }[] }>(
-        "GET",
-        "/events?limit=1000",
-      );
+      const { events } = await api<{
+        events: { outcome: string; destination: string; resource_id: string | null }[];
+      }>("GET", "/events?limit=1000");
       outcomes = new Set(events.map((e) => `${e.outcome} ${e.destination}`));
       if (
         outcomes.has(`success hello.demo.internal:${hello.port}`) &&

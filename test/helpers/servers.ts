@@ -12,7 +12,10 @@ export async function startEcho(host = "127.0.0.1"): Promise<{ port: number; clo
   return { port: typeof addr === "object" && addr ? addr.port : 0, close: () => server.close() };
 }
 
-export async function startHttp(body: string, host = "127.0.0.1"): Promise<{ port: number; close: () => void }> {
+export async function startHttp(
+  body: string,
+  host = "127.0.0.1",
+): Promise<{ port: number; close: () => void }> {
   const server = createHttp((_req, res) => {
     res.writeHead(200, { "content-type": "text/plain" });
     res.end(body);

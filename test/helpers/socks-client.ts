@@ -8,7 +8,10 @@ export class SocksRefused extends Error {
 }
 
 export function socksConnect(proxy: string, host: string, port: number, timeoutMs = 30_000): Promise<Socket> {
-  const [phost, pport] = [proxy.slice(0, proxy.lastIndexOf(":")), Number(proxy.slice(proxy.lastIndexOf(":") + 1))];
+  const [phost, pport] = [
+    proxy.slice(0, proxy.lastIndexOf(":")),
+    Number(proxy.slice(proxy.lastIndexOf(":") + 1)),
+  ];
   return new Promise((resolve, reject) => {
     const sock = connect({ host: phost, port: pport });
     const timer = setTimeout(() => {
@@ -24,7 +27,11 @@ export function socksConnect(proxy: string, host: string, port: number, timeoutM
         buf = buf.subarray(2);
         stage = 1;
         const name = Buffer.from(host);
-        const req = Buffer.concat([Buffer.from([5, 1, 0, 3, name.length]), name, Buffer.from([port >> 8, port & 255])]);
+        const req = Buffer.concat([
+          Buffer.from([5, 1, 0, 3, name.length]),
+          name,
+          Buffer.from([port >> 8, port & 255]),
+        ]);
         sock.write(req);
       }
       if (stage === 1 && buf.length >= 10) {
