@@ -71,11 +71,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await client?.stop();
-  await connector?.stop();
+  await connector?.stop("SIGINT");
   echo?.close();
   hello?.close();
   await edge?.stop();
-});
+}, 60_000);
 
 async function curl(args: string[]): Promise<{ code: number; out: string }> {
   const proc = Bun.spawn(["curl", "-sS", "--max-time", "20", ...args], { stdout: "pipe", stderr: "pipe" });
