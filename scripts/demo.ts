@@ -32,15 +32,16 @@ async function startHello(): Promise<{ port: number; close: () => void }> {
 
 const children: Proc[] = [];
 let stopEdge: (() => Promise<void>) | undefined;
-let stopping = false;
+let stopping: Promise<never> | undefined;
 
-async function shutdown(code: number): Promise<never> {
-  if (!stopping) {
-    stopping = true;
-    for (const c of children.reverse()) await c.stop("SIGINT");
+/** Stops every process the demo started, once, however many signals or exits ask for it. */
+function shutdown(code: number): Promise<never> {
+  stopping ??= (async () => {
+    for (const c of [...children].reverse()) await c.stop("SIGINT");
     await stopEdge?.();
-  }
-  process.exit(code);
+    process.exit(code);
+  })();
+  return stopping;
 }
 process.on("SIGINT", () => void shutdown(0));
 process.on("SIGTERM", () => void shutdown(0));
@@ -102,7 +103,7 @@ Client state: SALLYPORT_STATE_DIR=${join(demoDir, "client")} ./dist/sallyport st
 Press Ctrl-C to stop everything.`);
   // Stop when any component dies: a half-running demo only confuses.
   await Promise.race(children.map((c) => c.proc.exited));
-  console.error("a demo component exited; stopping");
+  if (!stopping) console.error("a demo component exited; stopping");
   await shutdown(1);
 } catch (err) {
   console.error(`demo failed: ${(err as Error).message}`);
