@@ -37,11 +37,19 @@ export interface Edge {
   restart(): Promise<void>;
 }
 
-function spawnWrangler(port: number, stateDir: string, secret: string, out: string[]): Subprocess {
+function spawnWrangler(
+  port: number,
+  stateDir: string,
+  secret: string,
+  out: string[],
+  config = join(ROOT, "wrangler.toml"),
+): Subprocess {
   const proc = Bun.spawn(
     [
       WRANGLER,
       "dev",
+      "--config",
+      config,
       "--ip",
       "127.0.0.1",
       "--port",
@@ -98,6 +106,35 @@ async function waitHealthy(url: string, proc: Subprocess, out: string[], timeout
     await Bun.sleep(200);
   }
   throw new Error(`edge did not become healthy:\n${out.join("")}`);
+}
+
+/** Any Worker config on workerd (used for test Workers); returns its URL and a stop function. */
+export async function startWorker(config: string): Promise<{ url: string; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const stateDir = mkdtempSync(join(tmpdir(), "sallyport-worker-"));
+  const out: string[] = [];
+  const proc = spawnWrangler(port, stateDir, crypto.randomUUID(), out, config);
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (proc.exitCode !== null || Date.now() > deadline)
+      throw new Error(`worker did not start:\n${out.join("")}`);
+    try {
+      await fetch(url);
+      break;
+    } catch {
+      await Bun.sleep(200);
+    }
+  }
+  return {
+    url,
+    stop: async () => {
+      proc.kill("SIGTERM");
+      await Promise.race([proc.exited, Bun.sleep(5000)]);
+      if (proc.exitCode === null) proc.kill("SIGKILL");
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
 }
 
 export async function startEdge(

@@ -196,6 +196,34 @@ describe("the ACL is enforced by the client and again by the connector", () => {
   });
 });
 
+describe("authorization renewal", () => {
+  test("a fresh authorization renews a live tunnel without interrupting its streams", async () => {
+    const tokens = await requestConnectionTokens(session, p.resources.echo!);
+    const tunnel = await Tunnel.open(tokens, deviceKey.privateKey);
+    try {
+      const stream = await tunnel.openStream("echo.demo.internal", echo.port);
+      const echoed = new Promise<string>((resolve) => {
+        let got = "";
+        stream.onData = (b) => {
+          got += new TextDecoder().decode(b);
+          stream.consumed(b.length);
+          if (got.length >= 10) resolve(got);
+        };
+      });
+      const renewal = await requestConnectionTokens(session, p.resources.echo!, tunnel.connectorId);
+      expect(renewal.connector.id).toBe(tunnel.connectorId);
+      await tunnel.authorize(renewal.authorization_token);
+      stream.write(new TextEncoder().encode("after-auth"));
+      expect(await echoed).toBe("after-auth");
+      const second = await tunnel.openStream("echo.demo.internal", echo.port);
+      second.reset(RESET_CODES.cancelled, "done");
+      stream.reset(RESET_CODES.cancelled, "done");
+    } finally {
+      tunnel.close("test done");
+    }
+  });
+});
+
 describe("certificate pinning", () => {
   test("a relay that presents another certificate is rejected and nothing is proxied", async () => {
     // An impostor relay: accepts the WebSocket and terminates TLS with its own certificate,

@@ -241,7 +241,12 @@ export async function clientAcl(ctx: NetworkContext, session: ClientSession) {
   return { acl_token: token, expires_at: iso(expiresAt), resources };
 }
 
-export async function connectionTokens(ctx: NetworkContext, session: ClientSession, resourceId: string) {
+export async function connectionTokens(
+  ctx: NetworkContext,
+  session: ClientSession,
+  resourceId: string,
+  preferConnectorId?: string,
+) {
   const { db, now } = ctx;
   // An unknown Resource and one no Group grants get the same answer: nothing leaks about the other.
   const resource = principalResources(db, session.principalId).find((r) => r.id === resourceId);
@@ -254,8 +259,11 @@ export async function connectionTokens(ctx: NetworkContext, session: ClientSessi
   if (online.length === 0) {
     throw new ControllerError("no_connector", "no connector of this resource's remote network is online");
   }
-  // Spread clients over the connectors of the remote network (they are deployed in pairs).
-  const pick = online[(crypto.getRandomValues(new Uint32Array(1))[0] ?? 0) % online.length]!;
+  // A client renewing the authorization of a live tunnel asks for the same connector, so its
+  // streams keep running; otherwise spread clients over the connectors (deployed in pairs).
+  const pick =
+    online.find((c) => c.id === preferConnectorId) ??
+    online[(crypto.getRandomValues(new Uint32Array(1))[0] ?? 0) % online.length]!;
   const certSha256 = pick.cert_sha256!;
   const acl = principalResources(db, session.principalId, resource.remote_network_id).map(aclEntry);
   const jti = newJti();

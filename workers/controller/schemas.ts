@@ -250,4 +250,4 @@ export const LoginRequest = z.object({
   }),
 });
 
-export const ConnectionTokenRequest = z.object({ resource_id: ref });
+export const ConnectionTokenRequest = z.object({ resource_id: ref, connector_id: ref.optional() });
