@@ -84,10 +84,15 @@ export async function requestConnectionTokens(
   session: SessionState,
   resourceId: string,
   connectorId?: string,
+  avoidConnectorIds: string[] = [],
 ) {
   return await call<ConnectionTokens>(session.controller, "/connection-tokens", {
     method: "POST",
     token: session.session_token,
-    body: { resource_id: resourceId, ...(connectorId ? { connector_id: connectorId } : {}) },
+    body: {
+      resource_id: resourceId,
+      ...(connectorId ? { connector_id: connectorId } : {}),
+      ...(avoidConnectorIds.length > 0 ? { avoid_connector_ids: avoidConnectorIds } : {}),
+    },
   });
 }

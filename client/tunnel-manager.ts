@@ -3,10 +3,12 @@
 import type { Logger } from "../bunlib/log.ts";
 import { type ConnectionTokens, requestConnectionTokens } from "./controller-api.ts";
 import type { SessionState } from "./state.ts";
-import { Tunnel } from "./tunnel.ts";
+import { PinningError } from "../bunlib/tls.ts";
+import { Tunnel, TunnelError } from "./tunnel.ts";
 
 const RENEW_BEFORE_MS = 3 * 60_000;
 const IDLE_CLOSE_MS = 10 * 60_000;
+const MAX_FAILOVER = 3;
 
 export class TunnelManager {
   private readonly tunnels = new Map<string, Tunnel>();
@@ -38,11 +40,27 @@ export class TunnelManager {
   }
 
   private async openTunnel(remoteNetworkId: string, resourceId: string): Promise<Tunnel> {
-    const tokens: ConnectionTokens = await requestConnectionTokens(this.session(), resourceId);
     const started = Date.now();
-    const tunnel = await Tunnel.open(tokens, this.deviceKey);
+    // Fail over across the remote network's connectors: one that is gone (the relay refuses it)
+    // or unreachable is skipped for this attempt, and the Controller picks among the rest.
+    const avoid: string[] = [];
+    let tunnel: Tunnel | undefined;
+    let tokens: ConnectionTokens | undefined;
+    for (let attempt = 0; !tunnel; attempt++) {
+      tokens = await requestConnectionTokens(this.session(), resourceId, undefined, avoid);
+      try {
+        tunnel = await Tunnel.open(tokens, this.deviceKey);
+      } catch (err) {
+        if (err instanceof PinningError || err instanceof TunnelError || attempt >= MAX_FAILOVER) throw err;
+        this.log.warn("connector unreachable; trying another", {
+          connector: tokens.connector.id,
+          error: (err as Error).message,
+        });
+        avoid.push(tokens.connector.id);
+      }
+    }
     this.log.info("tunnel established", {
-      connector: tokens.connector.id,
+      connector: tunnel.connectorId,
       remote_network: remoteNetworkId,
       path: "relayed",
       ms: Date.now() - started,

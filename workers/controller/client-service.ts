@@ -246,6 +246,7 @@ export async function connectionTokens(
   session: ClientSession,
   resourceId: string,
   preferConnectorId?: string,
+  avoidConnectorIds: readonly string[] = [],
 ) {
   const { db, now } = ctx;
   // An unknown Resource and one no Group grants get the same answer: nothing leaks about the other.
@@ -253,9 +254,11 @@ export async function connectionTokens(
   if (!resource) {
     throw new ControllerError("denied", "no group grants you access to this resource", "group");
   }
+  // A client that could not reach a connector (it died before its heartbeat lapsed) names it in
+  // avoid_connector_ids and fails over to its peer.
   const online = db.all<Pick<ConnectorRow, "id" | "cert_sha256">>`SELECT id, cert_sha256 FROM connectors
     WHERE remote_network_id = ${resource.remote_network_id} AND cert_sha256 IS NOT NULL
-      AND last_heartbeat_at > ${now - ONLINE_WINDOW_MS}`;
+      AND last_heartbeat_at > ${now - ONLINE_WINDOW_MS}`.filter((c) => !avoidConnectorIds.includes(c.id));
   if (online.length === 0) {
     throw new ControllerError("no_connector", "no connector of this resource's remote network is online");
   }

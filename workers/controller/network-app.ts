@@ -94,7 +94,9 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
     const ctx = c.get("ctx");
     const session = await authenticateSession(ctx, bearer(c.req.raw));
     const body = await parseBody(c.req.raw, ConnectionTokenRequest);
-    return c.json(await connectionTokens(ctx, session, body.resource_id, body.connector_id));
+    return c.json(
+      await connectionTokens(ctx, session, body.resource_id, body.connector_id, body.avoid_connector_ids),
+    );
   });
 
   // --- Connector API -----------------------------------------------------------------------------

@@ -250,4 +250,8 @@ export const LoginRequest = z.object({
   }),
 });
 
-export const ConnectionTokenRequest = z.object({ resource_id: ref, connector_id: ref.optional() });
+export const ConnectionTokenRequest = z.object({
+  resource_id: ref,
+  connector_id: ref.optional(),
+  avoid_connector_ids: z.array(ref).max(16).optional(),
+});
