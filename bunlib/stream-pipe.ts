@@ -77,7 +77,11 @@ export function pipeSocketAndStream(
     for (const bytes of pre.early ?? []) stream.onData(bytes);
     if (pre.ended) stream.onEnd();
     stream.onReset = (code, message) => {
-      socket.destroy();
+      // A TCP reset, not a FIN: the application must see a failed connection, never a stream
+      // that merely ended early (nothing is silently truncated).
+      const s = socket as Socket & { resetAndDestroy?: () => void };
+      if (typeof s.resetAndDestroy === "function") s.resetAndDestroy();
+      else socket.destroy();
       finish(`stream reset (${code}): ${message}`);
     };
   });

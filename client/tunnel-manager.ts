@@ -1,9 +1,9 @@
 // Keeps one tunnel per remote network's connector and multiplexes every stream for its Resources
 // over it. Renews the authorization on the live tunnel before it expires while it is in use.
 import type { Logger } from "../bunlib/log.ts";
+import { PinningError } from "../bunlib/tls.ts";
 import { type ConnectionTokens, requestConnectionTokens } from "./controller-api.ts";
 import type { SessionState } from "./state.ts";
-import { PinningError } from "../bunlib/tls.ts";
 import { Tunnel, TunnelError } from "./tunnel.ts";
 
 const RENEW_BEFORE_MS = 3 * 60_000;

@@ -22,6 +22,20 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Kill a process and every descendant (wrangler runs workerd as a child of a child). */
+export function killTree(pid: number, signal: NodeJS.Signals): void {
+  const children = Bun.spawnSync(["pgrep", "-P", String(pid)])
+    .stdout.toString()
+    .split("\n")
+    .filter(Boolean);
+  for (const c of children) killTree(Number(c), signal);
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
 export interface Edge {
   url: string;
   port: number;
@@ -159,11 +173,12 @@ export async function startEdge(
     async stop() {
       proc.kill("SIGTERM");
       await Promise.race([proc.exited, Bun.sleep(5000)]);
-      if (proc.exitCode === null) proc.kill("SIGKILL");
+      if (proc.exitCode === null) killTree(proc.pid, "SIGKILL");
       rmSync(stateDir, { recursive: true, force: true });
     },
     async restart() {
-      proc.kill("SIGKILL");
+      // A crash of the whole edge: workerd and wrangler killed at once, nothing flushed.
+      killTree(proc.pid, "SIGKILL");
       await proc.exited;
       proc = spawnWrangler(port, stateDir, bootstrapSecret, out);
       edge.proc = proc;

@@ -6,7 +6,9 @@ import type { Env } from "../env.ts";
 import { RELAY_CLOSE } from "./close-codes.ts";
 import { logRelay } from "./refuse.ts";
 
-const DIAL_DEADLINE_MS = 10_000;
+// A live connector dials within milliseconds; a short deadline makes a dead one fail fast so
+// the client fails over to its peer.
+const DIAL_DEADLINE_MS = 5_000;
 /** Bytes held for a side whose peer has not arrived yet (a TLS ClientHello fits easily). */
 const MAX_PENDING_BYTES = 256 * 1024;
 
