@@ -49,7 +49,17 @@ export function connectTls(socket: Duplex, pinnedDigest: string, timeoutMs = 10_
       clearTimeout(timer);
       reject(err);
     });
+    // The relay refuses by closing the socket (a close code, not an error): fail at once.
+    socket.once("close", () => {
+      clearTimeout(timer);
+      reject(relayClosed(socket, "the relay closed the connection before the TLS handshake finished"));
+    });
   });
+}
+
+function relayClosed(socket: Duplex, message: string): Error {
+  const code = (socket as Duplex & { closeCode?: number }).closeCode;
+  return new Error(code ? `${message} (close code ${code})` : message);
 }
 
 /** Connector side: terminate TLS 1.3 with the connector's own key and certificate. */
@@ -86,6 +96,10 @@ export function acceptTls(
     sock.once("error", (err) => {
       clearTimeout(timer);
       reject(err);
+    });
+    socket.once("close", () => {
+      clearTimeout(timer);
+      reject(relayClosed(socket, "the relay closed the connection before the TLS handshake finished"));
     });
   });
 }

@@ -152,7 +152,7 @@ export class Connector {
       /^[A-Za-z0-9_-]{22,64}$/.test(msg.session)
     ) {
       if (this.draining) return;
-      const session = new ConnectorSession(msg.session, ctx);
+      const session = new ConnectorSession(msg.session, ctx, () => this.sessions.delete(session));
       this.sessions.add(session);
       session.run().catch((err) => {
         this.log.warn("client session failed", { error: (err as Error).message });

@@ -46,6 +46,7 @@ export class ConnectorSession {
   constructor(
     private readonly sid: string,
     private readonly ctx: SessionContext,
+    private readonly onClosed: () => void = () => {},
   ) {}
 
   async run(): Promise<void> {
@@ -241,6 +242,7 @@ export class ConnectorSession {
   close(reason: string, delayMs = 0): void {
     if (this.closed) return;
     this.closed = true;
+    this.onClosed();
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.mux?.closeAll(RESET_CODES.cancelled, reason);
     for (const s of this.sockets) s.destroy();
@@ -250,7 +252,8 @@ export class ConnectorSession {
   }
 
   goAway(): void {
-    this.mux?.goAway(RESET_CODES.going_away, "connector is shutting down");
+    if (!this.closed && this.mux?.authenticated)
+      this.mux.goAway(RESET_CODES.going_away, "connector is shutting down");
   }
 
   get streamCount(): number {

@@ -157,3 +157,36 @@ describe("relay restart", () => {
     expect(await getWithin(45_000)).toBe("pair ok");
   }, 120_000);
 });
+
+describe("draining", () => {
+  test("SIGTERM: the connector takes no new streams, lets the open one finish, then exits", async () => {
+    expect(await getWithin(30_000)).toBe("pair ok");
+    const serving = await tunnelConnector();
+    const proc = connectors.get(serving!)!;
+    const sock: Socket = await socksConnect(client.socks, "echo.pair.internal", echo.port);
+    const echoOnce = (text: string) =>
+      new Promise<string>((resolve) => {
+        let got = "";
+        const onData = (d: Buffer) => {
+          got += d.toString();
+          if (got.length >= text.length) {
+            sock.off("data", onData);
+            resolve(got);
+          }
+        };
+        sock.on("data", onData);
+        sock.write(text);
+      });
+    expect(await echoOnce("before")).toBe("before");
+    proc.proc.kill("SIGTERM");
+    await proc.waitFor(/draining/);
+    // No new streams on a draining connector (it is the last one, so the request fails)…
+    expect(await get()).toBe("");
+    // …while the stream that was open keeps working during the grace period.
+    expect(await echoOnce("during drain")).toBe("during drain");
+    expect(proc.proc.exitCode).toBeNull();
+    sock.end();
+    await proc.proc.exited;
+    expect(proc.proc.exitCode).toBe(0);
+  }, 60_000);
+});
