@@ -4,7 +4,7 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { join } from "node:path";
-import { startEdge } from "./lib/local-edge.ts";
+import { adminApi, startEdge } from "./lib/local-edge.ts";
 import { type Proc, startClient, startConnector } from "./lib/processes.ts";
 import { provisionNetwork } from "./lib/provision.ts";
 
@@ -71,15 +71,27 @@ try {
       },
     },
   ]);
-  children.push(
-    await startConnector({
-      controller: edge.url,
-      accessToken: p.connector.accessToken,
-      refreshToken: p.connector.refreshToken,
-      stateDir: join(demoDir, "connector"),
-      hostOverrides: [`${HELLO_NAME}=${HELLO_IP}`],
-    }),
-  );
+  // Operators are told to deploy connectors in pairs: the demo does too.
+  const second = await adminApi(edge)<{
+    connector: { id: string };
+    tokens: { access_token: string; refresh_token: string };
+  }>("POST", "/connectors", { remote_network_id: p.remoteNetworkId, name: "Demo Network connector 2" });
+  const pair = [
+    { access: p.connector.accessToken, refresh: p.connector.refreshToken, dir: "connector-1" },
+    { access: second.tokens.access_token, refresh: second.tokens.refresh_token, dir: "connector-2" },
+  ];
+  for (const c of pair) {
+    children.push(
+      await startConnector({
+        controller: edge.url,
+        accessToken: c.access,
+        refreshToken: c.refresh,
+        stateDir: join(demoDir, c.dir),
+        hostOverrides: [`${HELLO_NAME}=${HELLO_IP}`],
+        label: c.dir,
+      }),
+    );
+  }
   const client = await startClient({
     controller: edge.url,
     serviceKey: p.serviceKey,

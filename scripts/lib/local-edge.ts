@@ -22,18 +22,34 @@ export async function freePort(): Promise<number> {
   });
 }
 
+function descendants(pid: number): number[] {
+  const out = Bun.spawnSync(["pgrep", "-P", String(pid)]).stdout.toString();
+  const children = out.split(/\s+/).filter(Boolean).map(Number);
+  return children.flatMap((c) => [c, ...descendants(c)]);
+}
+
+function signalAll(pids: number[], signal: NodeJS.Signals): void {
+  for (const p of pids) {
+    try {
+      process.kill(p, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
 /** Kill a process and every descendant (wrangler runs workerd as a child of a child). */
 export function killTree(pid: number, signal: NodeJS.Signals): void {
-  const children = Bun.spawnSync(["pgrep", "-P", String(pid)])
-    .stdout.toString()
-    .split("\n")
-    .filter(Boolean);
-  for (const c of children) killTree(Number(c), signal);
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // already gone
-  }
+  signalAll([...descendants(pid).reverse(), pid], signal);
+}
+
+/** Ask wrangler to stop, then make sure no workerd it started outlives it. */
+async function stopTree(proc: Subprocess): Promise<void> {
+  const tree = descendants(proc.pid);
+  proc.kill("SIGTERM");
+  await Promise.race([proc.exited, Bun.sleep(5000)]);
+  signalAll([...tree.reverse(), proc.pid], "SIGKILL");
+  await proc.exited;
 }
 
 export interface Edge {
@@ -143,9 +159,7 @@ export async function startWorker(config: string): Promise<{ url: string; stop: 
   return {
     url,
     stop: async () => {
-      proc.kill("SIGTERM");
-      await Promise.race([proc.exited, Bun.sleep(5000)]);
-      if (proc.exitCode === null) proc.kill("SIGKILL");
+      await stopTree(proc);
       rmSync(stateDir, { recursive: true, force: true });
     },
   };
@@ -171,9 +185,7 @@ export async function startEdge(
     networkId: "",
     logs: () => out.join(""),
     async stop() {
-      proc.kill("SIGTERM");
-      await Promise.race([proc.exited, Bun.sleep(5000)]);
-      if (proc.exitCode === null) killTree(proc.pid, "SIGKILL");
+      await stopTree(proc);
       rmSync(stateDir, { recursive: true, force: true });
     },
     async restart() {
