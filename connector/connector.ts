@@ -5,7 +5,12 @@ import { loadOrCreateIdentity } from "../bunlib/cert.ts";
 import type { Logger } from "../bunlib/log.ts";
 import { openWebSocket, WebSocketClosedError } from "../bunlib/ws-duplex.ts";
 import type { ConnectorConfig } from "./config.ts";
-import { ConnectorControllerClient, ControllerError, type Registration } from "./controller-client.ts";
+import {
+  ConnectorControllerClient,
+  ControllerError,
+  type Registration,
+  type SessionRef,
+} from "./controller-client.ts";
 import { EventReporter } from "./events.ts";
 import { systemResolver } from "./proxy.ts";
 import { ConnectorSession, type SessionContext } from "./session.ts";
@@ -98,14 +103,53 @@ export class Connector {
     await this.attach(ctx);
   }
 
-  private async heartbeat(): Promise<void> {
+  private heartbeatRunning: Promise<void> | undefined;
+  private heartbeatAgain = false;
+
+  /** One heartbeat at a time; a sync request during one runs another right after. */
+  private heartbeat(): Promise<void> {
+    if (this.heartbeatRunning) {
+      this.heartbeatAgain = true;
+      return this.heartbeatRunning;
+    }
+    this.heartbeatRunning = this.heartbeatOnce().finally(() => {
+      this.heartbeatRunning = undefined;
+      if (this.heartbeatAgain) {
+        this.heartbeatAgain = false;
+        void this.heartbeat();
+      }
+    });
+    return this.heartbeatRunning;
+  }
+
+  private async heartbeatOnce(): Promise<void> {
+    const refs = new Map<string, SessionRef>();
+    for (const s of this.sessions) {
+      const id = s.identity;
+      if (id) refs.set(`${id.principal_id}\u0000${id.device_id}`, id);
+    }
     try {
-      const hb = await this.api.heartbeat();
+      const hb = await this.api.heartbeat([...refs.values()]);
       this.relayToken = hb.relay_token;
       if (this.control?.readyState === WebSocket.OPEN) {
         this.control.send(JSON.stringify({ type: "refresh", token: hb.relay_token }));
       }
+      for (const verdict of hb.sessions ?? []) {
+        for (const s of this.sessions) {
+          const id = s.identity;
+          if (id?.principal_id === verdict.principal_id && id.device_id === verdict.device_id) {
+            s.applyRevocation(verdict.allowed_resource_ids);
+          }
+        }
+      }
     } catch (err) {
+      if (err instanceof ControllerError && err.status === 401) {
+        // The access token was refused and refreshing failed too: this connector was deleted or
+        // its tokens revoked. Stop serving at once.
+        this.log.error("the controller revoked this connector; stopping", { error: err.message });
+        await this.stop();
+        process.exit(1);
+      }
       this.log.warn("heartbeat failed", { error: (err as Error).message });
     }
   }
@@ -144,6 +188,11 @@ export class Connector {
     try {
       msg = JSON.parse(data);
     } catch {
+      return;
+    }
+    if (msg.type === "sync") {
+      // The Controller saw a change that may revoke access: reconcile live tunnels now.
+      void this.heartbeat();
       return;
     }
     if (

@@ -26,6 +26,18 @@ export interface Registration {
   issuer: string;
 }
 
+export interface SessionRef {
+  principal_id: string;
+  device_id: string;
+}
+
+export interface HeartbeatResult {
+  relay_token: string;
+  relay_token_expires_at: string;
+  /** Per live principal/device: the Resources it may still reach here, or null when revoked. */
+  sessions?: (SessionRef & { allowed_resource_ids: string[] | null })[];
+}
+
 export class ControllerError extends Error {
   constructor(
     readonly status: number,
@@ -135,8 +147,8 @@ export class ConnectorControllerClient {
     });
   }
 
-  heartbeat(): Promise<{ relay_token: string; relay_token_expires_at: string }> {
-    return this.authed("/heartbeat", { version: CONNECTOR_VERSION });
+  heartbeat(sessions: SessionRef[] = []): Promise<HeartbeatResult> {
+    return this.authed("/heartbeat", { version: CONNECTOR_VERSION, sessions });
   }
 
   uploadEvents(events: unknown[]): Promise<{ accepted: number }> {

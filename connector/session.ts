@@ -9,6 +9,7 @@ import type { Logger } from "../bunlib/log.ts";
 import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
 import { acceptTls, exporterValue } from "../bunlib/tls.ts";
 import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
+import { compileAcl } from "../shared/address.ts";
 import { ProtocolError } from "../shared/protocol/errors.ts";
 import { type Frame, FrameReader, RESET_CODES } from "../shared/protocol/frame.ts";
 import { Mux, type MuxStream } from "../shared/protocol/mux.ts";
@@ -42,6 +43,8 @@ export class ConnectorSession {
   private queue: Promise<void> = Promise.resolve();
   private pendingAuth: string | undefined;
   private readonly sockets = new Set<Socket>();
+  /** Which Resource each proxied stream reaches, so a revoked Resource closes exactly its streams. */
+  private readonly streamResources = new Map<MuxStream, string | null>();
 
   constructor(
     private readonly sid: string,
@@ -223,9 +226,11 @@ export class ConnectorSession {
         return;
       }
       this.sockets.add(sock);
+      this.streamResources.set(stream, d.resourceId);
       stream.acceptOpen();
       const r = await pipeSocketAndStream(sock, stream, { early: pre.early, ended: pre.ended() });
       this.sockets.delete(sock);
+      this.streamResources.delete(stream);
       report("success", {
         resource: d.resourceId,
         ip,
@@ -249,6 +254,39 @@ export class ConnectorSession {
     this.ctx.log.debug("session closed", { session: this.sid, reason });
     const tls = this.tls;
     if (tls) setTimeout(() => tls.destroy(), delayMs);
+  }
+
+  /** The principal and device of this tunnel, once authorized. */
+  get identity(): { principal_id: string; device_id: string } | undefined {
+    return this.auth ? { principal_id: this.auth.claims.sub, device_id: this.auth.claims.dev } : undefined;
+  }
+
+  /**
+   * Apply what the Controller says this principal may still reach here: null closes the tunnel;
+   * otherwise Resources no longer granted leave the ACL and their open streams are reset.
+   */
+  applyRevocation(allowed: string[] | null): void {
+    const auth = this.auth;
+    if (!auth || this.closed) return;
+    if (allowed === null) {
+      this.ctx.log.info("access revoked: closing tunnel", { principal: auth.claims.sub, session: this.sid });
+      this.mux?.resetAll(RESET_CODES.unauthorized, "access revoked");
+      this.close("access revoked", 50);
+      return;
+    }
+    const keep = new Set(allowed);
+    const acl = auth.claims.acl.filter((e) => keep.has(e.id));
+    if (acl.length === auth.claims.acl.length) return;
+    this.auth = { ...auth, claims: { ...auth.claims, acl }, acl: compileAcl(acl) };
+    for (const [stream, resourceId] of this.streamResources) {
+      if (resourceId !== null && !keep.has(resourceId))
+        stream.reset(RESET_CODES.unauthorized, "access revoked");
+    }
+    this.ctx.log.info("access narrowed", {
+      principal: auth.claims.sub,
+      resources: acl.length,
+      session: this.sid,
+    });
   }
 
   goAway(): void {

@@ -7,13 +7,14 @@
 import { connectorHash } from "../../shared/connector-hash.ts";
 import { timingSafeEqual } from "../../shared/encoding.ts";
 import { TokenError, verifyToken } from "../../shared/tokens.ts";
+/** Activity events older than this are dropped when new ones arrive. */
+import { principalResources } from "./client-service.ts";
 import { type NetworkContext, newJti, sign, TTL_SECONDS, verificationKeys } from "./context.ts";
 import { conflict, notFound, unauthorized } from "./errors.ts";
 import type { ActivityEventInput } from "./schemas.ts";
 import { hashSecret, newId, newSecret, parseSecret } from "./secrets.ts";
 import { type ConnectorRow, iso } from "./views.ts";
 
-/** Activity events older than this are dropped when new ones arrive. */
 export const EVENT_RETENTION_MS = 90 * 24 * 3600_000;
 
 export interface ConnectorTokens {
@@ -132,14 +133,36 @@ export async function registerConnector(
 export async function connectorHeartbeat(
   ctx: NetworkContext,
   connector: ConnectorRow,
-  body: { version?: string },
+  body: { version?: string; sessions?: { principal_id: string; device_id: string }[] },
 ) {
   if (!connector.cert_sha256) {
     throw conflict("connector is not registered; call /connector/v1/register first");
   }
   ctx.db.run`UPDATE connectors SET last_heartbeat_at = ${ctx.now},
     version = COALESCE(${body.version ?? null}, version) WHERE id = ${connector.id}`;
-  return await relayToken(ctx, connector.id);
+  // Revocation: for every principal/device with a live tunnel here, what it may still reach on
+  // this remote network (null: the principal or device is gone or disabled: close its tunnels).
+  const sessions = (body.sessions ?? []).map((s) => ({
+    principal_id: s.principal_id,
+    device_id: s.device_id,
+    allowed_resource_ids: stillAllowed(ctx, s.principal_id, s.device_id, connector.remote_network_id),
+  }));
+  return { ...(await relayToken(ctx, connector.id)), sessions };
+}
+
+function stillAllowed(
+  ctx: NetworkContext,
+  principalId: string,
+  deviceId: string,
+  remoteNetworkId: string,
+): string[] | null {
+  const { db } = ctx;
+  const device = db.one`SELECT id FROM devices WHERE id = ${deviceId} AND principal_id = ${principalId}`;
+  const active =
+    db.one`SELECT id FROM users WHERE id = ${principalId} AND disabled = 0` ??
+    db.one`SELECT id FROM service_accounts WHERE id = ${principalId} AND disabled = 0`;
+  if (!device || !active) return null;
+  return principalResources(db, principalId, remoteNetworkId).map((r) => r.id);
 }
 
 /** Stores a batch of activity events reported by a connector, tagged with its ID. */

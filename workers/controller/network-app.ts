@@ -34,6 +34,8 @@ export interface NetworkAppDeps {
   keys: ControllerKeys;
   /** Undefined until ControllerRoot has initialized this object: then every request is 401. */
   networkId(): string | undefined;
+  /** After an admin change: ask online connectors to reconcile their live tunnels now. */
+  nudgeConnectors?: () => void;
 }
 
 type AppEnv = { Variables: { ctx: NetworkContext } };
@@ -76,6 +78,9 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
         body,
         query,
       });
+      // Any change may revoke access (group membership, a disabled user, a deleted device or
+      // Resource): connectors re-check their live tunnels within seconds, not at token expiry.
+      if (route.method.toUpperCase() !== "GET") deps.nudgeConnectors?.();
       if (route.status === 204 || result === undefined) return c.body(null, 204);
       return c.json(result as object, route.status);
     });

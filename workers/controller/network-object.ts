@@ -1,6 +1,7 @@
 // NetworkObject: one Durable Object per network (tenant), `idFromName(networkId)`, holding all of
 // that tenant's state in SQLite. Thin: HTTP goes to network-app.ts, logic lives in the services.
 import { DurableObject } from "cloudflare:workers";
+import { connectorHash } from "../../shared/connector-hash.ts";
 import type { Env } from "../env.ts";
 import { initializeNetwork, readNetworkId } from "./admin-service.ts";
 import { Db } from "./db.ts";
@@ -8,6 +9,7 @@ import { ControllerKeys } from "./keys.ts";
 import { createNetworkApp } from "./network-app.ts";
 import { NETWORK_MIGRATIONS } from "./network-schema.ts";
 import { relayUrlOf } from "./relay-url.ts";
+import { ONLINE_WINDOW_MS } from "./views.ts";
 
 export class NetworkObject extends DurableObject<Env> {
   private readonly db: Db;
@@ -28,7 +30,22 @@ export class NetworkObject extends DurableObject<Env> {
       env,
       keys: this.keys,
       networkId: () => this.networkId,
+      nudgeConnectors: () => this.ctx.waitUntil(this.nudgeConnectors()),
     });
+  }
+
+  /** Tell every online connector of this network (through its relay presence) to sync now. */
+  private async nudgeConnectors(): Promise<void> {
+    const since = Date.now() - ONLINE_WINDOW_MS;
+    const rows = this.db.all<{ id: string }>`SELECT id FROM connectors WHERE last_heartbeat_at > ${since}`;
+    await Promise.all(
+      rows.map(async ({ id }) => {
+        const presence = this.env.PRESENCE.get(this.env.PRESENCE.idFromName(await connectorHash(id)));
+        await presence.nudge().catch(() => {
+          // Best effort: the connector's next heartbeat (every 20 s) reconciles anyway.
+        });
+      }),
+    );
   }
 
   override async fetch(request: Request): Promise<Response> {

@@ -220,7 +220,14 @@ export const RegisterRequest = z.object({
   hostname: z.string().min(1).max(253),
 });
 
-export const HeartbeatRequest = z.object({ version: z.string().min(1).max(64).optional() });
+export const HeartbeatRequest = z.object({
+  version: z.string().min(1).max(64).optional(),
+  /** The principals/devices with live tunnels on this connector, to reconcile against revocations. */
+  sessions: z
+    .array(z.object({ principal_id: ref, device_id: ref }))
+    .max(10_000)
+    .optional(),
+});
 
 // --- Client API -----------------------------------------------------------------------------------
 

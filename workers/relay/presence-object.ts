@@ -58,6 +58,17 @@ export class ConnectorPresence extends DurableObject<Env> {
     return { ok: true, sid };
   }
 
+  /**
+   * The Controller asks the connector to reconcile its live tunnels now (a revocation happened).
+   * The message carries nothing: the relay learns no identity, the connector asks the Controller.
+   */
+  async nudge(): Promise<boolean> {
+    const [ws] = this.ctx.getWebSockets(TAG);
+    if (!ws) return false;
+    ws.send('{"type":"sync"}');
+    return true;
+  }
+
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     if (typeof message !== "string" || message.length > MAX_CONTROL_MESSAGE) {
       ws.close(RELAY_CLOSE.malformed.code, RELAY_CLOSE.malformed.reason);
