@@ -143,8 +143,18 @@ export class Daemon {
     }
     const resource = m.entry as ClientResource;
     try {
-      const tunnel = await this.tunnels.tunnelFor(resource.remote_network_id, resource.id);
-      const stream = await tunnel.openStream(host, port);
+      let tunnel = await this.tunnels.tunnelFor(resource.remote_network_id, resource.id);
+      let stream: Awaited<ReturnType<typeof tunnel.openStream>>;
+      try {
+        stream = await tunnel.openStream(host, port);
+      } catch (err) {
+        // Denied although our signed ACL grants it: the tunnel's authorization predates a change
+        // (access was narrowed, then granted again). Renew it once and retry.
+        if (!(err instanceof StreamRefused) || err.resetCode !== RESET_CODES.denied) throw err;
+        await this.tunnels.renewNow(resource.remote_network_id, resource.id);
+        tunnel = await this.tunnels.tunnelFor(resource.remote_network_id, resource.id);
+        stream = await tunnel.openStream(host, port);
+      }
       return {
         ok: true,
         attach: (socket, head) => {
@@ -165,7 +175,7 @@ export class Daemon {
 
   private direct(host: string, port: number): Promise<ConnectResult> {
     return new Promise((resolve) => {
-      const sock = connect({ host, port });
+      const sock = connect({ host, port, allowHalfOpen: true });
       sock.once("connect", () => {
         this.directSockets.add(sock);
         sock.once("close", () => this.directSockets.delete(sock));

@@ -180,6 +180,9 @@ function validReply(reply: unknown): number {
     : SocksReply.generalFailure;
 }
 
+/** Optimistic data a client may send before the CONNECT reply (held, then forwarded). */
+const MAX_EARLY_HEAD = 256 * 1024;
+
 function handleConnection(socket: net.Socket, opts: SocksServerOptions, serverSignal: AbortSignal): void {
   const abort = new AbortController();
   let buf: Uint8Array = new Uint8Array(0);
@@ -238,20 +241,35 @@ function handleConnection(socket: net.Socket, opts: SocksServerOptions, serverSi
       if (stage === "request") {
         const request = parseRequest(buf);
         if (!request.done) return;
-        // Pause before dropping our listener, in the same tick, so no byte is read and lost;
-        // anything after the request is handed to attach() as `head`.
-        socket.pause();
+        // Keep reading while onConnect runs: bytes after the request are collected (bounded) and
+        // handed to attach() as `head`, and a client that leaves (FIN: the server allows half-open
+        // connections) is noticed at once instead of after the connect deadline.
         socket.off("data", onData);
         clearTimeout(deadline);
         stage = "connecting";
-        connect(request.value, buf.slice(request.consumed));
+        earlyHead = buf.slice(request.consumed);
+        socket.on("data", collectHead);
+        socket.once("end", onEarlyEnd);
+        connect(request.value);
       }
     } catch (e) {
       refuse(e instanceof SocksProtocolError ? e.reply : undefined);
     }
   };
 
-  const connect = (req: SocksConnectRequest, head: Uint8Array) => {
+  let earlyHead: Uint8Array = new Uint8Array(0);
+  const collectHead = (chunk: Uint8Array) => {
+    earlyHead = concat(earlyHead, chunk);
+    if (earlyHead.length > MAX_EARLY_HEAD) socket.pause();
+  };
+  const onEarlyEnd = () => {
+    if (stage === "connecting") {
+      abort.abort();
+      socket.destroy();
+    }
+  };
+
+  const connect = (req: SocksConnectRequest) => {
     let settled = false;
     const settle = (): boolean => {
       if (settled) return false;
@@ -282,9 +300,12 @@ function handleConnection(socket: net.Socket, opts: SocksServerOptions, serverSi
             return;
           }
           stage = "attached";
+          socket.pause();
+          socket.off("data", collectHead);
+          socket.off("end", onEarlyEnd);
           socket.write(encodeReply(SocksReply.succeeded));
           try {
-            result.attach(socket, head);
+            result.attach(socket, earlyHead);
           } catch {
             socket.destroy();
           }
@@ -305,7 +326,9 @@ function handleConnection(socket: net.Socket, opts: SocksServerOptions, serverSi
 export async function startSocksServer(opts: SocksServerOptions): Promise<SocksServer> {
   const live = new Set<net.Socket>();
   const closing = new AbortController();
-  const server = net.createServer((socket) => {
+  // Half-open allowed: an application that has finished sending (FIN) still receives the rest of
+  // the answer; without it the socket closes both ways and an in-flight stream would be cut.
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     if (closing.signal.aborted) {
       socket.destroy();
       return;

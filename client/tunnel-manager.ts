@@ -76,6 +76,17 @@ export class TunnelManager {
     return tunnel;
   }
 
+  /**
+   * Present a fresh authorization on the live tunnel now (after an access change, the connector
+   * may hold a narrowed ACL for this tunnel: a Resource granted again needs a new authorization).
+   */
+  async renewNow(remoteNetworkId: string, resourceId: string): Promise<void> {
+    const t = this.tunnels.get(remoteNetworkId);
+    if (!t?.alive) return;
+    const tokens = await requestConnectionTokens(this.session(), resourceId, t.connectorId);
+    if (tokens.connector.id === t.connectorId) await t.authorize(tokens.authorization_token);
+  }
+
   /** Let a replaced tunnel finish its streams, then close it. */
   private retire(t: Tunnel): void {
     const check = setInterval(() => {

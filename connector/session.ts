@@ -301,7 +301,8 @@ export class ConnectorSession {
 
 function tcpConnect(host: string, port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const sock = connect({ host, port });
+    // Half-open allowed: the Resource may finish sending while the client still has bytes for it.
+    const sock = connect({ host, port, allowHalfOpen: true });
     const timer = setTimeout(() => {
       sock.destroy();
       reject(new Error("connect timed out"));

@@ -82,5 +82,7 @@ test("the device deleted: the whole tunnel closes and new streams are refused", 
   for (const d of devices) await api("DELETE", `/devices/${d.id}`);
   const cutAfter = await Promise.race([b.ended, Bun.sleep(10_000).then(() => -1)]);
   expect(cutAfter).toBeGreaterThan(0);
-  await expect(socksConnect(client.socks, "b.revoke.internal", echo.port)).rejects.toBeInstanceOf(SocksRefused);
+  await expect(socksConnect(client.socks, "b.revoke.internal", echo.port)).rejects.toBeInstanceOf(
+    SocksRefused,
+  );
 }, 30_000);
