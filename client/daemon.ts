@@ -143,18 +143,7 @@ export class Daemon {
     }
     const resource = m.entry as ClientResource;
     try {
-      let tunnel = await this.tunnels.tunnelFor(resource.remote_network_id, resource.id);
-      let stream: Awaited<ReturnType<typeof tunnel.openStream>>;
-      try {
-        stream = await tunnel.openStream(host, port);
-      } catch (err) {
-        // Denied although our signed ACL grants it: the tunnel's authorization predates a change
-        // (access was narrowed, then granted again). Renew it once and retry.
-        if (!(err instanceof StreamRefused) || err.resetCode !== RESET_CODES.denied) throw err;
-        await this.tunnels.renewNow(resource.remote_network_id, resource.id);
-        tunnel = await this.tunnels.tunnelFor(resource.remote_network_id, resource.id);
-        stream = await tunnel.openStream(host, port);
-      }
+      const stream = await this.openResourceStream(resource, host, port);
       return {
         ok: true,
         attach: (socket, head) => {
@@ -170,6 +159,44 @@ export class Daemon {
         error: (err as Error).message,
       });
       return { ok: false, reply: socksReplyFor(err) };
+    }
+  }
+
+  /**
+   * A stream to a Resource through one of its remote network's connectors. A connector that
+   * cannot reach it (DNS, refused) is skipped for that Resource and the stream retried on a peer;
+   * a denial for a Resource our signed ACL grants renews the tunnel's authorization once.
+   */
+  private async openResourceStream(resource: ClientResource, host: string, port: number) {
+    const avoid: string[] = [];
+    let renewed = false;
+    for (;;) {
+      const tunnel = await this.tunnels.tunnelFor(resource.remote_network_id, resource.id, avoid);
+      try {
+        return await tunnel.openStream(host, port);
+      } catch (err) {
+        if (!(err instanceof StreamRefused)) throw err;
+        if (err.resetCode === RESET_CODES.denied && !renewed) {
+          renewed = true;
+          await this.tunnels.renewNow(tunnel, resource.id);
+          continue;
+        }
+        const unreachable =
+          err.resetCode === RESET_CODES.dns_lookup_error || err.resetCode === RESET_CODES.unable_to_connect;
+        if (!unreachable || avoid.length >= 2) throw err;
+        this.tunnels.markUnreachable(tunnel.connectorId, resource.id);
+        avoid.push(tunnel.connectorId);
+        this.opts.log.warn("connector cannot reach Resource; trying its peer", {
+          connector: tunnel.connectorId,
+          resource: resource.id,
+          error: err.message,
+        });
+        try {
+          await this.tunnels.tunnelFor(resource.remote_network_id, resource.id, avoid);
+        } catch {
+          throw err; // no peer: report the connector's own answer (DNS error, refused)
+        }
+      }
     }
   }
 

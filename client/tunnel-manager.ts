@@ -1,18 +1,31 @@
-// Keeps one tunnel per remote network's connector and multiplexes every stream for its Resources
-// over it. Renews the authorization on the live tunnel before it expires while it is in use.
+// Tunnels to connectors, one per connector, each multiplexing every stream for the Resources of
+// its remote network. Connectors are deployed in pairs: the manager fails over when one is gone,
+// and remembers, per Resource, a connector that could not reach it (DNS failed, connection
+// refused) so that Resource's new streams go to its peer. Renews authorizations before expiry.
 import type { Logger } from "../bunlib/log.ts";
 import { PinningError } from "../bunlib/tls.ts";
-import { type ConnectionTokens, requestConnectionTokens } from "./controller-api.ts";
+import { requestConnectionTokens } from "./controller-api.ts";
 import type { SessionState } from "./state.ts";
 import { Tunnel, TunnelError } from "./tunnel.ts";
 
 const RENEW_BEFORE_MS = 3 * 60_000;
 const IDLE_CLOSE_MS = 10 * 60_000;
 const MAX_FAILOVER = 3;
+/** How long a connector that could not reach a Resource is skipped for that Resource. */
+const UNHEALTHY_MS = 60_000;
+
+interface Entry {
+  tunnel: Tunnel;
+  remoteNetworkId: string;
+  /** A Resource of the remote network, to ask for renewed authorizations with. */
+  resourceId: string;
+}
 
 export class TunnelManager {
-  private readonly tunnels = new Map<string, Tunnel>();
+  private readonly entries = new Map<string, Entry>();
   private readonly opening = new Map<string, Promise<Tunnel>>();
+  /** `${connectorId} ${resourceId}` → until when that connector is skipped for that Resource. */
+  private readonly unhealthy = new Map<string, number>();
   private readonly timer: ReturnType<typeof setInterval>;
 
   constructor(
@@ -23,33 +36,71 @@ export class TunnelManager {
     this.timer = setInterval(() => void this.maintain(), 15_000);
   }
 
-  /** The live tunnel serving `remoteNetworkId`, opening one (for `resourceId`) if needed. */
-  async tunnelFor(remoteNetworkId: string, resourceId: string): Promise<Tunnel> {
-    const existing = this.tunnels.get(remoteNetworkId);
-    if (existing?.alive && !existing.goingAway && existing.authzExpiresAt - Date.now() > 10_000)
-      return existing;
-    const pending = this.opening.get(remoteNetworkId);
+  /** Connector `connectorId` could not reach `resourceId`: prefer its peers for a while. */
+  markUnreachable(connectorId: string, resourceId: string): void {
+    this.unhealthy.set(`${connectorId} ${resourceId}`, Date.now() + UNHEALTHY_MS);
+  }
+
+  private skipped(resourceId: string): string[] {
+    const now = Date.now();
+    const out: string[] = [];
+    for (const [key, until] of this.unhealthy) {
+      if (until < now) this.unhealthy.delete(key);
+      else if (key.endsWith(` ${resourceId}`)) out.push(key.slice(0, key.indexOf(" ")));
+    }
+    return out;
+  }
+
+  /** A live tunnel that can carry a stream to `resourceId`, opening one if needed. */
+  async tunnelFor(
+    remoteNetworkId: string,
+    resourceId: string,
+    avoid: readonly string[] = [],
+  ): Promise<Tunnel> {
+    const skip = new Set([...avoid, ...this.skipped(resourceId)]);
+    const now = Date.now();
+    const usable = [...this.entries.values()].filter(
+      (e) =>
+        e.remoteNetworkId === remoteNetworkId &&
+        e.tunnel.alive &&
+        !e.tunnel.goingAway &&
+        e.tunnel.authzExpiresAt - now > 10_000 &&
+        !skip.has(e.tunnel.connectorId),
+    );
+    // Spread over the healthy tunnels: the one with the fewest streams.
+    usable.sort((a, b) => a.tunnel.streamCount - b.tunnel.streamCount);
+    if (usable[0]) return usable[0].tunnel;
+    const key = `${remoteNetworkId} ${[...skip].sort().join(",")}`;
+    const pending = this.opening.get(key);
     if (pending) return await pending;
-    const p = this.openTunnel(remoteNetworkId, resourceId);
-    this.opening.set(remoteNetworkId, p);
+    const p = this.openTunnel(remoteNetworkId, resourceId, [...skip]);
+    this.opening.set(key, p);
     try {
       return await p;
     } finally {
-      this.opening.delete(remoteNetworkId);
+      this.opening.delete(key);
     }
   }
 
-  private async openTunnel(remoteNetworkId: string, resourceId: string): Promise<Tunnel> {
+  private async openTunnel(remoteNetworkId: string, resourceId: string, skip: string[]): Promise<Tunnel> {
     const started = Date.now();
     // Fail over across the remote network's connectors: one that is gone (the relay refuses it)
     // or unreachable is skipped for this attempt, and the Controller picks among the rest.
-    const avoid: string[] = [];
-    let tunnel: Tunnel | undefined;
-    let tokens: ConnectionTokens | undefined;
-    for (let attempt = 0; !tunnel; attempt++) {
-      tokens = await requestConnectionTokens(this.session(), resourceId, undefined, avoid);
+    const avoid = [...skip];
+    for (let attempt = 0; ; attempt++) {
+      const tokens = await requestConnectionTokens(this.session(), resourceId, undefined, avoid);
+      const existing = this.entries.get(tokens.connector.id);
+      if (existing?.tunnel.alive && !existing.tunnel.goingAway) return existing.tunnel;
       try {
-        tunnel = await Tunnel.open(tokens, this.deviceKey);
+        const tunnel = await Tunnel.open(tokens, this.deviceKey);
+        this.log.info("tunnel established", {
+          connector: tunnel.connectorId,
+          remote_network: remoteNetworkId,
+          path: "relayed",
+          ms: Date.now() - started,
+        });
+        this.adopt(tunnel, remoteNetworkId, resourceId);
+        return tunnel;
       } catch (err) {
         if (err instanceof PinningError || err instanceof TunnelError || attempt >= MAX_FAILOVER) throw err;
         this.log.warn("connector unreachable; trying another", {
@@ -59,32 +110,26 @@ export class TunnelManager {
         avoid.push(tokens.connector.id);
       }
     }
-    this.log.info("tunnel established", {
-      connector: tunnel.connectorId,
-      remote_network: remoteNetworkId,
-      path: "relayed",
-      ms: Date.now() - started,
-    });
-    (tunnel as Tunnel & { resourceId?: string }).resourceId = resourceId;
-    const old = this.tunnels.get(remoteNetworkId);
-    this.tunnels.set(remoteNetworkId, tunnel);
-    if (old && old !== tunnel) this.retire(old);
+  }
+
+  private adopt(tunnel: Tunnel, remoteNetworkId: string, resourceId: string): void {
+    const old = this.entries.get(tunnel.connectorId);
+    this.entries.set(tunnel.connectorId, { tunnel, remoteNetworkId, resourceId });
+    if (old && old.tunnel !== tunnel) this.retire(old.tunnel);
     tunnel.onClose = (reason) => {
       this.log.info("tunnel closed", { connector: tunnel.connectorId, reason });
-      if (this.tunnels.get(remoteNetworkId) === tunnel) this.tunnels.delete(remoteNetworkId);
+      if (this.entries.get(tunnel.connectorId)?.tunnel === tunnel) this.entries.delete(tunnel.connectorId);
     };
-    return tunnel;
   }
 
   /**
-   * Present a fresh authorization on the live tunnel now (after an access change, the connector
-   * may hold a narrowed ACL for this tunnel: a Resource granted again needs a new authorization).
+   * Present a fresh authorization on a live tunnel now (after an access change the connector may
+   * hold a narrowed ACL for it: a Resource granted again needs a new authorization).
    */
-  async renewNow(remoteNetworkId: string, resourceId: string): Promise<void> {
-    const t = this.tunnels.get(remoteNetworkId);
-    if (!t?.alive) return;
-    const tokens = await requestConnectionTokens(this.session(), resourceId, t.connectorId);
-    if (tokens.connector.id === t.connectorId) await t.authorize(tokens.authorization_token);
+  async renewNow(tunnel: Tunnel, resourceId: string): Promise<void> {
+    if (!tunnel.alive) return;
+    const tokens = await requestConnectionTokens(this.session(), resourceId, tunnel.connectorId);
+    if (tokens.connector.id === tunnel.connectorId) await tunnel.authorize(tokens.authorization_token);
   }
 
   /** Let a replaced tunnel finish its streams, then close it. */
@@ -99,23 +144,22 @@ export class TunnelManager {
 
   private async maintain(): Promise<void> {
     const now = Date.now();
-    for (const [rn, t] of this.tunnels) {
+    for (const e of [...this.entries.values()]) {
+      const t = e.tunnel;
       if (!t.alive) continue;
       if (t.streamCount === 0 && now - t.lastUsed > IDLE_CLOSE_MS) {
         t.close("idle");
         continue;
       }
       if (t.authzExpiresAt - now > RENEW_BEFORE_MS) continue;
-      const resourceId = (t as Tunnel & { resourceId?: string }).resourceId;
-      if (!resourceId) continue;
       try {
-        const tokens = await requestConnectionTokens(this.session(), resourceId, t.connectorId);
+        const tokens = await requestConnectionTokens(this.session(), e.resourceId, t.connectorId);
         if (tokens.connector.id === t.connectorId) {
           await t.authorize(tokens.authorization_token);
           this.log.info("authorization renewed", { connector: t.connectorId });
         } else {
-          // The Controller chose another connector: new streams go there; this one drains.
-          await this.openTunnel(rn, resourceId);
+          // That connector is no longer offered: new streams go elsewhere; this one drains.
+          t.goingAway = true;
         }
       } catch (err) {
         this.log.warn("could not renew tunnel authorization", {
@@ -127,8 +171,8 @@ export class TunnelManager {
   }
 
   status() {
-    return [...this.tunnels.entries()].map(([rn, t]) => ({
-      remote_network_id: rn,
+    return [...this.entries.values()].map(({ tunnel: t, remoteNetworkId }) => ({
+      remote_network_id: remoteNetworkId,
       connector_id: t.connectorId,
       path: "relayed" as const,
       streams: t.streamCount,
@@ -139,6 +183,6 @@ export class TunnelManager {
 
   closeAll(): void {
     clearInterval(this.timer);
-    for (const t of this.tunnels.values()) t.close("client stopping");
+    for (const e of this.entries.values()) e.tunnel.close("client stopping");
   }
 }

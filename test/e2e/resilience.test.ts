@@ -67,6 +67,7 @@ beforeAll(async () => {
     [
       { name: "echo", address: "echo.pair.internal" },
       { name: "hello", address: "hello.pair.internal" },
+      { name: "only-first", address: "only-first.pair.internal" },
     ],
     "Pair",
   );
@@ -78,7 +79,7 @@ beforeAll(async () => {
     { id: p.connector.id, access: p.connector.accessToken, refresh: p.connector.refreshToken },
     { id: second.connector.id, access: second.tokens.access_token, refresh: second.tokens.refresh_token },
   ];
-  for (const c of pair) {
+  for (const [i, c] of pair.entries()) {
     connectors.set(
       c.id,
       await startConnector({
@@ -86,7 +87,8 @@ beforeAll(async () => {
         accessToken: c.access,
         refreshToken: c.refresh,
         stateDir: join(tmp, c.id),
-        hostOverrides: overrides,
+        // Only the first connector can resolve only-first.pair.internal.
+        hostOverrides: i === 0 ? [...overrides, "only-first.pair.internal=127.0.0.1"] : overrides,
         label: c.id,
       }),
     );
@@ -107,6 +109,25 @@ afterAll(async () => {
 }, 60_000);
 
 describe("connector pairs", () => {
+  test("a connector that cannot reach a Resource stops getting its streams; its peer serves them", async () => {
+    const url = `http://only-first.pair.internal:${hello.port}/`;
+    for (let i = 0; i < 10; i++) {
+      const proc = Bun.spawn(["curl", "-sS", "--max-time", "20", "--socks5-hostname", client.socks, url], {
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      expect(await new Response(proc.stdout).text()).toBe("pair ok");
+    }
+    await Bun.sleep(3000); // connectors upload activity events every 2 s
+    const { events } = await adminApi(edge)<{ events: { outcome: string; destination: string }[] }>(
+      "GET",
+      "/events?limit=1000",
+    );
+    const failures = events.filter((e) => e.destination.startsWith("only-first") && e.outcome !== "success");
+    // At most the first attempt met the connector that cannot resolve the name.
+    expect(failures.length).toBeLessThanOrEqual(1);
+  }, 60_000);
+
   test("kill -9 of the serving connector: the interrupted stream fails, new streams succeed on its peer", async () => {
     expect(await get()).toBe("pair ok");
     const serving = await tunnelConnector();
