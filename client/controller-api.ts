@@ -18,7 +18,7 @@ export interface ConnectionTokens {
   connection_token: string;
   authorization_token: string;
   relay_url: string;
-  connector: { id: string; cert_sha256: string };
+  connector: { id: string; cert_sha256: string; direct_endpoints?: string[] };
   expires_at: string;
 }
 

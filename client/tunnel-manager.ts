@@ -96,7 +96,7 @@ export class TunnelManager {
         this.log.info("tunnel established", {
           connector: tunnel.connectorId,
           remote_network: remoteNetworkId,
-          path: "relayed",
+          path: tunnel.path,
           ms: Date.now() - started,
         });
         this.adopt(tunnel, remoteNetworkId, resourceId);
@@ -174,7 +174,7 @@ export class TunnelManager {
     return [...this.entries.values()].map(({ tunnel: t, remoteNetworkId }) => ({
       remote_network_id: remoteNetworkId,
       connector_id: t.connectorId,
-      path: "relayed" as const,
+      path: t.path,
       streams: t.streamCount,
       authorization_expires_at: new Date(t.authzExpiresAt).toISOString(),
       opened_at: new Date(t.openedAt).toISOString(),

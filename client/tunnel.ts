@@ -2,6 +2,8 @@
 // token), TLS 1.3 pinned to the connector's certificate digest, AUTH with the channel-bound
 // authorization, then a multiplexer carrying many streams. No stream is opened before AUTH
 // succeeded (DESIGN §6, first invariant).
+import { connect } from "node:net";
+import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import { connectTls, exporterValue } from "../bunlib/tls.ts";
 import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
@@ -14,6 +16,35 @@ import { peekClaim } from "../shared/tokens.ts";
 import type { ConnectionTokens } from "./controller-api.ts";
 
 const AUTH_TIMEOUT_MS = 10_000;
+const KEEPALIVE_MS = 3_000;
+/** No answer to pings for this long: the path is dead. */
+const KEEPALIVE_DEAD_MS = 10_000;
+/** How long the direct path may try alone before the relay is raced against it. */
+const DIRECT_HEAD_START_MS = 300;
+const DIRECT_CONNECT_TIMEOUT_MS = 3_000;
+
+/** TCP to a connector's advertised direct endpoint ("10.0.0.5:7443", "[fd00::5]:7443"). */
+function dialDirect(endpoint: string): Promise<Duplex> {
+  const i = endpoint.lastIndexOf(":");
+  const host = endpoint.slice(0, i).replace(/^\[|\]$/g, "");
+  const port = Number(endpoint.slice(i + 1));
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host, port });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`direct path ${endpoint}: connect timed out`));
+    }, DIRECT_CONNECT_TIMEOUT_MS);
+    sock.once("connect", () => {
+      clearTimeout(timer);
+      sock.setNoDelay(true);
+      resolve(sock);
+    });
+    sock.once("error", (err) => {
+      clearTimeout(timer);
+      reject(new Error(`direct path ${endpoint}: ${err.message}`));
+    });
+  });
+}
 const OPEN_TIMEOUT_MS = 30_000;
 
 export class TunnelError extends Error {
@@ -41,6 +72,8 @@ export class Tunnel {
   private authWaiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private closedReason: string | undefined;
   goingAway = false;
+  private lastPong = Date.now();
+  private readonly keepalive: ReturnType<typeof setInterval>;
   authzExpiresAt: number;
   readonly openedAt = Date.now();
   lastUsed = Date.now();
@@ -51,7 +84,7 @@ export class Tunnel {
     private readonly exporter: Uint8Array,
     private readonly deviceKey: CryptoKey,
     readonly connectorId: string,
-    readonly relayUrl: string,
+    readonly path: "relayed" | "direct",
     authzExp: number,
   ) {
     this.authzExpiresAt = authzExp;
@@ -70,9 +103,26 @@ export class Tunnel {
             w?.reject(new TunnelError("unauthorized", `connector refused the authorization: ${f.message}`));
         } else if (f.type === "goaway") {
           this.goingAway = true;
+        } else if (f.type === "ping" && f.ack) {
+          this.lastPong = Date.now();
         }
       },
     });
+    // Liveness: a path can die silently (a cut link, a sleeping laptop). Ping every few seconds
+    // and close the tunnel when the connector stops answering, so new streams go elsewhere and
+    // the streams on it are reported failed instead of hanging.
+    this.keepalive = setInterval(() => {
+      if (!this.mux.authenticated) return;
+      if (Date.now() - this.lastPong > KEEPALIVE_DEAD_MS) {
+        this.close("the connector stopped answering");
+        return;
+      }
+      try {
+        this.mux.ping(new Uint8Array(8));
+      } catch {
+        this.close("tunnel is closed");
+      }
+    }, KEEPALIVE_MS);
     tls.on("data", (chunk: Uint8Array) => {
       try {
         for (const frame of reader.push(chunk)) this.mux.receive(frame);
@@ -84,11 +134,70 @@ export class Tunnel {
     tls.on("error", (err) => this.close(`tunnel error: ${err.message}`));
   }
 
+  /**
+   * Open a tunnel to the connector named by `tokens`. When the connector advertises direct
+   * endpoints, race them against the relay (happy eyeballs: the direct path gets a short head
+   * start; the relay starts at once if it fails). Either way: the same pinned TLS 1.3 and the same
+   * channel-bound AUTH. The loser is closed; a failed direct path falls back silently.
+   */
   static async open(tokens: ConnectionTokens, deviceKey: CryptoKey): Promise<Tunnel> {
-    const ws = await openWebSocket(`${tokens.relay_url}/relay/v1/session`, tokens.connection_token);
-    const tls = await connectTls(new WebSocketDuplex(ws), tokens.connector.cert_sha256);
+    const relayed = () =>
+      Tunnel.establish(tokens, deviceKey, "relayed", async () => {
+        const ws = await openWebSocket(`${tokens.relay_url}/relay/v1/session`, tokens.connection_token);
+        return new WebSocketDuplex(ws);
+      });
+    const endpoints = tokens.connector.direct_endpoints ?? [];
+    if (endpoints.length === 0) return await relayed();
+    const direct = (async () => {
+      let last: unknown;
+      for (const endpoint of endpoints) {
+        try {
+          return await Tunnel.establish(tokens, deviceKey, "direct", () => dialDirect(endpoint));
+        } catch (err) {
+          last = err;
+        }
+      }
+      throw last;
+    })();
+    let relayPromise: Promise<Tunnel> | undefined;
+    const startRelay = () => {
+      relayPromise ??= relayed();
+      return relayPromise;
+    };
+    const headStart = Bun.sleep(DIRECT_HEAD_START_MS);
+    const first = await Promise.race([
+      direct.then(
+        (t) => ({ kind: "direct" as const, t }),
+        () => ({ kind: "direct-failed" as const }),
+      ),
+      headStart.then(() => ({ kind: "timer" as const })),
+    ]);
+    if (first.kind === "direct") return first.t;
+    if (first.kind === "direct-failed") return await startRelay();
+    // The direct path is slow to answer: race it against the relay from now on.
+    const relayAttempt = startRelay();
+    const winner = await Promise.any([direct, relayAttempt]);
+    // Close whichever finishes second.
+    for (const p of [direct, relayAttempt]) {
+      void p.then(
+        (t) => {
+          if (t !== winner) t.close("lost the race");
+        },
+        () => {},
+      );
+    }
+    return winner;
+  }
+
+  private static async establish(
+    tokens: ConnectionTokens,
+    deviceKey: CryptoKey,
+    path: "relayed" | "direct",
+    transport: () => Promise<Duplex>,
+  ): Promise<Tunnel> {
+    const tls = await connectTls(await transport(), tokens.connector.cert_sha256);
     const exp = Number(peekClaimNumber(tokens.authorization_token, "exp") ?? 0) * 1000;
-    const tunnel = new Tunnel(tls, exporterValue(tls), deviceKey, tokens.connector.id, tokens.relay_url, exp);
+    const tunnel = new Tunnel(tls, exporterValue(tls), deviceKey, tokens.connector.id, path, exp);
     try {
       await tunnel.authorize(tokens.authorization_token);
     } catch (err) {
@@ -156,6 +265,7 @@ export class Tunnel {
   close(reason: string): void {
     if (this.closedReason !== undefined) return;
     this.closedReason = reason;
+    clearInterval(this.keepalive);
     this.authWaiter?.reject(new TunnelError("closed", reason));
     this.mux.closeAll(RESET_CODES.cancelled, reason);
     this.tls.destroy();

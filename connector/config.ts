@@ -33,6 +33,17 @@ export const CONNECTOR_OPTIONS: readonly OptionSpec[] = [
     repeatable: true,
   },
   {
+    flag: "direct-listen",
+    env: "SALLYPORT_DIRECT_LISTEN",
+    description: "Accept direct (peer-to-peer) tunnels from clients on HOST:PORT; off when unset",
+  },
+  {
+    flag: "direct-advertise",
+    env: "SALLYPORT_DIRECT_ADVERTISE",
+    description:
+      "HOST:PORT clients should dial for the direct path (comma-separated; default: --direct-listen)",
+  },
+  {
     flag: "log-level",
     env: "SALLYPORT_LOG_LEVEL",
     description: "debug, info, warn or error",
@@ -48,7 +59,19 @@ export interface ConnectorConfig {
   refreshToken: string | undefined;
   stateDir: string;
   hostOverrides: Map<string, string>;
+  directListen: { host: string; port: number } | undefined;
+  directAdvertise: string[];
   logLevel: Level;
+}
+
+function hostPort(value: string, flag: string): { host: string; port: number } {
+  const i = value.lastIndexOf(":");
+  const host = value.slice(0, i).replace(/^\[|\]$/g, "");
+  const port = Number(value.slice(i + 1));
+  if (i <= 0 || !host || !/^\d{1,5}$/.test(value.slice(i + 1)) || port > 65535) {
+    throw new UsageError(`--${flag}: "${value}" must be HOST:PORT`);
+  }
+  return { host, port };
 }
 
 export function parseConnectorConfig(argv: readonly string[], env: Record<string, string | undefined>) {
@@ -75,8 +98,24 @@ export function parseConnectorConfig(argv: readonly string[], env: Record<string
   const level = values["log-level"] ?? "info";
   if (!["debug", "info", "warn", "error"].includes(level))
     throw new UsageError(`--log-level: unknown level "${level}"`);
+  const directListen = values["direct-listen"]
+    ? hostPort(values["direct-listen"], "direct-listen")
+    : undefined;
+  const advertise = (values["direct-advertise"] ?? "")
+    .split(",")
+    .map((a) => a.trim())
+    .filter(Boolean);
+  for (const a of advertise) hostPort(a, "direct-advertise");
+  if (directListen && advertise.length === 0) {
+    if (directListen.host === "0.0.0.0" || directListen.host === "::") {
+      throw new UsageError("--direct-listen on a wildcard address needs --direct-advertise HOST:PORT");
+    }
+    advertise.push(values["direct-listen"]!);
+  }
   const config: ConnectorConfig = {
     controller,
+    directListen,
+    directAdvertise: directListen ? advertise : [],
     accessToken: values["access-token"],
     refreshToken: values["refresh-token"],
     stateDir: values["state-dir"]!,

@@ -1,5 +1,7 @@
 // The connector process: identity, registration, relay attachment with reconnect/backoff,
 // heartbeats (which renew the relay token), sessions, draining on SIGTERM.
+import { randomUUID } from "node:crypto";
+import { createServer, type Server } from "node:net";
 import { createRemoteJWKSet, type JWTVerifyGetKey } from "jose";
 import { loadOrCreateIdentity } from "../bunlib/cert.ts";
 import type { Logger } from "../bunlib/log.ts";
@@ -31,6 +33,7 @@ export class Connector {
   private control: WebSocket | undefined;
   private readonly sessions = new Set<ConnectorSession>();
   private draining = false;
+  private directServer: Server | undefined;
   private stopped = false;
   private keys: JWTVerifyGetKey | undefined;
   private timers: ReturnType<typeof setInterval>[] = [];
@@ -56,7 +59,7 @@ export class Connector {
     this.log.info("identity ready", { cert_sha256: identity.digest });
     for (let attempt = 0; !this.reg; attempt++) {
       try {
-        this.reg = await this.api.register(identity.digest);
+        this.reg = await this.api.register(identity.digest, this.config.directAdvertise);
       } catch (err) {
         if (
           err instanceof ControllerError &&
@@ -94,6 +97,7 @@ export class Connector {
       isDraining: () => this.draining,
     };
     this.events.start();
+    if (this.config.directListen) this.listenDirect(ctx, this.config.directListen);
     this.timers.push(setInterval(() => void this.heartbeat(), HEARTBEAT_MS));
     this.timers.push(
       setInterval(() => {
@@ -211,10 +215,43 @@ export class Connector {
     }
   }
 
+  /**
+   * The direct path: clients that can route to this connector dial it over TCP and run the very
+   * same pinned TLS and channel-bound AUTH as through the relay; nothing is trusted for arriving
+   * directly.
+   */
+  private listenDirect(ctx: SessionContext, at: { host: string; port: number }): void {
+    const server = createServer((socket) => {
+      if (this.draining || this.stopped) {
+        socket.destroy();
+        return;
+      }
+      socket.setNoDelay(true);
+      socket.on("error", () => {});
+      const id = `direct-${randomUUID()}`;
+      const session = new ConnectorSession(id, ctx, () => this.sessions.delete(session), "direct");
+      this.sessions.add(session);
+      session.serve(socket).catch((err) => {
+        this.log.debug("direct session failed", { error: (err as Error).message });
+        session.close("setup failed");
+        socket.destroy();
+      });
+    });
+    server.on("error", (err) => this.log.error("direct listener failed", { error: err.message }));
+    server.listen(at.port, at.host, () => {
+      this.log.info("direct path listening", {
+        listen: `${at.host}:${at.port}`,
+        advertise: this.config.directAdvertise,
+      });
+    });
+    this.directServer = server;
+  }
+
   /** SIGTERM: go-away to every client, no new sessions, existing streams get a grace period. */
   async drain(): Promise<void> {
     if (this.draining) return;
     this.draining = true;
+    this.directServer?.close();
     this.log.info("draining: no new streams", { grace_ms: DRAIN_GRACE_MS });
     this.control?.close(1000, "draining");
     for (const s of this.sessions) s.goAway();
@@ -225,6 +262,7 @@ export class Connector {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.directServer?.close();
     for (const t of this.timers) clearInterval(t);
     for (const s of this.sessions) s.close("connector stopping");
     this.control?.close(1000, "stopping");

@@ -139,11 +139,12 @@ export class ConnectorControllerClient {
     this.log.info("tokens refreshed");
   }
 
-  register(certSha256: string): Promise<Registration> {
+  register(certSha256: string, directEndpoints: string[] = []): Promise<Registration> {
     return this.authed<Registration>("/register", {
       cert_sha256: certSha256,
       version: CONNECTOR_VERSION,
       hostname: hostname(),
+      direct_endpoints: directEndpoints,
     });
   }
 

@@ -2,6 +2,7 @@
 // terminated here, AUTH verified before anything else, then a multiplexer whose streams are
 // checked against the authorization's ACL and proxied to the private network.
 import { connect, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import type { JWTVerifyGetKey } from "jose";
 import type { Identity } from "../bunlib/cert.ts";
@@ -50,12 +51,23 @@ export class ConnectorSession {
     private readonly sid: string,
     private readonly ctx: SessionContext,
     private readonly onClosed: () => void = () => {},
+    readonly path: "relayed" | "direct" = "relayed",
   ) {}
 
+  /** Relayed: dial the relay for this session, then serve the tunnel over that WebSocket. */
   async run(): Promise<void> {
     const { ctx } = this;
     const ws = await openWebSocket(`${ctx.relayUrl}/relay/v1/accept?session=${this.sid}`, ctx.relayToken());
-    const tls = await acceptTls(new WebSocketDuplex(ws), ctx.identity);
+    await this.serve(new WebSocketDuplex(ws));
+  }
+
+  /**
+   * Serve a tunnel over any byte stream: the relay's WebSocket or, on the direct path, a TCP
+   * connection from the client. Same TLS, same AUTH, same checks either way.
+   */
+  async serve(transport: Duplex): Promise<void> {
+    const { ctx } = this;
+    const tls = await acceptTls(transport, ctx.identity);
     this.tls = tls;
     const exporter = exporterValue(tls);
     const deadline = setTimeout(() => this.close("client did not authorize in time"), AUTH_DEADLINE_MS);
@@ -196,7 +208,7 @@ export class ConnectorSession {
         bytes_sent: extra.sent ?? 0,
         bytes_received: extra.received ?? 0,
         duration_ms: Date.now() - started,
-        path: "relayed",
+        path: this.path,
       });
     if (ctx.isDraining()) {
       stream.reset(RESET_CODES.going_away, "connector is shutting down");

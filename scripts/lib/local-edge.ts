@@ -73,6 +73,7 @@ function spawnWrangler(
   secret: string,
   out: string[],
   config = join(ROOT, "wrangler.toml"),
+  net: { listen: string; publicHost: string } = { listen: "127.0.0.1", publicHost: "127.0.0.1" },
 ): Subprocess {
   const proc = Bun.spawn(
     [
@@ -81,7 +82,7 @@ function spawnWrangler(
       "--config",
       config,
       "--ip",
-      "127.0.0.1",
+      net.listen,
       "--port",
       String(port),
       "--persist-to",
@@ -89,7 +90,7 @@ function spawnWrangler(
       "--var",
       `BOOTSTRAP_SECRET:${secret}`,
       "--var",
-      `PUBLIC_URL:http://127.0.0.1:${port}`,
+      `PUBLIC_URL:http://${net.publicHost}:${port}`,
       "--show-interactive-dev-session=false",
       "--inspector-port",
       "0",
@@ -166,14 +167,22 @@ export async function startWorker(config: string): Promise<{ url: string; stop: 
 }
 
 export async function startEdge(
-  opts: { bootstrap?: boolean; port?: number; stateDir?: string } = {},
+  opts: {
+    bootstrap?: boolean;
+    port?: number;
+    stateDir?: string;
+    /** Listen address and the host in PUBLIC_URL, for tests whose peers live in network namespaces. */
+    listen?: string;
+    publicHost?: string;
+  } = {},
 ): Promise<Edge> {
+  const net = { listen: opts.listen ?? "127.0.0.1", publicHost: opts.publicHost ?? "127.0.0.1" };
   const port = opts.port ?? (await freePort());
   const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "sallyport-edge-"));
   const bootstrapSecret = crypto.randomUUID();
   const out: string[] = [];
-  let proc = spawnWrangler(port, stateDir, bootstrapSecret, out);
-  const url = `http://127.0.0.1:${port}`;
+  let proc = spawnWrangler(port, stateDir, bootstrapSecret, out, undefined, net);
+  const url = `http://${net.publicHost}:${port}`;
   await waitHealthy(url, proc, out);
   const edge: Edge = {
     url,
@@ -192,7 +201,7 @@ export async function startEdge(
       // A crash of the whole edge: workerd and wrangler killed at once, nothing flushed.
       killTree(proc.pid, "SIGKILL");
       await proc.exited;
-      proc = spawnWrangler(port, stateDir, bootstrapSecret, out);
+      proc = spawnWrangler(port, stateDir, bootstrapSecret, out, undefined, net);
       edge.proc = proc;
       await waitHealthy(url, proc, out);
     },

@@ -95,10 +95,19 @@ export async function startConnector(opts: {
   stateDir: string;
   hostOverrides?: string[];
   label?: string;
+  /** Extra flags, e.g. ["--direct-listen", "127.0.0.1:7443"]. */
+  args?: string[];
+  /** Run inside this network namespace (ip netns exec). */
+  netns?: string;
 }): Promise<Proc> {
   mkdirSync(opts.stateDir, { recursive: true });
   const p = spawnLogged(
-    [CONNECTOR_BIN, ...(opts.hostOverrides ?? []).flatMap((h) => ["--host-override", h])],
+    [
+      ...(opts.netns ? ["ip", "netns", "exec", opts.netns] : []),
+      CONNECTOR_BIN,
+      ...(opts.hostOverrides ?? []).flatMap((h) => ["--host-override", h]),
+      ...(opts.args ?? []),
+    ],
     {
       SALLYPORT_CONTROLLER: opts.controller,
       SALLYPORT_ACCESS_TOKEN: opts.accessToken,
@@ -117,20 +126,22 @@ export async function startClient(opts: {
   stateDir: string;
   socks?: string;
   label?: string;
+  netns?: string;
 }): Promise<Proc & { socks: string }> {
   mkdirSync(opts.stateDir, { recursive: true });
   const keyFile = join(opts.stateDir, "service-key.txt");
   writeFileSync(keyFile, opts.serviceKey, { mode: 0o600 });
   const env = { SALLYPORT_STATE_DIR: opts.stateDir };
+  const ns = opts.netns ? ["ip", "netns", "exec", opts.netns] : [];
   const login = spawnLogged(
-    [CLIENT_BIN, "login", "--controller", opts.controller, "--service-key", keyFile],
+    [...ns, CLIENT_BIN, "login", "--controller", opts.controller, "--service-key", keyFile],
     env,
     "client-login",
   );
   await login.proc.exited;
   if (login.proc.exitCode !== 0) throw new Error(`sallyport login failed:\n${login.logs()}`);
   const up = spawnLogged(
-    [CLIENT_BIN, "up", "--socks", opts.socks ?? "127.0.0.1:0"],
+    [...ns, CLIENT_BIN, "up", "--socks", opts.socks ?? "127.0.0.1:0"],
     env,
     opts.label ?? "client",
   );

@@ -256,7 +256,9 @@ export async function connectionTokens(
   }
   // A client that could not reach a connector (it died before its heartbeat lapsed) names it in
   // avoid_connector_ids and fails over to its peer.
-  const online = db.all<Pick<ConnectorRow, "id" | "cert_sha256">>`SELECT id, cert_sha256 FROM connectors
+  const online = db.all<
+    Pick<ConnectorRow, "id" | "cert_sha256"> & { direct_endpoints: string }
+  >`SELECT id, cert_sha256, direct_endpoints FROM connectors
     WHERE remote_network_id = ${resource.remote_network_id} AND cert_sha256 IS NOT NULL
       AND last_heartbeat_at > ${now - ONLINE_WINDOW_MS}`.filter((c) => !avoidConnectorIds.includes(c.id));
   if (online.length === 0) {
@@ -294,7 +296,11 @@ export async function connectionTokens(
     connection_token: connection.token,
     authorization_token: authz.token,
     relay_url: ctx.relayUrl,
-    connector: { id: pick.id, cert_sha256: certSha256 },
+    connector: {
+      id: pick.id,
+      cert_sha256: certSha256,
+      direct_endpoints: JSON.parse(pick.direct_endpoints) as string[],
+    },
     expires_at: iso(authz.expiresAt),
     connection_token_expires_at: iso(connection.expiresAt),
   };

@@ -114,11 +114,13 @@ async function relayToken(ctx: NetworkContext, connectorId: string) {
 export async function registerConnector(
   ctx: NetworkContext,
   connector: ConnectorRow,
-  body: { cert_sha256: string; version: string; hostname: string },
+  body: { cert_sha256: string; version: string; hostname: string; direct_endpoints?: string[] },
 ) {
   // Registering again (new certificate after a reinstall) replaces the digest clients pin.
+  const direct = JSON.stringify(body.direct_endpoints ?? []);
   ctx.db.run`UPDATE connectors SET cert_sha256 = ${body.cert_sha256}, version = ${body.version},
-    hostname = ${body.hostname}, registered_at = ${ctx.now}, last_heartbeat_at = ${ctx.now}
+    hostname = ${body.hostname}, registered_at = ${ctx.now}, last_heartbeat_at = ${ctx.now},
+    direct_endpoints = ${direct}
     WHERE id = ${connector.id}`;
   return {
     connector_id: connector.id,

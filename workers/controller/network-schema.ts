@@ -108,4 +108,6 @@ export const NETWORK_MIGRATIONS: readonly (readonly string[])[] = [
     "CREATE INDEX events_by_resource ON events (resource_id, time)",
     "CREATE INDEX events_by_connector ON events (connector_id, time)",
   ],
+  // v2: direct (peer-to-peer) endpoints a connector advertises at registration, as JSON.
+  ["ALTER TABLE connectors ADD COLUMN direct_endpoints TEXT NOT NULL DEFAULT '[]'"],
 ];

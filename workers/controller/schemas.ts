@@ -218,6 +218,16 @@ export const RegisterRequest = z.object({
     .transform((h) => h.toLowerCase()),
   version: z.string().min(1).max(64),
   hostname: z.string().min(1).max(253),
+  /** Where clients may reach this connector directly ("10.0.0.5:7443", "[fd00::5]:7443"). */
+  direct_endpoints: z
+    .array(
+      z
+        .string()
+        .max(300)
+        .regex(/^(?:[0-9.]+|\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, "must be HOST:PORT"),
+    )
+    .max(8)
+    .optional(),
 });
 
 export const HeartbeatRequest = z.object({

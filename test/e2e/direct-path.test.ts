@@ -1,0 +1,161 @@
+// The direct (peer-to-peer) path, in network namespaces: a client host and a connector host that
+// share a LAN tunnel directly (same pinned TLS and channel-bound authorization); a connector on a
+// host the client cannot route to is reached through the relay. Status and activity events say
+// which path each tunnel uses.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
+import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
+import { adminApi, type Edge, startEdge } from "../helpers/edge.ts";
+import { EDGE_IP, setLan, setupTopology, teardownTopology } from "../helpers/netns.ts";
+import { startHttp } from "../helpers/servers.ts";
+
+let edge: Edge;
+let lan: Provisioned;
+let far: Provisioned;
+const procs: Proc[] = [];
+let client: Proc & { socks: string };
+let web: { port: number; close: () => void };
+const tmp = mkdtempSync(join(tmpdir(), "sallyport-direct-"));
+
+beforeAll(async () => {
+  setupTopology();
+  // The Resource lives on the test machine; connectors reach it through their own link.
+  web = await startHttp("private web", "0.0.0.0");
+  edge = await startEdge({ listen: "0.0.0.0", publicHost: EDGE_IP });
+  lan = await provisionNetwork(edge, [{ name: "lan-app", address: "app.lan.internal" }], "LAN");
+  far = await provisionNetwork(edge, [{ name: "far-app", address: "app.far.internal" }], "Far");
+  // The client's service account must reach both networks: add the far Resource to its group.
+  await adminApi(edge)("POST", `/groups/${lan.groupId}/resources`, {
+    resource_ids: [far.resources["far-app"]],
+  });
+  procs.push(
+    await startConnector({
+      controller: edge.url,
+      accessToken: lan.connector.accessToken,
+      refreshToken: lan.connector.refreshToken,
+      stateDir: join(tmp, "lan-connector"),
+      hostOverrides: ["app.lan.internal=10.99.2.1"],
+      args: ["--direct-listen", "10.99.3.3:7443"],
+      netns: "sp-con",
+      label: "lan-connector",
+    }),
+    await startConnector({
+      controller: edge.url,
+      accessToken: far.connector.accessToken,
+      refreshToken: far.connector.refreshToken,
+      stateDir: join(tmp, "far-connector"),
+      hostOverrides: ["app.far.internal=10.99.4.1"],
+      // Advertised, but the client host has no route to it: the relay must win.
+      args: ["--direct-listen", "10.99.4.2:7443"],
+      netns: "sp-far",
+      label: "far-connector",
+    }),
+  );
+  client = await startClient({
+    controller: edge.url,
+    serviceKey: lan.serviceKey,
+    stateDir: join(tmp, "client"),
+    netns: "sp-cli",
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await client?.stop();
+  for (const p of procs) await p.stop("SIGINT");
+  web?.close();
+  await edge?.stop();
+  teardownTopology();
+}, 60_000);
+
+async function curlFromClient(host: string, maxTime = 20): Promise<string> {
+  const proc = Bun.spawn(
+    [
+      "ip",
+      "netns",
+      "exec",
+      "sp-cli",
+      "curl",
+      "-sS",
+      "--max-time",
+      String(maxTime),
+      "--socks5-hostname",
+      client.socks,
+      `http://${host}:${web.port}/`,
+    ],
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  const out = await new Response(proc.stdout).text();
+  await proc.exited;
+  return out;
+}
+
+async function tunnels(): Promise<{ connector_id: string; path: string }[]> {
+  const proc = Bun.spawn([join(import.meta.dir, "../../dist/sallyport"), "status", "--json"], {
+    env: { ...process.env, SALLYPORT_STATE_DIR: join(tmp, "client") },
+    stdout: "pipe",
+  });
+  return (
+    JSON.parse(await new Response(proc.stdout).text()) as {
+      tunnels: { connector_id: string; path: string }[];
+    }
+  ).tunnels;
+}
+
+test("the client host cannot reach the private networks without Sallyport", () => {
+  const r = Bun.spawnSync(
+    ["ip", "netns", "exec", "sp-cli", "curl", "-sS", "--max-time", "3", `http://10.99.4.2:7443/`],
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  expect(r.exitCode).not.toBe(0);
+});
+
+test("client and connector on a shared LAN use the direct path", async () => {
+  expect(await curlFromClient("app.lan.internal")).toBe("private web");
+  const t = (await tunnels()).find((x) => x.connector_id === lan.connector.id);
+  expect(t?.path).toBe("direct");
+});
+
+test("a connector the client cannot route to is reached through the relay", async () => {
+  expect(await curlFromClient("app.far.internal")).toBe("private web");
+  const t = (await tunnels()).find((x) => x.connector_id === far.connector.id);
+  expect(t?.path).toBe("relayed");
+});
+
+test("activity events say which path each connection took", async () => {
+  const deadline = Date.now() + 10_000;
+  let paths = new Map<string, string>();
+  while (Date.now() < deadline) {
+    const { events } = await adminApi(edge)<{
+      events: { destination: string; path: string; outcome: string }[];
+    }>("GET", "/events?limit=100");
+    paths = new Map(
+      events.filter((e) => e.outcome === "success").map((e) => [e.destination.split(":")[0]!, e.path]),
+    );
+    if (paths.size >= 2) break;
+    await Bun.sleep(500);
+  }
+  expect(paths.get("app.lan.internal")).toBe("direct");
+  expect(paths.get("app.far.internal")).toBe("relayed");
+});
+
+test("the LAN is cut: the dead direct tunnel is noticed and traffic moves to the relay; restored, it works again", async () => {
+  setLan(false);
+  try {
+    const deadline = Date.now() + 40_000;
+    let out = "";
+    while (Date.now() < deadline) {
+      out = await curlFromClient("app.lan.internal", 5);
+      if (out) break;
+      await Bun.sleep(500);
+    }
+    expect(out).toBe("private web");
+    const t = (await tunnels()).find((x) => x.connector_id === lan.connector.id);
+    expect(t?.path).toBe("relayed");
+  } finally {
+    setLan(true);
+  }
+  expect(await curlFromClient("app.lan.internal")).toBe("private web");
+}, 60_000);
