@@ -73,7 +73,7 @@ export class Daemon {
       unix: sock,
       fetch: (req) => {
         const path = new URL(req.url).pathname;
-        if (path === "/status") return Response.json(this.status());
+        if (path === "/status") return this.probeController().then(() => Response.json(this.status()));
         if (path === "/resources") return Response.json({ resources: this.acl?.resources ?? [] });
         return new Response("not found", { status: 404 });
       },
@@ -228,6 +228,18 @@ export class Daemon {
         });
       });
     });
+  }
+
+  /** `sallyport status` answers with the Controller's reachability as of now, not of the last refresh. */
+  private async probeController(): Promise<void> {
+    try {
+      const res = await fetch(`${this.session.controller}/healthz`, { signal: AbortSignal.timeout(2000) });
+      this.controllerReachable = res.ok;
+      if (!res.ok) this.lastError = `controller answered ${res.status}`;
+    } catch (err) {
+      this.controllerReachable = false;
+      this.lastError = `controller unreachable: ${(err as Error).message}`;
+    }
   }
 
   status() {

@@ -73,7 +73,10 @@ function spawnWrangler(
   secret: string,
   out: string[],
   config = join(ROOT, "wrangler.toml"),
-  net: { listen: string; publicHost: string } = { listen: "127.0.0.1", publicHost: "127.0.0.1" },
+  net: { listen: string; publicHost: string; publicUrl?: string; relayUrl?: string } = {
+    listen: "127.0.0.1",
+    publicHost: "127.0.0.1",
+  },
 ): Subprocess {
   const proc = Bun.spawn(
     [
@@ -90,7 +93,8 @@ function spawnWrangler(
       "--var",
       `BOOTSTRAP_SECRET:${secret}`,
       "--var",
-      `PUBLIC_URL:http://${net.publicHost}:${port}`,
+      `PUBLIC_URL:${net.publicUrl ?? `http://${net.publicHost}:${port}`}`,
+      ...(net.relayUrl ? ["--var", `RELAY_URL:${net.relayUrl}`] : []),
       "--show-interactive-dev-session=false",
       "--inspector-port",
       "0",
@@ -174,9 +178,17 @@ export async function startEdge(
     /** Listen address and the host in PUBLIC_URL, for tests whose peers live in network namespaces. */
     listen?: string;
     publicHost?: string;
+    /** PUBLIC_URL and RELAY_URL overrides (e.g. the Controller behind a proxy a test can cut). */
+    publicUrl?: string;
+    relayUrl?: string;
   } = {},
 ): Promise<Edge> {
-  const net = { listen: opts.listen ?? "127.0.0.1", publicHost: opts.publicHost ?? "127.0.0.1" };
+  const net = {
+    listen: opts.listen ?? "127.0.0.1",
+    publicHost: opts.publicHost ?? "127.0.0.1",
+    publicUrl: opts.publicUrl,
+    relayUrl: opts.relayUrl,
+  };
   const port = opts.port ?? (await freePort());
   const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "sallyport-edge-"));
   const bootstrapSecret = crypto.randomUUID();
