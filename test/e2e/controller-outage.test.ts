@@ -3,7 +3,7 @@
 // its cached JWKS, and `sallyport status` says the Controller is unreachable; then it comes back.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
-import { createServer, connect, type Server, type Socket } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";

@@ -86,3 +86,14 @@ test("the device deleted: the whole tunnel closes and new streams are refused", 
     SocksRefused,
   );
 }, 30_000);
+
+test("the connector deleted: it stops serving and exits within seconds", async () => {
+  await adminApi(edge)("DELETE", `/connectors/${p.connector.id}`);
+  const exited = await Promise.race([
+    connector.proc.exited.then(() => true),
+    Bun.sleep(10_000).then(() => false),
+  ]);
+  expect(exited).toBe(true);
+  expect(connector.proc.exitCode).toBe(1);
+  expect(connector.logs()).toContain("revoked this connector");
+}, 30_000);

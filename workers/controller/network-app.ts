@@ -35,7 +35,7 @@ export interface NetworkAppDeps {
   /** Undefined until ControllerRoot has initialized this object: then every request is 401. */
   networkId(): string | undefined;
   /** After an admin change: ask online connectors to reconcile their live tunnels now. */
-  nudgeConnectors?: () => void;
+  nudgeConnectors?: (alsoConnectorIds: string[]) => void;
 }
 
 type AppEnv = { Variables: { ctx: NetworkContext } };
@@ -71,6 +71,10 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
     // A body whose fields are all optional may be omitted.
     const allowEmpty = route.body?.safeParse({}).success ?? false;
     app.on(route.method.toUpperCase(), `/api/v1${route.path}`, async (c) => {
+      // A connector being deleted or re-keyed is no longer in the online list afterwards: note it
+      // first, so it is nudged too and stops serving at once (its tokens no longer work).
+      const params = c.req.param() as Record<string, string | undefined>;
+      const touched = route.path.startsWith("/connectors/:id") && params.id ? [params.id] : [];
       const body = route.body ? await parseBody(c.req.raw, route.body, { allowEmpty }) : undefined;
       const query = route.query ? parseWith(route.query, c.req.query(), "query") : undefined;
       const result = await route.handle(new AdminService(c.get("ctx")), {
@@ -80,7 +84,7 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
       });
       // Any change may revoke access (group membership, a disabled user, a deleted device or
       // Resource): connectors re-check their live tunnels within seconds, not at token expiry.
-      if (route.method.toUpperCase() !== "GET") deps.nudgeConnectors?.();
+      if (route.method.toUpperCase() !== "GET") deps.nudgeConnectors?.(touched);
       if (route.status === 204 || result === undefined) return c.body(null, 204);
       return c.json(result as object, route.status);
     });

@@ -30,16 +30,17 @@ export class NetworkObject extends DurableObject<Env> {
       env,
       keys: this.keys,
       networkId: () => this.networkId,
-      nudgeConnectors: () => this.ctx.waitUntil(this.nudgeConnectors()),
+      nudgeConnectors: (also) => this.ctx.waitUntil(this.nudgeConnectors(also)),
     });
   }
 
   /** Tell every online connector of this network (through its relay presence) to sync now. */
-  private async nudgeConnectors(): Promise<void> {
+  private async nudgeConnectors(alsoConnectorIds: string[] = []): Promise<void> {
     const since = Date.now() - ONLINE_WINDOW_MS;
     const rows = this.db.all<{ id: string }>`SELECT id FROM connectors WHERE last_heartbeat_at > ${since}`;
+    const ids = new Set([...rows.map((r) => r.id), ...alsoConnectorIds]);
     await Promise.all(
-      rows.map(async ({ id }) => {
+      [...ids].map(async (id) => {
         const presence = this.env.PRESENCE.get(this.env.PRESENCE.idFromName(await connectorHash(id)));
         await presence.nudge().catch(() => {
           // Best effort: the connector's next heartbeat (every 20 s) reconciles anyway.
