@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
 import { type Edge, freePort, startEdge } from "../helpers/edge.ts";
+import { clientStatus, echoOnce } from "../helpers/peers.ts";
 import { startEcho } from "../helpers/servers.ts";
 import { socksConnect } from "../helpers/socks-client.ts";
 
@@ -44,28 +45,7 @@ async function cutProxy(): Promise<void> {
   });
 }
 
-async function status(): Promise<{ controller_reachable: boolean; tunnels: unknown[] }> {
-  const proc = Bun.spawn([join(import.meta.dir, "../../dist/sallyport"), "status", "--json"], {
-    env: { ...process.env, SALLYPORT_STATE_DIR: join(tmp, "client") },
-    stdout: "pipe",
-  });
-  return JSON.parse(await new Response(proc.stdout).text());
-}
-
-function echoOnce(sock: Socket, text: string): Promise<string> {
-  return new Promise((resolve) => {
-    let got = "";
-    const onData = (d: Buffer) => {
-      got += d.toString();
-      if (got.length >= text.length) {
-        sock.off("data", onData);
-        resolve(got);
-      }
-    };
-    sock.on("data", onData);
-    sock.write(text);
-  });
-}
+const status = () => clientStatus(join(tmp, "client"));
 
 beforeAll(async () => {
   proxyPort = await freePort();

@@ -10,6 +10,7 @@ import { type Proc, startClient, startConnector } from "../../scripts/lib/proces
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
 import { adminApi, type Edge, startEdge } from "../helpers/edge.ts";
 import { EDGE_IP, setLan, setupTopology, teardownTopology } from "../helpers/netns.ts";
+import { clientStatus, curlVia } from "../helpers/peers.ts";
 import { startHttp } from "../helpers/servers.ts";
 
 let edge: Edge;
@@ -70,39 +71,10 @@ afterAll(async () => {
   teardownTopology();
 }, 60_000);
 
-async function curlFromClient(host: string, maxTime = 20): Promise<string> {
-  const proc = Bun.spawn(
-    [
-      "ip",
-      "netns",
-      "exec",
-      "sp-cli",
-      "curl",
-      "-sS",
-      "--max-time",
-      String(maxTime),
-      "--socks5-hostname",
-      client.socks,
-      `http://${host}:${web.port}/`,
-    ],
-    { stdout: "pipe", stderr: "pipe" },
-  );
-  const out = await new Response(proc.stdout).text();
-  await proc.exited;
-  return out;
-}
+const curlFromClient = (host: string, maxTime = 20) =>
+  curlVia(client.socks, `http://${host}:${web.port}/`, { maxTime, netns: "sp-cli" });
 
-async function tunnels(): Promise<{ connector_id: string; path: string }[]> {
-  const proc = Bun.spawn([join(import.meta.dir, "../../dist/sallyport"), "status", "--json"], {
-    env: { ...process.env, SALLYPORT_STATE_DIR: join(tmp, "client") },
-    stdout: "pipe",
-  });
-  return (
-    JSON.parse(await new Response(proc.stdout).text()) as {
-      tunnels: { connector_id: string; path: string }[];
-    }
-  ).tunnels;
-}
+const tunnels = async () => (await clientStatus(join(tmp, "client"))).tunnels;
 
 test("the client host cannot reach the private networks without Sallyport", () => {
   const r = Bun.spawnSync(

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
 import { adminApi, type Edge, startEdge } from "../helpers/edge.ts";
+import { clientStatus, curlVia, echoOnce } from "../helpers/peers.ts";
 import { startEcho, startHttp } from "../helpers/servers.ts";
 import { socksConnect } from "../helpers/socks-client.ts";
 
@@ -22,31 +23,10 @@ const tmp = mkdtempSync(join(tmpdir(), "sallyport-resilience-"));
 const overrides = ["echo.pair.internal=127.0.0.1", "hello.pair.internal=127.0.0.1"];
 
 async function tunnelConnector(): Promise<string | undefined> {
-  const proc = Bun.spawn([join(import.meta.dir, "../../dist/sallyport"), "status", "--json"], {
-    env: { ...process.env, SALLYPORT_STATE_DIR: join(tmp, "client") },
-    stdout: "pipe",
-  });
-  const s = JSON.parse(await new Response(proc.stdout).text()) as { tunnels: { connector_id: string }[] };
-  return s.tunnels[0]?.connector_id;
+  return (await clientStatus(join(tmp, "client"))).tunnels[0]?.connector_id;
 }
 
-async function get(): Promise<string> {
-  const proc = Bun.spawn(
-    [
-      "curl",
-      "-sS",
-      "--max-time",
-      "20",
-      "--socks5-hostname",
-      client.socks,
-      `http://hello.pair.internal:${hello.port}/`,
-    ],
-    { stdout: "pipe", stderr: "pipe" },
-  );
-  const out = await new Response(proc.stdout).text();
-  await proc.exited;
-  return out;
-}
+const get = () => curlVia(client.socks, `http://hello.pair.internal:${hello.port}/`);
 
 /** Retries `get` until it answers, and returns how long that took (a user would retry too). */
 async function getWithin(ms: number): Promise<string> {
@@ -185,26 +165,13 @@ describe("draining", () => {
     const serving = await tunnelConnector();
     const proc = connectors.get(serving!)!;
     const sock: Socket = await socksConnect(client.socks, "echo.pair.internal", echo.port);
-    const echoOnce = (text: string) =>
-      new Promise<string>((resolve) => {
-        let got = "";
-        const onData = (d: Buffer) => {
-          got += d.toString();
-          if (got.length >= text.length) {
-            sock.off("data", onData);
-            resolve(got);
-          }
-        };
-        sock.on("data", onData);
-        sock.write(text);
-      });
-    expect(await echoOnce("before")).toBe("before");
+    expect(await echoOnce(sock, "before")).toBe("before");
     proc.proc.kill("SIGTERM");
     await proc.waitFor(/draining/);
     // No new streams on a draining connector (it is the last one, so the request fails)…
     expect(await get()).toBe("");
     // …while the stream that was open keeps working during the grace period.
-    expect(await echoOnce("during drain")).toBe("during drain");
+    expect(await echoOnce(sock, "during drain")).toBe("during drain");
     expect(proc.proc.exitCode).toBeNull();
     sock.end();
     await proc.proc.exited;
