@@ -1,0 +1,98 @@
+// Latency of a new TCP connection: from connect() to the first byte of the answer to a small
+// request (a 64-byte request to an echo peer). Direct to the peer, and through the Sallyport
+// client's SOCKS proxy over an established tunnel (SOCKS method and CONNECT round trips included,
+// as curl --socks5-hostname does them). Samples of the two are interleaved so that other load on
+// the machine falls on both alike.
+import type { Socket } from "node:net";
+import type { Profile } from "./options.ts";
+import type { Results } from "./results.ts";
+import { parseHostPort, socksConnect, tcpConnect } from "./socks.ts";
+import { percentile } from "./stats.ts";
+
+const REQUEST = new Uint8Array(64).fill(0x61);
+const SAMPLE_TIMEOUT_MS = 30_000;
+
+/** Milliseconds from opening the connection to the first byte of the response. */
+export async function timeToFirstByte(open: () => Promise<Socket>): Promise<number> {
+  const started = performance.now();
+  const sock = await open();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no response within 30 s")), SAMPLE_TIMEOUT_MS);
+      sock.once("data", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      sock.once("error", (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      sock.once("close", () => {
+        clearTimeout(timer);
+        reject(new Error("closed before the response"));
+      });
+      sock.write(REQUEST);
+    });
+    return performance.now() - started;
+  } finally {
+    sock.destroy();
+  }
+}
+
+export async function measureNewStreamLatency(
+  socks: { host: string; port: number },
+  echo: { host: string; port: number },
+  tunnelled: { host: string; port: number },
+  profile: Profile,
+  results: Results,
+): Promise<void> {
+  const direct: number[] = [];
+  const tunnel: number[] = [];
+  const directOpen = () => tcpConnect(echo);
+  const tunnelOpen = () => socksConnect(socks, tunnelled);
+  for (let i = 0; i < profile.latencyWarmup; i++) {
+    await timeToFirstByte(directOpen);
+    await timeToFirstByte(tunnelOpen);
+  }
+  for (let i = 0; i < profile.latencySamples; i++) {
+    direct.push(await timeToFirstByte(directOpen));
+    tunnel.push(await timeToFirstByte(tunnelOpen));
+  }
+  const d50 = percentile(direct, 50);
+  const d99 = percentile(direct, 99);
+  const t50 = percentile(tunnel, 50);
+  const t99 = percentile(tunnel, 99);
+  results.add("latency.direct.p50", d50, "ms");
+  results.add("latency.direct.p99", d99, "ms");
+  results.add("latency.new_stream.p50", t50, "ms");
+  results.add("latency.new_stream.p99", t99, "ms");
+  results.add("latency.new_stream.added_p50", t50 - d50, "ms");
+  results.add("latency.new_stream.added_p99", t99 - d99, "ms");
+}
+
+/**
+ * The first connection of a fresh client: a new client process (new device, signed in, its ACL
+ * loaded: "READY"), then one request through it. That request pays for the connection token, the
+ * relay WebSocket and the connector's dial-in, the TLS 1.3 handshake and the authorization.
+ */
+export async function measureFirstConnection(
+  startClient: (label: string) => Promise<{ socks: string; stop: () => Promise<void> }>,
+  tunnelled: { host: string; port: number },
+  profile: Profile,
+  results: Results,
+): Promise<void> {
+  const samples: number[] = [];
+  // The first fresh client after start-up also warms the Controller's and relay's code paths.
+  const warmup = profile.firstConnections >= 5 ? 1 : 0;
+  for (let i = 0; i < profile.firstConnections + warmup; i++) {
+    const client = await startClient(`fresh-client-${i + 1}`);
+    try {
+      const ms = await timeToFirstByte(() => socksConnect(parseHostPort(client.socks), tunnelled));
+      if (i >= warmup) samples.push(ms);
+    } finally {
+      await client.stop();
+    }
+  }
+  results.add("latency.first_connection.p50", percentile(samples, 50), "ms");
+  results.add("latency.first_connection.p99", percentile(samples, 99), "ms");
+}

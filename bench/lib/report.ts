@@ -1,0 +1,214 @@
+// Turns the figures into the stdout report (Markdown tables, pasted as-is into
+// docs/performance.md) and evaluates the DESIGN §7 budgets against them.
+import { DEFAULT_TUNNEL_WINDOW } from "../../shared/protocol/mux.ts";
+import type { Results } from "./results.ts";
+
+export interface Target {
+  target: string;
+  measured: string;
+  /** undefined: cannot be measured yet. */
+  met: boolean | undefined;
+}
+
+export interface ReportContext {
+  sshCipher: string;
+  spliceMessageBytes: number;
+  runs: string;
+}
+
+const KIB = 1024;
+const MIB = 1024 * 1024;
+
+function bytes(v: number | undefined): string {
+  if (v === undefined) return "n/a";
+  if (Math.abs(v) >= 10 * MIB) return `${(v / MIB).toFixed(1)} MiB`;
+  if (Math.abs(v) >= 10 * KIB) return `${(v / KIB).toFixed(1)} KiB`;
+  return `${v.toFixed(0)} B`;
+}
+
+function ms(v: number | undefined): string {
+  if (v === undefined) return "n/a";
+  return Math.abs(v) >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(2)} ms`;
+}
+
+function rate(v: number | undefined): string {
+  return v === undefined ? "n/a" : v.toFixed(0);
+}
+
+function ratio(v: number | undefined): string {
+  return v === undefined ? "n/a" : `${v.toFixed(2)}×`;
+}
+
+function table(header: string[], rows: string[][], align: ("l" | "r")[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const cell = (s: string, i: number) => (align[i] === "r" ? s.padStart(widths[i]!) : s.padEnd(widths[i]!));
+  const line = (cells: string[]) => `| ${cells.map(cell).join(" | ")} |`;
+  const rule = `|${widths.map((w, i) => (align[i] === "r" ? `${"-".repeat(w + 1)}:` : "-".repeat(w + 2))).join("|")}|`;
+  return [line(header), rule, ...rows.map(line)].join("\n");
+}
+
+/** Ratios computed from measured figures, added to the results. */
+export function addRatios(r: Results): void {
+  for (const k of ["single", "single.reverse", "parallel4", "parallel4.reverse"]) {
+    const relayed = r.get(`throughput.relayed.${k}`);
+    const splice = r.get(`throughput.splice.${k}`);
+    const ssh = r.get(`throughput.ssh.${k}`);
+    if (relayed !== undefined && splice) r.add(`ratio.relayed_to_splice.${k}`, relayed / splice, "ratio");
+    if (relayed !== undefined && ssh) r.add(`ratio.relayed_to_ssh.${k}`, relayed / ssh, "ratio");
+    const splice64 = r.get(`throughput.splice_64k.${k}`);
+    if (relayed !== undefined && splice64)
+      r.add(`ratio.relayed_to_splice_64k.${k}`, relayed / splice64, "ratio");
+    const direct = r.get(`throughput.direct_path.${k}`);
+    if (direct !== undefined && ssh) r.add(`ratio.direct_path_to_ssh.${k}`, direct / ssh, "ratio");
+  }
+}
+
+export function evaluateTargets(r: Results): Target[] {
+  const relayedRatio = r.get("ratio.relayed_to_splice.single");
+  const directRatio = r.get("ratio.direct_path_to_ssh.single");
+  const added = r.get("latency.new_stream.added_p50");
+  const first = r.get("latency.first_connection.p50");
+  const idle = r.get("scale.idle_stream.bytes");
+  const growth = r.get("scale.stalled_receiver.relay_rss_growth");
+  const bound = 2 * DEFAULT_TUNNEL_WINDOW;
+  const check = (v: number | undefined, ok: (v: number) => boolean) => (v === undefined ? undefined : ok(v));
+  return [
+    {
+      target: "relayed single-stream throughput ≥ 0.6 × bare workerd splice",
+      measured: ratio(relayedRatio),
+      met: check(relayedRatio, (v) => v >= 0.6),
+    },
+    {
+      target: "direct-path throughput ≥ 1.0 × ssh -L",
+      measured: directRatio === undefined ? "no direct path yet" : ratio(directRatio),
+      met: check(directRatio, (v) => v >= 1.0),
+    },
+    {
+      target: "new TCP connection over an established tunnel: p50 < 2 ms added over direct",
+      measured: ms(added),
+      met: check(added, (v) => v < 2),
+    },
+    {
+      target: "first connection (token + relay + TLS + authorization): p50 < 50 ms",
+      measured: ms(first),
+      met: check(first, (v) => v < 50),
+    },
+    {
+      target: `${r.get("scale.idle_streams") ?? "?"} concurrent idle streams through one connector: < 16 KiB each`,
+      measured: bytes(idle),
+      met: check(idle, (v) => v < 16 * KIB),
+    },
+    {
+      target: `relay memory bounded by flow-control windows (stalled receiver: growth ≤ 2 × ${DEFAULT_TUNNEL_WINDOW / MIB} MiB tunnel window)`,
+      measured: bytes(growth),
+      met: check(growth, (v) => v <= bound),
+    },
+  ];
+}
+
+export function renderReport(r: Results, targets: Target[], ctx: ReportContext): string {
+  const tp = (id: string, k: string) => rate(r.get(`throughput.${id}.${k}`));
+  const keys = ["single", "single.reverse", "parallel4", "parallel4.reverse"];
+  const paths: [string, string][] = [
+    ["loopback", "direct loopback (ceiling)"],
+    ["ssh", `OpenSSH ssh -L (${ctx.sshCipher})`],
+    ["splice", `bare workerd splice (${ctx.spliceMessageBytes / KIB} KiB messages)`],
+    ["relayed", "Sallyport relayed"],
+    ["direct_path", "Sallyport direct path"],
+  ];
+  const throughput = table(
+    ["iperf3, MiB/s", "1 stream", "1 stream -R", "4 streams", "4 streams -R"],
+    [
+      ...paths.map(([id, label]) =>
+        r.get(`throughput.${id}.single`) === undefined && id === "direct_path"
+          ? [label, "not yet", "not yet", "not yet", "not yet"]
+          : [label, ...keys.map((k) => tp(id, k))],
+      ),
+      ["relayed ÷ bare splice", ...keys.map((k) => ratio(r.get(`ratio.relayed_to_splice.${k}`)))],
+      ["relayed ÷ ssh -L", ...keys.map((k) => ratio(r.get(`ratio.relayed_to_ssh.${k}`)))],
+      ["direct path ÷ ssh -L", ...keys.map((k) => ratio(r.get(`ratio.direct_path_to_ssh.${k}`)))],
+    ],
+    ["l", "r", "r", "r", "r"],
+  );
+  const get = (n: string) => r.get(n);
+  const other = table(
+    ["figure", "value"],
+    [
+      [
+        "SOCKS hop through the client without a tunnel (split-tunnel bypass), 1 stream",
+        `${rate(get("throughput.socks_direct.single"))} MiB/s`,
+      ],
+      [
+        "bare splice with 64 KiB messages (Sallyport's own size), 1 stream; relayed ÷ it",
+        `${rate(get("throughput.splice_64k.single"))} MiB/s; ${ratio(get("ratio.relayed_to_splice_64k.single"))}`,
+      ],
+      [
+        "relayed, 1 / 4 / 16 concurrent clients of one connector (sum)",
+        `${rate(get("throughput.relayed.clients1"))} / ${rate(get("throughput.relayed.clients4"))} / ${rate(get("throughput.relayed.clients16"))} MiB/s`,
+      ],
+      [
+        "new TCP connection, direct: p50 / p99",
+        `${ms(get("latency.direct.p50"))} / ${ms(get("latency.direct.p99"))}`,
+      ],
+      [
+        "new TCP connection over the tunnel: p50 / p99",
+        `${ms(get("latency.new_stream.p50"))} / ${ms(get("latency.new_stream.p99"))}`,
+      ],
+      [
+        "added by the tunnel: p50 / p99",
+        `${ms(get("latency.new_stream.added_p50"))} / ${ms(get("latency.new_stream.added_p99"))}`,
+      ],
+      [
+        "first connection of a fresh client: p50 / p99",
+        `${ms(get("latency.first_connection.p50"))} / ${ms(get("latency.first_connection.p99"))}`,
+      ],
+      [
+        `${get("scale.idle_streams") ?? "?"} idle streams, RSS per stream: connector / client`,
+        `${bytes(get("scale.idle_stream.bytes"))} / ${bytes(get("scale.idle_stream.client_bytes"))}`,
+      ],
+      [
+        "stalled receiver: bytes the sender got in / relay (workerd) RSS growth",
+        `${bytes(get("scale.stalled_receiver.accepted_bytes"))} / ${bytes(get("scale.stalled_receiver.relay_rss_growth"))}`,
+      ],
+      [
+        "connection tokens per second (wrk) / latency p50 / p99",
+        `${rate(get("control.tokens_per_second"))} / ${ms(get("control.token_latency.p50"))} / ${ms(get("control.token_latency.p99"))}`,
+      ],
+      [
+        "connector: idle RSS / start to online",
+        `${bytes(get("footprint.connector.idle_rss"))} / ${ms(get("footprint.connector.start_to_online"))}`,
+      ],
+      ["client: idle RSS", bytes(get("footprint.client.idle_rss"))],
+      [
+        "binaries: sallyport-connector / sallyport",
+        `${bytes(get("footprint.binary.connector"))} / ${bytes(get("footprint.binary.client"))}`,
+      ],
+    ],
+    ["l", "r"],
+  );
+  const cpuPaths = ["loopback", "ssh", "splice", "splice_64k", "relayed", "socks_direct"];
+  const components = [
+    ...new Set(r.list.filter((x) => x.name.startsWith("cpu.")).map((x) => x.name.split(".")[2]!)),
+  ];
+  const cpu = table(
+    ["CPU s/GiB, 1 stream", ...components],
+    cpuPaths.map((p) => [
+      p,
+      ...components.map((c) => {
+        const v = r.get(`cpu.${p}.${c}`);
+        return v === undefined ? "" : v.toFixed(2);
+      }),
+    ]),
+    ["l", ...components.map(() => "r" as const)],
+  );
+  const budget = table(
+    ["DESIGN §7 budget", "measured", "status"],
+    targets.map((t) => [
+      t.target,
+      t.measured,
+      t.met === undefined ? "not measurable yet" : t.met ? "met" : "NOT met",
+    ]),
+    ["l", "r", "l"],
+  );
+  return [`Throughput (${ctx.runs})`, "", throughput, "", other, "", cpu, "", budget, ""].join("\n");
+}

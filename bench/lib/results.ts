@@ -1,0 +1,79 @@
+// The benchmark's output: named figures with units, the machine they were measured on, and the
+// JSON file `bench/results/latest.json` (docs/performance.md describes every name).
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, release, totalmem, type } from "node:os";
+import { dirname } from "node:path";
+import type { Mode } from "./options.ts";
+
+export type Unit = "MiB/s" | "ms" | "bytes" | "ratio" | "tokens/s" | "streams" | "s/GiB";
+
+export interface Result {
+  name: string;
+  value: number;
+  unit: Unit;
+}
+
+/** Names the issue requires in every run (docs/performance.md); the smoke test checks them. */
+export const REQUIRED: readonly { name: string; unit: Unit }[] = [
+  { name: "throughput.loopback.single", unit: "MiB/s" },
+  { name: "throughput.ssh.single", unit: "MiB/s" },
+  { name: "throughput.splice.single", unit: "MiB/s" },
+  { name: "throughput.relayed.single", unit: "MiB/s" },
+  { name: "throughput.relayed.parallel4", unit: "MiB/s" },
+  { name: "latency.new_stream.p50", unit: "ms" },
+  { name: "latency.new_stream.p99", unit: "ms" },
+  { name: "latency.direct.p50", unit: "ms" },
+  { name: "latency.first_connection.p50", unit: "ms" },
+  { name: "scale.idle_stream.bytes", unit: "bytes" },
+  { name: "control.tokens_per_second", unit: "tokens/s" },
+];
+
+export class Results {
+  readonly list: Result[] = [];
+
+  add(name: string, value: number, unit: Unit): void {
+    if (!Number.isFinite(value)) throw new Error(`figure ${name} is not a finite number: ${value}`);
+    const i = this.list.findIndex((r) => r.name === name);
+    if (i >= 0) this.list.splice(i, 1);
+    this.list.push({ name, value, unit });
+  }
+
+  get(name: string): number | undefined {
+    return this.list.find((r) => r.name === name)?.value;
+  }
+}
+
+export interface Machine {
+  cpu: string;
+  cores: number;
+  memory_bytes: number;
+  os: string;
+  /** 1-minute load average when the run started and ended: other work on the machine skews figures. */
+  load_average: { start: number; end: number };
+}
+
+export function machineInfo(loadAtStart: number): Machine {
+  const c = cpus();
+  return {
+    cpu: c[0]?.model.trim() ?? "unknown",
+    cores: c.length,
+    memory_bytes: totalmem(),
+    os: `${type()} ${release()}`,
+    load_average: { start: loadAtStart, end: loadavg()[0] ?? 0 },
+  };
+}
+
+export function writeResults(
+  file: string,
+  doc: {
+    machine: Machine;
+    date: string;
+    mode: Mode;
+    versions: Record<string, string>;
+    results: Result[];
+    targets: { target: string; measured: string; met: boolean | undefined }[];
+  },
+): void {
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
+}

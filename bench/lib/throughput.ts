@@ -1,0 +1,90 @@
+// Throughput of one path with iperf3: single stream and 4 parallel streams, each direction, every
+// figure the median of several runs after a warm-up. Alongside, the CPU time every process of the
+// path used during the single-stream runs, per GiB moved: where the path spends its CPU.
+import { type IperfRun, runIperf } from "./iperf.ts";
+import type { Profile } from "./options.ts";
+import { cpuSeconds } from "./procfs.ts";
+import type { Results } from "./results.ts";
+import { median } from "./stats.ts";
+
+export interface Path {
+  /** Figure name segment: throughput.<id>.<config>. */
+  id: string;
+  /** Where iperf3 connects (the path's entry); host defaults to 127.0.0.1. */
+  host?: string;
+  port: number;
+  /** Command prefix for iperf3 (proxychains4 for the paths through the Sallyport client). */
+  prefix?: readonly string[];
+  /** Long-lived processes of the path by component, looked up at measurement time. */
+  components: () => Record<string, number[]>;
+  /** The iperf3 server process at the far end, counted with the iperf3 client as "iperf3". */
+  iperfServerPid: number;
+}
+
+export const CONFIGS = [
+  { key: "single", parallel: 1, reverse: false },
+  { key: "single.reverse", parallel: 1, reverse: true },
+  { key: "parallel4", parallel: 4, reverse: false },
+  { key: "parallel4.reverse", parallel: 4, reverse: true },
+] as const;
+
+type Config = (typeof CONFIGS)[number];
+
+function snapshot(path: Path): Record<string, number> {
+  const out: Record<string, number> = { iperf3: cpuSeconds(path.iperfServerPid) };
+  for (const [name, pids] of Object.entries(path.components())) {
+    out[name] = pids.reduce((s, pid) => s + cpuSeconds(pid), 0);
+  }
+  return out;
+}
+
+export async function measurePath(
+  path: Path,
+  profile: Profile,
+  results: Results,
+  configs: readonly Config[] = CONFIGS,
+  log: (line: string) => void = () => {},
+): Promise<void> {
+  const target = { host: path.host, port: path.port, prefix: path.prefix };
+  if (profile.warmupSeconds > 0) await runIperf({ ...target, seconds: profile.warmupSeconds });
+  for (const c of configs) {
+    const runs: IperfRun[] = [];
+    const cpu: Record<string, number> = {};
+    for (let i = 0; i < profile.iperfRuns; i++) {
+      const before = snapshot(path);
+      const run = await runIperf({
+        ...target,
+        seconds: profile.iperfSeconds,
+        parallel: c.parallel,
+        reverse: c.reverse,
+      });
+      const after = snapshot(path);
+      for (const k of Object.keys(after)) cpu[k] = (cpu[k] ?? 0) + after[k]! - (before[k] ?? 0);
+      cpu.iperf3 = (cpu.iperf3 ?? 0) + run.clientCpu;
+      runs.push(run);
+    }
+    const value = median(runs.map((r) => r.mibps));
+    results.add(`throughput.${path.id}.${c.key}`, value, "MiB/s");
+    log(
+      `throughput.${path.id}.${c.key}: ${value.toFixed(0)} MiB/s (${runs.map((r) => r.mibps.toFixed(0)).join(", ")})`,
+    );
+    if (c.key === "single") {
+      const gib = runs.reduce((s, r) => s + r.bytes, 0) / 2 ** 30;
+      for (const [k, seconds] of Object.entries(cpu))
+        results.add(`cpu.${path.id}.${k}`, seconds / gib, "s/GiB");
+    }
+  }
+}
+
+/** iperf3 clients at once, one per target; the figure is the median over runs of their sum. */
+export async function measureConcurrent(
+  targets: readonly { host: string; port: number; prefix: readonly string[] }[],
+  profile: Profile,
+): Promise<number> {
+  const sums: number[] = [];
+  for (let i = 0; i < profile.scaleRuns; i++) {
+    const runs = await Promise.all(targets.map((t) => runIperf({ ...t, seconds: profile.iperfSeconds })));
+    sums.push(runs.reduce((s, r) => s + r.mibps, 0));
+  }
+  return median(sums);
+}

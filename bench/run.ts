@@ -1,0 +1,427 @@
+// npm run bench [-- --quick | --smoke] [--out FILE]: Sallyport measured side by side with the
+// tunnels people would use instead, in one run on one machine, so that a noisy machine still
+// gives honest ratios. Progress goes to stderr, the report (Markdown tables) to stdout, the figures
+// to bench/results/latest.json. What each figure means: docs/performance.md.
+import { readFileSync, statSync } from "node:fs";
+import { loadavg } from "node:os";
+import { join } from "node:path";
+import { ROOT } from "../scripts/lib/local-edge.ts";
+import { CLIENT_BIN, CONNECTOR_BIN, type Proc, spawnLogged } from "../scripts/lib/processes.ts";
+import { Cleanup } from "./lib/cleanup.ts";
+import { measureTokenIssuance } from "./lib/control-plane.ts";
+import { startIperfServer } from "./lib/iperf.ts";
+import { measureFirstConnection, measureNewStreamLatency } from "./lib/latency.ts";
+import { HELP, type Options, parseOptions, UsageError } from "./lib/options.ts";
+import { descendants, workerdPids, workerdRoles } from "./lib/procfs.ts";
+import { addRatios, evaluateTargets, renderReport } from "./lib/report.ts";
+import { machineInfo, Results, writeResults } from "./lib/results.ts";
+import {
+  type Client,
+  HOSTS,
+  type Sallyport,
+  socksPrefix,
+  startPeerServers,
+  startSallyport,
+} from "./lib/sallyport.ts";
+import { measureFreshConnectors, measureStalledReceiver } from "./lib/scale.ts";
+import { parseHostPort } from "./lib/socks.ts";
+import { startSpliceEdge } from "./lib/splice-edge.ts";
+import { sshCipher, startSshForward } from "./lib/ssh-forward.ts";
+import { CONFIGS, measureConcurrent, measurePath } from "./lib/throughput.ts";
+
+const started = performance.now();
+const log = (line: string) =>
+  process.stderr.write(
+    `bench [${((performance.now() - started) / 1000).toFixed(0).padStart(3)} s] ${line}\n`,
+  );
+
+/** The size of the WebSocket messages Sallyport's tunnel sends at full speed (measured). */
+const SALLYPORT_MESSAGE_BYTES = 64 * 1024;
+
+const TOOLS = ["iperf3", "ssh", "ssh-keygen", "wrk", "proxychains4"];
+
+function checkTools(): void {
+  const missing = TOOLS.filter((t) => !Bun.which(t));
+  if (!Bun.which("sshd") && !Bun.which("sshd", { PATH: "/usr/sbin:/usr/local/sbin" })) missing.push("sshd");
+  if (missing.length > 0) {
+    throw new UsageError(
+      `missing ${missing.join(", ")}: install them (Debian: apt-get install iperf3 openssh-server openssh-client wrk proxychains4)`,
+    );
+  }
+}
+
+/** Open files a process needs besides its idle streams' sockets. */
+const SPARE_FILES = 1024;
+
+/** Soft and hard limits on open files of this process (children inherit them). */
+function openFileLimit(): { soft: number; hard: number } {
+  const line = /^Max open files\s+(\S+)\s+(\S+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+  const n = (s: string | undefined) => (s === "unlimited" ? Number.MAX_SAFE_INTEGER : Number(s));
+  return { soft: n(line?.[1]), hard: n(line?.[2]) };
+}
+
+/** Ten thousand streams need ten thousand sockets in each process along the way. */
+function ensureOpenFiles(needed: number): number | undefined {
+  const { soft, hard } = openFileLimit();
+  if (soft >= needed) return undefined;
+  if (hard >= needed && !process.env.SALLYPORT_BENCH_RAISED_NOFILE) {
+    // Bun cannot call setrlimit: let the shell raise the soft limit and run us again under it.
+    const r = Bun.spawnSync(
+      ["sh", "-c", `ulimit -n ${needed} && exec "$@"`, "sh", process.execPath, ...process.argv.slice(1)],
+      {
+        stdio: ["inherit", "inherit", "inherit"],
+        env: { ...process.env, SALLYPORT_BENCH_RAISED_NOFILE: "1" },
+      },
+    );
+    return r.exitCode ?? 1;
+  }
+  return undefined;
+}
+
+function versions(): Record<string, string> {
+  const first = (cmd: string[]) => {
+    const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
+    return `${r.stdout.toString()}${r.stderr.toString()}`.split("\n")[0]?.trim() ?? "";
+  };
+  return {
+    bun: Bun.version,
+    wrangler: (
+      JSON.parse(readFileSync(join(ROOT, "node_modules/wrangler/package.json"), "utf8")) as {
+        version: string;
+      }
+    ).version,
+    workerd: first([join(ROOT, "node_modules/.bin/workerd"), "--version"]),
+    iperf3: first(["iperf3", "--version"]),
+    openssh: first(["ssh", "-V"]),
+    wrk: first(["wrk", "-v"]),
+  };
+}
+
+async function spawnReady(
+  cmd: string[],
+  label: string,
+  cleanup: Cleanup,
+): Promise<{ proc: Proc; line: string }> {
+  const proc = spawnLogged(cmd, {}, label);
+  cleanup.add(label, () => proc.stop());
+  return { proc, line: await proc.waitFor(/^READY /, 15_000) };
+}
+
+/** The comparison paths, measured one after the other, then torn down. */
+async function throughputSection(
+  opts: Options,
+  sp: Sallyport,
+  client: Client,
+  iperf: { port: number; proc: Proc },
+  results: Results,
+  cleanup: Cleanup,
+): Promise<string> {
+  const { profile } = opts;
+  const mark = cleanup.mark;
+  const iperfTarget = { host: "127.0.0.1", port: iperf.port };
+  const common = { iperfServerPid: iperf.proc.proc.pid };
+  try {
+    log("throughput: direct loopback");
+    await measurePath(
+      { id: "loopback", port: iperf.port, components: () => ({}), ...common },
+      profile,
+      results,
+      CONFIGS,
+      log,
+    );
+
+    log("throughput: ssh -L");
+    const ssh = await startSshForward(iperfTarget);
+    cleanup.add("ssh -L", () => ssh.stop());
+    const cipher = sshCipher(ssh);
+    await measurePath(
+      {
+        id: "ssh",
+        port: ssh.port,
+        components: () => ({
+          ssh: [ssh.ssh.proc.pid],
+          sshd: [ssh.sshd.proc.pid, ...descendants(ssh.sshd.proc.pid).map((p) => p.pid)],
+        }),
+        ...common,
+      },
+      profile,
+      results,
+      CONFIGS,
+      log,
+    );
+
+    log("throughput: bare workerd splice");
+    const splice = await startSpliceEdge();
+    cleanup.add("splice worker", () => splice.stop());
+    const ws = splice.url.replace(/^http/, "ws");
+    const bridge = join(import.meta.dir, "splice/bridge.ts");
+    const splicePids = workerdRoles(splice.proc.proc.pid, Number(new URL(splice.url).port));
+    const bridges = async (messageBytes: number) => {
+      const size = String(messageBytes);
+      const server = await spawnReady(
+        [
+          process.execPath,
+          bridge,
+          "server",
+          "--worker",
+          ws,
+          "--target",
+          `127.0.0.1:${iperf.port}`,
+          "--message-bytes",
+          size,
+        ],
+        `bridge-server-${size}`,
+        cleanup,
+      );
+      const control = /control=(\S+)/.exec(server.line)?.[1];
+      const client = await spawnReady(
+        [
+          process.execPath,
+          bridge,
+          "client",
+          "--worker",
+          ws,
+          "--dial",
+          `http://${control}`,
+          "--message-bytes",
+          size,
+        ],
+        `bridge-client-${size}`,
+        cleanup,
+      );
+      return {
+        port: parseHostPort(/listen=(\S+)/.exec(client.line)?.[1] ?? "").port,
+        components: () => ({
+          bridge_client: [client.proc.proc.pid],
+          wrangler_proxy: splicePids.proxy,
+          workerd: splicePids.worker,
+          bridge_server: [server.proc.proc.pid],
+        }),
+        ...common,
+      };
+    };
+    await measurePath(
+      { id: "splice", ...(await bridges(opts.spliceMessageBytes)) },
+      profile,
+      results,
+      CONFIGS,
+      log,
+    );
+    // Sallyport's tunnel sends TLS data in messages of about 64 KiB: the splice at that size too.
+    await measurePath(
+      { id: "splice_64k", ...(await bridges(SALLYPORT_MESSAGE_BYTES)) },
+      profile,
+      results,
+      CONFIGS.filter((c) => c.key === "single"),
+      log,
+    );
+
+    log("throughput: Sallyport relayed");
+    const viaClient = socksPrefix(client.socks, sp.tmp, "client");
+    const edgePids = workerdRoles(sp.edge.proc.pid, sp.edge.port);
+    await measurePath(
+      {
+        id: "relayed",
+        host: HOSTS.iperf,
+        port: iperf.port,
+        prefix: viaClient,
+        components: () => ({
+          client: [client.proc.pid],
+          wrangler_proxy: edgePids.proxy,
+          workerd: edgePids.worker,
+          connector: [sp.connector.proc.pid],
+        }),
+        ...common,
+      },
+      profile,
+      results,
+      CONFIGS,
+      log,
+    );
+    // 127.0.0.1 is not a Resource: the client connects it directly (split tunnel), so this is the
+    // SOCKS hop through the client alone, without a tunnel.
+    log("throughput: SOCKS hop without a tunnel");
+    await measurePath(
+      {
+        id: "socks_direct",
+        port: iperf.port,
+        prefix: viaClient,
+        components: () => ({ client: [client.proc.pid] }),
+        ...common,
+      },
+      profile,
+      results,
+      CONFIGS.filter((c) => c.key === "single"),
+      log,
+    );
+    return cipher;
+  } finally {
+    await cleanup.unwind(mark);
+  }
+}
+
+async function scaleClientsSection(
+  opts: Options,
+  sp: Sallyport,
+  iperfPorts: number[],
+  results: Results,
+  cleanup: Cleanup,
+): Promise<void> {
+  const max = Math.max(...opts.profile.scaleClients);
+  const mark = cleanup.mark;
+  try {
+    const clients: { socks: string }[] = [];
+    // Start them a few at a time: each signs in (a new device) and loads its ACL.
+    for (let i = 0; i < max; i += 4) {
+      const batch = Array.from({ length: Math.min(4, max - i) }, (_, j) =>
+        sp.startClient(`scale-client-${i + j + 1}`),
+      );
+      clients.push(...(await Promise.all(batch)));
+    }
+    const targets = clients.map((c, i) => ({
+      host: HOSTS.iperf,
+      port: iperfPorts[i]!,
+      prefix: socksPrefix(c.socks, sp.tmp, `scale-${i + 1}`),
+    }));
+    // Every client opens its tunnel before anything is measured.
+    await measureConcurrent(targets, { ...opts.profile, scaleRuns: 1, iperfSeconds: 1 });
+    for (const n of opts.profile.scaleClients) {
+      const v = await measureConcurrent(targets.slice(0, n), opts.profile);
+      results.add(`throughput.relayed.clients${n}`, v, "MiB/s");
+      log(`throughput.relayed.clients${n}: ${v.toFixed(0)} MiB/s`);
+    }
+  } finally {
+    await cleanup.unwind(mark);
+  }
+}
+
+async function bench(opts: Options, cleanup: Cleanup): Promise<void> {
+  const { profile } = opts;
+  const results = new Results();
+  const loadStart = loadavg()[0] ?? 0;
+  if (opts.build) {
+    log("building dist/ (node scripts/build.mjs)");
+    const r = Bun.spawnSync([process.execPath, join(ROOT, "scripts/build.mjs")], {
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    if (r.exitCode !== 0) throw new Error(`build failed:\n${r.stderr.toString()}`);
+  }
+  results.add("footprint.binary.connector", statSync(CONNECTOR_BIN).size, "bytes");
+  results.add("footprint.binary.client", statSync(CLIENT_BIN).size, "bytes");
+
+  log(`mode ${profile.mode}: starting iperf3 servers, peers, the local edge`);
+  const maxClients = Math.max(...profile.scaleClients);
+  const iperf = await Promise.all(Array.from({ length: maxClients }, () => startIperfServer(cleanup)));
+  const peers = await startPeerServers(cleanup);
+  const sp = await startSallyport(cleanup);
+  const client = await sp.startClient("client");
+
+  const cipher = await throughputSection(opts, sp, client, iperf[0]!, results, cleanup);
+  addRatios(results);
+
+  log("latency: new connections, direct and over the established tunnel");
+  const socks = parseHostPort(client.socks);
+  const echoTunnelled = { host: HOSTS.echo, port: peers.echo };
+  await measureNewStreamLatency(
+    socks,
+    { host: "127.0.0.1", port: peers.echo },
+    echoTunnelled,
+    profile,
+    results,
+  );
+  log("latency: first connection of fresh clients");
+  await measureFirstConnection((label) => sp.startClient(label), echoTunnelled, profile, results);
+
+  log("relay memory with a stalled receiver");
+  await measureStalledReceiver(socks, peers.stalled, workerdPids(sp.edge.proc.pid), profile, results);
+
+  log("control plane: connection-token issuance (wrk)");
+  await measureTokenIssuance(
+    sp.edge.url,
+    sp.network.serviceKey,
+    sp.network.resources.echo!,
+    sp.tmp,
+    profile,
+    results,
+  );
+
+  log(`scale: relayed throughput with ${profile.scaleClients.join(", ")} concurrent clients`);
+  await scaleClientsSection(
+    opts,
+    sp,
+    iperf.map((s) => s.port),
+    results,
+    cleanup,
+  );
+
+  log(`scale: ${profile.idleStreams} idle streams through fresh connectors; connector footprint`);
+  await measureFreshConnectors(sp, peers.echo, profile.idleStreams, profile, results, cleanup, log);
+
+  const targets = evaluateTargets(results);
+  const runs =
+    profile.mode === "smoke"
+      ? "smoke: one tiny run each, figures mean nothing"
+      : `median of ${profile.iperfRuns} runs of ${profile.iperfSeconds} s after a ${profile.warmupSeconds} s warm-up`;
+  process.stdout.write(
+    renderReport(results, targets, { sshCipher: cipher, spliceMessageBytes: opts.spliceMessageBytes, runs }),
+  );
+  writeResults(opts.out, {
+    machine: machineInfo(loadStart),
+    date: new Date().toISOString(),
+    mode: profile.mode,
+    versions: versions(),
+    results: results.list,
+    targets,
+  });
+  log(`wrote ${opts.out}`);
+}
+
+async function main(): Promise<number> {
+  let opts: Options | undefined;
+  try {
+    opts = parseOptions(process.argv.slice(2));
+    if (!opts) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    checkTools();
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const reexec = ensureOpenFiles(opts.profile.idleStreams + SPARE_FILES);
+  if (reexec !== undefined) return reexec;
+  const { soft } = openFileLimit();
+  if (soft < opts.profile.idleStreams + SPARE_FILES) {
+    const fits = soft - SPARE_FILES;
+    if (fits < 100) throw new Error(`open-file limit ${soft} is too low: raise it (ulimit -n)`);
+    log(
+      `open-file limit ${soft} (hard limit too): measuring ${fits} idle streams, not ${opts.profile.idleStreams}`,
+    );
+    opts = { ...opts, profile: { ...opts.profile, idleStreams: fits } };
+  }
+  const cleanup = new Cleanup();
+  const interrupted = (signal: string) => {
+    log(`${signal}: stopping everything`);
+    void cleanup.run().then(() => process.exit(130));
+  };
+  process.once("SIGINT", () => interrupted("SIGINT"));
+  process.once("SIGTERM", () => interrupted("SIGTERM"));
+  try {
+    await bench(opts, cleanup);
+    return 0;
+  } finally {
+    await cleanup.run();
+  }
+}
+
+let code: number;
+try {
+  code = await main();
+} catch (err) {
+  process.stderr.write(`bench: failed: ${(err as Error).stack ?? err}\n`);
+  code = 1;
+}
+// Everything we started has been stopped; do not wait on stray handles of stopped children.
+process.exit(code);
