@@ -5,8 +5,8 @@
 import { readFileSync, statSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
-import { ROOT } from "../scripts/lib/local-edge.ts";
-import { CLIENT_BIN, CONNECTOR_BIN, type Proc, spawnLogged } from "../scripts/lib/processes.ts";
+import { freePort, ROOT } from "../scripts/lib/local-edge.ts";
+import { CLIENT_BIN, CONNECTOR_BIN, clientStatus, type Proc, spawnLogged } from "../scripts/lib/processes.ts";
 import { Cleanup } from "./lib/cleanup.ts";
 import { measureTokenIssuance } from "./lib/control-plane.ts";
 import { startIperfServer } from "./lib/iperf.ts";
@@ -238,6 +238,33 @@ async function throughputSection(
       CONFIGS,
       log,
     );
+    // The direct (peer-to-peer) path: a connector that accepts tunnels on loopback, and a client
+    // of its network, which races it against the relay and keeps the direct tunnel.
+    log("throughput: Sallyport direct path");
+    const directPort = await freePort();
+    const direct = await sp.freshConnector("direct-connector", [
+      "--direct-listen",
+      `127.0.0.1:${directPort}`,
+    ]);
+    const directClient = await sp.startClient("direct-client", direct.network);
+    await measurePath(
+      {
+        id: "direct_path",
+        host: HOSTS.iperf,
+        port: iperf.port,
+        prefix: socksPrefix(directClient.socks, sp.tmp, "direct-client"),
+        components: () => ({ client: [directClient.proc.pid], connector: [direct.connector.proc.pid] }),
+        ...common,
+      },
+      profile,
+      results,
+      CONFIGS,
+      log,
+    );
+    const directStatus = await clientStatus(directClient.stateDir);
+    if (!directStatus.tunnels.some((t) => t.path === "direct")) {
+      throw new Error("the direct-path client did not use the direct path");
+    }
     // 127.0.0.1 is not a Resource: the client connects it directly (split tunnel), so this is the
     // SOCKS hop through the client alone, without a tunnel.
     log("throughput: SOCKS hop without a tunnel");

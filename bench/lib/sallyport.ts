@@ -27,7 +27,10 @@ export interface Sallyport {
   /** Starts a fresh client process (its own device and state) signed in with `network`'s key. */
   startClient(label: string, network?: Provisioned): Promise<Client>;
   /** A new remote network (Resources, key, Group) with a fresh connector; `startedMs` = start to online. */
-  freshConnector(label: string): Promise<{ network: Provisioned; connector: Proc; startedMs: number }>;
+  freshConnector(
+    label: string,
+    args?: string[],
+  ): Promise<{ network: Provisioned; connector: Proc; startedMs: number }>;
 }
 
 const RESOURCES = Object.entries(HOSTS).map(([name, address]) => ({ name, address }));
@@ -39,7 +42,7 @@ export async function startSallyport(cleanup: Cleanup): Promise<Sallyport> {
   const edge = await startEdge();
   cleanup.add("edge", () => edge.stop());
   let counter = 0;
-  const connectorIn = async (network: Provisioned, label: string) => {
+  const connectorIn = async (network: Provisioned, label: string, args: string[] = []) => {
     const started = performance.now();
     const connector = await startConnector({
       controller: edge.url,
@@ -48,6 +51,7 @@ export async function startSallyport(cleanup: Cleanup): Promise<Sallyport> {
       stateDir: join(tmp, `connector-${++counter}`),
       hostOverrides: OVERRIDES,
       label,
+      args,
     });
     const startedMs = performance.now() - started;
     cleanup.add(label, () => connector.stop("SIGINT"));
@@ -67,9 +71,9 @@ export async function startSallyport(cleanup: Cleanup): Promise<Sallyport> {
     connector,
     tmp,
     startClient: (label, of = network) => clientOf(of.serviceKey, label),
-    async freshConnector(label) {
+    async freshConnector(label, args = []) {
       const fresh = await provisionNetwork(edge, RESOURCES, `Bench ${label}`);
-      return { network: fresh, ...(await connectorIn(fresh, label)) };
+      return { network: fresh, ...(await connectorIn(fresh, label, args)) };
     },
   };
 }

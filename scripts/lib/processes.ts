@@ -149,3 +149,17 @@ export async function startClient(opts: {
   const socks = /socks=(\S+)/.exec(line)?.[1] ?? "";
   return { ...up, socks };
 }
+
+export interface ClientStatus {
+  controller_reachable: boolean;
+  tunnels: { connector_id: string; path: string; streams: number }[];
+}
+
+/** `sallyport status --json` for the client whose state lives in `stateDir`. */
+export async function clientStatus(stateDir: string): Promise<ClientStatus> {
+  const proc = Bun.spawn([CLIENT_BIN, "status", "--json"], {
+    env: { ...process.env, SALLYPORT_STATE_DIR: stateDir },
+    stdout: "pipe",
+  });
+  return JSON.parse(await new Response(proc.stdout).text()) as ClientStatus;
+}

@@ -1,8 +1,6 @@
 // Small helpers the end-to-end tests share: talk to a stream, ask the client for its status,
 // run curl through the client's proxy.
 import type { Socket } from "node:net";
-import { join } from "node:path";
-import { ROOT } from "./edge.ts";
 
 /** Write `text` and resolve with what comes back once as many bytes arrived (an echo peer). */
 export function echoOnce(sock: Socket, text: string): Promise<string> {
@@ -20,19 +18,7 @@ export function echoOnce(sock: Socket, text: string): Promise<string> {
   });
 }
 
-export interface ClientStatus {
-  controller_reachable: boolean;
-  tunnels: { connector_id: string; path: string; streams: number }[];
-}
-
-/** `sallyport status --json` for the client whose state lives in `stateDir`. */
-export async function clientStatus(stateDir: string): Promise<ClientStatus> {
-  const proc = Bun.spawn([join(ROOT, "dist/sallyport"), "status", "--json"], {
-    env: { ...process.env, SALLYPORT_STATE_DIR: stateDir },
-    stdout: "pipe",
-  });
-  return JSON.parse(await new Response(proc.stdout).text()) as ClientStatus;
-}
+export { type ClientStatus, clientStatus } from "../../scripts/lib/processes.ts";
 
 /** curl through a SOCKS5 proxy (optionally inside a network namespace); the body, or "" on failure. */
 export async function curlVia(socks: string, url: string, opts: { maxTime?: number; netns?: string } = {}) {
