@@ -6,7 +6,7 @@ import { Duplex } from "node:stream";
 const HIGH_WATER = 4 * 1024 * 1024;
 const LOW_WATER = 1 * 1024 * 1024;
 /** Coalesce TLS records into WebSocket messages of up to this size (fewer, larger messages). */
-const MAX_MESSAGE = 128 * 1024;
+const MAX_MESSAGE = 256 * 1024;
 
 export interface OpenedSocket {
   ws: WebSocket;
@@ -77,41 +77,32 @@ export class WebSocketDuplex extends Duplex {
     // tunnel's credit windows (docs/protocol.md), not here.
   }
 
+  // TLS writes one record (≤ 16 KiB) at a time. Records written in the same tick are gathered
+  // and sent as one WebSocket message of up to MAX_MESSAGE bytes: fewer, larger messages cost the
+  // relay (and the kernel) far less per byte.
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private flushScheduled = false;
+
   override _write(chunk: Uint8Array, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.sendThrottled(chunk, cb);
-  }
-
-  override _writev(chunks: { chunk: Uint8Array }[], cb: (err?: Error | null) => void): void {
-    // Coalesce small TLS records into larger messages.
-    let batch: Uint8Array[] = [];
-    let size = 0;
-    const flushes: Uint8Array[] = [];
-    for (const { chunk } of chunks) {
-      if (size + chunk.length > MAX_MESSAGE && batch.length > 0) {
-        flushes.push(Buffer.concat(batch, size));
-        batch = [];
-        size = 0;
-      }
-      batch.push(chunk);
-      size += chunk.length;
-    }
-    if (batch.length > 0) flushes.push(batch.length === 1 ? batch[0]! : Buffer.concat(batch, size));
-    for (const f of flushes.slice(0, -1)) this.ws.send(f);
-    this.sendThrottled(flushes[flushes.length - 1]!, cb);
-  }
-
-  private sendThrottled(data: Uint8Array, cb: (err?: Error | null) => void): void {
     if (this.ws.readyState !== WebSocket.OPEN) {
       cb(new Error("relay connection is closed"));
       return;
     }
-    this.ws.send(data);
-    if (this.ws.bufferedAmount < HIGH_WATER) {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= MAX_MESSAGE) this.flush();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+    if (this.ws.bufferedAmount + this.pendingBytes < HIGH_WATER) {
       cb();
       return;
     }
     // Bun's client has no drain event: poll until the buffer falls below the low-water mark.
     const wait = () => {
+      this.flush();
       if (this.ws.readyState !== WebSocket.OPEN) cb(new Error("relay connection is closed"));
       else if (this.ws.bufferedAmount <= LOW_WATER) cb();
       else setTimeout(wait, 1);
@@ -119,7 +110,18 @@ export class WebSocketDuplex extends Duplex {
     setTimeout(wait, 1);
   }
 
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.pendingBytes === 0 || this.ws.readyState !== WebSocket.OPEN) return;
+    const data =
+      this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.ws.send(data);
+  }
+
   override _final(cb: (err?: Error | null) => void): void {
+    this.flush();
     this.ws.close(1000, "done");
     cb();
   }

@@ -31,9 +31,9 @@ import {
 } from "./frame.ts";
 
 /** Initial credit per stream, in each direction. Both peers use it; there is no negotiation. */
-export const DEFAULT_STREAM_WINDOW = 256 * 1024;
+export const DEFAULT_STREAM_WINDOW = 1024 * 1024;
 /** Initial credit for the whole tunnel, in each direction. */
-export const DEFAULT_TUNNEL_WINDOW = 4 * 1024 * 1024;
+export const DEFAULT_TUNNEL_WINDOW = 8 * 1024 * 1024;
 /** Concurrent streams per tunnel. */
 export const DEFAULT_MAX_STREAMS = 16384;
 /** Bytes a stream may queue (waiting for credit) before `write` returns false. */
