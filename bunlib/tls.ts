@@ -18,48 +18,66 @@ function normalizeFingerprint(fp: string): string {
   return fp.replaceAll(":", "").toLowerCase();
 }
 
-/** Client side: handshake, then refuse unless the peer certificate digest equals `pinnedDigest`. */
-export function connectTls(socket: Duplex, pinnedDigest: string, timeoutMs = 10_000): Promise<tls.TLSSocket> {
+/**
+ * Wait for a handshake to finish: `done` checks the finished session (and throws to refuse it).
+ * A timeout, a TLS error or the transport closing first (the relay refuses by closing, with a
+ * close code rather than an error) all reject at once and destroy the socket.
+ */
+function handshake(
+  sock: tls.TLSSocket,
+  transport: Duplex,
+  event: "secureConnect" | "secure",
+  peer: string,
+  timeoutMs: number,
+  done: () => void,
+): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
-    // rejectUnauthorized is off because trust comes from the pin below, checked before any byte
-    // of application data is written.
-    const sock = tls.connect({
-      socket,
-      rejectUnauthorized: false,
-      minVersion: "TLSv1.3",
-      maxVersion: "TLSv1.3",
-      ALPNProtocols: ["sallyport/1"],
-    });
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error("TLS handshake with the connector timed out"));
-    }, timeoutMs);
-    sock.once("secureConnect", () => {
+    const fail = (err: Error) => {
       clearTimeout(timer);
-      const cert = sock.getPeerCertificate();
-      const actual = cert?.fingerprint256 ? normalizeFingerprint(cert.fingerprint256) : "";
-      if (sock.getProtocol() !== "TLSv1.3" || actual !== pinnedDigest.toLowerCase()) {
-        sock.destroy();
-        reject(new PinningError(pinnedDigest, actual));
+      sock.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(() => fail(new Error(`TLS handshake with the ${peer} timed out`)), timeoutMs);
+    sock.once(event, () => {
+      try {
+        done();
+      } catch (err) {
+        fail(err as Error);
         return;
       }
+      clearTimeout(timer);
       resolve(sock);
     });
-    sock.once("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    // The relay refuses by closing the socket (a close code, not an error): fail at once.
-    socket.once("close", () => {
-      clearTimeout(timer);
-      reject(relayClosed(socket, "the relay closed the connection before the TLS handshake finished"));
+    sock.once("error", fail);
+    transport.once("close", () => {
+      const code = (transport as Duplex & { closeCode?: number }).closeCode;
+      const message = "the relay closed the connection before the TLS handshake finished";
+      fail(new Error(code ? `${message} (close code ${code})` : message));
     });
   });
 }
 
-function relayClosed(socket: Duplex, message: string): Error {
-  const code = (socket as Duplex & { closeCode?: number }).closeCode;
-  return new Error(code ? `${message} (close code ${code})` : message);
+function requireTls13(sock: tls.TLSSocket): void {
+  if (sock.getProtocol() !== "TLSv1.3") throw new Error("peer did not negotiate TLS 1.3");
+}
+
+/** Client side: handshake, then refuse unless the peer certificate digest equals `pinnedDigest`. */
+export function connectTls(socket: Duplex, pinnedDigest: string, timeoutMs = 10_000): Promise<tls.TLSSocket> {
+  // rejectUnauthorized is off because trust comes from the pin, checked before any byte of
+  // application data is written.
+  const sock = tls.connect({
+    socket,
+    rejectUnauthorized: false,
+    minVersion: "TLSv1.3",
+    maxVersion: "TLSv1.3",
+    ALPNProtocols: ["sallyport/1"],
+  });
+  return handshake(sock, socket, "secureConnect", "connector", timeoutMs, () => {
+    requireTls13(sock);
+    const cert = sock.getPeerCertificate();
+    const actual = cert?.fingerprint256 ? normalizeFingerprint(cert.fingerprint256) : "";
+    if (actual !== pinnedDigest.toLowerCase()) throw new PinningError(pinnedDigest, actual);
+  });
 }
 
 /** Connector side: terminate TLS 1.3 with the connector's own key and certificate. */
@@ -68,40 +86,18 @@ export function acceptTls(
   identity: { keyPem: string; certPem: string },
   timeoutMs = 10_000,
 ): Promise<tls.TLSSocket> {
-  return new Promise((resolve, reject) => {
-    const sock = new tls.TLSSocket(
-      socket as unknown as import("node:net").Socket,
-      {
-        isServer: true,
-        key: identity.keyPem,
-        cert: identity.certPem,
-        minVersion: "TLSv1.3",
-        maxVersion: "TLSv1.3",
-        ALPNProtocols: ["sallyport/1"],
-      } as tls.TLSSocketOptions,
-    );
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error("TLS handshake with the client timed out"));
-    }, timeoutMs);
-    sock.once("secure", () => {
-      clearTimeout(timer);
-      if (sock.getProtocol() !== "TLSv1.3") {
-        sock.destroy();
-        reject(new Error("peer did not negotiate TLS 1.3"));
-        return;
-      }
-      resolve(sock);
-    });
-    sock.once("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    socket.once("close", () => {
-      clearTimeout(timer);
-      reject(relayClosed(socket, "the relay closed the connection before the TLS handshake finished"));
-    });
-  });
+  const sock = new tls.TLSSocket(
+    socket as unknown as import("node:net").Socket,
+    {
+      isServer: true,
+      key: identity.keyPem,
+      cert: identity.certPem,
+      minVersion: "TLSv1.3",
+      maxVersion: "TLSv1.3",
+      ALPNProtocols: ["sallyport/1"],
+    } as tls.TLSSocketOptions,
+  );
+  return handshake(sock, socket, "secure", "client", timeoutMs, () => requireTls13(sock));
 }
 
 export function exporterValue(sock: tls.TLSSocket): Uint8Array {
