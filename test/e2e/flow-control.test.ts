@@ -3,27 +3,19 @@
 // and in the connector, and a stalled stream must not stall the other streams of its tunnel.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
-import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
-import { type Edge, startEdge } from "../helpers/edge.ts";
 import { startEcho } from "../helpers/servers.ts";
 import { socksConnect } from "../helpers/socks-client.ts";
+import { startWorld, type World } from "../helpers/world.ts";
 
 const TOTAL = 1024 * 1024 * 1024;
-let edge: Edge;
-let p: Provisioned;
-let connector: Proc;
-let client: Proc & { socks: string };
+let world: World;
 let echo: { port: number; close: () => void };
 let sink: Server;
 let sinkPort = 0;
 let sinkSocket: Socket | undefined;
 const sinkReady = Promise.withResolvers<Socket>();
-const tmp = mkdtempSync(join(tmpdir(), "sallyport-flow-"));
 
 function rssOf(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -35,7 +27,6 @@ function pidsOf(pattern: string): number[] {
 }
 
 beforeAll(async () => {
-  edge = await startEdge();
   echo = await startEcho();
   // The slow reader: accepts, then reads nothing until the test says so.
   sink = createServer((sock) => {
@@ -46,39 +37,18 @@ beforeAll(async () => {
   await new Promise<void>((r) => sink.listen(0, "127.0.0.1", r));
   const addr = sink.address();
   sinkPort = typeof addr === "object" && addr ? addr.port : 0;
-  p = await provisionNetwork(
-    edge,
-    [
-      { name: "sink", address: "sink.flow.internal" },
-      { name: "echo", address: "echo.flow.internal" },
-    ],
-    "Flow",
-  );
-  connector = await startConnector({
-    controller: edge.url,
-    accessToken: p.connector.accessToken,
-    refreshToken: p.connector.refreshToken,
-    stateDir: join(tmp, "connector"),
-    hostOverrides: ["sink.flow.internal=127.0.0.1", "echo.flow.internal=127.0.0.1"],
-  });
-  client = await startClient({
-    controller: edge.url,
-    serviceKey: p.serviceKey,
-    stateDir: join(tmp, "client"),
-  });
+  world = await startWorld("Flow", { sink: "sink.flow.internal", echo: "echo.flow.internal" });
 }, 120_000);
 
 afterAll(async () => {
   sinkSocket?.destroy();
   sink?.close();
-  await client?.stop();
-  await connector?.stop("SIGINT");
+  await world?.stop();
   echo?.close();
-  await edge?.stop();
 }, 60_000);
 
 test("1 GiB into a stalled reader: relay and connector memory stay bounded, other streams flow", async () => {
-  const writer = await socksConnect(client.socks, "sink.flow.internal", sinkPort);
+  const writer = await socksConnect(world.client.socks, "sink.flow.internal", sinkPort);
   const reader = await sinkReady.promise;
   const chunk = new Uint8Array(1024 * 1024).map((_, i) => (i * 7) & 255);
   let sent = 0;
@@ -103,12 +73,12 @@ test("1 GiB into a stalled reader: relay and connector memory stay bounded, othe
   // Let the writer push against the stalled reader, then measure what piled up.
   const workerd = pidsOf("workerd serve").filter((pid) => pid > 0);
   const base = {
-    connector: rssOf(connector.proc.pid),
+    connector: rssOf(world.connector.proc.pid),
     workerd: workerd.reduce((a, pid) => a + rssOf(pid), 0),
   };
   await Bun.sleep(3000);
   const stalled = {
-    connector: rssOf(connector.proc.pid),
+    connector: rssOf(world.connector.proc.pid),
     workerd: workerd.reduce((a, pid) => a + rssOf(pid), 0),
   };
   // Far less than what the writer tried to send: the windows (4 MiB per tunnel) hold it back.
@@ -118,7 +88,7 @@ test("1 GiB into a stalled reader: relay and connector memory stay bounded, othe
   expect(stalled.workerd - base.workerd).toBeLessThan(64 * 1024 * 1024);
 
   // Another stream of the same tunnel is not blocked by the stalled one.
-  const other = await socksConnect(client.socks, "echo.flow.internal", echo.port);
+  const other = await socksConnect(world.client.socks, "echo.flow.internal", echo.port);
   other.write("unblocked");
   const got = await new Promise<string>((r) => other.once("data", (d: Buffer) => r(d.toString())));
   expect(got).toBe("unblocked");
