@@ -1,6 +1,6 @@
-// `sallyport up`: keeps the signed ACL, serves SOCKS5 on 127.0.0.1:1080, sends Resource traffic
-// through tunnels and connects everything else directly (split tunnel). A local control socket
-// answers `sallyport status`.
+// `sallyport up`: keeps the signed ACL, serves SOCKS5 and an HTTP proxy (with a PAC file at
+// /proxy.pac) on one port, 127.0.0.1:1080, sends Resource traffic through tunnels and connects
+// everything else directly (split tunnel). A local control socket answers `sallyport status`.
 import { unlinkSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { hostname } from "node:os";
@@ -12,6 +12,7 @@ import { type AddressError, type CompiledAcl, compileAcl, parseDestinationHost }
 import { RESET_CODES } from "../shared/protocol/frame.ts";
 import { verifyToken } from "../shared/tokens.ts";
 import { ClientApiError, fetchAcl, login } from "./controller-api.ts";
+import { buildPac, handleHttpProxyConnection } from "./http-proxy.ts";
 import { type ConnectResult, SocksReply, startSocksServer } from "./socks5.ts";
 import { controlSocketPath, type DeviceKey, type SessionState, saveSession } from "./state.ts";
 import { StreamRefused, TunnelError } from "./tunnel.ts";
@@ -62,6 +63,17 @@ export class Daemon {
       host: this.opts.socksHost,
       port: this.opts.socksPort,
       onConnect: (req) => this.onConnect(req.host, req.port),
+      // Anything that is not SOCKS5 is tried as HTTP proxy traffic (CONNECT, absolute-form, PAC).
+      other: (socket, head, signal) =>
+        handleHttpProxyConnection(
+          socket,
+          head,
+          {
+            onConnect: (req) => this.onConnect(req.host, req.port),
+            pac: (proxy) => buildPac(this.acl?.resources ?? [], proxy),
+          },
+          signal,
+        ),
     });
     const sock = controlSocketPath(this.opts.stateDir);
     try {
@@ -251,6 +263,7 @@ export class Daemon {
       device_id: this.session.device_id,
       network_id: this.session.network_id,
       socks: `${this.opts.socksHost}:${this.socks?.port ?? this.opts.socksPort}`,
+      http_proxy: `${this.opts.socksHost}:${this.socks?.port ?? this.opts.socksPort}`,
       resources: this.acl?.resources.length ?? 0,
       acl_fetched_at: this.acl ? new Date(this.acl.fetchedAt).toISOString() : null,
       tunnels: this.tunnels.status(),

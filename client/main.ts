@@ -14,6 +14,14 @@ import {
 import { createLogger, type Level } from "../bunlib/log.ts";
 import { ClientApiError, fetchAcl, login } from "./controller-api.ts";
 import { Daemon } from "./daemon.ts";
+import {
+  type ForwardMapping,
+  parseForwardConfig,
+  parseForwardSpec,
+  runPipe,
+  startForwards,
+} from "./forward.ts";
+import { splitHostPort } from "./socks-client.ts";
 import { controlSocketPath, loadOrCreateDeviceKey, loadSession, saveSession } from "./state.ts";
 
 const VERSION = "0.1.0";
@@ -34,7 +42,17 @@ const COMMON: OptionSpec[] = [
   { flag: "help", description: "Show help for the command", boolean: true },
 ];
 
-const COMMANDS: Record<string, { summary: string; usage: string; options: OptionSpec[] }> = {
+const SOCKS_CLIENT: OptionSpec = {
+  flag: "socks",
+  env: "SALLYPORT_SOCKS",
+  description: "The running client's proxy (sallyport up) HOST:PORT",
+  default: "127.0.0.1:1080",
+};
+
+const COMMANDS: Record<
+  string,
+  { summary: string; usage: string; options: OptionSpec[]; details?: string; positional?: boolean }
+> = {
   login: {
     summary: "Sign in and register this device",
     usage: "sallyport login --service-key FILE [--controller URL]",
@@ -49,17 +67,43 @@ const COMMANDS: Record<string, { summary: string; usage: string; options: Option
     ],
   },
   up: {
-    summary: "Run the client: SOCKS5 proxy for Resources, direct for everything else",
+    summary: "Run the client: SOCKS5 and HTTP proxy for Resources, direct for everything else",
     usage: "sallyport up [--socks 127.0.0.1:1080]",
+    details:
+      "One port serves SOCKS5 (curl --socks5-hostname), an HTTP proxy (curl -x http://HOST:PORT, with\n" +
+      "CONNECT for https) and a PAC file for browsers at http://HOST:PORT/proxy.pac.",
     options: [
       {
         flag: "socks",
         env: "SALLYPORT_SOCKS",
-        description: "SOCKS5 listen address HOST:PORT",
+        description: "Listen address HOST:PORT for SOCKS5, the HTTP proxy and /proxy.pac",
         default: "127.0.0.1:1080",
       },
       ...COMMON,
     ],
+  },
+  forward: {
+    summary: "Forward local TCP ports to Resources through the running client",
+    usage: "sallyport forward [--config FILE] LOCAL_HOST:PORT=HOST:PORT ...",
+    details:
+      "Needs `sallyport up` running. Example: sallyport forward 127.0.0.1:15432=db.corp.internal:5432\n" +
+      "A config file holds one mapping per line; # starts a comment. LOCAL may be a bare port\n" +
+      "(127.0.0.1); port 0 picks a free one. Prints `READY forwards=LOCAL=REMOTE,...` when listening.",
+    positional: true,
+    options: [
+      SOCKS_CLIENT,
+      { flag: "config", env: "SALLYPORT_FORWARD_CONFIG", description: "File with one mapping per line" },
+      ...COMMON,
+    ],
+  },
+  pipe: {
+    summary: "Connect stdin/stdout to a Resource through the running client (ssh ProxyCommand)",
+    usage: "sallyport pipe HOST PORT",
+    details:
+      "Needs `sallyport up` running. Example: ssh -o ProxyCommand='sallyport pipe %h %p' host.corp.internal\n" +
+      "Exits 0 when the remote closes, 1 when the proxy refuses (the message names the SOCKS reply).",
+    positional: true,
+    options: [SOCKS_CLIENT, ...COMMON],
   },
   status: {
     summary: "Show the running client's state: session, Controller reachability, tunnels",
@@ -78,7 +122,10 @@ function mainHelp(): string {
     .map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`)
     .join("\n");
   const opts = Object.entries(COMMANDS)
-    .map(([name, c]) => `${name}: ${c.usage}\n${formatOptions(c.options)}`)
+    .map(
+      ([name, c]) =>
+        `${name}: ${c.usage}\n${c.details ? `${c.details.replace(/^/gm, "  ")}\n` : ""}${formatOptions(c.options)}`,
+    )
     .join("\n\n");
   return `sallyport ${VERSION} — Sallyport zero-trust client
 
@@ -93,6 +140,9 @@ Examples:
   sallyport login --controller http://127.0.0.1:8787 --service-key ./service-key.txt
   sallyport up
   curl --socks5-hostname 127.0.0.1:1080 http://hello.demo.internal/
+  curl -x http://127.0.0.1:1080 http://hello.demo.internal/
+  sallyport forward 127.0.0.1:15432=db.corp.internal:5432
+  ssh -o ProxyCommand='sallyport pipe %h %p' host.corp.internal
 
 Exit codes: 0 success, 1 error, 2 usage error.
 `;
@@ -161,7 +211,7 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
     `Controller: ${s.controller} (${s.controller_reachable ? "reachable" : `UNREACHABLE — using the cached ACL${s.last_error ? `: ${s.last_error}` : ""}`})`,
   );
   out(`Signed in as: ${s.principal.name} (${s.principal.type})`);
-  out(`SOCKS5 proxy: ${s.socks}`);
+  out(`SOCKS5 and HTTP proxy: ${s.socks} (PAC file: http://${s.socks}/proxy.pac)`);
   out(`Resources: ${s.resources}`);
   out(`Tunnels: ${s.tunnels.length === 0 ? "none" : ""}`);
   for (const t of s.tunnels) {
@@ -218,14 +268,58 @@ async function cmdUp(
   const daemon = new Daemon({ stateDir, socksHost, socksPort, session, device, log });
   const started = await daemon.start();
   log.info("client up", { socks: `${socksHost}:${started.socksPort}`, principal: session.principal.name });
-  // One machine-readable line on stdout for scripts.
-  out(`READY socks=${socksHost}:${started.socksPort}`);
+  // One machine-readable line on stdout for scripts. The HTTP proxy shares the SOCKS port.
+  out(`READY socks=${socksHost}:${started.socksPort} http_proxy=${socksHost}:${started.socksPort}`);
   await new Promise<void>((resolve) => {
     const stop = () => void daemon.stop().then(resolve);
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
   });
   return 0;
+}
+
+function socksOption(values: Record<string, string | undefined>): string {
+  const socks = values.socks ?? "127.0.0.1:1080";
+  try {
+    splitHostPort(socks);
+  } catch {
+    throw new UsageError(`--socks: "${socks}" must be HOST:PORT`);
+  }
+  return socks;
+}
+
+async function cmdForward(
+  values: Record<string, string | undefined>,
+  args: string[],
+  level: Level,
+): Promise<number> {
+  const socks = socksOption(values);
+  const mappings: ForwardMapping[] = [];
+  if (values.config) {
+    if (!existsSync(values.config)) throw new UsageError(`--config: no such file ${values.config}`);
+    mappings.push(...parseForwardConfig(readFileSync(values.config, "utf8"), values.config));
+  }
+  mappings.push(...args.map(parseForwardSpec));
+  if (mappings.length === 0)
+    throw new UsageError("give at least one LOCAL=HOST:PORT mapping or --config FILE");
+  const log = createLogger("forward", level);
+  const forwards = await startForwards(mappings, socks, log);
+  out(`READY forwards=${forwards.bound.join(",")}`);
+  await new Promise<void>((resolve) => {
+    const stop = () => void forwards.close().then(resolve);
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+  return 0;
+}
+
+async function cmdPipe(values: Record<string, string | undefined>, args: string[]): Promise<number> {
+  const socks = socksOption(values);
+  if (args.length !== 2) throw new UsageError("usage: sallyport pipe HOST PORT");
+  const [host, portText] = args as [string, string];
+  const port = parsePort(portText, "PORT");
+  if (port === 0) throw new UsageError('PORT: "0" is not a port number');
+  return await runPipe(socks, host, port);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -242,10 +336,12 @@ async function main(argv: string[]): Promise<number> {
   if (!spec) throw new UsageError(`unknown command "${command}" (see sallyport --help)`);
   const { values, rest: extra } = parseArgs(rest, spec.options, process.env);
   if (values.help === "true") {
-    out(`${spec.summary}\n\nUsage: ${spec.usage}\n\nOptions:\n${formatOptions(spec.options)}`);
+    out(
+      `${spec.summary}\n\nUsage: ${spec.usage}\n${spec.details ? `\n${spec.details}\n` : ""}\nOptions:\n${formatOptions(spec.options)}`,
+    );
     return 0;
   }
-  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
+  if (extra.length > 0 && !spec.positional) throw new UsageError(`unexpected argument "${extra[0]}"`);
   const stateDir = values["state-dir"]!;
   const level = (values["log-level"] ?? "info") as Level;
   if (!["debug", "info", "warn", "error"].includes(level))
@@ -257,6 +353,10 @@ async function main(argv: string[]): Promise<number> {
       return await cmdUp(values, stateDir, level);
     case "status":
       return await cmdStatus(values, stateDir);
+    case "forward":
+      return await cmdForward(values, extra, level);
+    case "pipe":
+      return await cmdPipe(values, extra);
     default:
       return await cmdResources(values, stateDir);
   }

@@ -15,7 +15,8 @@
  *
  * Malformed input: a wrong version in the greeting closes without a reply (it is not SOCKS5); a
  * malformed request gets REP 01, an unknown command 07, an unknown address type 08, then the socket
- * is closed. The whole handshake must arrive within handshakeTimeoutMs.
+ * is closed. The whole handshake must arrive within handshakeTimeoutMs. With `other` set, a
+ * connection whose first byte is not 0x05 is handed to it instead (the HTTP proxy on the same port).
  */
 import net, { type AddressInfo } from "node:net";
 import ipaddr from "ipaddr.js";
@@ -72,6 +73,13 @@ export interface SocksServerOptions {
   handshakeTimeoutMs?: number;
   /** onConnect must answer within this time, else REP 04 (host unreachable). Default 60 s. */
   connectTimeoutMs?: number;
+  /**
+   * Connections whose first byte is not the SOCKS version (0x05) go here instead of being closed
+   * (client/http-proxy.ts serves HTTP proxy requests on the same port this way). `head` holds the
+   * bytes read so far; the socket is paused and belongs to the handler from then on. `signal`
+   * aborts when the server closes.
+   */
+  other?: (socket: net.Socket, head: Uint8Array, signal: AbortSignal) => void;
 }
 
 export interface SocksServer {
@@ -226,6 +234,20 @@ function handleConnection(socket: net.Socket, opts: SocksServerOptions, serverSi
 
   const onData = (chunk: Uint8Array) => {
     buf = concat(buf, chunk);
+    if (stage === "greeting" && opts.other && buf.length > 0 && buf[0] !== SOCKS_VERSION) {
+      // Not SOCKS: hand the connection over (the first byte decides; see `other`).
+      stage = "attached";
+      clearTimeout(deadline);
+      socket.off("data", onData);
+      socket.pause();
+      serverSignal.removeEventListener("abort", onServerClose);
+      try {
+        opts.other(socket, buf, serverSignal);
+      } catch {
+        socket.destroy();
+      }
+      return;
+    }
     try {
       if (stage === "greeting") {
         const greeting = parseGreeting(buf);

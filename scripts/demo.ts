@@ -101,11 +101,12 @@ try {
   children.push(client);
   const url = `http://${HELLO_NAME}${helloPort === 80 ? "" : `:${helloPort}`}/`;
   console.log(
-    `READY controller=${edge.url} socks=${client.socks} admin_api_key=${edge.apiKey} network=${edge.networkId} resource=${url}`,
+    `READY controller=${edge.url} socks=${client.socks} http_proxy=${client.socks} admin_api_key=${edge.apiKey} network=${edge.networkId} resource=${url}`,
   );
   console.log(`
 Try this:
   curl --socks5-hostname ${client.socks} ${url}
+  curl -x http://${client.socks} ${url}
 
 Admin API (the key above is shown once):
   curl -H "Authorization: Bearer ${edge.apiKey}" ${edge.url}/api/v1/events
