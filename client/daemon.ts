@@ -1,5 +1,6 @@
 // `sallyport up`: keeps the signed ACL, serves SOCKS5 and an HTTP proxy (with a PAC file at
-// /proxy.pac) on one port, 127.0.0.1:1080, sends Resource traffic through tunnels and connects
+// /proxy.pac) on one port, 127.0.0.1:1080, and a local DNS server (127.0.0.1:10053) that answers
+// Resource names with fake addresses; sends Resource traffic through tunnels and connects
 // everything else directly (split tunnel). A local control socket answers `sallyport status`.
 import { unlinkSync } from "node:fs";
 import { connect, type Socket } from "node:net";
@@ -12,6 +13,14 @@ import { type AddressError, type CompiledAcl, compileAcl, parseDestinationHost }
 import { RESET_CODES } from "../shared/protocol/frame.ts";
 import { verifyToken } from "../shared/tokens.ts";
 import { ClientApiError, fetchAcl, login } from "./controller-api.ts";
+import {
+  type DnsServer,
+  FakeAddressPool,
+  isResourceName,
+  startDnsServer,
+  systemUpstreams,
+  type Upstream,
+} from "./dns-server.ts";
 import { buildPac, handleHttpProxyConnection } from "./http-proxy.ts";
 import { type ConnectResult, SocksReply, startSocksServer } from "./socks5.ts";
 import { controlSocketPath, type DeviceKey, type SessionState, saveSession } from "./state.ts";
@@ -27,6 +36,10 @@ export interface DaemonOptions {
   session: SessionState;
   device: DeviceKey;
   log: Logger;
+  /** The local DNS server's address, or null for none (`--dns off`). */
+  dns: { host: string; port: number } | null;
+  /** Where non-Resource queries go; default: the nameservers of /etc/resolv.conf. */
+  dnsUpstreams?: Upstream[];
 }
 
 interface AclState {
@@ -46,6 +59,9 @@ export class Daemon {
   private socks: { port: number; close(): Promise<void> } | undefined;
   private control: ReturnType<typeof Bun.serve> | undefined;
   private readonly directSockets = new Set<Socket>();
+  /** Fake address ⇄ Resource name, for the daemon's life (the DNS server hands them out). */
+  private readonly fakeAddresses = new FakeAddressPool();
+  private dns: DnsServer | undefined;
 
   constructor(private readonly opts: DaemonOptions) {
     this.session = opts.session;
@@ -56,24 +72,27 @@ export class Daemon {
     this.tunnels = new TunnelManager(() => this.session, opts.device.privateKey, opts.log);
   }
 
-  async start(): Promise<{ socksPort: number }> {
+  async start(): Promise<{ socksPort: number; dns: string | null }> {
     await this.refreshAcl(true);
+    // First, so that a DNS address already in use fails the start before anything else listens.
+    if (this.opts.dns) {
+      const upstreams = this.opts.dnsUpstreams ?? systemUpstreams(this.opts.dns);
+      if (upstreams.length === 0)
+        this.opts.log.warn("no DNS upstream (resolv.conf has none): non-Resource names get SERVFAIL");
+      this.dns = await startDnsServer({
+        host: this.opts.dns.host,
+        port: this.opts.dns.port,
+        upstreams,
+        pool: this.fakeAddresses,
+        isResourceName: (name) => isResourceName(this.acl?.compiled, name),
+        log: this.opts.log,
+      });
+    }
     this.timer = setInterval(() => void this.refreshAcl(false), ACL_REFRESH_MS);
-    this.socks = await startSocksServer({
-      host: this.opts.socksHost,
-      port: this.opts.socksPort,
-      onConnect: (req) => this.onConnect(req.host, req.port),
-      // Anything that is not SOCKS5 is tried as HTTP proxy traffic (CONNECT, absolute-form, PAC).
-      other: (socket, head, signal) =>
-        handleHttpProxyConnection(
-          socket,
-          head,
-          {
-            onConnect: (req) => this.onConnect(req.host, req.port),
-            pac: (proxy) => buildPac(this.acl?.resources ?? [], proxy),
-          },
-          signal,
-        ),
+    this.socks = await this.startProxy().catch(async (err) => {
+      clearInterval(this.timer);
+      await this.dns?.close();
+      throw err;
     });
     const sock = controlSocketPath(this.opts.stateDir);
     try {
@@ -90,7 +109,32 @@ export class Daemon {
         return new Response("not found", { status: 404 });
       },
     });
-    return { socksPort: this.socks.port };
+    return { socksPort: this.socks.port, dns: this.dnsAddress() };
+  }
+
+  private startProxy() {
+    return startSocksServer({
+      host: this.opts.socksHost,
+      port: this.opts.socksPort,
+      onConnect: (req) => this.onConnect(req.host, req.port),
+      // Anything that is not SOCKS5 is tried as HTTP proxy traffic (CONNECT, absolute-form, PAC).
+      other: (socket, head, signal) =>
+        handleHttpProxyConnection(
+          socket,
+          head,
+          {
+            onConnect: (req) => this.onConnect(req.host, req.port),
+            pac: (proxy) => buildPac(this.acl?.resources ?? [], proxy),
+          },
+          signal,
+        ),
+    });
+  }
+
+  private dnsAddress(): string | null {
+    if (!this.dns) return null;
+    const host = this.dns.host.includes(":") ? `[${this.dns.host}]` : this.dns.host;
+    return `${host}:${this.dns.port}`;
   }
 
   private async renewSession(): Promise<void> {
@@ -144,6 +188,17 @@ export class Daemon {
       // Alternate IP spellings (127.1, 0x7f.0.0.1…) are refused rather than guessed at.
       this.opts.log.warn("refused destination", { destination: host, reason: (err as AddressError).message });
       return { ok: false, reply: SocksReply.notAllowed };
+    }
+    if (dest.kind === "ip" && FakeAddressPool.inRange(dest.ip)) {
+      // An address our DNS server handed out: proceed as if the name had been asked for; the
+      // connector resolves the name inside the private network.
+      const name = this.fakeAddresses.nameFor(dest.ip);
+      if (!name) {
+        this.opts.log.warn("refused: unknown DNS-mapped address", { destination: `${host}:${port}` });
+        return { ok: false, reply: SocksReply.notAllowed };
+      }
+      host = name;
+      dest = { kind: "name", name };
     }
     const acl = this.acl?.compiled;
     const candidates = acl?.candidates(dest) ?? [];
@@ -264,6 +319,7 @@ export class Daemon {
       network_id: this.session.network_id,
       socks: `${this.opts.socksHost}:${this.socks?.port ?? this.opts.socksPort}`,
       http_proxy: `${this.opts.socksHost}:${this.socks?.port ?? this.opts.socksPort}`,
+      dns: this.dnsAddress(),
       resources: this.acl?.resources.length ?? 0,
       acl_fetched_at: this.acl ? new Date(this.acl.fetchedAt).toISOString() : null,
       tunnels: this.tunnels.status(),
@@ -275,6 +331,7 @@ export class Daemon {
     this.tunnels.closeAll();
     for (const s of this.directSockets) s.destroy();
     await this.socks?.close();
+    await this.dns?.close();
     this.control?.stop(true);
     try {
       unlinkSync(controlSocketPath(this.opts.stateDir));

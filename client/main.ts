@@ -14,6 +14,7 @@ import {
 import { createLogger, type Level } from "../bunlib/log.ts";
 import { ClientApiError, fetchAcl, login } from "./controller-api.ts";
 import { Daemon } from "./daemon.ts";
+import { DEFAULT_DNS_ADDRESS, parseListenAddress, parseUpstreams } from "./dns-server.ts";
 import {
   type ForwardMapping,
   parseForwardConfig,
@@ -68,16 +69,30 @@ const COMMANDS: Record<
   },
   up: {
     summary: "Run the client: SOCKS5 and HTTP proxy for Resources, direct for everything else",
-    usage: "sallyport up [--socks 127.0.0.1:1080]",
+    usage: "sallyport up [--socks 127.0.0.1:1080] [--dns 127.0.0.1:10053|off]",
     details:
       "One port serves SOCKS5 (curl --socks5-hostname), an HTTP proxy (curl -x http://HOST:PORT, with\n" +
-      "CONNECT for https) and a PAC file for browsers at http://HOST:PORT/proxy.pac.",
+      "CONNECT for https) and a PAC file for browsers at http://HOST:PORT/proxy.pac.\n" +
+      "The DNS server (UDP and TCP) answers Resource names with addresses from 100.96.0.0/12 and\n" +
+      "fd00:5a11:9047::/48 that the proxy maps back to the name (dig @127.0.0.1 -p 10053 NAME);\n" +
+      "other names go to the upstream resolvers. It never changes the system's resolver settings.",
     options: [
       {
         flag: "socks",
         env: "SALLYPORT_SOCKS",
         description: "Listen address HOST:PORT for SOCKS5, the HTTP proxy and /proxy.pac",
         default: "127.0.0.1:1080",
+      },
+      {
+        flag: "dns",
+        env: "SALLYPORT_DNS",
+        description: "Listen address IP:PORT of the local DNS server (UDP and TCP), or off",
+        default: DEFAULT_DNS_ADDRESS,
+      },
+      {
+        flag: "dns-upstream",
+        env: "SALLYPORT_DNS_UPSTREAM",
+        description: "Resolvers for non-Resource names, IP[:PORT],... (default: /etc/resolv.conf)",
       },
       ...COMMON,
     ],
@@ -141,6 +156,7 @@ Examples:
   sallyport up
   curl --socks5-hostname 127.0.0.1:1080 http://hello.demo.internal/
   curl -x http://127.0.0.1:1080 http://hello.demo.internal/
+  dig @127.0.0.1 -p 10053 hello.demo.internal   # then connect to the 100.96.x.y it gives
   sallyport forward 127.0.0.1:15432=db.corp.internal:5432
   ssh -o ProxyCommand='sallyport pipe %h %p' host.corp.internal
 
@@ -204,6 +220,7 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
     last_error: string | null;
     principal: { name: string; type: string };
     socks: string;
+    dns: string | null;
     resources: number;
     tunnels: { connector_id: string; path: string; streams: number; authorization_expires_at: string }[];
   };
@@ -212,6 +229,7 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
   );
   out(`Signed in as: ${s.principal.name} (${s.principal.type})`);
   out(`SOCKS5 and HTTP proxy: ${s.socks} (PAC file: http://${s.socks}/proxy.pac)`);
+  out(`DNS server: ${s.dns ?? "off"}`);
   out(`Resources: ${s.resources}`);
   out(`Tunnels: ${s.tunnels.length === 0 ? "none" : ""}`);
   for (const t of s.tunnels) {
@@ -265,11 +283,30 @@ async function cmdUp(
   const socksPort = parsePort(listen.slice(i + 1), "--socks");
   const log = createLogger("client", level);
   const device = await loadOrCreateDeviceKey(stateDir);
-  const daemon = new Daemon({ stateDir, socksHost, socksPort, session, device, log });
+  const dnsText = values.dns ?? DEFAULT_DNS_ADDRESS;
+  let dns: { host: string; port: number } | null = null;
+  let dnsUpstreams: ReturnType<typeof parseUpstreams> | undefined;
+  try {
+    if (dnsText !== "off") dns = parseListenAddress(dnsText);
+  } catch (err) {
+    throw new UsageError(`--dns: ${(err as Error).message}`);
+  }
+  try {
+    if (values["dns-upstream"] !== undefined) dnsUpstreams = parseUpstreams(values["dns-upstream"]);
+  } catch (err) {
+    throw new UsageError(`--dns-upstream: ${(err as Error).message}`);
+  }
+  const daemon = new Daemon({ stateDir, socksHost, socksPort, session, device, log, dns, dnsUpstreams });
   const started = await daemon.start();
-  log.info("client up", { socks: `${socksHost}:${started.socksPort}`, principal: session.principal.name });
+  log.info("client up", {
+    socks: `${socksHost}:${started.socksPort}`,
+    dns: started.dns ?? "off",
+    principal: session.principal.name,
+  });
   // One machine-readable line on stdout for scripts. The HTTP proxy shares the SOCKS port.
-  out(`READY socks=${socksHost}:${started.socksPort} http_proxy=${socksHost}:${started.socksPort}`);
+  out(
+    `READY socks=${socksHost}:${started.socksPort} http_proxy=${socksHost}:${started.socksPort} dns=${started.dns ?? "off"}`,
+  );
   await new Promise<void>((resolve) => {
     const stop = () => void daemon.stop().then(resolve);
     process.once("SIGINT", stop);

@@ -97,16 +97,18 @@ try {
     serviceKey: p.serviceKey,
     stateDir: join(demoDir, "client"),
     socks: SOCKS,
+    dns: process.env.SALLYPORT_DEMO_DNS ?? "127.0.0.1:10053",
   });
   children.push(client);
   const url = `http://${HELLO_NAME}${helloPort === 80 ? "" : `:${helloPort}`}/`;
   console.log(
-    `READY controller=${edge.url} socks=${client.socks} http_proxy=${client.socks} admin_api_key=${edge.apiKey} network=${edge.networkId} resource=${url}`,
+    `READY controller=${edge.url} socks=${client.socks} http_proxy=${client.socks} dns=${client.dns ?? "off"} admin_api_key=${edge.apiKey} network=${edge.networkId} resource=${url}`,
   );
   console.log(`
 Try this:
   curl --socks5-hostname ${client.socks} ${url}
   curl -x http://${client.socks} ${url}
+  dig @${(client.dns ?? "127.0.0.1:10053").split(":")[0]} -p ${(client.dns ?? "127.0.0.1:10053").split(":")[1]} ${HELLO_NAME}   # a stable 100.96.x.y address
 
 Admin API (the key above is shown once):
   curl -H "Authorization: Bearer ${edge.apiKey}" ${edge.url}/api/v1/events

@@ -125,9 +125,13 @@ export async function startClient(opts: {
   serviceKey: string;
   stateDir: string;
   socks?: string;
+  /** The DNS server's address (default 127.0.0.1:0, a free port, so clients never collide), or "off". */
+  dns?: string;
+  /** Extra flags for `sallyport up`, e.g. ["--dns-upstream", "127.0.0.1:5300"]. */
+  args?: string[];
   label?: string;
   netns?: string;
-}): Promise<Proc & { socks: string }> {
+}): Promise<Proc & { socks: string; dns: string | null }> {
   mkdirSync(opts.stateDir, { recursive: true });
   const keyFile = join(opts.stateDir, "service-key.txt");
   writeFileSync(keyFile, opts.serviceKey, { mode: 0o600 });
@@ -141,13 +145,23 @@ export async function startClient(opts: {
   await login.proc.exited;
   if (login.proc.exitCode !== 0) throw new Error(`sallyport login failed:\n${login.logs()}`);
   const up = spawnLogged(
-    [...ns, CLIENT_BIN, "up", "--socks", opts.socks ?? "127.0.0.1:0"],
+    [
+      ...ns,
+      CLIENT_BIN,
+      "up",
+      "--socks",
+      opts.socks ?? "127.0.0.1:0",
+      "--dns",
+      opts.dns ?? "127.0.0.1:0",
+      ...(opts.args ?? []),
+    ],
     env,
     opts.label ?? "client",
   );
   const line = await up.waitFor(/^READY /);
   const socks = /socks=(\S+)/.exec(line)?.[1] ?? "";
-  return { ...up, socks };
+  const dns = /dns=(\S+)/.exec(line)?.[1] ?? "off";
+  return { ...up, socks, dns: dns === "off" ? null : dns };
 }
 
 export interface ClientStatus {
