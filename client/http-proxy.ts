@@ -21,15 +21,12 @@
 import net from "node:net";
 import ipaddr from "ipaddr.js";
 import { parseResourceAddress } from "../shared/address.ts";
+import { closeWith, concat, connectPhase } from "./proxy-connection.ts";
 import { type ConnectResult, type Parsed, SocksReply } from "./socks5.ts";
 
 export const MAX_HEAD_BYTES = 16 * 1024;
 const MAX_HEADERS = 100;
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
-const DEFAULT_CONNECT_TIMEOUT_MS = 60_000;
-const LINGER_MS = 1_000;
-/** Body bytes (or optimistic data after CONNECT) held while onConnect runs. */
-const MAX_EARLY_BYTES = 256 * 1024;
 
 export class HttpProtocolError extends Error {
   readonly code = "http_protocol";
@@ -252,13 +249,6 @@ export interface HttpProxyOptions {
   connectTimeoutMs?: number;
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
-
 /** Host header of a direct request: absent, an IP literal or localhost (with any port). */
 function localHostHeader(host: string | undefined): boolean {
   if (host === undefined) return true;
@@ -289,7 +279,6 @@ export function handleHttpProxyConnection(
   let buf: Uint8Array = initial;
   let stage: "head" | "connecting" | "closing" | "attached" = "head";
   let linger: ReturnType<typeof setTimeout> | undefined;
-  let connectTimer: ReturnType<typeof setTimeout> | undefined;
   const onServerClose = () => abort.abort();
   serverSignal.addEventListener("abort", onServerClose, { once: true });
 
@@ -297,47 +286,26 @@ export function handleHttpProxyConnection(
   socket.once("close", () => {
     clearTimeout(deadline);
     clearTimeout(linger);
-    clearTimeout(connectTimer);
     serverSignal.removeEventListener("abort", onServerClose);
     abort.abort();
   });
 
-  const closeWith = (last: Uint8Array | undefined) => {
+  const finish = (last: Uint8Array | undefined) => {
     stage = "closing";
     clearTimeout(deadline);
     socket.off("data", onData);
-    socket.off("data", collect);
-    if (last === undefined) {
-      socket.destroy();
-      return;
-    }
-    socket.end(last);
-    socket.resume();
-    linger = setTimeout(() => socket.destroy(), LINGER_MS);
+    linger = closeWith(socket, last);
   };
-  const fail = (status: number, message: string) =>
-    closeWith(httpResponse(status, `sallyport: ${message}\n`));
+  const fail = (status: number, message: string) => finish(httpResponse(status, `sallyport: ${message}\n`));
 
   const deadline = setTimeout(() => {
     if (stage === "head") fail(408, "request head not received in time");
   }, opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
 
-  let early: Uint8Array = new Uint8Array(0);
-  const collect = (chunk: Uint8Array) => {
-    early = concat(early, chunk);
-    if (early.length > MAX_EARLY_BYTES) socket.pause();
-  };
-  const onEarlyEnd = () => {
-    if (stage === "connecting") {
-      abort.abort();
-      socket.destroy();
-    }
-  };
-
   const step = () => {
     if (stage !== "head") return;
     if (!looksLikeHttp(buf[0])) {
-      closeWith(undefined); // neither SOCKS5 nor HTTP
+      finish(undefined); // neither SOCKS5 nor HTTP
       return;
     }
     let req: ProxyRequest;
@@ -379,78 +347,40 @@ export function handleHttpProxyConnection(
       const full = httpResponse(200, pac, "application/x-ns-proxy-autoconfig");
       if (req.method === "HEAD") {
         const sep = Buffer.from(full).indexOf("\r\n\r\n");
-        closeWith(full.subarray(0, sep + 4));
-      } else closeWith(full);
+        finish(full.subarray(0, sep + 4));
+      } else finish(full);
       return;
     }
     stage = "connecting";
-    early = buf.slice(consumed);
-    socket.on("data", collect);
-    socket.once("end", onEarlyEnd);
-    socket.resume();
-    connect(req);
+    const where = `${req.host.includes(":") ? `[${req.host}]` : req.host}:${req.port}`;
+    connectPhase(socket, {
+      head: buf.slice(consumed),
+      abort,
+      timeoutMs: opts.connectTimeoutMs,
+      onConnect: (signal) => opts.onConnect({ host: req.host, port: req.port }, signal),
+      onSuccess: () => {
+        stage = "attached";
+        if (req.kind === "connect") {
+          socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+          return undefined;
+        }
+        return req.head; // the rewritten request head goes first
+      },
+      onFailure: (why) => {
+        if (why.kind === "timeout") fail(504, `no answer from ${where} in time`);
+        else if (why.kind === "refused" && why.reply === SocksReply.notAllowed)
+          fail(403, `${where} is not allowed`);
+        else {
+          const reply = why.kind === "refused" ? why.reply : SocksReply.generalFailure;
+          fail(502, `cannot reach ${where}: ${socksReplyText(reply)}`);
+        }
+      },
+    });
   };
 
   const onData = (chunk: Uint8Array) => {
     buf = concat(buf, chunk);
     step();
-  };
-
-  const connect = (req: Exclude<ProxyRequest, { kind: "local" }>) => {
-    let settled = false;
-    const settle = (): boolean => {
-      if (settled) return false;
-      settled = true;
-      clearTimeout(connectTimer);
-      return true;
-    };
-    const where = `${req.host.includes(":") ? `[${req.host}]` : req.host}:${req.port}`;
-    connectTimer = setTimeout(() => {
-      if (!settle()) return;
-      abort.abort();
-      fail(504, `no answer from ${where} in time`);
-    }, opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
-    abort.signal.addEventListener("abort", () => settle(), { once: true });
-    let pending: Promise<ConnectResult>;
-    try {
-      pending = Promise.resolve(opts.onConnect({ host: req.host, port: req.port }, abort.signal));
-    } catch (e) {
-      pending = Promise.reject(e);
-    }
-    pending.then(
-      (result) => {
-        const live = settle() && !socket.destroyed;
-        if (result?.ok === true && typeof result.attach === "function") {
-          if (!live) {
-            result.cancel?.();
-            return;
-          }
-          stage = "attached";
-          socket.pause();
-          socket.off("data", collect);
-          socket.off("end", onEarlyEnd);
-          let head = early;
-          if (req.kind === "connect") {
-            socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-          } else {
-            head = concat(req.head, early);
-          }
-          try {
-            result.attach(socket, head);
-          } catch {
-            socket.destroy();
-          }
-          return;
-        }
-        if (!live) return;
-        const reply = result?.ok === false ? result.reply : SocksReply.generalFailure;
-        if (reply === SocksReply.notAllowed) fail(403, `${where} is not allowed`);
-        else fail(502, `cannot reach ${where}: ${socksReplyText(reply)}`);
-      },
-      () => {
-        if (settle() && !socket.destroyed) fail(502, `cannot reach ${where}`);
-      },
-    );
   };
 
   // A client that finishes sending before its head is complete gets its answer at once.

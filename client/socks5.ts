@@ -20,6 +20,7 @@
  */
 import net, { type AddressInfo } from "node:net";
 import ipaddr from "ipaddr.js";
+import { closeWith, concat, connectPhase } from "./proxy-connection.ts";
 
 export const SOCKS_VERSION = 0x05;
 
@@ -168,19 +169,6 @@ export function encodeReply(reply: number): Uint8Array {
 }
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
-const DEFAULT_CONNECT_TIMEOUT_MS = 60_000;
-// After a refusal the reply is flushed with end(); the socket is destroyed once the client closes
-// or after this linger, so a client that never closes cannot hold it open. Destroying at once
-// could reset the connection and lose the reply if the client had sent more bytes.
-const LINGER_MS = 1_000;
-
-/** Always a fresh plain Uint8Array (never a Buffer view), so `head` is the caller's to keep. */
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
 
 function validReply(reply: unknown): number {
   return Number.isInteger(reply) && (reply as number) >= 0x01 && (reply as number) <= 0xff
@@ -188,15 +176,11 @@ function validReply(reply: unknown): number {
     : SocksReply.generalFailure;
 }
 
-/** Optimistic data a client may send before the CONNECT reply (held, then forwarded). */
-const MAX_EARLY_HEAD = 256 * 1024;
-
 function handleConnection(socket: net.Socket, opts: SocksServerOptions, serverSignal: AbortSignal): void {
   const abort = new AbortController();
   let buf: Uint8Array = new Uint8Array(0);
   let stage: "greeting" | "request" | "connecting" | "closing" | "attached" = "greeting";
   let linger: ReturnType<typeof setTimeout> | undefined;
-  let connectTimer: ReturnType<typeof setTimeout> | undefined;
 
   const onServerClose = () => abort.abort();
   serverSignal.addEventListener("abort", onServerClose, { once: true });
@@ -207,26 +191,18 @@ function handleConnection(socket: net.Socket, opts: SocksServerOptions, serverSi
   socket.once("close", () => {
     clearTimeout(deadline);
     clearTimeout(linger);
-    clearTimeout(connectTimer);
     serverSignal.removeEventListener("abort", onServerClose);
     abort.abort();
   });
 
   /** Sends a last message (none: close at once), then closes. */
-  const closeWith = (last: Uint8Array | undefined) => {
+  const finish = (last: Uint8Array | undefined) => {
     stage = "closing";
     clearTimeout(deadline);
     socket.off("data", onData);
-    if (last === undefined) {
-      socket.destroy();
-      return;
-    }
-    socket.end(last);
-    socket.resume(); // read (and drop) until the client's FIN, which closes the socket
-    linger = setTimeout(() => socket.destroy(), LINGER_MS);
+    linger = closeWith(socket, last);
   };
-  const refuse = (reply: number | undefined) =>
-    closeWith(reply === undefined ? undefined : encodeReply(reply));
+  const refuse = (reply: number | undefined) => finish(reply === undefined ? undefined : encodeReply(reply));
 
   const deadline = setTimeout(() => {
     if (stage === "greeting" || stage === "request") refuse(undefined);
@@ -254,7 +230,7 @@ function handleConnection(socket: net.Socket, opts: SocksServerOptions, serverSi
         if (!greeting.done) return;
         buf = buf.subarray(greeting.consumed);
         if (!greeting.value.methods.includes(METHOD_NO_AUTH)) {
-          closeWith(Uint8Array.of(SOCKS_VERSION, METHOD_NONE_ACCEPTABLE));
+          finish(Uint8Array.of(SOCKS_VERSION, METHOD_NONE_ACCEPTABLE));
           return;
         }
         socket.write(Uint8Array.of(SOCKS_VERSION, METHOD_NO_AUTH));
@@ -263,82 +239,31 @@ function handleConnection(socket: net.Socket, opts: SocksServerOptions, serverSi
       if (stage === "request") {
         const request = parseRequest(buf);
         if (!request.done) return;
-        // Keep reading while onConnect runs: bytes after the request are collected (bounded) and
-        // handed to attach() as `head`, and a client that leaves (FIN: the server allows half-open
-        // connections) is noticed at once instead of after the connect deadline.
         socket.off("data", onData);
         clearTimeout(deadline);
         stage = "connecting";
-        earlyHead = buf.slice(request.consumed);
-        socket.on("data", collectHead);
-        socket.once("end", onEarlyEnd);
-        connect(request.value);
+        const req = request.value;
+        connectPhase(socket, {
+          head: buf.slice(request.consumed),
+          abort,
+          timeoutMs: opts.connectTimeoutMs,
+          onConnect: (signal) => opts.onConnect(req, signal),
+          onSuccess: () => {
+            stage = "attached";
+            socket.write(encodeReply(SocksReply.succeeded));
+            return undefined;
+          },
+          onFailure: (why) =>
+            refuse(
+              why.kind === "timeout"
+                ? SocksReply.hostUnreachable
+                : validReply(why.kind === "refused" ? why.reply : undefined),
+            ),
+        });
       }
     } catch (e) {
       refuse(e instanceof SocksProtocolError ? e.reply : undefined);
     }
-  };
-
-  let earlyHead: Uint8Array = new Uint8Array(0);
-  const collectHead = (chunk: Uint8Array) => {
-    earlyHead = concat(earlyHead, chunk);
-    if (earlyHead.length > MAX_EARLY_HEAD) socket.pause();
-  };
-  const onEarlyEnd = () => {
-    if (stage === "connecting") {
-      abort.abort();
-      socket.destroy();
-    }
-  };
-
-  const connect = (req: SocksConnectRequest) => {
-    let settled = false;
-    const settle = (): boolean => {
-      if (settled) return false;
-      settled = true;
-      clearTimeout(connectTimer);
-      return true;
-    };
-    connectTimer = setTimeout(() => {
-      if (!settle()) return;
-      abort.abort();
-      refuse(SocksReply.hostUnreachable);
-    }, opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
-    // The client leaving, or the server closing, settles the request; a late ok is cancelled.
-    abort.signal.addEventListener("abort", () => settle(), { once: true });
-
-    let pending: Promise<ConnectResult>;
-    try {
-      pending = Promise.resolve(opts.onConnect(req, abort.signal));
-    } catch (e) {
-      pending = Promise.reject(e);
-    }
-    pending.then(
-      (result) => {
-        const live = settle() && !socket.destroyed;
-        if (result?.ok === true && typeof result.attach === "function") {
-          if (!live) {
-            result.cancel?.();
-            return;
-          }
-          stage = "attached";
-          socket.pause();
-          socket.off("data", collectHead);
-          socket.off("end", onEarlyEnd);
-          socket.write(encodeReply(SocksReply.succeeded));
-          try {
-            result.attach(socket, earlyHead);
-          } catch {
-            socket.destroy();
-          }
-          return;
-        }
-        if (live) refuse(validReply(result?.ok === false ? result.reply : undefined));
-      },
-      () => {
-        if (settle() && !socket.destroyed) refuse(SocksReply.generalFailure);
-      },
-    );
   };
 
   socket.on("data", onData);
