@@ -4,7 +4,7 @@
 // processes, and one `ssh -o ProxyCommand='sallyport pipe %h %p'` to a throwaway sshd.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +16,7 @@ import {
   startConnector,
 } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
+import { sshdPath, startSshd } from "../../scripts/lib/sshd.ts";
 import { type Edge, freePort, startEdge } from "../helpers/edge.ts";
 import { startEcho, startHttp } from "../helpers/servers.ts";
 
@@ -29,8 +30,7 @@ let sshdPort: number;
 const tmp = mkdtempSync(join(tmpdir(), "sallyport-e2e-modes-"));
 const procs: Proc[] = [];
 
-const sshd = Bun.which("sshd") ?? ["/usr/sbin/sshd", "/usr/local/sbin/sshd"].find((f) => Bun.file(f).size);
-const haveSsh = Boolean(sshd && Bun.which("ssh") && Bun.which("ssh-keygen"));
+const haveSsh = Boolean(sshdPath() && Bun.which("ssh") && Bun.which("ssh-keygen"));
 
 const restricted = (port: number) => ({
   tcp: { policy: "restricted", ports: [String(port)] },
@@ -255,66 +255,13 @@ describe("sallyport pipe", () => {
   test("ssh -o ProxyCommand='sallyport pipe %h %p' runs a command on a real sshd", async () => {
     // ssh and sshd are test dependencies (.ci/run installs them): missing ones fail the test.
     expect(haveSsh).toBe(true);
-    const dir = join(tmp, "ssh");
-    mkdirSync(dir, { recursive: true });
-    for (const key of ["host_key", "client_key"]) {
-      const k = Bun.spawnSync([
-        "ssh-keygen",
-        "-q",
-        "-t",
-        "ed25519",
-        "-N",
-        "",
-        "-C",
-        "sallyport-e2e",
-        "-f",
-        join(dir, key),
-      ]);
-      expect(k.exitCode).toBe(0);
-    }
-    writeFileSync(join(dir, "authorized_keys"), await Bun.file(join(dir, "client_key.pub")).text(), {
-      mode: 0o600,
-    });
-    writeFileSync(
-      join(dir, "sshd_config"),
-      [
-        `Port ${sshdPort}`,
-        "ListenAddress 127.0.0.1",
-        `HostKey ${join(dir, "host_key")}`,
-        `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
-        `PidFile ${join(dir, "sshd.pid")}`,
-        "StrictModes no",
-        "UsePAM no",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "PermitRootLogin prohibit-password",
-        "LogLevel ERROR",
-        "",
-      ].join("\n"),
-    );
-    if (process.getuid?.() === 0) mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
-    const daemon = spawnLogged([sshd as string, "-D", "-e", "-f", join(dir, "sshd_config")], {}, "sshd");
-    procs.push(daemon);
-    for (let i = 0; ; i++) {
-      const up = await new Promise<boolean>((resolve) => {
-        const s = net.connect(sshdPort, "127.0.0.1");
-        s.once("connect", () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.once("error", () => resolve(false));
-      });
-      if (up) break;
-      if (i > 100 || daemon.proc.exitCode !== null) throw new Error(`sshd did not start:\n${daemon.logs()}`);
-      await Bun.sleep(50);
-    }
-    const user = Bun.spawnSync(["id", "-un"]).stdout.toString().trim();
+    const sshd = await startSshd({ port: sshdPort });
     const r = await run([
       "ssh",
       "-F",
       "/dev/null",
       "-i",
-      join(dir, "client_key"),
+      sshd.clientKey,
       "-p",
       String(sshdPort),
       "-o",
@@ -327,11 +274,11 @@ describe("sallyport pipe", () => {
       "BatchMode=yes",
       "-o",
       "ConnectTimeout=15",
-      `${user}@ssh.demo.internal`,
+      `${sshd.user}@ssh.demo.internal`,
       "echo hello",
     ]);
     expect(r.err).not.toContain("sallyport pipe:");
     expect(r).toMatchObject({ code: 0, out: "hello\n" });
-    await daemon.stop();
+    await sshd.stop();
   }, 30_000);
 });
