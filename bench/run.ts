@@ -5,7 +5,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
-import { freePort, ROOT } from "../scripts/lib/local-edge.ts";
+import { freePort, ROOT, startWorker } from "../scripts/lib/local-edge.ts";
 import { CLIENT_BIN, CONNECTOR_BIN, clientStatus, type Proc, spawnLogged } from "../scripts/lib/processes.ts";
 import { Cleanup } from "./lib/cleanup.ts";
 import { measureTokenIssuance } from "./lib/control-plane.ts";
@@ -25,7 +25,6 @@ import {
 } from "./lib/sallyport.ts";
 import { measureFreshConnectors, measureStalledReceiver } from "./lib/scale.ts";
 import { parseHostPort } from "./lib/socks.ts";
-import { startSpliceEdge } from "./lib/splice-edge.ts";
 import { sshCipher, startSshForward } from "./lib/ssh-forward.ts";
 import { CONFIGS, measureConcurrent, measurePath } from "./lib/throughput.ts";
 
@@ -151,11 +150,13 @@ async function throughputSection(
     );
 
     log("throughput: bare workerd splice");
-    const splice = await startSpliceEdge();
+    // Started the same way as the Sallyport edge, so both relayed paths pay the same local runtime
+    // (wrangler's proxy workerd in front of the Worker's own workerd).
+    const splice = await startWorker(join(ROOT, "bench/splice/wrangler.toml"));
     cleanup.add("splice worker", () => splice.stop());
     const ws = splice.url.replace(/^http/, "ws");
     const bridge = join(import.meta.dir, "splice/bridge.ts");
-    const splicePids = workerdRoles(splice.proc.proc.pid, Number(new URL(splice.url).port));
+    const splicePids = workerdRoles(splice.pid, splice.port);
     const bridges = async (messageBytes: number) => {
       const size = String(messageBytes);
       const server = await spawnReady(

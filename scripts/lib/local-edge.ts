@@ -143,31 +143,29 @@ async function waitHealthy(url: string, proc: Subprocess, out: string[], timeout
   throw new Error(`edge did not become healthy:\n${out.join("")}`);
 }
 
-/** Any Worker config on workerd (used for test Workers); returns its URL and a stop function. */
-export async function startWorker(config: string): Promise<{ url: string; stop: () => Promise<void> }> {
+/**
+ * Any Worker config on workerd (test Workers, the benchmark's bare splice): started like the edge,
+ * healthy once `/healthz` answers, and stopped with every workerd it started.
+ */
+export async function startWorker(
+  config: string,
+): Promise<{ url: string; port: number; pid: number; logs: () => string; stop: () => Promise<void> }> {
   const port = await freePort();
   const stateDir = mkdtempSync(join(tmpdir(), "sallyport-worker-"));
   const out: string[] = [];
   const proc = spawnWrangler(port, stateDir, crypto.randomUUID(), out, config);
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (proc.exitCode !== null || Date.now() > deadline)
-      throw new Error(`worker did not start:\n${out.join("")}`);
-    try {
-      await fetch(url);
-      break;
-    } catch {
-      await Bun.sleep(200);
-    }
-  }
-  return {
-    url,
-    stop: async () => {
-      await stopTree(proc);
-      rmSync(stateDir, { recursive: true, force: true });
-    },
+  const stop = async () => {
+    await stopTree(proc);
+    rmSync(stateDir, { recursive: true, force: true });
   };
+  try {
+    await waitHealthy(url, proc, out);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url, port, pid: proc.pid, logs: () => out.join(""), stop };
 }
 
 export async function startEdge(
