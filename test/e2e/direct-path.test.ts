@@ -6,6 +6,10 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { generateKeyPair, SignJWT } from "jose";
+import { login, requestConnectionTokens } from "../../client/controller-api.ts";
+import { loadOrCreateDeviceKey } from "../../client/state.ts";
+import { Tunnel } from "../../client/tunnel.ts";
 import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
 import { adminApi, type Edge, startEdge } from "../helpers/edge.ts";
@@ -111,6 +115,49 @@ test("activity events say which path each connection took", async () => {
   }
   expect(paths.get("app.lan.internal")).toBe("direct");
   expect(paths.get("app.far.internal")).toBe("relayed");
+});
+
+test("the direct path trusts nothing for arriving directly: forged or foreign-bound authorizations are refused", async () => {
+  // From the test machine, which can reach the far connector's direct endpoint (10.99.4.2) but,
+  // with a dead relay URL, only that way.
+  const device = await loadOrCreateDeviceKey(join(tmp, "crafted"));
+  const session = {
+    controller: edge.url,
+    ...(await login(edge.url, lan.serviceKey, device, { name: "t", os: "linux", hostname: "t" })),
+  };
+  const tokens = async () => ({
+    ...(await requestConnectionTokens(session, far.resources["far-app"]!)),
+    relay_url: "ws://127.0.0.1:9",
+  });
+  const ok = await Tunnel.open(await tokens(), device.privateKey);
+  expect(ok.path).toBe("direct");
+  ok.close("done");
+
+  const refused = async (t: Awaited<ReturnType<typeof tokens>>, key: CryptoKey) => {
+    const err = await Tunnel.open(t, key).then(
+      (tun) => {
+        tun.close("unexpected");
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    expect(err).toBeDefined();
+  };
+  // Signed by a key that is not the Controller's.
+  const t1 = await tokens();
+  const claims = JSON.parse(
+    atob(t1.authorization_token.split(".")[1]!.replaceAll("-", "+").replaceAll("_", "/")),
+  );
+  const { privateKey } = await generateKeyPair("ES256");
+  const forged = await new SignJWT({ ...claims, iat: undefined, exp: undefined })
+    .setProtectedHeader({ alg: "ES256", typ: "sp-authz+jwt", kid: "forged" })
+    .setIssuedAt()
+    .setExpirationTime("5m")
+    .sign(privateKey);
+  await refused({ ...t1, authorization_token: forged }, device.privateKey);
+  // A valid authorization, but the channel binding signed by another device key.
+  const other = await generateKeyPair("ES256");
+  await refused(await tokens(), other.privateKey);
 });
 
 test("the LAN is cut: the dead direct tunnel is noticed and traffic moves to the relay; restored, it works again", async () => {
