@@ -96,3 +96,83 @@ export async function requestConnectionTokens(
     },
   });
 }
+
+export interface DeviceAuthorization {
+  device_code: string;
+  user_code: string;
+  verification_uri: string;
+  verification_uri_complete: string;
+  expires_in: number;
+  interval: number;
+}
+
+export type SignedInSession = {
+  session_token: string;
+  expires_at: string;
+  principal: SessionState["principal"];
+  device_id: string;
+  network_id: string;
+  email?: string;
+};
+
+/** RFC 8628 step 1: a device code for this device key, with a fresh signed posture report. */
+export async function deviceAuthorize(
+  controller: string,
+  networkId: string,
+  device: DeviceKey,
+  info: { name: string; os: string; hostname: string },
+  posture: string,
+) {
+  return await call<DeviceAuthorization>(controller, "/device/authorize", {
+    method: "POST",
+    body: { network_id: networkId, device: { public_jwk: device.publicJwk, ...info }, posture },
+  });
+}
+
+/** RFC 8628 step 3: one poll; ClientApiError code authorization_pending / slow_down until done. */
+export async function deviceToken(controller: string, deviceCode: string) {
+  return await call<SignedInSession>(controller, "/device/token", {
+    method: "POST",
+    body: { device_code: deviceCode },
+  });
+}
+
+export async function renewUserSession(session: SessionState, silent: boolean) {
+  return await call<{
+    session_token: string;
+    expires_at: string;
+    authenticated: boolean;
+    auth_at: string | null;
+  }>(session.controller, "/session/renew", {
+    method: "POST",
+    token: session.session_token,
+    body: { silent },
+  });
+}
+
+export async function reportPosture(session: SessionState, posture: string) {
+  return await call<{ accepted: boolean }>(session.controller, "/posture", {
+    method: "POST",
+    token: session.session_token,
+    body: { posture },
+  });
+}
+
+export async function accessCheck(
+  session: SessionState,
+  host: string,
+  port: number,
+  protocol: "tcp" | "udp",
+) {
+  return await call<{
+    resource: boolean;
+    allowed: boolean | null;
+    requirement: string | null;
+    message: string;
+    until?: string | null;
+  }>(session.controller, "/access-check", {
+    method: "POST",
+    token: session.session_token,
+    body: { host, port, protocol },
+  });
+}

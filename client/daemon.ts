@@ -12,7 +12,7 @@ import type { ClientResource } from "../shared/acl-schema.ts";
 import { type AddressError, type CompiledAcl, compileAcl, parseDestinationHost } from "../shared/address.ts";
 import { RESET_CODES } from "../shared/protocol/frame.ts";
 import { verifyToken } from "../shared/tokens.ts";
-import { ClientApiError, fetchAcl, login } from "./controller-api.ts";
+import { ClientApiError, fetchAcl, login, renewUserSession, reportPosture } from "./controller-api.ts";
 import {
   type DnsServer,
   FakeAddressPool,
@@ -22,12 +22,19 @@ import {
   type Upstream,
 } from "./dns-server.ts";
 import { buildPac, handleHttpProxyConnection } from "./http-proxy.ts";
+import { deviceLogin, signedPosture } from "./signin.ts";
 import { type ConnectResult, SocksReply, startSocksServer } from "./socks5.ts";
 import { controlSocketPath, type DeviceKey, type SessionState, saveSession } from "./state.ts";
 import { StreamRefused, TunnelError } from "./tunnel.ts";
 import { TunnelManager } from "./tunnel-manager.ts";
 
 const ACL_REFRESH_MS = 30_000;
+/** A Resource used this recently counts as "in use" for the re-authentication prompt. */
+const IN_USE_MS = 15 * 60_000;
+/** The prompt appears this long before a policy timer ends (about ten minutes). */
+export const REAUTH_PROMPT_MS = 10 * 60_000;
+const POSTURE_REPORT_MS = 10 * 60_000;
+const MAX_DENIALS = 20;
 
 export interface DaemonOptions {
   stateDir: string;
@@ -62,6 +69,20 @@ export class Daemon {
   /** Fake address ⇄ Resource name, for the daemon's life (the DNS server hands them out). */
   private readonly fakeAddresses = new FakeAddressPool();
   private dns: DnsServer | undefined;
+  /** Last use of each Resource (ms), for "is the person using it" before a policy timer ends. */
+  private readonly lastUsed = new Map<string, number>();
+  private readonly denials: {
+    time: string;
+    resource_id: string;
+    destination: string;
+    reason: string;
+    message: string;
+  }[] = [];
+  /** Set when a policy timer is about to end (or has) and silent renewal did not help. */
+  private reauth: { resources: string[]; expires_at: string | null; reason: string } | undefined;
+  private silentTriedFor = 0;
+  private reauthServer: ReturnType<typeof Bun.serve> | undefined;
+  private lastPostureAt = 0;
 
   constructor(private readonly opts: DaemonOptions) {
     this.session = opts.session;
@@ -139,8 +160,21 @@ export class Daemon {
 
   private async renewSession(): Promise<void> {
     const file = this.session.service_key_file;
-    if (!file)
-      throw new ClientApiError(401, "session_expired", "session expired: run `sallyport login` again");
+    if (!file) {
+      // A person's session: the Controller re-issues its short-lived token while the session lives.
+      try {
+        const res = await renewUserSession(this.session, false);
+        this.session = { ...this.session, session_token: res.session_token, expires_at: res.expires_at };
+        saveSession(this.opts.stateDir, this.session);
+        return;
+      } catch (err) {
+        if (err instanceof ClientApiError && err.status === 401) {
+          this.promptReauth([], null, "your session has ended");
+          throw new ClientApiError(401, "session_expired", "session expired: run `sallyport login` again");
+        }
+        throw err;
+      }
+    }
     const key = (await Bun.file(file).text()).trim();
     const res = await login(this.session.controller, key, this.opts.device, {
       name: hostname(),
@@ -171,6 +205,7 @@ export class Daemon {
       this.acl = { resources: claims.resources, compiled: compileAcl(claims.resources), fetchedAt: now };
       this.controllerReachable = true;
       this.lastError = undefined;
+      if (this.session.principal.type === "user") await this.watchPolicyTimers(now);
     } catch (err) {
       this.lastError = (err as Error).message;
       if (err instanceof ClientApiError && err.status === 0) this.controllerReachable = false;
@@ -209,6 +244,17 @@ export class Daemon {
       return { ok: false, reply: SocksReply.notAllowed };
     }
     const resource = m.entry as ClientResource;
+    const usedAt = Date.now();
+    this.lastUsed.set(resource.id, usedAt);
+    // Using a Resource whose policy timer ends soon: renew silently or prompt, now.
+    const until = resource.access?.until;
+    if (
+      this.session.principal.type === "user" &&
+      until != null &&
+      until * 1000 - usedAt <= REAUTH_PROMPT_MS
+    ) {
+      void this.watchPolicyTimers(usedAt);
+    }
     try {
       const stream = await this.openResourceStream(resource, host, port);
       return {
@@ -220,6 +266,10 @@ export class Daemon {
         cancel: () => stream.reset(RESET_CODES.cancelled, "client went away"),
       };
     } catch (err) {
+      if (err instanceof ClientApiError && err.code === "denied") {
+        this.recordDenial(resource.id, `${host}:${port}`, err.requirement ?? "group", err.message);
+        return { ok: false, reply: SocksReply.notAllowed };
+      }
       this.opts.log.warn("could not reach Resource", {
         resource: resource.id,
         destination: `${host}:${port}`,
@@ -243,7 +293,12 @@ export class Daemon {
         return await tunnel.openStream(host, port);
       } catch (err) {
         if (!(err instanceof StreamRefused)) throw err;
-        if (err.resetCode === RESET_CODES.denied && !renewed) {
+        // Refused by the connector's ACL or a Resource Policy timer: ask the Controller once more
+        // (a narrowed ACL is renewed; a policy denial comes back with its requirement).
+        if (
+          (err.resetCode === RESET_CODES.denied || err.resetCode === RESET_CODES.unauthorized) &&
+          !renewed
+        ) {
           renewed = true;
           await this.tunnels.renewNow(tunnel, resource.id);
           continue;
@@ -297,6 +352,135 @@ export class Daemon {
     });
   }
 
+  private recordDenial(resourceId: string, destination: string, reason: string, message: string): void {
+    this.denials.unshift({
+      time: new Date().toISOString(),
+      resource_id: resourceId,
+      destination,
+      reason,
+      message,
+    });
+    this.denials.length = Math.min(this.denials.length, MAX_DENIALS);
+    this.opts.log.warn("access denied", { resource: resourceId, destination, requirement: reason, message });
+    if (reason === "frequency" || reason === "mfa") this.promptReauth([resourceId], null, message);
+  }
+
+  /**
+   * Resource Policy timers (people only). When one ends within about ten minutes and the person is
+   * using that Resource: first a silent renewal (the IdP session may still be valid: every timer
+   * resets), else a prompt: `sallyport status`, a desktop notification, and a local sign-in URL.
+   */
+  private async watchPolicyTimers(now: number): Promise<void> {
+    if (now - this.lastPostureAt > POSTURE_REPORT_MS) {
+      this.lastPostureAt = now;
+      void signedPosture(this.opts.device)
+        .then((p) => reportPosture(this.session, p))
+        .catch((err: Error) => this.opts.log.debug("posture report failed", { error: err.message }));
+    }
+    const soon = (this.acl?.resources ?? []).filter((r) => {
+      const until = r.access?.until;
+      const used = this.lastUsed.get(r.id);
+      return (
+        until != null &&
+        until * 1000 - now <= REAUTH_PROMPT_MS &&
+        used !== undefined &&
+        now - used < IN_USE_MS
+      );
+    });
+    if (soon.length === 0) {
+      if (this.reauth && this.reauth.resources.length > 0) this.reauth = undefined;
+      return;
+    }
+    const earliest = Math.min(...soon.map((r) => r.access!.until! * 1000));
+    if (this.silentTriedFor !== earliest) {
+      this.silentTriedFor = earliest;
+      try {
+        const res = await renewUserSession(this.session, true);
+        this.session = { ...this.session, session_token: res.session_token, expires_at: res.expires_at };
+        saveSession(this.opts.stateDir, this.session);
+        if (res.authenticated) {
+          this.opts.log.info("re-authenticated silently with the identity provider");
+          this.reauth = undefined;
+          await this.afterAuthentication();
+          return;
+        }
+      } catch (err) {
+        this.opts.log.debug("silent renewal failed", { error: (err as Error).message });
+      }
+    }
+    this.promptReauth(
+      soon.map((r) => r.id),
+      new Date(earliest).toISOString(),
+      "a resource policy asks you to sign in again",
+    );
+  }
+
+  private promptReauth(resources: string[], expiresAt: string | null, reason: string): void {
+    const first = !this.reauth;
+    this.reauth = { resources, expires_at: expiresAt, reason };
+    const url = this.ensureReauthServer();
+    if (!first) return;
+    this.opts.log.warn("sign in again to keep access", { url, expires_at: expiresAt, reason });
+    try {
+      const child = Bun.spawn(["notify-send", "Sallyport", `Sign in again to keep access: ${url}`], {
+        stdout: "ignore",
+        stderr: "ignore",
+      });
+      void child.exited.catch(() => {});
+    } catch {
+      // no desktop notifications here: the status output and the log carry the prompt
+    }
+  }
+
+  /** A local page (127.0.0.1) that starts a new sign-in and sends the browser to the IdP. */
+  private ensureReauthServer(): string {
+    if (!this.reauthServer) {
+      this.reauthServer = Bun.serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        fetch: async (req) => {
+          if (new URL(req.url).pathname !== "/reauth") return new Response("not found", { status: 404 });
+          const auth = await this.startReauth();
+          return auth
+            ? Response.redirect(auth, 302)
+            : new Response("could not start sign-in; see `sallyport status`\n", { status: 502 });
+        },
+      });
+    }
+    return `http://127.0.0.1:${this.reauthServer.port}/reauth`;
+  }
+
+  private startReauth(): Promise<string | undefined> {
+    return new Promise((resolve) => {
+      const run = deviceLogin({
+        controller: this.session.controller,
+        networkId: this.session.network_id,
+        device: this.opts.device,
+        noBrowser: true,
+        say: (line) => this.opts.log.info(line),
+        onCode: (a) => resolve(a.verification_uri_complete),
+      });
+      void run
+        .then(async (res) => {
+          this.session = { ...this.session, ...res };
+          saveSession(this.opts.stateDir, this.session);
+          this.reauth = undefined;
+          this.opts.log.info("signed in again");
+          await this.afterAuthentication();
+        })
+        .catch((err: Error) => {
+          resolve(undefined);
+          this.opts.log.warn("sign-in did not complete", { error: err.message });
+        });
+    });
+  }
+
+  /** Every timer was reset: fetch the ACL and present fresh authorizations on live tunnels. */
+  private async afterAuthentication(): Promise<void> {
+    await this.refreshAcl(false);
+    await this.tunnels.renewAll();
+  }
+
   /** `sallyport status` answers with the Controller's reachability as of now, not of the last refresh. */
   private async probeController(): Promise<void> {
     try {
@@ -323,6 +507,13 @@ export class Daemon {
       resources: this.acl?.resources.length ?? 0,
       acl_fetched_at: this.acl ? new Date(this.acl.fetchedAt).toISOString() : null,
       tunnels: this.tunnels.status(),
+      reauth: this.reauth
+        ? {
+            ...this.reauth,
+            url: this.reauthServer ? `http://127.0.0.1:${this.reauthServer.port}/reauth` : null,
+          }
+        : null,
+      denials: this.denials.slice(0, 5),
     };
   }
 
@@ -333,6 +524,7 @@ export class Daemon {
     await this.socks?.close();
     await this.dns?.close();
     this.control?.stop(true);
+    this.reauthServer?.stop(true);
     try {
       unlinkSync(controlSocketPath(this.opts.stateDir));
     } catch {

@@ -12,7 +12,7 @@ import {
   UsageError,
 } from "../bunlib/config.ts";
 import { createLogger, type Level } from "../bunlib/log.ts";
-import { ClientApiError, fetchAcl, login } from "./controller-api.ts";
+import { accessCheck, ClientApiError, fetchAcl, login } from "./controller-api.ts";
 import { Daemon } from "./daemon.ts";
 import { DEFAULT_DNS_ADDRESS, parseListenAddress, parseUpstreams } from "./dns-server.ts";
 import {
@@ -22,6 +22,7 @@ import {
   runPipe,
   startForwards,
 } from "./forward.ts";
+import { deviceLogin } from "./signin.ts";
 import { splitHostPort } from "./socks-client.ts";
 import { controlSocketPath, loadOrCreateDeviceKey, loadSession, saveSession } from "./state.ts";
 
@@ -56,9 +57,15 @@ const COMMANDS: Record<
 > = {
   login: {
     summary: "Sign in and register this device",
-    usage: "sallyport login --service-key FILE [--controller URL]",
+    usage: "sallyport login --controller URL --network ID [--no-browser] | --service-key FILE",
+    details:
+      "People sign in with their company's identity provider: the client prints a URL and a code\n" +
+      "(and opens a browser when there is one), and finishes once you have signed in there.\n" +
+      "Service accounts sign in headless with --service-key.",
     options: [
       { flag: "controller", env: "SALLYPORT_CONTROLLER", description: "Controller base URL" },
+      { flag: "network", env: "SALLYPORT_NETWORK", description: "Network ID (nw_…) to sign in to" },
+      { flag: "no-browser", description: "Print the URL and code without opening a browser", boolean: true },
       {
         flag: "service-key",
         env: "SALLYPORT_SERVICE_KEY_FILE",
@@ -125,6 +132,20 @@ const COMMANDS: Record<
     usage: "sallyport status [--json]",
     options: [{ flag: "json", description: "Print JSON", boolean: true }, ...COMMON],
   },
+  check: {
+    summary: "Ask the Controller whether you may reach HOST PORT, and which requirement fails",
+    usage: "sallyport check HOST PORT [--udp] [--json]",
+    details:
+      "Answers for the one destination asked: not a Resource (connected directly), allowed, or denied\n" +
+      "with the failed requirement (group, location, device, frequency, mfa). Exit 0 when allowed or\n" +
+      "not a Resource, 3 when denied.",
+    positional: true,
+    options: [
+      { flag: "udp", description: "Check UDP instead of TCP", boolean: true },
+      { flag: "json", description: "Print JSON", boolean: true },
+      ...COMMON,
+    ],
+  },
   resources: {
     summary: "List the Resources this identity can reach",
     usage: "sallyport resources [--json]",
@@ -152,7 +173,9 @@ ${cmds}
 ${opts}
 
 Examples:
+  sallyport login --controller http://127.0.0.1:8787 --network nw_…      # sign in as a person
   sallyport login --controller http://127.0.0.1:8787 --service-key ./service-key.txt
+  sallyport check db.corp.internal 5432    # why can't I reach it?
   sallyport up
   curl --socks5-hostname 127.0.0.1:1080 http://hello.demo.internal/
   curl -x http://127.0.0.1:1080 http://hello.demo.internal/
@@ -172,6 +195,24 @@ async function cmdLogin(values: Record<string, string | undefined>, stateDir: st
   const previous = loadSession(stateDir);
   const controller = (values.controller ?? previous?.controller ?? "").replace(/\/+$/, "");
   if (!controller) throw new UsageError("--controller (or SALLYPORT_CONTROLLER) is required");
+  if (!values["service-key"]) {
+    const networkId = values.network ?? previous?.network_id;
+    if (!networkId)
+      throw new UsageError("--network (or SALLYPORT_NETWORK) is required to sign in as a person");
+    if (!/^nw_[A-Za-z0-9_-]{16}$/.test(networkId))
+      throw new UsageError("--network: expected a network ID nw_…");
+    const device = await loadOrCreateDeviceKey(stateDir);
+    const res = await deviceLogin({
+      controller,
+      networkId,
+      device,
+      noBrowser: values["no-browser"] === "true",
+      say: out,
+    });
+    saveSession(stateDir, { controller, ...res });
+    out(`Signed in to ${controller} as ${res.email ?? res.principal.name}, device ${res.device_id}.`);
+    return 0;
+  }
   const keyFile = requireValue(values, "service-key", "SALLYPORT_SERVICE_KEY_FILE");
   if (!existsSync(keyFile)) throw new UsageError(`--service-key: no such file ${keyFile}`);
   const key = readFileSync(keyFile, "utf8").trim();
@@ -223,6 +264,8 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
     dns: string | null;
     resources: number;
     tunnels: { connector_id: string; path: string; streams: number; authorization_expires_at: string }[];
+    reauth: { resources: string[]; expires_at: string | null; reason: string; url: string | null } | null;
+    denials: { time: string; destination: string; reason: string; message: string }[];
   };
   out(
     `Controller: ${s.controller} (${s.controller_reachable ? "reachable" : `UNREACHABLE — using the cached ACL${s.last_error ? `: ${s.last_error}` : ""}`})`,
@@ -237,6 +280,12 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
       `  ${t.connector_id}  ${t.path}  streams=${t.streams}  authorization until ${t.authorization_expires_at}`,
     );
   }
+  if (s.reauth) {
+    out(
+      `SIGN IN AGAIN: ${s.reauth.reason}${s.reauth.expires_at ? ` (access ends ${s.reauth.expires_at})` : ""} — open ${s.reauth.url ?? "sallyport login"}`,
+    );
+  }
+  for (const d of s.denials ?? []) out(`Denied ${d.destination} at ${d.time}: ${d.reason} — ${d.message}`);
   return 0;
 }
 
@@ -267,6 +316,24 @@ async function cmdResources(values: Record<string, string | undefined>, stateDir
     out(`${r.name.padEnd(24)} ${r.address.padEnd(32)} ${r.alias ? `alias ${r.alias} ` : ""}tcp ${ports}`);
   }
   return 0;
+}
+
+async function cmdCheck(
+  values: Record<string, string | undefined>,
+  positionals: string[],
+  stateDir: string,
+): Promise<number> {
+  const [host, portText, ...rest] = positionals;
+  if (!host || !portText || rest.length > 0) throw new UsageError("usage: sallyport check HOST PORT");
+  const port = parsePort(portText, "PORT");
+  const session = loadSession(stateDir);
+  if (!session) throw new UsageError("not signed in: run `sallyport login` first");
+  const res = await accessCheck(session, host, port, values.udp === "true" ? "udp" : "tcp");
+  if (values.json === "true") out(JSON.stringify(res, null, 2));
+  else if (!res.resource) out(`${host}:${port} is not a Resource: it is connected directly.`);
+  else if (res.allowed) out(`${host}:${port}: allowed${res.until ? ` until ${res.until}` : ""}.`);
+  else out(`${host}:${port}: denied (${res.requirement}): ${res.message}`);
+  return res.resource && !res.allowed ? 3 : 0;
 }
 
 async function cmdUp(
@@ -394,6 +461,8 @@ async function main(argv: string[]): Promise<number> {
       return await cmdForward(values, extra, level);
     case "pipe":
       return await cmdPipe(values, extra);
+    case "check":
+      return await cmdCheck(values, extra, stateDir);
     default:
       return await cmdResources(values, stateDir);
   }

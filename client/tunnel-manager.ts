@@ -132,6 +132,20 @@ export class TunnelManager {
     if (tokens.connector.id === tunnel.connectorId) await tunnel.authorize(tokens.authorization_token);
   }
 
+  /** After a new authentication: every live tunnel presents a fresh authorization (new timers). */
+  async renewAll(): Promise<void> {
+    await Promise.all(
+      [...this.entries.values()].map((e) =>
+        this.renewNow(e.tunnel, e.resourceId).catch((err: Error) =>
+          this.log.warn("could not renew tunnel authorization", {
+            connector: e.tunnel.connectorId,
+            error: err.message,
+          }),
+        ),
+      ),
+    );
+  }
+
   /** Let a replaced tunnel finish its streams, then close it. */
   private retire(t: Tunnel): void {
     const check = setInterval(() => {

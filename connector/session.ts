@@ -40,6 +40,8 @@ export class ConnectorSession {
   private mux: Mux | undefined;
   private readonly reader = new FrameReader();
   private expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Fires at the next Resource Policy timer (`until` of an ACL entry). */
+  private policyTimer: ReturnType<typeof setTimeout> | undefined;
   private closed = false;
   private queue: Promise<void> = Promise.resolve();
   private pendingAuth: string | undefined;
@@ -153,6 +155,46 @@ export class ConnectorSession {
       this.mux?.closeAll(RESET_CODES.unauthorized, "authorization expired");
       this.close("authorization expired");
     }, ms);
+    this.schedulePolicyTimer();
+  }
+
+  /** Seconds-since-epoch end of a Resource's policy timer in the current authorization. */
+  private untilOf(resourceId: string | null): number | null {
+    if (!resourceId) return null;
+    return this.auth?.claims.acl.find((e) => e.id === resourceId)?.until ?? null;
+  }
+
+  /**
+   * Resource Policy timers: at an entry's `until` the person's open streams to that Resource are
+   * closed (a renewed authorization with a later `until` moves the timer instead).
+   */
+  private schedulePolicyTimer(): void {
+    if (this.policyTimer) clearTimeout(this.policyTimer);
+    this.policyTimer = undefined;
+    const now = Date.now();
+    const next = Math.min(
+      ...(this.auth?.claims.acl ?? []).flatMap((e) =>
+        e.until && e.until * 1000 > now ? [e.until * 1000] : [],
+      ),
+    );
+    this.expireStreams(now);
+    if (!Number.isFinite(next)) return;
+    // setTimeout's limit is ~24.8 days; a longer timer is re-armed when it fires.
+    this.policyTimer = setTimeout(() => this.schedulePolicyTimer(), Math.min(next - now + 5, 2 ** 31 - 1));
+  }
+
+  private expireStreams(now: number): void {
+    for (const [stream, resourceId] of this.streamResources) {
+      const until = this.untilOf(resourceId);
+      if (until !== null && until * 1000 <= now) {
+        this.ctx.log.info("policy timer expired: closing stream", {
+          resource: resourceId,
+          session: this.sid,
+        });
+        stream.reset(RESET_CODES.unauthorized, "resource policy: authentication expired, sign in again");
+        this.streamResources.delete(stream);
+      }
+    }
   }
 
   private write(bytes: Uint8Array): void {
@@ -226,6 +268,12 @@ export class ConnectorSession {
       report(d.outcome, { reason: d.reason, resource: d.resourceId });
       return;
     }
+    const until = this.untilOf(d.resourceId);
+    if (until !== null && until * 1000 <= Date.now()) {
+      stream.reset(RESET_CODES.unauthorized, "resource policy: authentication expired, sign in again");
+      report("denied", { reason: "frequency: authentication expired", resource: d.resourceId });
+      return;
+    }
     let lastError = "unable to connect";
     for (const ip of d.addresses) {
       const sock = await tcpConnect(ip, open.port).catch((err: Error) => {
@@ -261,6 +309,7 @@ export class ConnectorSession {
     this.closed = true;
     this.onClosed();
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (this.policyTimer) clearTimeout(this.policyTimer);
     this.mux?.closeAll(RESET_CODES.cancelled, reason);
     for (const s of this.sockets) s.destroy();
     this.ctx.log.debug("session closed", { session: this.sid, reason });

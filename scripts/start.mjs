@@ -34,6 +34,8 @@ const child = spawn(
     join(root, ".wrangler/state"),
     "--var",
     `PUBLIC_URL:${url}`,
+    "--var",
+    "DEV_MODE:1",
     "--show-interactive-dev-session=false",
   ],
   {

@@ -16,4 +16,9 @@ export interface Env {
   BOOTSTRAP_SECRET?: string;
   /** Relay base URL handed to connectors and clients; defaults to PUBLIC_URL. */
   RELAY_URL?: string;
+  /**
+   * "1" only on local development edges (`npm start`, tests): enables the development-only country
+   * header and the admin clock offset. Never set in a deployment's wrangler.toml.
+   */
+  DEV_MODE?: string;
 }

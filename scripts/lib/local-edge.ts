@@ -93,6 +93,8 @@ function spawnWrangler(
       "--var",
       `BOOTSTRAP_SECRET:${secret}`,
       "--var",
+      "DEV_MODE:1",
+      "--var",
       `PUBLIC_URL:${net.publicUrl ?? `http://${net.publicHost}:${port}`}`,
       ...(net.relayUrl ? ["--var", `RELAY_URL:${net.relayUrl}`] : []),
       "--show-interactive-dev-session=false",

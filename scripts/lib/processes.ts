@@ -122,7 +122,8 @@ export async function startConnector(opts: {
 
 export async function startClient(opts: {
   controller: string;
-  serviceKey: string;
+  /** A service-account key to sign in with; absent: the state directory already holds a session. */
+  serviceKey?: string;
   stateDir: string;
   socks?: string;
   /** The DNS server's address (default 127.0.0.1:0, a free port, so clients never collide), or "off". */
@@ -133,17 +134,19 @@ export async function startClient(opts: {
   netns?: string;
 }): Promise<Proc & { socks: string; dns: string | null }> {
   mkdirSync(opts.stateDir, { recursive: true });
-  const keyFile = join(opts.stateDir, "service-key.txt");
-  writeFileSync(keyFile, opts.serviceKey, { mode: 0o600 });
   const env = { SALLYPORT_STATE_DIR: opts.stateDir };
   const ns = opts.netns ? ["ip", "netns", "exec", opts.netns] : [];
-  const login = spawnLogged(
-    [...ns, CLIENT_BIN, "login", "--controller", opts.controller, "--service-key", keyFile],
-    env,
-    "client-login",
-  );
-  await login.proc.exited;
-  if (login.proc.exitCode !== 0) throw new Error(`sallyport login failed:\n${login.logs()}`);
+  if (opts.serviceKey !== undefined) {
+    const keyFile = join(opts.stateDir, "service-key.txt");
+    writeFileSync(keyFile, opts.serviceKey, { mode: 0o600 });
+    const login = spawnLogged(
+      [...ns, CLIENT_BIN, "login", "--controller", opts.controller, "--service-key", keyFile],
+      env,
+      "client-login",
+    );
+    await login.proc.exited;
+    if (login.proc.exitCode !== 0) throw new Error(`sallyport login failed:\n${login.logs()}`);
+  }
   const up = spawnLogged(
     [
       ...ns,

@@ -1,50 +1,16 @@
 // The admin API as data: every route's method, path, schemas and handler. The NetworkObject's app
 // mounts these and openapi.ts documents the very same list, so the document cannot drift from the
 // routes that exist.
-import type { z } from "zod";
-import type { AdminService } from "./admin-service.ts";
+
+import { POLICY_ROUTES } from "./policy-routes.ts";
+import type { AdminRoute } from "./route-def.ts";
+import { p, route } from "./route-def.ts";
 import * as S from "./schemas.ts";
+import { SCIM_ADMIN_ROUTES } from "./scim-routes.ts";
 
-export type Method = "get" | "post" | "patch" | "delete";
+export type { AdminRoute, Method } from "./route-def.ts";
 
-export interface AdminRoute {
-  method: Method;
-  /** Relative to /api/v1, Hono syntax (`/groups/:id`). */
-  path: string;
-  tag: string;
-  summary: string;
-  body?: z.ZodType;
-  query?: z.ZodType;
-  /** Success status; handlers that return nothing answer 204. */
-  status: 200 | 201 | 204;
-  handle(svc: AdminService, req: { params: Record<string, string>; body: unknown; query: unknown }): unknown;
-}
-
-type Out<S> = S extends z.ZodType ? z.output<S> : undefined;
-
-/** Declares a route; the handler sees the parsed body and query types of its schemas. */
-function route<
-  B extends z.ZodType | undefined = undefined,
-  Q extends z.ZodType | undefined = undefined,
->(def: {
-  method: Method;
-  path: string;
-  tag: string;
-  summary: string;
-  body?: B;
-  query?: Q;
-  status?: 200 | 201 | 204;
-  handle(svc: AdminService, req: { params: Record<string, string>; body: Out<B>; query: Out<Q> }): unknown;
-}): AdminRoute {
-  return {
-    ...def,
-    status: def.status ?? (def.method === "delete" ? 204 : def.method === "post" ? 201 : 200),
-  } as AdminRoute;
-}
-
-const p = (req: { params: Record<string, string> }, name: string) => req.params[name] ?? "";
-
-export const ADMIN_ROUTES: readonly AdminRoute[] = [
+const CORE_ROUTES: readonly AdminRoute[] = [
   // Remote networks
   route({
     method: "get",
@@ -384,3 +350,5 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     handle: (s, r) => s.listEvents(r.query),
   }),
 ];
+
+export const ADMIN_ROUTES: readonly AdminRoute[] = [...CORE_ROUTES, ...POLICY_ROUTES, ...SCIM_ADMIN_ROUTES];

@@ -2,6 +2,7 @@
 // NetworkObject's database; deletes cascade to the rows that refer to the deleted object.
 import type { Protocols } from "../../shared/address.ts";
 import { timingSafeEqual } from "../../shared/encoding.ts";
+import { DEFAULT_POLICY_ID } from "./access.ts";
 import { issueConnectorTokens } from "./connector-service.ts";
 import type { NetworkContext } from "./context.ts";
 import type { Db } from "./db.ts";
@@ -51,7 +52,7 @@ export class AdminService {
   private readonly db: Db;
   private readonly now: number;
 
-  constructor(private readonly ctx: NetworkContext) {
+  constructor(readonly ctx: NetworkContext) {
     this.db = ctx.db;
     this.now = ctx.now;
   }
@@ -96,6 +97,12 @@ export class AdminService {
       );
     }
     this.db.run`DELETE FROM remote_networks WHERE id = ${id}`;
+  }
+
+  private requirePolicy(id: string): void {
+    if (!this.db.one`SELECT id FROM policies WHERE id = ${id}`) {
+      throw invalidRequest(`policy_id: no policy ${JSON.stringify(id)} in this network`);
+    }
   }
 
   /** A referenced remote network must exist; the error names the request field. */
@@ -168,13 +175,17 @@ export class AdminService {
     alias?: string | null;
     remote_network_id: string;
     protocols?: Protocols;
+    policy_id?: string;
   }) {
     this.requireRemoteNetwork(body.remote_network_id);
+    const policyId = body.policy_id ?? DEFAULT_POLICY_ID;
+    this.requirePolicy(policyId);
     const id = newId("rs");
     const protocols = body.protocols ?? defaultProtocols();
-    this.db.run`INSERT INTO resources (id, name, address, alias, remote_network_id, protocols, created_at)
+    this.db.run`INSERT INTO resources (id, name, address, alias, remote_network_id, protocols, policy_id,
+      created_at)
       VALUES (${id}, ${body.name}, ${body.address}, ${body.alias ?? null}, ${body.remote_network_id},
-      ${JSON.stringify(protocols)}, ${this.now})`;
+      ${JSON.stringify(protocols)}, ${policyId}, ${this.now})`;
     return this.getResource(id);
   }
 
@@ -190,19 +201,24 @@ export class AdminService {
       alias?: string | null;
       remote_network_id?: string;
       protocols?: Protocols;
+      policy_id?: string;
     },
   ) {
     const row = this.resourceRow(id);
     if (body.remote_network_id !== undefined) this.requireRemoteNetwork(body.remote_network_id);
+    if (body.policy_id !== undefined) this.requirePolicy(body.policy_id);
     const next = {
       name: body.name ?? row.name,
       address: body.address ?? row.address,
       alias: body.alias === undefined ? row.alias : body.alias,
       remote_network_id: body.remote_network_id ?? row.remote_network_id,
       protocols: body.protocols ? JSON.stringify(body.protocols) : row.protocols,
+      // Groups' overrides live on group_resources and are untouched by this.
+      policy_id: body.policy_id ?? row.policy_id ?? DEFAULT_POLICY_ID,
     };
     this.db.run`UPDATE resources SET name = ${next.name}, address = ${next.address}, alias = ${next.alias},
-      remote_network_id = ${next.remote_network_id}, protocols = ${next.protocols} WHERE id = ${id}`;
+      remote_network_id = ${next.remote_network_id}, protocols = ${next.protocols},
+      policy_id = ${next.policy_id} WHERE id = ${id}`;
     return this.getResource(id);
   }
 
@@ -288,7 +304,11 @@ export class AdminService {
         this.addMembersUnchecked(id, "service_account", body.service_account_ids);
       }
       if (body.resource_ids) {
-        this.db.run`DELETE FROM group_resources WHERE group_id = ${id}`;
+        // Only the grants left out go: those kept keep their policy override.
+        if (body.resource_ids.length === 0) this.db.run`DELETE FROM group_resources WHERE group_id = ${id}`;
+        else
+          this.db.run`DELETE FROM group_resources WHERE group_id = ${id}
+            AND resource_id NOT IN (${body.resource_ids})`;
         this.addResourcesUnchecked(id, body.resource_ids);
       }
     });

@@ -9,8 +9,10 @@ import { peekClaim } from "../../shared/tokens.ts";
 import type { Env } from "../env.ts";
 import { ControllerError, conflict, notFound, toErrorResponse, unauthorized } from "./errors.ts";
 import { bearer, parseBody, parseWith, readBody, readJson } from "./http.ts";
+import { COUNTRY_HEADER } from "./network-app.ts";
 import { openApiDocument } from "./openapi.ts";
 import { NetworkCreate } from "./schemas.ts";
+import { toScimErrorResponse } from "./scim.ts";
 import { NETWORK_ID, parseSecret, type SecretKind } from "./secrets.ts";
 
 type Ctx = { Bindings: Env };
@@ -51,9 +53,29 @@ async function forward(
 ): Promise<Response> {
   const buffered = body ?? (await readBody(request));
   const stub = await networkStub(env, networkId);
+  const headers = new Headers(request.headers);
+  headers.delete(COUNTRY_HEADER);
+  const country = callerCountry(env, request);
+  if (country) headers.set(COUNTRY_HEADER, country);
+  // redirect "manual": a sign-in page's redirect to the IdP goes to the browser, not followed here.
   return await stub.fetch(
-    new Request(request.url, { method: request.method, headers: request.headers, body: buffered }),
+    new Request(request.url, { method: request.method, headers, body: buffered, redirect: "manual" }),
   );
+}
+
+/** Development edges only: a test may say which country it calls from (never in production). */
+export const DEV_COUNTRY_HEADER = "x-sallyport-dev-country";
+
+/** The caller's country: Cloudflare's `request.cf.country`, or on a DEV_MODE edge the dev header. */
+export function callerCountry(env: Env, request: Request): string | null {
+  if (env.DEV_MODE === "1") {
+    const dev = request.headers.get(DEV_COUNTRY_HEADER)?.toUpperCase();
+    if (dev && /^[A-Z]{2}$/.test(dev)) return dev;
+  }
+  const cf = (request as Request & { cf?: { country?: unknown } }).cf;
+  const c = typeof cf?.country === "string" ? cf.country.toUpperCase() : null;
+  // "XX" and "T1" (Tor) are Cloudflare's "unknown" codes.
+  return c && /^[A-Z]{2}$/.test(c) && c !== "XX" && c !== "T1" ? c : null;
 }
 
 /** Routes by a secret in a body field (login, refresh), before anything else is checked. */
@@ -101,7 +123,23 @@ controllerApp.all("/api/v1/*", (c) =>
   forward(c.env, parseSecret("spk", bearer(c.req.raw))?.networkId, c.req.raw),
 );
 
+// SCIM provisioning (scim.ts): routed by the network of the `sps_…` bearer; errors in SCIM's format.
+controllerApp.all("/scim/v2/*", (c) =>
+  forward(c.env, parseSecret("sps", bearer(c.req.raw))?.networkId, c.req.raw).catch(toScimErrorResponse),
+);
+
 controllerApp.post("/client/v1/login", (c) => forwardBySecretInBody(c.env, c.req.raw, "service_key", "sak"));
+controllerApp.post("/client/v1/device/authorize", async (c) => {
+  const body = await readBody(c.req.raw);
+  const json = await readJson(new Request(c.req.url, { method: "POST", body }));
+  const networkId = parseWith(z.object({ network_id: z.string().max(64) }), json).network_id;
+  return await forward(c.env, networkId, c.req.raw, body);
+});
+controllerApp.post("/client/v1/device/token", (c) =>
+  forwardBySecretInBody(c.env, c.req.raw, "device_code", "spd"),
+);
+// The sign-in pages of a network: /auth/<network ID>/…
+controllerApp.all("/auth/:net/*", (c) => forward(c.env, c.req.param("net"), c.req.raw));
 controllerApp.all("/client/v1/*", (c) => forwardByJwt(c.env, c.req.raw));
 
 controllerApp.post("/connector/v1/refresh", (c) =>
@@ -116,7 +154,7 @@ function forwardByJwt(env: Env, request: Request): Promise<Response> {
 
 // Everything else under the Controller's prefixes is a JSON 404 (the Worker entry mounts this app
 // beside the relay, so the app's own notFound handler is not the one that runs there).
-for (const prefix of ["/api/*", "/client/*", "/connector/*", "/.well-known/*"]) {
+for (const prefix of ["/api/*", "/client/*", "/connector/*", "/.well-known/*", "/auth/*"]) {
   controllerApp.all(prefix, () => {
     throw new ControllerError("not_found", "route not found");
   });

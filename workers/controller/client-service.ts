@@ -7,12 +7,15 @@
 // therefore takes effect on the next call, not at token expiry.
 import { calculateJwkThumbprint } from "jose";
 import type { AclEntryClaim, ClientResource } from "../../shared/acl-schema.ts";
+import { compileAcl, parseDestinationHost } from "../../shared/address.ts";
 import { connectorHash } from "../../shared/connector-hash.ts";
 import { timingSafeEqual } from "../../shared/encoding.ts";
 import { type Claims, TokenError, verifyToken } from "../../shared/tokens.ts";
+import { decisions, type SessionState } from "./access.ts";
 import { type NetworkContext, newJti, sign, verificationKeys } from "./context.ts";
 import type { Db } from "./db.ts";
 import { ControllerError, invalidRequest, unauthorized } from "./errors.ts";
+import type { Decision, DenialReason } from "./policy.ts";
 import type { DeviceJwk } from "./schemas.ts";
 import { hashSecret, newId, parseSecret } from "./secrets.ts";
 import {
@@ -128,6 +131,10 @@ export interface ClientSession {
   jkt: string;
   jwk: DeviceJwk;
   expiresAt: number;
+  jti: string;
+  /** People: the last successful authentication and MFA of this session (the rolling window). */
+  authAt: number | null;
+  mfaAt: number | null;
 }
 
 interface SessionJoin {
@@ -136,6 +143,8 @@ interface SessionJoin {
   principal_type: PrincipalType;
   service_account_key_id: string | null;
   expires_at: number;
+  auth_at: number | null;
+  mfa_at: number | null;
   jkt: string;
   public_jwk: string;
   last_seen_at: number | null;
@@ -160,7 +169,7 @@ export async function authenticateSession(
   const { db, now } = ctx;
   if (claims.net !== ctx.networkId) throw unauthorized();
   const row = db.one<SessionJoin>`SELECT s.device_id, s.principal_id, s.principal_type,
-      s.service_account_key_id, s.expires_at, d.jkt, d.public_jwk, d.last_seen_at
+      s.service_account_key_id, s.expires_at, s.auth_at, s.mfa_at, d.jkt, d.public_jwk, d.last_seen_at
     FROM sessions s JOIN devices d ON d.id = s.device_id
     WHERE s.jti = ${claims.jti} AND s.expires_at > ${now}`;
   if (
@@ -183,6 +192,9 @@ export async function authenticateSession(
     jkt: row.jkt,
     jwk: JSON.parse(row.public_jwk) as DeviceJwk,
     expiresAt: row.expires_at,
+    jti: claims.jti,
+    authAt: row.auth_at,
+    mfaAt: row.mfa_at,
   };
 }
 
@@ -230,8 +242,31 @@ const clientResource = (r: ResourceRow): ClientResource => ({
 const sessionSecondsLeft = (ctx: NetworkContext, s: ClientSession) =>
   Math.floor((s.expiresAt - ctx.now) / 1000);
 
+const stateOf = (s: ClientSession): SessionState => ({
+  principalId: s.principalId,
+  principalType: s.principalType,
+  deviceId: s.deviceId,
+  authAt: s.authAt,
+  mfaAt: s.mfaAt,
+});
+
+const untilSeconds = (d: Decision) => (d.allowed && d.until !== null ? Math.ceil(d.until / 1000) : null);
+
+const accessView = (d: Decision | undefined) =>
+  !d
+    ? undefined
+    : d.allowed
+      ? { allowed: true, reason: null, message: null, until: untilSeconds(d) }
+      : { allowed: false, reason: d.reason, message: d.message, until: null };
+
 export async function clientAcl(ctx: NetworkContext, session: ClientSession) {
-  const resources = principalResources(ctx.db, session.principalId).map(clientResource);
+  const decided = decisions(ctx.db, stateOf(session), ctx.now, ctx.country);
+  // Every granted Resource stays in the ACL even when a policy denies it now, so its traffic is
+  // never sent around the tunnel and the person is told which requirement failed.
+  const resources = principalResources(ctx.db, session.principalId).map((r) => ({
+    ...clientResource(r),
+    access: accessView(decided.get(r.id)),
+  }));
   const { token, expiresAt } = await sign(
     ctx,
     "acl",
@@ -254,6 +289,13 @@ export async function connectionTokens(
   if (!resource) {
     throw new ControllerError("denied", "no group grants you access to this resource", "group");
   }
+  const decided = decisions(db, stateOf(session), now, ctx.country);
+  const decision = decided.get(resource.id);
+  if (!decision?.allowed) {
+    const reason = decision && !decision.allowed ? decision : undefined;
+    recordDenial(ctx, session, resource, reason?.reason ?? "group", reason?.message ?? "denied");
+    throw new ControllerError("denied", reason?.message ?? "denied", reason?.reason ?? "group");
+  }
   // A client that could not reach a connector (it died before its heartbeat lapsed) names it in
   // avoid_connector_ids and fails over to its peer.
   const online = db.all<
@@ -270,7 +312,11 @@ export async function connectionTokens(
     online.find((c) => c.id === preferConnectorId) ??
     online[(crypto.getRandomValues(new Uint32Array(1))[0] ?? 0) % online.length]!;
   const certSha256 = pick.cert_sha256!;
-  const acl = principalResources(db, session.principalId, resource.remote_network_id).map(aclEntry);
+  // The connector's ACL: only what the policies allow now, each with the end of its timer.
+  const acl = principalResources(db, session.principalId, resource.remote_network_id).flatMap((r) => {
+    const d = decided.get(r.id);
+    return d?.allowed ? [{ ...aclEntry(r), until: untilSeconds(d) }] : [];
+  });
   const jti = newJti();
   const connection = await sign(ctx, "connection", {
     sub: await connectorHash(pick.id),
@@ -304,4 +350,56 @@ export async function connectionTokens(
     expires_at: iso(authz.expiresAt),
     connection_token_expires_at: iso(connection.expiresAt),
   };
+}
+
+/** A denial at the Controller is an activity event too (outcome `denied`, the failed requirement). */
+export function recordDenial(
+  ctx: NetworkContext,
+  session: Pick<ClientSession, "principalId" | "principalType" | "deviceId">,
+  resource: Pick<ResourceRow, "id" | "address">,
+  reason: DenialReason,
+  message: string,
+): void {
+  ctx.db.run`INSERT INTO events (id, time, received_at, connector_id, principal_id, principal_type,
+    device_id, resource_id, destination, protocol, resolved_ip, outcome, reason, bytes_sent,
+    bytes_received, duration_ms, path)
+    VALUES (${newId("ev")}, ${ctx.now}, ${ctx.now}, 'controller', ${session.principalId},
+    ${session.principalType}, ${session.deviceId}, ${resource.id}, ${resource.address}, 'tcp', NULL,
+    'denied', ${`${reason}: ${message}`}, 0, 0, 0, 'controller')`;
+}
+
+/**
+ * "Why can't I reach this?" for one destination the person names: whether it is a Resource of this
+ * network and, if so, this person's decision with the failed requirement. Only the asked-for
+ * destination is answered; nothing about other Resources or other people is returned.
+ */
+export function accessCheck(
+  ctx: NetworkContext,
+  session: ClientSession,
+  input: { host: string; port: number; protocol: "tcp" | "udp" },
+) {
+  let dest: ReturnType<typeof parseDestinationHost>;
+  try {
+    dest = parseDestinationHost(input.host);
+  } catch (err) {
+    throw invalidRequest(`host: ${(err as Error).message}`);
+  }
+  const all = ctx.db.all<ResourceRow>`SELECT * FROM resources ORDER BY created_at, id`;
+  const m = compileAcl(all.map(aclEntry)).match(dest, input.protocol, input.port);
+  if (!m)
+    return {
+      resource: false,
+      allowed: null,
+      requirement: null,
+      message: "not a Resource: connected directly",
+    };
+  const resource = all.find((r) => r.id === m.entry.id)!;
+  const d = decisions(ctx.db, stateOf(session), ctx.now, ctx.country).get(resource.id);
+  if (d?.allowed) {
+    return { resource: true, allowed: true, requirement: null, message: "allowed", until: iso(d.until) };
+  }
+  const reason =
+    d && !d.allowed ? d : { reason: "group" as const, message: "no group you are in grants this resource" };
+  recordDenial(ctx, session, resource, reason.reason, reason.message);
+  return { resource: true, allowed: false, requirement: reason.reason, message: reason.message };
 }

@@ -8,12 +8,13 @@ import { connectorHash } from "../../shared/connector-hash.ts";
 import { timingSafeEqual } from "../../shared/encoding.ts";
 import { TokenError, verifyToken } from "../../shared/tokens.ts";
 /** Activity events older than this are dropped when new ones arrive. */
+import { decisions } from "./access.ts";
 import { principalResources } from "./client-service.ts";
 import { type NetworkContext, newJti, sign, TTL_SECONDS, verificationKeys } from "./context.ts";
 import { conflict, notFound, unauthorized } from "./errors.ts";
 import type { ActivityEventInput } from "./schemas.ts";
 import { hashSecret, newId, newSecret, parseSecret } from "./secrets.ts";
-import { type ConnectorRow, iso } from "./views.ts";
+import { type ConnectorRow, iso, type PrincipalType } from "./views.ts";
 
 export const EVENT_RETENTION_MS = 90 * 24 * 3600_000;
 
@@ -164,7 +165,27 @@ function stillAllowed(
     db.one`SELECT id FROM users WHERE id = ${principalId} AND disabled = 0` ??
     db.one`SELECT id FROM service_accounts WHERE id = ${principalId} AND disabled = 0`;
   if (!device || !active) return null;
-  return principalResources(db, principalId, remoteNetworkId).map((r) => r.id);
+  // The newest live session of this principal on this device carries the policy timers.
+  const session = db.one<{ principal_type: PrincipalType; auth_at: number | null; mfa_at: number | null }>`
+    SELECT principal_type, auth_at, mfa_at FROM sessions
+    WHERE principal_id = ${principalId} AND device_id = ${deviceId} AND expires_at > ${ctx.now}
+    ORDER BY COALESCE(auth_at, created_at) DESC LIMIT 1`;
+  if (!session) return null;
+  const decided = decisions(
+    db,
+    {
+      principalId,
+      principalType: session.principal_type,
+      deviceId,
+      authAt: session.auth_at,
+      mfaAt: session.mfa_at,
+    },
+    ctx.now,
+    undefined,
+  );
+  return principalResources(db, principalId, remoteNetworkId)
+    .filter((r) => decided.get(r.id)?.allowed === true)
+    .map((r) => r.id);
 }
 
 /** Stores a batch of activity events reported by a connector, tagged with its ID. */

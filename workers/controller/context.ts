@@ -15,6 +15,8 @@ export interface NetworkContext {
   /** WebSocket base URL of the relay (ws:// or wss://). */
   relayUrl: string;
   keys: ControllerKeys;
+  /** ISO country of the caller as the edge saw it (`request.cf.country`); null when unknown. */
+  country: string | null;
 }
 
 export const TTL_SECONDS = {

@@ -17,6 +17,13 @@ export type ErrorCode =
   /** No connector of the Resource's remote network is online. */
   | "no_connector"
   | "payload_too_large"
+  /** The network's identity provider failed or refused (sign-in pages, renewal). */
+  | "idp_error"
+  /** RFC 8628 device authorization: keep polling, poll slower, start over, or the person refused. */
+  | "authorization_pending"
+  | "slow_down"
+  | "expired_token"
+  | "access_denied"
   | "internal_error";
 
 const HTTP_STATUS: Record<ErrorCode, number> = {
@@ -26,12 +33,17 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   conflict: 409,
   payload_too_large: 413,
+  idp_error: 502,
+  authorization_pending: 400,
+  slow_down: 400,
+  expired_token: 400,
+  access_denied: 403,
   internal_error: 500,
   no_connector: 503,
 };
 
 /** A policy requirement that can deny a connection token (DESIGN §4 step 3). */
-export type Requirement = "group";
+export type Requirement = "group" | "location" | "device" | "frequency" | "mfa";
 
 export class ControllerError extends Error {
   constructor(

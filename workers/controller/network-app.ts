@@ -5,7 +5,7 @@ import { Hono } from "hono";
 import type { Env } from "../env.ts";
 import { ADMIN_ROUTES } from "./admin-routes.ts";
 import { AdminService, authenticateApiKey } from "./admin-service.ts";
-import { authenticateSession, clientAcl, connectionTokens, login } from "./client-service.ts";
+import { accessCheck, authenticateSession, clientAcl, connectionTokens, login } from "./client-service.ts";
 import {
   authenticateConnector,
   connectorHeartbeat,
@@ -20,13 +20,27 @@ import { bearer, parseBody, parseWith } from "./http.ts";
 import type { ControllerKeys } from "./keys.ts";
 import { relayUrlOf } from "./relay-url.ts";
 import {
+  AccessCheckRequest,
   ConnectionTokenRequest,
+  DevClock,
+  DeviceAuthorizeRequest,
+  DeviceTokenRequest,
   EventBatch,
   HeartbeatRequest,
   LoginRequest,
+  PostureRequest,
   RefreshRequest,
   RegisterRequest,
+  SessionRenewRequest,
 } from "./schemas.ts";
+import { createScimApp } from "./scim.ts";
+import {
+  pollDeviceAuthorization,
+  registerSignInPages,
+  renewSession,
+  reportPosture,
+  startDeviceAuthorization,
+} from "./signin.ts";
 
 export interface NetworkAppDeps {
   db: Db;
@@ -40,11 +54,23 @@ export interface NetworkAppDeps {
 
 type AppEnv = { Variables: { ctx: NetworkContext } };
 
+/** Header the Worker sets to the edge's view of the caller's country (see app.ts). */
+export const COUNTRY_HEADER = "x-sallyport-country";
+
+function countryOf(request: Request): string | null {
+  const c = request.headers.get(COUNTRY_HEADER);
+  return c && /^[A-Z]{2}$/.test(c) ? c : null;
+}
+
 export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const relayUrl = relayUrlOf(deps.env);
   app.onError((err) => toErrorResponse(err));
   app.notFound(() => toErrorResponse(notFound("route")));
+
+  const devMode = deps.env.DEV_MODE === "1";
+  /** Development edges only: an admin-set offset of the Controller's clock, for timer tests. */
+  let clockOffsetMs = 0;
 
   app.use("*", async (c, next) => {
     const networkId = deps.networkId();
@@ -52,10 +78,12 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
     c.set("ctx", {
       db: deps.db,
       networkId,
-      now: Date.now(),
+      now: Date.now() + clockOffsetMs,
       issuer: deps.env.PUBLIC_URL,
       relayUrl,
       keys: deps.keys,
+      // Set by the Worker from request.cf (app.ts), never from anything a client sent.
+      country: countryOf(c.req.raw),
     });
     await next();
     // Responses carry credentials and per-tenant state: never cache them anywhere.
@@ -90,9 +118,47 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
     });
   }
 
+  if (devMode) {
+    // Development edges only (DEV_MODE=1): shift the Controller's clock to test policy timers.
+    app.post("/api/v1/dev/clock", async (c) => {
+      const body = await parseBody(c.req.raw, DevClock);
+      clockOffsetMs = body.offset_seconds * 1000;
+      return c.json({ offset_seconds: body.offset_seconds, now: new Date(Date.now() + clockOffsetMs) });
+    });
+  }
+
+  // --- SCIM provisioning (scim.ts) ----------------------------------------------------------------
+  // A deactivation or a membership change may revoke access: nudge connectors, as for the admin API.
+  app.route("/scim/v2", createScimApp({ onChange: () => deps.nudgeConnectors?.([]) }));
+
   // --- Client API --------------------------------------------------------------------------------
   app.post("/client/v1/login", async (c) => {
     return c.json(await login(c.get("ctx"), await parseBody(c.req.raw, LoginRequest)));
+  });
+  app.post("/client/v1/device/authorize", async (c) => {
+    const body = await parseBody(c.req.raw, DeviceAuthorizeRequest);
+    return c.json(await startDeviceAuthorization(c.get("ctx"), body));
+  });
+  app.post("/client/v1/device/token", async (c) => {
+    const body = await parseBody(c.req.raw, DeviceTokenRequest);
+    return c.json(await pollDeviceAuthorization(c.get("ctx"), body.device_code));
+  });
+  app.post("/client/v1/session/renew", async (c) => {
+    const ctx = c.get("ctx");
+    const session = await authenticateSession(ctx, bearer(c.req.raw));
+    const body = await parseBody(c.req.raw, SessionRenewRequest, { allowEmpty: true });
+    return c.json(await renewSession(ctx, session, body.silent ?? false));
+  });
+  app.post("/client/v1/access-check", async (c) => {
+    const ctx = c.get("ctx");
+    const session = await authenticateSession(ctx, bearer(c.req.raw));
+    return c.json(accessCheck(ctx, session, await parseBody(c.req.raw, AccessCheckRequest)));
+  });
+  app.post("/client/v1/posture", async (c) => {
+    const ctx = c.get("ctx");
+    const session = await authenticateSession(ctx, bearer(c.req.raw));
+    const body = await parseBody(c.req.raw, PostureRequest);
+    return c.json(await reportPosture(ctx, session, body.posture));
   });
   app.get("/client/v1/acl", async (c) => {
     const ctx = c.get("ctx");
@@ -107,6 +173,9 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
       await connectionTokens(ctx, session, body.resource_id, body.connector_id, body.avoid_connector_ids),
     );
   });
+
+  // --- Sign-in pages (the "console" people meet) ----------------------------------------------------
+  registerSignInPages(app);
 
   // --- Connector API -----------------------------------------------------------------------------
   app.post("/connector/v1/refresh", async (c) => {

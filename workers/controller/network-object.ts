@@ -63,6 +63,7 @@ export class NetworkObject extends DurableObject<Env> {
         issuer: this.env.PUBLIC_URL,
         relayUrl: relayUrlOf(this.env),
         keys: this.keys,
+        country: null,
       },
       name,
     );

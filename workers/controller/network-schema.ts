@@ -110,4 +110,96 @@ export const NETWORK_MIGRATIONS: readonly (readonly string[])[] = [
   ],
   // v2: direct (peer-to-peer) endpoints a connector advertises at registration, as JSON.
   ["ALTER TABLE connectors ADD COLUMN direct_endpoints TEXT NOT NULL DEFAULT '[]'"],
+  // v3: people (OIDC sign-in, SCIM, TOTP MFA), Resource Policies, device posture and trust.
+  [
+    // Resource Policies (docs/policies.md). `is_default` marks the one Default Policy per network.
+    `CREATE TABLE policies (
+      id TEXT PRIMARY KEY,
+      name TEXT NOT NULL,
+      is_default INTEGER NOT NULL DEFAULT 0,
+      rules TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL)`,
+    "ALTER TABLE resources ADD COLUMN policy_id TEXT",
+    // A Group's own policy for one Resource; NULL inherits the Resource's policy.
+    "ALTER TABLE group_resources ADD COLUMN policy_id TEXT",
+    `CREATE TABLE trusted_profiles (
+      id TEXT PRIMARY KEY, name TEXT NOT NULL, rules TEXT NOT NULL, created_at INTEGER NOT NULL)`,
+    // People: the IdP's subject (issuer-scoped), SCIM's externalId, and where the row came from.
+    "ALTER TABLE users ADD COLUMN idp_subject TEXT",
+    "ALTER TABLE users ADD COLUMN scim_external_id TEXT",
+    "ALTER TABLE users ADD COLUMN source TEXT NOT NULL DEFAULT 'api'",
+    "CREATE UNIQUE INDEX users_by_idp_subject ON users (idp_subject)",
+    "ALTER TABLE groups ADD COLUMN source TEXT NOT NULL DEFAULT 'api'",
+    "ALTER TABLE groups ADD COLUMN external_id TEXT",
+    // Devices: the posture last reported (signed by the device key), admin trust and block.
+    "ALTER TABLE devices ADD COLUMN posture TEXT",
+    "ALTER TABLE devices ADD COLUMN posture_at INTEGER",
+    "ALTER TABLE devices ADD COLUMN trusted INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE devices ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0",
+    // Sessions of people: the last successful authentication and MFA (the rolling window), and the
+    // IdP refresh token that allows silent renewal while the IdP session is valid.
+    "ALTER TABLE sessions ADD COLUMN auth_at INTEGER",
+    "ALTER TABLE sessions ADD COLUMN mfa_at INTEGER",
+    "ALTER TABLE sessions ADD COLUMN idp_refresh_token TEXT",
+    // One row: how this network's people sign in.
+    `CREATE TABLE idp_config (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      preset TEXT NOT NULL,
+      issuer TEXT NOT NULL,
+      client_id TEXT NOT NULL,
+      client_secret TEXT NOT NULL,
+      groups_claim TEXT,
+      scopes TEXT NOT NULL,
+      updated_at INTEGER NOT NULL)`,
+    // RFC 8628 device authorization: the device code is stored hashed, the user code is short-lived.
+    `CREATE TABLE device_codes (
+      id TEXT PRIMARY KEY,
+      code_hash TEXT NOT NULL,
+      user_code TEXT NOT NULL UNIQUE,
+      device TEXT NOT NULL,
+      status TEXT NOT NULL,
+      user_id TEXT,
+      auth_at INTEGER,
+      mfa_at INTEGER,
+      idp_refresh_token TEXT,
+      reauth_session_jti TEXT,
+      interval_s INTEGER NOT NULL,
+      last_poll_at INTEGER,
+      expires_at INTEGER NOT NULL,
+      created_at INTEGER NOT NULL)`,
+    // A browser's sign-in in progress (cookie holds the ID): PKCE verifier, state, nonce.
+    `CREATE TABLE login_flows (
+      id TEXT PRIMARY KEY,
+      device_code_id TEXT,
+      state TEXT NOT NULL,
+      nonce TEXT NOT NULL,
+      code_verifier TEXT NOT NULL,
+      user_id TEXT,
+      auth_at INTEGER,
+      idp_refresh_token TEXT,
+      mfa_at INTEGER,
+      expires_at INTEGER NOT NULL,
+      created_at INTEGER NOT NULL)`,
+    // Native MFA: the TOTP secret (needed in clear to verify codes) and hashed recovery codes.
+    `CREATE TABLE totp (
+      user_id TEXT PRIMARY KEY,
+      secret TEXT NOT NULL,
+      confirmed_at INTEGER,
+      last_step INTEGER,
+      created_at INTEGER NOT NULL)`,
+    `CREATE TABLE recovery_codes (
+      user_id TEXT NOT NULL, code_hash TEXT NOT NULL, used_at INTEGER,
+      PRIMARY KEY (user_id, code_hash))`,
+    `CREATE TABLE scim_tokens (
+      id TEXT PRIMARY KEY, name TEXT NOT NULL, secret_hash TEXT NOT NULL,
+      last_used_at INTEGER, created_at INTEGER NOT NULL)`,
+    // The Default Policy of every network (never deleted) and its assignment to every Resource.
+    `INSERT INTO policies (id, name, is_default, rules, created_at, updated_at)
+      VALUES ('po_default', 'Default Policy', 1,
+        '{"authentication":{"required":true,"frequency_hours":168,"mfa":false},"device":{"mode":"any"},"location":{"mode":"any"}}',
+        0, 0)`,
+    "UPDATE resources SET policy_id = 'po_default'",
+    // Network-wide device settings (approved operating systems) live in meta as `device_settings`.
+  ],
 ];

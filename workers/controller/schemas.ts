@@ -96,6 +96,7 @@ export const ResourceCreate = z.strictObject({
   alias: alias.nullable().optional(),
   remote_network_id: ref,
   protocols: ProtocolsInput.optional(),
+  policy_id: ref.optional().meta({ description: "Resource Policy; default: the Default Policy" }),
 });
 
 export const ResourceUpdate = z.strictObject({
@@ -104,6 +105,7 @@ export const ResourceUpdate = z.strictObject({
   alias: alias.nullable().optional().meta({ description: "null removes the alias" }),
   remote_network_id: ref.optional(),
   protocols: ProtocolsInput.optional(),
+  policy_id: ref.optional().meta({ description: "Resource Policy; groups' own overrides of it are kept" }),
 });
 
 // --- Remote networks and connectors --------------------------------------------------------------
@@ -257,18 +259,46 @@ export const DevicePublicJwk = z
   .transform(({ kty, crv, x, y }) => ({ kty, crv, x, y }));
 export type DeviceJwk = z.output<typeof DevicePublicJwk>;
 
+const DeviceDescription = z.object({
+  public_jwk: DevicePublicJwk,
+  name: z.string().max(200).optional(),
+  os: z.string().max(100).optional(),
+  hostname: z.string().max(253).optional(),
+});
+/** A device posture report: a compact JWS signed by the device key (shared/posture.ts). */
+const postureJws = z.string().min(1).max(16_384);
+
 export const LoginRequest = z.object({
   service_key: z.string().min(1).max(200),
-  device: z.object({
-    public_jwk: DevicePublicJwk,
-    name: z.string().max(200).optional(),
-    os: z.string().max(100).optional(),
-    hostname: z.string().max(253).optional(),
-  }),
+  device: DeviceDescription,
 });
+
+export const DeviceAuthorizeRequest = z.object({
+  network_id: z.string().max(64),
+  device: DeviceDescription,
+  posture: postureJws.optional(),
+});
+export const DeviceTokenRequest = z.object({ device_code: z.string().min(1).max(200) });
+export const SessionRenewRequest = z.object({ silent: z.boolean().optional() });
+export const PostureRequest = z.object({ posture: postureJws });
 
 export const ConnectionTokenRequest = z.object({
   resource_id: ref,
   connector_id: ref.optional(),
   avoid_connector_ids: z.array(ref).max(16).optional(),
+});
+
+/** Development edges only: shift the Controller's clock (policy timer tests). */
+export const DevClock = z.strictObject({
+  offset_seconds: z
+    .number()
+    .int()
+    .min(-366 * 86400)
+    .max(366 * 86400),
+});
+
+export const AccessCheckRequest = z.object({
+  host: z.string().min(1).max(253),
+  port: z.number().int().min(1).max(65535),
+  protocol: z.enum(["tcp", "udp"]).default("tcp"),
 });

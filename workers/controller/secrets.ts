@@ -9,7 +9,23 @@ import { randomId, sha256, toBase64Url, toHex } from "../../shared/encoding.ts";
 const ID_BYTES = 12;
 const SECRET_BYTES = 32;
 
-export type IdPrefix = "nw" | "rn" | "cn" | "rs" | "gr" | "us" | "sa" | "sk" | "ak" | "dv" | "ev";
+export type IdPrefix =
+  | "nw"
+  | "rn"
+  | "cn"
+  | "rs"
+  | "gr"
+  | "us"
+  | "sa"
+  | "sk"
+  | "ak"
+  | "dv"
+  | "ev"
+  | "po"
+  | "tp"
+  | "dc"
+  | "lf"
+  | "st";
 
 export function newId(prefix: IdPrefix): string {
   return randomId(prefix, ID_BYTES);
@@ -23,7 +39,7 @@ export function idPattern(prefix: IdPrefix): RegExp {
 export const NETWORK_ID = idPattern("nw");
 
 /** Kinds of secret and the object whose ID they carry. */
-const KINDS = { spk: "ak", spr: "cn", sak: "sk" } as const;
+const KINDS = { spk: "ak", spr: "cn", sak: "sk", spd: "dc", sps: "st" } as const;
 export type SecretKind = keyof typeof KINDS;
 
 export interface ParsedSecret {

@@ -1,6 +1,7 @@
 // Stored rows of a NetworkObject and their API representations (snake_case JSON, ISO 8601 times,
 // port ranges as the strings the admin wrote). Rows come from our own schema (network-schema.ts).
 import type { PortRange, Protocols } from "../../shared/address.ts";
+import type { Posture } from "./policy.ts";
 
 export function iso(ms: number | null | undefined): string | null {
   return ms == null ? null : new Date(ms).toISOString();
@@ -37,6 +38,8 @@ export interface ResourceRow {
   alias: string | null;
   remote_network_id: string;
   protocols: string;
+  /** The Resource Policy (migration v3; the Default Policy for older rows). */
+  policy_id: string | null;
   created_at: number;
 }
 
@@ -91,6 +94,11 @@ export interface DeviceRow {
   hostname: string | null;
   last_seen_at: number | null;
   created_at: number;
+  /** The posture last reported (JSON, validated before it was stored), and when. */
+  posture: string | null;
+  posture_at: number | null;
+  trusted: number;
+  blocked: number;
 }
 
 export interface EventRow {
@@ -168,6 +176,7 @@ export const resourceView = (r: ResourceRow) => ({
   alias: r.alias,
   remote_network_id: r.remote_network_id,
   protocols: protocolsView(storedProtocols(r)),
+  policy_id: r.policy_id ?? "po_default",
   created_at: iso(r.created_at),
 });
 
@@ -219,6 +228,10 @@ export const deviceView = (r: DeviceRow) => ({
   os: r.os,
   hostname: r.hostname,
   public_key_thumbprint: r.jkt,
+  trusted: r.trusted === 1,
+  blocked: r.blocked === 1,
+  posture: r.posture ? (JSON.parse(r.posture) as Posture) : null,
+  posture_at: iso(r.posture_at),
   last_seen_at: iso(r.last_seen_at),
   created_at: iso(r.created_at),
 });

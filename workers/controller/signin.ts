@@ -1,0 +1,624 @@
+// How people sign in (docs/signin.md): the client starts an RFC 8628 device authorization, the
+// person opens the sign-in pages (`/auth/<network>/…`, the "console"), signs in at the network's
+// IdP (authorization code + PKCE), completes TOTP MFA when a policy asks for it, and the client's
+// poll then gets a session bound to its device key. Every successful sign-in starts a new session
+// whose `auth_at` resets every policy timer (the rolling window).
+
+import type { Hono } from "hono";
+import { html, raw } from "hono/html";
+import { calculateJwkThumbprint } from "jose";
+import * as OTPAuth from "otpauth";
+import QRCode from "qrcode";
+import { toBase64Url } from "../../shared/encoding.ts";
+import { verifyPosture } from "../../shared/posture.ts";
+import { grantPolicies } from "./access.ts";
+import type { ClientSession } from "./client-service.ts";
+import { type NetworkContext, newJti, sign } from "./context.ts";
+import type { Db } from "./db.ts";
+import { ControllerError, invalidRequest, unauthorized } from "./errors.ts";
+import {
+  finishAuthorization,
+  type IdpIdentity,
+  readIdpConfig,
+  refreshAtIdp,
+  startAuthorization,
+} from "./oidc.ts";
+import { Posture, requiresMfa } from "./policy.ts";
+import type { DeviceJwk } from "./schemas.ts";
+import { hashSecret, newId, newSecret, parseSecret } from "./secrets.ts";
+import { type DeviceRow, iso, type UserRow } from "./views.ts";
+
+/** A person's session lasts at most the longest authentication frequency; policies cut earlier. */
+export const USER_SESSION_MS = 31 * 24 * 3600_000;
+const DEVICE_CODE_TTL_MS = 10 * 60_000;
+const POLL_INTERVAL_S = 2;
+const FLOW_TTL_MS = 15 * 60_000;
+const RECOVERY_CODES = 10;
+const USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"; // RFC 8628 §6.1: no vowels, no look-alikes
+
+interface DeviceInput {
+  public_jwk: DeviceJwk;
+  name?: string;
+  os?: string;
+  hostname?: string;
+}
+
+interface DeviceCodeRow {
+  id: string;
+  code_hash: string;
+  user_code: string;
+  device: string;
+  status: "pending" | "approved" | "denied" | "used";
+  user_id: string | null;
+  auth_at: number | null;
+  mfa_at: number | null;
+  idp_refresh_token: string | null;
+  interval_s: number;
+  last_poll_at: number | null;
+  expires_at: number;
+}
+
+interface FlowRow {
+  id: string;
+  device_code_id: string | null;
+  state: string;
+  nonce: string;
+  code_verifier: string;
+  user_id: string | null;
+  auth_at: number | null;
+  idp_refresh_token: string | null;
+  mfa_at: number | null;
+  expires_at: number;
+}
+
+function newUserCode(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  const chars = [...bytes].map((b) => USER_CODE_ALPHABET[b % USER_CODE_ALPHABET.length]);
+  return `${chars.slice(0, 4).join("")}-${chars.slice(4).join("")}`;
+}
+
+const normalizeUserCode = (c: string) => {
+  const s = c.toUpperCase().replace(/[^A-Z]/g, "");
+  return s.length === 8 ? `${s.slice(0, 4)}-${s.slice(4)}` : "";
+};
+
+export const signInBase = (ctx: NetworkContext) => `${ctx.issuer}/auth/${ctx.networkId}`;
+
+// --- Device authorization (client API) -------------------------------------------------------------
+
+export async function startDeviceAuthorization(
+  ctx: NetworkContext,
+  input: { device: DeviceInput; posture?: string },
+) {
+  if (!readIdpConfig(ctx.db)) {
+    throw invalidRequest("this network has no identity provider configured: ask an admin (PUT /api/v1/idp)");
+  }
+  // The posture report must be signed by the very key this sign-in will bind the session to.
+  const posture = input.posture ? await checkedPosture(input.posture, input.device.public_jwk) : null;
+  const id = newId("dc");
+  const secret = await newSecret("spd", ctx.networkId, id);
+  const userCode = newUserCode();
+  ctx.db.run`DELETE FROM device_codes WHERE expires_at <= ${ctx.now}`;
+  ctx.db.run`INSERT INTO device_codes (id, code_hash, user_code, device, status, interval_s, expires_at,
+    created_at) VALUES (${id}, ${secret.hash}, ${userCode},
+    ${JSON.stringify({ ...input.device, posture })}, 'pending', ${POLL_INTERVAL_S},
+    ${ctx.now + DEVICE_CODE_TTL_MS}, ${ctx.now})`;
+  const verification = `${signInBase(ctx)}/device`;
+  return {
+    device_code: secret.token,
+    user_code: userCode,
+    verification_uri: verification,
+    verification_uri_complete: `${verification}?user_code=${encodeURIComponent(userCode)}`,
+    expires_in: DEVICE_CODE_TTL_MS / 1000,
+    interval: POLL_INTERVAL_S,
+  };
+}
+
+/** Freshness is judged by the wall clock: a development clock offset shifts policy timers only. */
+async function checkedPosture(jws: string, jwk: DeviceJwk) {
+  try {
+    return Posture.parse(await verifyPosture(jws, jwk, Date.now()));
+  } catch {
+    throw invalidRequest("posture: not a fresh report signed by this device's key");
+  }
+}
+
+/** The client's poll: pending until the person finishes; then one session, once. */
+export async function pollDeviceAuthorization(ctx: NetworkContext, deviceCode: string) {
+  const parsed = parseSecret("spd", deviceCode);
+  if (!parsed || parsed.networkId !== ctx.networkId)
+    throw new ControllerError("expired_token", "unknown device code");
+  const hash = await hashSecret(deviceCode);
+  const { db, now } = ctx;
+  const row = db.one<DeviceCodeRow>`SELECT * FROM device_codes WHERE id = ${parsed.objectId}`;
+  if (!row || row.code_hash !== hash || row.status === "used" || row.expires_at <= now) {
+    throw new ControllerError("expired_token", "the sign-in code expired; run `sallyport login` again");
+  }
+  if (row.status === "denied") throw new ControllerError("access_denied", "sign-in was refused");
+  if (row.status === "pending") {
+    const tooSoon = row.last_poll_at !== null && now - row.last_poll_at < row.interval_s * 1000 - 250;
+    db.run`UPDATE device_codes SET last_poll_at = ${now} WHERE id = ${row.id}`;
+    if (tooSoon) throw new ControllerError("slow_down", "polling too fast");
+    throw new ControllerError("authorization_pending", "waiting for the person to sign in");
+  }
+  // Approved: consume it atomically, so two polls cannot both get a session.
+  const taken = db.transaction(() => {
+    const again = db.one<{ status: string }>`SELECT status FROM device_codes WHERE id = ${row.id}`;
+    if (again?.status !== "approved") return false;
+    db.run`UPDATE device_codes SET status = 'used' WHERE id = ${row.id}`;
+    return true;
+  });
+  if (!taken || !row.user_id || row.auth_at === null) {
+    throw new ControllerError("expired_token", "the sign-in code was already used");
+  }
+  const device = JSON.parse(row.device) as DeviceInput & { posture: Posture | null };
+  return await openUserSession(ctx, {
+    userId: row.user_id,
+    device,
+    authAt: row.auth_at,
+    mfaAt: row.mfa_at,
+    idpRefreshToken: row.idp_refresh_token,
+  });
+}
+
+async function openUserSession(
+  ctx: NetworkContext,
+  s: {
+    userId: string;
+    device: DeviceInput & { posture: Posture | null };
+    authAt: number;
+    mfaAt: number | null;
+    idpRefreshToken: string | null;
+  },
+) {
+  const { db, now } = ctx;
+  const jwk = s.device.public_jwk;
+  const jkt = await calculateJwkThumbprint(jwk, "sha256");
+  const jti = newJti();
+  const newDeviceId = newId("dv");
+  const result = db.transaction(() => {
+    const user = db.one<UserRow>`SELECT * FROM users WHERE id = ${s.userId} AND disabled = 0`;
+    if (!user) throw unauthorized("this account is disabled");
+    const existing = db.one<Pick<DeviceRow, "id">>`SELECT id FROM devices WHERE principal_id = ${user.id}
+      AND jkt = ${jkt}`;
+    const deviceId = existing?.id ?? newDeviceId;
+    const d = s.device;
+    const posture = d.posture ? JSON.stringify(d.posture) : null;
+    if (existing) {
+      db.run`UPDATE devices SET name = COALESCE(${d.name ?? null}, name), os = COALESCE(${d.os ?? null}, os),
+        hostname = COALESCE(${d.hostname ?? null}, hostname), last_seen_at = ${now},
+        posture = COALESCE(${posture}, posture),
+        posture_at = CASE WHEN ${posture} IS NULL THEN posture_at ELSE ${now} END
+        WHERE id = ${deviceId}`;
+    } else {
+      db.run`INSERT INTO devices (id, principal_id, principal_type, jkt, public_jwk, name, os, hostname,
+        last_seen_at, created_at, posture, posture_at)
+        VALUES (${deviceId}, ${user.id}, 'user', ${jkt}, ${JSON.stringify(jwk)}, ${d.name ?? null},
+        ${d.os ?? null}, ${d.hostname ?? null}, ${now}, ${now}, ${posture}, ${posture ? now : null})`;
+    }
+    // One live session per person and device: the new sign-in replaces the old one (rolling window).
+    db.run`DELETE FROM sessions WHERE (principal_id = ${user.id} AND device_id = ${deviceId})
+      OR expires_at <= ${now}`;
+    const expiresAt = s.authAt + USER_SESSION_MS;
+    db.run`INSERT INTO sessions (jti, principal_id, principal_type, device_id, expires_at, created_at,
+      auth_at, mfa_at, idp_refresh_token)
+      VALUES (${jti}, ${user.id}, 'user', ${deviceId}, ${expiresAt}, ${now}, ${s.authAt}, ${s.mfaAt},
+      ${s.idpRefreshToken})`;
+    return { user, deviceId, expiresAt };
+  });
+  const token = await sessionToken(ctx, {
+    principalId: s.userId,
+    deviceId: result.deviceId,
+    jti,
+    jkt,
+    expiresAt: result.expiresAt,
+  });
+  return {
+    session_token: token.token,
+    expires_at: iso(token.expiresAt),
+    principal: { id: result.user.id, type: "user" as const, name: result.user.name ?? result.user.email },
+    email: result.user.email,
+    device_id: result.deviceId,
+    network_id: ctx.networkId,
+    auth_at: iso(s.authAt),
+  };
+}
+
+async function sessionToken(
+  ctx: NetworkContext,
+  s: { principalId: string; deviceId: string; jti: string; jkt: string; expiresAt: number },
+) {
+  return await sign(
+    ctx,
+    "session",
+    {
+      sub: s.principalId,
+      net: ctx.networkId,
+      ptype: "user",
+      dev: s.deviceId,
+      jti: s.jti,
+      cnf: { jkt: s.jkt },
+    },
+    { ttlSeconds: Math.floor((s.expiresAt - ctx.now) / 1000) },
+  );
+}
+
+/**
+ * A person's session token is short-lived (12 h) and renewed here. With `silent`, the Controller
+ * also asks the IdP (refresh token): while the IdP session is valid this counts as a successful
+ * authentication and resets every policy timer, without the person doing anything.
+ */
+export async function renewSession(ctx: NetworkContext, session: ClientSession, silent: boolean) {
+  const { db, now } = ctx;
+  let renewed = false;
+  if (session.principalType !== "user") throw invalidRequest("only people's sessions are renewed here");
+  if (silent) {
+    const row = db.one<{ idp_refresh_token: string | null }>`SELECT idp_refresh_token FROM sessions
+      WHERE jti = ${session.jti}`;
+    const cfg = readIdpConfig(db);
+    if (row?.idp_refresh_token && cfg) {
+      const r = await refreshAtIdp(cfg, row.idp_refresh_token, now);
+      if (r.ok) {
+        db.run`UPDATE sessions SET auth_at = ${now}, expires_at = ${now + USER_SESSION_MS},
+          idp_refresh_token = ${r.refreshToken} WHERE jti = ${session.jti}`;
+        renewed = true;
+      }
+    }
+  }
+  const row = db.one<{ expires_at: number; auth_at: number | null }>`SELECT expires_at, auth_at FROM sessions
+    WHERE jti = ${session.jti}`;
+  if (!row) throw unauthorized("session revoked");
+  const token = await sessionToken(ctx, {
+    principalId: session.principalId,
+    deviceId: session.deviceId,
+    jti: session.jti,
+    jkt: session.jkt,
+    expiresAt: row.expires_at,
+  });
+  return {
+    session_token: token.token,
+    expires_at: iso(token.expiresAt),
+    authenticated: renewed,
+    auth_at: iso(row.auth_at),
+  };
+}
+
+/** The client's periodic posture report. */
+export async function reportPosture(ctx: NetworkContext, session: ClientSession, jws: string) {
+  const posture = await checkedPosture(jws, session.jwk);
+  ctx.db.run`UPDATE devices SET posture = ${JSON.stringify(posture)}, posture_at = ${ctx.now}
+    WHERE id = ${session.deviceId}`;
+  return { accepted: true };
+}
+
+// --- Sign-in pages ---------------------------------------------------------------------------------
+
+type PageCtx = { Variables: { ctx: NetworkContext } };
+
+const FLOW_COOKIE = "sp_flow";
+
+function page(title: string, body: ReturnType<typeof html>, status = 200): Response {
+  const doc = html`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>${title} · Sallyport</title>
+<style>body{font:16px system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#1d2433}
+h1{font-size:1.4rem}code,.code{font:600 1.3rem ui-monospace,monospace;letter-spacing:.1em}
+input{font-size:1.1rem;padding:.4rem}button{font-size:1rem;padding:.5rem 1rem;margin-top:.6rem}
+.err{color:#b00020}.muted{color:#5b6473}svg{width:12rem;height:12rem}</style></head>
+<body><h1>${title}</h1>${body}</body></html>`;
+  return new Response(doc.toString(), {
+    status,
+    headers: {
+      "content-type": "text/html; charset=utf-8",
+      "cache-control": "no-store",
+      "x-frame-options": "DENY",
+      "content-security-policy": // No form-action: Chromium applies it to the redirect to the IdP that follows a form POST.
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
+      "referrer-policy": "no-referrer",
+    },
+  });
+}
+
+const errorPage = (message: string, status = 400) =>
+  page(
+    "Sign-in failed",
+    html`<p class="err" id="error">${message}</p><p>Run <code>sallyport login</code> again.</p>`,
+    status,
+  );
+
+function cookieOf(req: Request, name: string): string | undefined {
+  const header = req.headers.get("cookie") ?? "";
+  for (const part of header.split(";")) {
+    const [k, ...v] = part.trim().split("=");
+    if (k === name) return v.join("=");
+  }
+  return undefined;
+}
+
+function flowCookie(ctx: NetworkContext, value: string, maxAge: number): string {
+  const secure = ctx.issuer.startsWith("https:") ? "; Secure" : "";
+  return `${FLOW_COOKIE}=${value}; Path=/auth/${ctx.networkId}; HttpOnly; SameSite=Lax; Max-Age=${maxAge}${secure}`;
+}
+
+function currentFlow(ctx: NetworkContext, req: Request): FlowRow | undefined {
+  const id = cookieOf(req, FLOW_COOKIE);
+  if (!id || id.length > 100) return undefined;
+  return ctx.db.one<FlowRow>`SELECT * FROM login_flows WHERE id = ${id} AND expires_at > ${ctx.now}`;
+}
+
+const redirectUri = (ctx: NetworkContext) => `${signInBase(ctx)}/callback`;
+
+export function registerSignInPages(app: Hono<PageCtx>): void {
+  app.get("/auth/:net/device", (c) => {
+    const ctx = c.get("ctx");
+    const code = normalizeUserCode(c.req.query("user_code") ?? "");
+    return page(
+      "Sign in to Sallyport",
+      html`<p>Check that this code matches the one in your terminal, then continue to your identity provider.</p>
+<form method="post" action="${signInBase(ctx)}/device">
+<label>Code <input name="user_code" id="user_code" value="${code}" autocomplete="off" required></label><br>
+<button type="submit" id="continue">Continue</button></form>`,
+    );
+  });
+
+  app.post("/auth/:net/device", async (c) => {
+    const ctx = c.get("ctx");
+    const form = await c.req.parseBody().catch(() => ({}) as Record<string, unknown>);
+    const code = normalizeUserCode(typeof form.user_code === "string" ? form.user_code : "");
+    const row = code
+      ? ctx.db.one<DeviceCodeRow>`SELECT * FROM device_codes WHERE user_code = ${code} AND status = 'pending'
+          AND expires_at > ${ctx.now}`
+      : undefined;
+    if (!row) return errorPage("That code is unknown or has expired.");
+    const cfg = readIdpConfig(ctx.db);
+    if (!cfg) return errorPage("This network has no identity provider configured.", 503);
+    let start: Awaited<ReturnType<typeof startAuthorization>>;
+    try {
+      start = await startAuthorization(cfg, redirectUri(ctx), ctx.now);
+    } catch (err) {
+      return errorPage(
+        err instanceof ControllerError ? err.message : "the identity provider is unavailable",
+        502,
+      );
+    }
+    const flowId = `${newId("lf")}${toBase64Url(crypto.getRandomValues(new Uint8Array(16)))}`;
+    ctx.db.run`DELETE FROM login_flows WHERE expires_at <= ${ctx.now}`;
+    ctx.db
+      .run`INSERT INTO login_flows (id, device_code_id, state, nonce, code_verifier, expires_at, created_at)
+      VALUES (${flowId}, ${row.id}, ${start.state}, ${start.nonce}, ${start.codeVerifier},
+      ${ctx.now + FLOW_TTL_MS}, ${ctx.now})`;
+    return new Response(null, {
+      status: 302,
+      headers: {
+        location: start.url,
+        "set-cookie": flowCookie(ctx, flowId, FLOW_TTL_MS / 1000),
+        "cache-control": "no-store",
+      },
+    });
+  });
+
+  app.get("/auth/:net/callback", async (c) => {
+    const ctx = c.get("ctx");
+    const flow = currentFlow(ctx, c.req.raw);
+    if (!flow || flow.user_id) return errorPage("This sign-in has expired or was already used.");
+    const cfg = readIdpConfig(ctx.db);
+    if (!cfg) return errorPage("This network has no identity provider configured.", 503);
+    let identity: IdpIdentity;
+    try {
+      identity = await finishAuthorization(
+        cfg,
+        new URL(c.req.url),
+        {
+          state: flow.state,
+          nonce: flow.nonce,
+          codeVerifier: flow.code_verifier,
+          redirectUri: redirectUri(ctx),
+        },
+        ctx.now,
+      );
+    } catch (err) {
+      return errorPage(
+        err instanceof ControllerError ? err.message : "the identity provider's answer was refused",
+        502,
+      );
+    }
+    const user = upsertPerson(ctx.db, identity, ctx.now);
+    if (!user) return errorPage("Your account is disabled. Ask an administrator.", 403);
+    ctx.db.run`UPDATE login_flows SET user_id = ${user.id}, auth_at = ${ctx.now},
+      idp_refresh_token = ${identity.refreshToken} WHERE id = ${flow.id}`;
+    if (mfaNeeded(ctx.db, user.id)) return redirect(`${signInBase(ctx)}/mfa`);
+    return approve(ctx, {
+      ...flow,
+      user_id: user.id,
+      auth_at: ctx.now,
+      idp_refresh_token: identity.refreshToken,
+    });
+  });
+
+  app.get("/auth/:net/mfa", async (c) => {
+    const ctx = c.get("ctx");
+    const flow = currentFlow(ctx, c.req.raw);
+    if (!flow?.user_id) return errorPage("This sign-in has expired.");
+    return await mfaPage(ctx, flow.user_id);
+  });
+
+  app.post("/auth/:net/mfa", async (c) => {
+    const ctx = c.get("ctx");
+    const flow = currentFlow(ctx, c.req.raw);
+    if (!flow?.user_id || flow.auth_at === null) return errorPage("This sign-in has expired.");
+    const form = await c.req.parseBody().catch(() => ({}) as Record<string, unknown>);
+    const code = typeof form.code === "string" ? form.code.trim() : "";
+    const totp = ctx.db.one<{ secret: string; confirmed_at: number | null; last_step: number | null }>`SELECT
+      secret, confirmed_at, last_step FROM totp WHERE user_id = ${flow.user_id}`;
+    if (!totp) return redirect(`${signInBase(ctx)}/mfa`);
+    const enrolling = totp.confirmed_at === null;
+    if (!enrolling && /^[a-z0-9]{5}-[a-z0-9]{5}$/i.test(code)) {
+      // A recovery code: single use.
+      const hash = await hashSecret(code.toLowerCase());
+      const used = ctx.db.transaction(() => {
+        const row = ctx.db.one`SELECT user_id FROM recovery_codes WHERE user_id = ${flow.user_id}
+          AND code_hash = ${hash} AND used_at IS NULL`;
+        if (!row) return false;
+        ctx.db.run`UPDATE recovery_codes SET used_at = ${ctx.now} WHERE user_id = ${flow.user_id}
+          AND code_hash = ${hash}`;
+        return true;
+      });
+      if (!used) return await mfaPage(ctx, flow.user_id, "That recovery code is not valid.");
+      return approve(ctx, { ...flow, mfa_at: ctx.now });
+    }
+    // The wall clock, like the authenticator app's: a development clock offset shifts policy timers only.
+    const step = verifyTotp(totp.secret, code, Date.now());
+    if (step === null || (totp.last_step !== null && step <= totp.last_step)) {
+      return await mfaPage(ctx, flow.user_id, "That code is not valid. Try the current one.");
+    }
+    ctx.db.run`UPDATE totp SET last_step = ${step}, confirmed_at = COALESCE(confirmed_at, ${ctx.now})
+      WHERE user_id = ${flow.user_id}`;
+    if (enrolling) {
+      const codes = Array.from({ length: RECOVERY_CODES }, recoveryCode);
+      ctx.db.run`DELETE FROM recovery_codes WHERE user_id = ${flow.user_id}`;
+      for (const rc of codes) {
+        ctx.db
+          .run`INSERT INTO recovery_codes (user_id, code_hash) VALUES (${flow.user_id}, ${await hashSecret(rc)})`;
+      }
+      await approveDeviceCode(ctx, { ...flow, mfa_at: ctx.now });
+      return page(
+        "Two-factor authentication is on",
+        html`<p id="signed-in">You are signed in. Save these recovery codes; each works once if you lose your authenticator:</p>
+<pre id="recovery-codes">${codes.join("\n")}</pre><p>You can close this window and return to your terminal.</p>`,
+      );
+    }
+    return approve(ctx, { ...flow, mfa_at: ctx.now });
+  });
+}
+
+const redirect = (location: string) =>
+  new Response(null, { status: 302, headers: { location, "cache-control": "no-store" } });
+
+function recoveryCode(): string {
+  const s = toBase64Url(crypto.getRandomValues(new Uint8Array(12)))
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, "")
+    .padEnd(10, "x")
+    .slice(0, 10);
+  return `${s.slice(0, 5)}-${s.slice(5)}`;
+}
+
+function totpFor(secret: string, label = "user"): OTPAuth.TOTP {
+  return new OTPAuth.TOTP({
+    issuer: "Sallyport",
+    label,
+    algorithm: "SHA1",
+    digits: 6,
+    period: 30,
+    secret: OTPAuth.Secret.fromBase32(secret),
+  });
+}
+
+/** The time step the code belongs to (±1 step of clock drift), or null. */
+export function verifyTotp(secret: string, code: string, now: number): number | null {
+  if (!/^\d{6}$/.test(code)) return null;
+  const delta = totpFor(secret).validate({ token: code, timestamp: now, window: 1 });
+  return delta === null ? null : Math.floor(now / 30_000) + delta;
+}
+
+async function mfaPage(ctx: NetworkContext, userId: string, error?: string): Promise<Response> {
+  let totp = ctx.db.one<{ secret: string; confirmed_at: number | null }>`SELECT secret, confirmed_at FROM totp
+    WHERE user_id = ${userId}`;
+  if (!totp) {
+    const secret = new OTPAuth.Secret({ size: 20 }).base32;
+    ctx.db.run`INSERT INTO totp (user_id, secret, created_at) VALUES (${userId}, ${secret}, ${ctx.now})`;
+    totp = { secret, confirmed_at: null };
+  }
+  const err = error ? html`<p class="err" id="error">${error}</p>` : "";
+  const form = html`<form method="post" action="${signInBase(ctx)}/mfa">
+<label>Code <input name="code" id="code" autocomplete="one-time-code" required></label><br>
+<button type="submit" id="verify">Verify</button></form>`;
+  if (totp.confirmed_at !== null) {
+    return page(
+      "Two-factor authentication",
+      html`${err}<p>Enter the 6-digit code from your authenticator app, or a recovery code.</p>${form}`,
+    );
+  }
+  const user = ctx.db.one<{ email: string }>`SELECT email FROM users WHERE id = ${userId}`;
+  const uri = totpFor(totp.secret, user?.email ?? "user").toString();
+  const svg = await QRCode.toString(uri, { type: "svg", margin: 1 });
+  return page(
+    "Set up two-factor authentication",
+    html`${err}<p>A policy on your resources requires two-factor authentication. Scan this QR code with an authenticator app, then enter the code it shows.</p>
+${raw(svg)}
+<p class="muted">Or enter this key by hand: <code id="totp-secret">${totp.secret}</code></p>
+<p class="muted"><a id="otpauth-uri" href="${uri}">otpauth link</a></p>${form}`,
+  );
+}
+
+/** MFA is asked when the person enrolled it or a policy on any of their Resources needs it. */
+function mfaNeeded(db: Db, userId: string): boolean {
+  if (db.one`SELECT user_id FROM totp WHERE user_id = ${userId} AND confirmed_at IS NOT NULL`) return true;
+  return requiresMfa([...grantPolicies(db, userId).values()].flat());
+}
+
+async function approveDeviceCode(ctx: NetworkContext, flow: FlowRow): Promise<boolean> {
+  if (!flow.device_code_id || !flow.user_id) return false;
+  ctx.db.run`DELETE FROM login_flows WHERE id = ${flow.id}`;
+  const row = ctx.db.one`SELECT id FROM device_codes WHERE id = ${flow.device_code_id} AND status = 'pending'
+    AND expires_at > ${ctx.now}`;
+  if (!row) return false;
+  ctx.db
+    .run`UPDATE device_codes SET status = 'approved', user_id = ${flow.user_id}, auth_at = ${flow.auth_at},
+    mfa_at = ${flow.mfa_at}, idp_refresh_token = ${flow.idp_refresh_token} WHERE id = ${flow.device_code_id}`;
+  return true;
+}
+
+async function approve(ctx: NetworkContext, flow: FlowRow): Promise<Response> {
+  if (!(await approveDeviceCode(ctx, flow)))
+    return errorPage("The sign-in code expired before you finished.");
+  return page(
+    "Signed in",
+    html`<p id="signed-in">You are signed in to Sallyport. You can close this window and return to your terminal.</p>`,
+  );
+}
+
+/**
+ * The person the IdP vouched for: found by the IdP subject, else linked by email (an admin or SCIM
+ * created them first), else created. Groups named in the IdP's groups claim become Sallyport groups
+ * (created on first sight) and the person's membership in IdP-sourced groups follows the claim.
+ * Undefined when the person is disabled.
+ */
+function upsertPerson(db: Db, id: IdpIdentity, now: number): UserRow | undefined {
+  return db.transaction(() => {
+    let user =
+      db.one<UserRow>`SELECT * FROM users WHERE idp_subject = ${id.subject}` ??
+      db.one<UserRow>`SELECT * FROM users WHERE email = ${id.email}`;
+    if (user && user.disabled === 1) return undefined;
+    if (!user) {
+      const uid = newId("us");
+      db.run`INSERT INTO users (id, email, name, created_at, idp_subject, source)
+        VALUES (${uid}, ${id.email}, ${id.name}, ${now}, ${id.subject}, 'oidc')`;
+      user = db.one<UserRow>`SELECT * FROM users WHERE id = ${uid}`!;
+    } else {
+      db.run`UPDATE users SET idp_subject = ${id.subject}, name = COALESCE(name, ${id.name}) WHERE id = ${user.id}`;
+    }
+    const wanted = new Set<string>();
+    for (const name of id.groups) {
+      let g = db.one<{ id: string }>`SELECT id FROM groups WHERE name = ${name} AND source IN ('oidc', 'api')
+        ORDER BY source = 'oidc' DESC LIMIT 1`;
+      if (!g) {
+        const gid = newId("gr");
+        db.run`INSERT INTO groups (id, name, created_at, source) VALUES (${gid}, ${name}, ${now}, 'oidc')`;
+        g = { id: gid };
+      }
+      wanted.add(g.id);
+      db.run`INSERT OR IGNORE INTO group_members (group_id, principal_id, principal_type)
+        VALUES (${g.id}, ${user.id}, 'user')`;
+    }
+    // Leaving a group at the IdP removes the person from that IdP-sourced group here.
+    const current = db.all<{ group_id: string }>`SELECT gm.group_id FROM group_members gm
+      JOIN groups g ON g.id = gm.group_id WHERE gm.principal_id = ${user.id} AND g.source = 'oidc'`;
+    for (const m of current) {
+      if (!wanted.has(m.group_id)) {
+        db.run`DELETE FROM group_members WHERE group_id = ${m.group_id} AND principal_id = ${user.id}`;
+      }
+    }
+    return user;
+  });
+}
