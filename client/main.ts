@@ -50,6 +50,20 @@ const SOCKS_CLIENT: OptionSpec = {
   default: "127.0.0.1:1080",
 };
 
+const UDP_IDLE: OptionSpec = {
+  flag: "udp-idle-timeout",
+  env: "SALLYPORT_UDP_IDLE_TIMEOUT",
+  description: "Seconds without a datagram either way after which a UDP flow is ended",
+  default: "60",
+};
+
+function udpIdleMs(values: Record<string, string | undefined>): number {
+  const text = values["udp-idle-timeout"] ?? "60";
+  if (!/^[1-9][0-9]{0,5}$/.test(text))
+    throw new UsageError(`--udp-idle-timeout: "${text}" must be a whole number of seconds, 1 or more`);
+  return Number(text) * 1000;
+}
+
 const COMMANDS: Record<
   string,
   { summary: string; usage: string; options: OptionSpec[]; details?: string; positional?: boolean }
@@ -75,7 +89,9 @@ const COMMANDS: Record<
       "CONNECT for https) and a PAC file for browsers at http://HOST:PORT/proxy.pac.\n" +
       "The DNS server (UDP and TCP) answers Resource names with addresses from 100.96.0.0/12 and\n" +
       "fd00:5a11:9047::/48 that the proxy maps back to the name (dig @127.0.0.1 -p 10053 NAME);\n" +
-      "other names go to the upstream resolvers. It never changes the system's resolver settings.",
+      "other names go to the upstream resolvers. It never changes the system's resolver settings.\n" +
+      "SOCKS5 UDP ASSOCIATE relays datagrams: to UDP Resources through the tunnel, to anything else\n" +
+      "directly; the association ends with its TCP connection.",
     options: [
       {
         flag: "socks",
@@ -94,20 +110,24 @@ const COMMANDS: Record<
         env: "SALLYPORT_DNS_UPSTREAM",
         description: "Resolvers for non-Resource names, IP[:PORT],... (default: /etc/resolv.conf)",
       },
+      UDP_IDLE,
       ...COMMON,
     ],
   },
   forward: {
-    summary: "Forward local TCP ports to Resources through the running client",
-    usage: "sallyport forward [--config FILE] LOCAL_HOST:PORT=HOST:PORT ...",
+    summary: "Forward local TCP or UDP ports to Resources through the running client",
+    usage: "sallyport forward [--config FILE] [udp:]LOCAL_HOST:PORT=HOST:PORT ...",
     details:
       "Needs `sallyport up` running. Example: sallyport forward 127.0.0.1:15432=db.corp.internal:5432\n" +
+      "A udp: prefix forwards datagrams: sallyport forward udp:127.0.0.1:15353=dns.corp.internal:53\n" +
+      "(each local sender gets its own flow through the tunnel, ended after --udp-idle-timeout).\n" +
       "A config file holds one mapping per line; # starts a comment. LOCAL may be a bare port\n" +
       "(127.0.0.1); port 0 picks a free one. Prints `READY forwards=LOCAL=REMOTE,...` when listening.",
     positional: true,
     options: [
       SOCKS_CLIENT,
       { flag: "config", env: "SALLYPORT_FORWARD_CONFIG", description: "File with one mapping per line" },
+      UDP_IDLE,
       ...COMMON,
     ],
   },
@@ -158,6 +178,7 @@ Examples:
   curl -x http://127.0.0.1:1080 http://hello.demo.internal/
   dig @127.0.0.1 -p 10053 hello.demo.internal   # then connect to the 100.96.x.y it gives
   sallyport forward 127.0.0.1:15432=db.corp.internal:5432
+  sallyport forward udp:127.0.0.1:15353=dns.corp.internal:53   # dig @127.0.0.1 -p 15353 NAME
   ssh -o ProxyCommand='sallyport pipe %h %p' host.corp.internal
 
 Exit codes: 0 success, 1 error, 2 usage error.
@@ -296,7 +317,17 @@ async function cmdUp(
   } catch (err) {
     throw new UsageError(`--dns-upstream: ${(err as Error).message}`);
   }
-  const daemon = new Daemon({ stateDir, socksHost, socksPort, session, device, log, dns, dnsUpstreams });
+  const daemon = new Daemon({
+    stateDir,
+    socksHost,
+    socksPort,
+    session,
+    device,
+    log,
+    dns,
+    dnsUpstreams,
+    udpIdleMs: udpIdleMs(values),
+  });
   const started = await daemon.start();
   log.info("client up", {
     socks: `${socksHost}:${started.socksPort}`,
@@ -331,6 +362,7 @@ async function cmdForward(
   level: Level,
 ): Promise<number> {
   const socks = socksOption(values);
+  const idleMs = udpIdleMs(values);
   const mappings: ForwardMapping[] = [];
   if (values.config) {
     if (!existsSync(values.config)) throw new UsageError(`--config: no such file ${values.config}`);
@@ -340,7 +372,7 @@ async function cmdForward(
   if (mappings.length === 0)
     throw new UsageError("give at least one LOCAL=HOST:PORT mapping or --config FILE");
   const log = createLogger("forward", level);
-  const forwards = await startForwards(mappings, socks, log);
+  const forwards = await startForwards(mappings, socks, log, { udpIdleMs: idleMs });
   out(`READY forwards=${forwards.bound.join(",")}`);
   await new Promise<void>((resolve) => {
     const stop = () => void forwards.close().then(resolve);
