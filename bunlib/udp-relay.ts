@@ -112,20 +112,22 @@ export function relayDatagrams(
     if (finished) return;
     touch();
     const n = bytes.byteLength;
-    const datagrams = reader.push(bytes);
-    let pending = 0;
-    for (const d of datagrams) {
+    // Credit for this chunk goes back once every datagram completed in it has left. The count
+    // starts at 1 for the loop itself, so a `send` that calls `done` at once cannot return it early.
+    let pending = 1;
+    const release = () => {
+      if (--pending === 0) stream.consumed(n);
+    };
+    for (const d of reader.push(bytes)) {
       if (d.byteLength > MAX_UDP_PAYLOAD) {
         result.dropped++;
         continue;
       }
       pending++;
       result.bytesFromStream += d.byteLength;
-      opts.send(d, () => {
-        if (--pending === 0) stream.consumed(n);
-      });
+      opts.send(d, release);
     }
-    if (pending === 0) stream.consumed(n);
+    release();
   };
   stream.onEnd = () => {
     if (finished) return;

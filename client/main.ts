@@ -277,15 +277,17 @@ async function cmdResources(values: Record<string, string | undefined>, stateDir
     name: string;
     address: string;
     alias?: string | null;
-    protocols: { tcp: { policy: string; ports: [number, number][] } };
+    protocols: Record<"tcp" | "udp", { policy: string; ports: [number, number][] }>;
   }[];
   if (rows.length === 0) out("No Resources.");
+  const ports = (rule: { policy: string; ports: [number, number][] }) =>
+    rule.policy === "allow_all"
+      ? "all ports"
+      : rule.ports.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(",") || "none";
   for (const r of rows) {
-    const ports =
-      r.protocols.tcp.policy === "allow_all"
-        ? "all ports"
-        : r.protocols.tcp.ports.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(",");
-    out(`${r.name.padEnd(24)} ${r.address.padEnd(32)} ${r.alias ? `alias ${r.alias} ` : ""}tcp ${ports}`);
+    out(
+      `${r.name.padEnd(24)} ${r.address.padEnd(32)} ${r.alias ? `alias ${r.alias} ` : ""}tcp ${ports(r.protocols.tcp)} udp ${ports(r.protocols.udp)}`,
+    );
   }
   return 0;
 }

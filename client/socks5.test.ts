@@ -540,3 +540,51 @@ describe("sans-IO parsers", () => {
     expect([...encodeReply(2)]).toEqual([5, 2, 0, 1, 0, 0, 0, 0, 0, 0]);
   });
 });
+
+describe("UDP ASSOCIATE", () => {
+  test("the reply names the relay; the association's signal aborts when the control connection closes", async () => {
+    let seen:
+      | { req: SocksConnectRequest; control: { clientAddress: string; localAddress: string } }
+      | undefined;
+    let signal: AbortSignal | undefined;
+    const server = await socks({
+      onUdpAssociate: async (req, control, s) => {
+        seen = { req, control };
+        signal = s;
+        return { ok: true, bound: { host: "127.0.0.1", port: 0x1092 } };
+      },
+    });
+    const c = await rawClient(server.port);
+    c.write(concat(GREETING, requestBytes(1, Uint8Array.of(127, 0, 0, 1), 5353, 3)));
+    expect([...(await c.read(12))]).toEqual([5, 0, 5, 0, 0, 1, 127, 0, 0, 1, 0x10, 0x92]);
+    expect(seen?.req).toEqual({ command: "udp_associate", host: "127.0.0.1", port: 5353, atyp: "ipv4" });
+    expect(seen?.control.clientAddress).toMatch(/127\.0\.0\.1$/);
+    // Bytes on the control connection are ignored; the association lives on.
+    c.write(Uint8Array.of(1, 2, 3));
+    await Bun.sleep(50);
+    expect(signal?.aborted).toBe(false);
+    c.socket.destroy();
+    await Bun.sleep(50);
+    expect(signal?.aborted).toBe(true);
+  });
+
+  test("an IPv6 relay address is written with ATYP 04", () => {
+    expect([...encodeReply(0, { host: "::1", port: 80 })]).toEqual([
+      5,
+      0,
+      0,
+      4,
+      ...new Array(15).fill(0),
+      1,
+      0,
+      80,
+    ]);
+  });
+
+  test("a refusal is sent as its REP code and the connection closed", async () => {
+    const server = await socks({ onUdpAssociate: async () => ({ ok: false, reply: SocksReply.notAllowed }) });
+    const c = await rawClient(server.port);
+    c.write(concat(GREETING, requestBytes(1, Uint8Array.of(0, 0, 0, 0), 0, 3)));
+    expect([...(await c.rest())]).toEqual([5, 0, ...encodeReply(SocksReply.notAllowed)]);
+  });
+});
