@@ -11,7 +11,10 @@ async function streamPair(): Promise<{ client: MuxStream; connector: MuxStream }
   let opened: MuxStream | undefined;
   const connector: Mux = new Mux({
     role: "connector",
-    send: (b) => queueMicrotask(() => toClient.push(b).forEach((f) => client.receive(f))),
+    send: (b) =>
+      queueMicrotask(() => {
+        for (const f of toClient.push(b)) client.receive(f);
+      }),
     onStream: (s) => {
       opened = s;
     },
@@ -21,7 +24,10 @@ async function streamPair(): Promise<{ client: MuxStream; connector: MuxStream }
   });
   const client: Mux = new Mux({
     role: "client",
-    send: (b) => queueMicrotask(() => toConnector.push(b).forEach((f) => connector.receive(f))),
+    send: (b) =>
+      queueMicrotask(() => {
+        for (const f of toConnector.push(b)) connector.receive(f);
+      }),
   });
   client.auth("{}");
   await Bun.sleep(1);
