@@ -23,10 +23,11 @@ import {
 } from "./dns-server.ts";
 import { buildPac, handleHttpProxyConnection } from "./http-proxy.ts";
 import { deviceLogin, signedPosture } from "./signin.ts";
-import { type ConnectResult, SocksReply, startSocksServer } from "./socks5.ts";
+import { type ConnectResult, SocksReply, startSocksServer, type UdpAssociateResult } from "./socks5.ts";
 import { controlSocketPath, type DeviceKey, type SessionState, saveSession } from "./state.ts";
 import { StreamRefused, TunnelError } from "./tunnel.ts";
 import { TunnelManager } from "./tunnel-manager.ts";
+import { startUdpAssociation, type UdpAssociation, type UdpRoute } from "./udp-associate.ts";
 
 const ACL_REFRESH_MS = 30_000;
 /** A Resource used this recently counts as "in use" for the re-authentication prompt. */
@@ -35,6 +36,7 @@ const IN_USE_MS = 15 * 60_000;
 export const REAUTH_PROMPT_MS = 10 * 60_000;
 const POSTURE_REPORT_MS = 10 * 60_000;
 const MAX_DENIALS = 20;
+export const DEFAULT_UDP_IDLE_MS = 60_000;
 
 export interface DaemonOptions {
   stateDir: string;
@@ -47,6 +49,8 @@ export interface DaemonOptions {
   dns: { host: string; port: number } | null;
   /** Where non-Resource queries go; default: the nameservers of /etc/resolv.conf. */
   dnsUpstreams?: Upstream[];
+  /** A UDP flow (SOCKS5 UDP ASSOCIATE destination) idle this long is ended. Default 60 s. */
+  udpIdleMs?: number;
 }
 
 interface AclState {
@@ -66,6 +70,7 @@ export class Daemon {
   private socks: { port: number; close(): Promise<void> } | undefined;
   private control: ReturnType<typeof Bun.serve> | undefined;
   private readonly directSockets = new Set<Socket>();
+  private readonly associations = new Set<UdpAssociation>();
   /** Fake address ⇄ Resource name, for the daemon's life (the DNS server hands them out). */
   private readonly fakeAddresses = new FakeAddressPool();
   private dns: DnsServer | undefined;
@@ -138,6 +143,7 @@ export class Daemon {
       host: this.opts.socksHost,
       port: this.opts.socksPort,
       onConnect: (req) => this.onConnect(req.host, req.port),
+      onUdpAssociate: (req, control, signal) => this.onUdpAssociate(req.port, control, signal),
       // Anything that is not SOCKS5 is tried as HTTP proxy traffic (CONNECT, absolute-form, PAC).
       other: (socket, head, signal) =>
         handleHttpProxyConnection(
@@ -215,38 +221,49 @@ export class Daemon {
     }
   }
 
-  private async onConnect(host: string, port: number): Promise<ConnectResult> {
+  /**
+   * Where a destination goes, for TCP and UDP alike: refused (bad spelling, an unknown fake
+   * address, or a Resource whose rules do not allow this protocol and port), direct (not a
+   * Resource: split tunnel), or through a tunnel to the Resource. A fake address from our DNS
+   * server becomes its name; the connector resolves the name inside the private network.
+   */
+  private route(host: string, port: number, protocol: "tcp" | "udp"): UdpRoute {
     let dest: ReturnType<typeof parseDestinationHost>;
     try {
       dest = parseDestinationHost(host);
     } catch (err) {
       // Alternate IP spellings (127.1, 0x7f.0.0.1…) are refused rather than guessed at.
       this.opts.log.warn("refused destination", { destination: host, reason: (err as AddressError).message });
-      return { ok: false, reply: SocksReply.notAllowed };
+      return { kind: "refused", reason: "invalid destination" };
     }
     if (dest.kind === "ip" && FakeAddressPool.inRange(dest.ip)) {
-      // An address our DNS server handed out: proceed as if the name had been asked for; the
-      // connector resolves the name inside the private network.
       const name = this.fakeAddresses.nameFor(dest.ip);
       if (!name) {
         this.opts.log.warn("refused: unknown DNS-mapped address", { destination: `${host}:${port}` });
-        return { ok: false, reply: SocksReply.notAllowed };
+        return { kind: "refused", reason: "unknown DNS-mapped address" };
       }
       host = name;
       dest = { kind: "name", name };
     }
     const acl = this.acl?.compiled;
     const candidates = acl?.candidates(dest) ?? [];
-    if (candidates.length === 0) return await this.direct(dest.kind === "name" ? dest.name : dest.ip, port);
-    const m = acl?.match(dest, "tcp", port);
+    if (candidates.length === 0) return { kind: "direct", host: dest.kind === "name" ? dest.name : dest.ip };
+    const m = acl?.match(dest, protocol, port);
     if (!m) {
-      this.opts.log.warn("refused: Resource does not allow this port", { destination: `${host}:${port}` });
-      return { ok: false, reply: SocksReply.notAllowed };
+      this.opts.log.warn(`refused: Resource does not allow ${protocol} on this port`, {
+        destination: `${host}:${port}`,
+      });
+      return { kind: "refused", reason: `${protocol} port not allowed` };
     }
     const resource = m.entry as ClientResource;
+    this.noteUse(resource);
+    return { kind: "resource", resource, host };
+  }
+
+  /** Using a Resource whose policy timer ends soon: renew silently or prompt, now. */
+  private noteUse(resource: ClientResource): void {
     const usedAt = Date.now();
     this.lastUsed.set(resource.id, usedAt);
-    // Using a Resource whose policy timer ends soon: renew silently or prompt, now.
     const until = resource.access?.until;
     if (
       this.session.principal.type === "user" &&
@@ -255,8 +272,15 @@ export class Daemon {
     ) {
       void this.watchPolicyTimers(usedAt);
     }
+  }
+
+  private async onConnect(requested: string, port: number): Promise<ConnectResult> {
+    const r = this.route(requested, port, "tcp");
+    if (r.kind === "refused") return { ok: false, reply: SocksReply.notAllowed };
+    if (r.kind === "direct") return await this.direct(r.host, port);
+    const { resource, host } = r;
     try {
-      const stream = await this.openResourceStream(resource, host, port);
+      const stream = await this.openResourceStream(resource, host, port, "tcp");
       return {
         ok: true,
         attach: (socket, head) => {
@@ -284,13 +308,18 @@ export class Daemon {
    * cannot reach it (DNS, refused) is skipped for that Resource and the stream retried on a peer;
    * a denial for a Resource our signed ACL grants renews the tunnel's authorization once.
    */
-  private async openResourceStream(resource: ClientResource, host: string, port: number) {
+  private async openResourceStream(
+    resource: ClientResource,
+    host: string,
+    port: number,
+    protocol: "tcp" | "udp",
+  ) {
     const avoid: string[] = [];
     let renewed = false;
     for (;;) {
       const tunnel = await this.tunnels.tunnelFor(resource.remote_network_id, resource.id, avoid);
       try {
-        return await tunnel.openStream(host, port);
+        return await tunnel.openStream(host, port, protocol);
       } catch (err) {
         if (!(err instanceof StreamRefused)) throw err;
         // Refused by the connector's ACL or a Resource Policy timer: ask the Controller once more
@@ -481,6 +510,35 @@ export class Daemon {
     await this.tunnels.renewAll();
   }
 
+  /** SOCKS5 UDP ASSOCIATE: a relay socket for this client until its control connection closes. */
+  private async onUdpAssociate(
+    requestedPort: number,
+    control: { clientAddress: string; localAddress: string },
+    signal: AbortSignal,
+  ): Promise<UdpAssociateResult> {
+    if (signal.aborted) return { ok: false, reply: SocksReply.generalFailure };
+    let association: UdpAssociation;
+    try {
+      association = await startUdpAssociation(control, requestedPort, {
+        route: (host, port) => this.route(host, port, "udp"),
+        openStream: (resource, host, port) => this.openResourceStream(resource, host, port, "udp"),
+        log: this.opts.log,
+        idleMs: this.opts.udpIdleMs ?? DEFAULT_UDP_IDLE_MS,
+      });
+    } catch (err) {
+      this.opts.log.warn("could not start a UDP relay", { error: (err as Error).message });
+      return { ok: false, reply: SocksReply.generalFailure };
+    }
+    this.associations.add(association);
+    const end = () => {
+      this.associations.delete(association);
+      association.close();
+    };
+    if (signal.aborted) end();
+    else signal.addEventListener("abort", end, { once: true });
+    return { ok: true, bound: association.bound };
+  }
+
   /** `sallyport status` answers with the Controller's reachability as of now, not of the last refresh. */
   private async probeController(): Promise<void> {
     try {
@@ -521,6 +579,7 @@ export class Daemon {
     if (this.timer) clearInterval(this.timer);
     this.tunnels.closeAll();
     for (const s of this.directSockets) s.destroy();
+    for (const a of this.associations) a.close();
     await this.socks?.close();
     await this.dns?.close();
     this.control?.stop(true);

@@ -51,6 +51,20 @@ const SOCKS_CLIENT: OptionSpec = {
   default: "127.0.0.1:1080",
 };
 
+const UDP_IDLE: OptionSpec = {
+  flag: "udp-idle-timeout",
+  env: "SALLYPORT_UDP_IDLE_TIMEOUT",
+  description: "Seconds without a datagram either way after which a UDP flow is ended",
+  default: "60",
+};
+
+function udpIdleMs(values: Record<string, string | undefined>): number {
+  const text = values["udp-idle-timeout"] ?? "60";
+  if (!/^[1-9][0-9]{0,5}$/.test(text))
+    throw new UsageError(`--udp-idle-timeout: "${text}" must be a whole number of seconds, 1 or more`);
+  return Number(text) * 1000;
+}
+
 const COMMANDS: Record<
   string,
   { summary: string; usage: string; options: OptionSpec[]; details?: string; positional?: boolean }
@@ -82,7 +96,9 @@ const COMMANDS: Record<
       "CONNECT for https) and a PAC file for browsers at http://HOST:PORT/proxy.pac.\n" +
       "The DNS server (UDP and TCP) answers Resource names with addresses from 100.96.0.0/12 and\n" +
       "fd00:5a11:9047::/48 that the proxy maps back to the name (dig @127.0.0.1 -p 10053 NAME);\n" +
-      "other names go to the upstream resolvers. It never changes the system's resolver settings.",
+      "other names go to the upstream resolvers. It never changes the system's resolver settings.\n" +
+      "SOCKS5 UDP ASSOCIATE relays datagrams: to UDP Resources through the tunnel, to anything else\n" +
+      "directly; the association ends with its TCP connection.",
     options: [
       {
         flag: "socks",
@@ -101,20 +117,24 @@ const COMMANDS: Record<
         env: "SALLYPORT_DNS_UPSTREAM",
         description: "Resolvers for non-Resource names, IP[:PORT],... (default: /etc/resolv.conf)",
       },
+      UDP_IDLE,
       ...COMMON,
     ],
   },
   forward: {
-    summary: "Forward local TCP ports to Resources through the running client",
-    usage: "sallyport forward [--config FILE] LOCAL_HOST:PORT=HOST:PORT ...",
+    summary: "Forward local TCP or UDP ports to Resources through the running client",
+    usage: "sallyport forward [--config FILE] [udp:]LOCAL_HOST:PORT=HOST:PORT ...",
     details:
       "Needs `sallyport up` running. Example: sallyport forward 127.0.0.1:15432=db.corp.internal:5432\n" +
+      "A udp: prefix forwards datagrams: sallyport forward udp:127.0.0.1:15353=dns.corp.internal:53\n" +
+      "(each local sender gets its own flow through the tunnel, ended after --udp-idle-timeout).\n" +
       "A config file holds one mapping per line; # starts a comment. LOCAL may be a bare port\n" +
       "(127.0.0.1); port 0 picks a free one. Prints `READY forwards=LOCAL=REMOTE,...` when listening.",
     positional: true,
     options: [
       SOCKS_CLIENT,
       { flag: "config", env: "SALLYPORT_FORWARD_CONFIG", description: "File with one mapping per line" },
+      UDP_IDLE,
       ...COMMON,
     ],
   },
@@ -181,6 +201,7 @@ Examples:
   curl -x http://127.0.0.1:1080 http://hello.demo.internal/
   dig @127.0.0.1 -p 10053 hello.demo.internal   # then connect to the 100.96.x.y it gives
   sallyport forward 127.0.0.1:15432=db.corp.internal:5432
+  sallyport forward udp:127.0.0.1:15353=dns.corp.internal:53   # dig @127.0.0.1 -p 15353 NAME
   ssh -o ProxyCommand='sallyport pipe %h %p' host.corp.internal
 
 Exit codes: 0 success, 1 error, 2 usage error.
@@ -305,15 +326,17 @@ async function cmdResources(values: Record<string, string | undefined>, stateDir
     name: string;
     address: string;
     alias?: string | null;
-    protocols: { tcp: { policy: string; ports: [number, number][] } };
+    protocols: Record<"tcp" | "udp", { policy: string; ports: [number, number][] }>;
   }[];
   if (rows.length === 0) out("No Resources.");
+  const ports = (rule: { policy: string; ports: [number, number][] }) =>
+    rule.policy === "allow_all"
+      ? "all ports"
+      : rule.ports.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(",") || "none";
   for (const r of rows) {
-    const ports =
-      r.protocols.tcp.policy === "allow_all"
-        ? "all ports"
-        : r.protocols.tcp.ports.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(",");
-    out(`${r.name.padEnd(24)} ${r.address.padEnd(32)} ${r.alias ? `alias ${r.alias} ` : ""}tcp ${ports}`);
+    out(
+      `${r.name.padEnd(24)} ${r.address.padEnd(32)} ${r.alias ? `alias ${r.alias} ` : ""}tcp ${ports(r.protocols.tcp)} udp ${ports(r.protocols.udp)}`,
+    );
   }
   return 0;
 }
@@ -363,7 +386,17 @@ async function cmdUp(
   } catch (err) {
     throw new UsageError(`--dns-upstream: ${(err as Error).message}`);
   }
-  const daemon = new Daemon({ stateDir, socksHost, socksPort, session, device, log, dns, dnsUpstreams });
+  const daemon = new Daemon({
+    stateDir,
+    socksHost,
+    socksPort,
+    session,
+    device,
+    log,
+    dns,
+    dnsUpstreams,
+    udpIdleMs: udpIdleMs(values),
+  });
   const started = await daemon.start();
   log.info("client up", {
     socks: `${socksHost}:${started.socksPort}`,
@@ -398,6 +431,7 @@ async function cmdForward(
   level: Level,
 ): Promise<number> {
   const socks = socksOption(values);
+  const idleMs = udpIdleMs(values);
   const mappings: ForwardMapping[] = [];
   if (values.config) {
     if (!existsSync(values.config)) throw new UsageError(`--config: no such file ${values.config}`);
@@ -407,7 +441,7 @@ async function cmdForward(
   if (mappings.length === 0)
     throw new UsageError("give at least one LOCAL=HOST:PORT mapping or --config FILE");
   const log = createLogger("forward", level);
-  const forwards = await startForwards(mappings, socks, log);
+  const forwards = await startForwards(mappings, socks, log, { udpIdleMs: idleMs });
   out(`READY forwards=${forwards.bound.join(",")}`);
   await new Promise<void>((resolve) => {
     const stop = () => void forwards.close().then(resolve);

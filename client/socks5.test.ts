@@ -199,7 +199,7 @@ describe("CONNECT through a real socket", () => {
     expect(await c.read(10)).toEqual(encodeReply(0));
     c.write(enc.encode("ping"));
     expect(new TextDecoder().decode(await c.read(4))).toBe("ping");
-    expect(seen).toEqual([{ host: "localhost", port: e.port, atyp: "domain" }]);
+    expect(seen).toEqual([{ command: "connect", host: "localhost", port: e.port, atyp: "domain" }]);
   });
 
   test("an IPv6 request is reported in RFC 5952 form", async () => {
@@ -217,7 +217,7 @@ describe("CONNECT through a real socket", () => {
     c.write(concat(GREETING, requestBytes(4, addr, 443)));
     await c.read(2);
     expect(await c.read(10)).toEqual(encodeReply(SocksReply.notAllowed));
-    expect(seen).toEqual([{ host: "2001:db8::1", port: 443, atyp: "ipv6" }]);
+    expect(seen).toEqual([{ command: "connect", host: "2001:db8::1", port: 443, atyp: "ipv6" }]);
   });
 
   test("curl reaches an HTTP server through the proxy", async () => {
@@ -293,7 +293,11 @@ describe("refusals", () => {
 
   const malformed: [string, Uint8Array, number][] = [
     ["BIND", requestBytes(1, Uint8Array.of(1, 2, 3, 4), 80, 2), SocksReply.commandNotSupported],
-    ["UDP ASSOCIATE", requestBytes(1, Uint8Array.of(1, 2, 3, 4), 80, 3), SocksReply.commandNotSupported],
+    [
+      "UDP ASSOCIATE without a handler",
+      requestBytes(1, Uint8Array.of(1, 2, 3, 4), 80, 3),
+      SocksReply.commandNotSupported,
+    ],
     [
       "unknown address type",
       requestBytes(5, Uint8Array.of(1, 2, 3, 4), 80),
@@ -481,14 +485,20 @@ describe("connect lifecycle", () => {
 describe("sans-IO parsers", () => {
   test("every strict prefix of a valid request needs more bytes; the whole parses", () => {
     const cases: [Uint8Array, SocksConnectRequest][] = [
-      [ipv4Request(8080), { host: "127.0.0.1", port: 8080, atyp: "ipv4" }],
-      [domainRequest("db.corp", 5432), { host: "db.corp", port: 5432, atyp: "domain" }],
-      [requestBytes(4, new Uint8Array(16).fill(0), 65535), { host: "::", port: 65535, atyp: "ipv6" }],
+      [ipv4Request(8080), { command: "connect", host: "127.0.0.1", port: 8080, atyp: "ipv4" }],
+      [domainRequest("db.corp", 5432), { command: "connect", host: "db.corp", port: 5432, atyp: "domain" }],
+      [
+        requestBytes(4, new Uint8Array(16).fill(0), 65535),
+        { command: "connect", host: "::", port: 65535, atyp: "ipv6" },
+      ],
       [
         requestBytes(4, Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1), 22),
-        { host: "::ffff:a00:1", port: 22, atyp: "ipv6" },
+        { command: "connect", host: "::ffff:a00:1", port: 22, atyp: "ipv6" },
       ],
-      [domainRequest("a".repeat(255), 1), { host: "a".repeat(255), port: 1, atyp: "domain" }],
+      [
+        domainRequest("a".repeat(255), 1),
+        { command: "connect", host: "a".repeat(255), port: 1, atyp: "domain" },
+      ],
     ];
     for (const [bytes, expected] of cases) {
       for (let n = 0; n < bytes.length; n++)
@@ -528,5 +538,53 @@ describe("sans-IO parsers", () => {
 
   test("encodeReply is the 10-byte reply with bound address 0.0.0.0:0", () => {
     expect([...encodeReply(2)]).toEqual([5, 2, 0, 1, 0, 0, 0, 0, 0, 0]);
+  });
+});
+
+describe("UDP ASSOCIATE", () => {
+  test("the reply names the relay; the association's signal aborts when the control connection closes", async () => {
+    let seen:
+      | { req: SocksConnectRequest; control: { clientAddress: string; localAddress: string } }
+      | undefined;
+    let signal: AbortSignal | undefined;
+    const server = await socks({
+      onUdpAssociate: async (req, control, s) => {
+        seen = { req, control };
+        signal = s;
+        return { ok: true, bound: { host: "127.0.0.1", port: 0x1092 } };
+      },
+    });
+    const c = await rawClient(server.port);
+    c.write(concat(GREETING, requestBytes(1, Uint8Array.of(127, 0, 0, 1), 5353, 3)));
+    expect([...(await c.read(12))]).toEqual([5, 0, 5, 0, 0, 1, 127, 0, 0, 1, 0x10, 0x92]);
+    expect(seen?.req).toEqual({ command: "udp_associate", host: "127.0.0.1", port: 5353, atyp: "ipv4" });
+    expect(seen?.control.clientAddress).toMatch(/127\.0\.0\.1$/);
+    // Bytes on the control connection are ignored; the association lives on.
+    c.write(Uint8Array.of(1, 2, 3));
+    await Bun.sleep(50);
+    expect(signal?.aborted).toBe(false);
+    c.socket.destroy();
+    await Bun.sleep(50);
+    expect(signal?.aborted).toBe(true);
+  });
+
+  test("an IPv6 relay address is written with ATYP 04", () => {
+    expect([...encodeReply(0, { host: "::1", port: 80 })]).toEqual([
+      5,
+      0,
+      0,
+      4,
+      ...new Array(15).fill(0),
+      1,
+      0,
+      80,
+    ]);
+  });
+
+  test("a refusal is sent as its REP code and the connection closed", async () => {
+    const server = await socks({ onUdpAssociate: async () => ({ ok: false, reply: SocksReply.notAllowed }) });
+    const c = await rawClient(server.port);
+    c.write(concat(GREETING, requestBytes(1, Uint8Array.of(0, 0, 0, 0), 0, 3)));
+    expect([...(await c.rest())]).toEqual([5, 0, ...encodeReply(SocksReply.notAllowed)]);
   });
 });

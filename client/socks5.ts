@@ -1,5 +1,6 @@
 /**
- * SOCKS5 server (RFC 1928) for the client daemon: CONNECT with "no authentication" only. The
+ * SOCKS5 server (RFC 1928) for the client daemon: CONNECT and UDP ASSOCIATE, with "no
+ * authentication" only. The
  * handshake parsers are sans-IO (bytes in, value or SocksProtocolError out); startSocksServer wraps
  * them with node:net, which Bun implements, and hands each accepted connection to the caller's
  * onConnect. The server never decides policy: it reports the requested host as received, and the
@@ -12,6 +13,12 @@
  *   client request    VER=05 CMD(1) RSV=00 ATYP(1) DST.ADDR DST.PORT(2) at most 262 bytes
  *                     ATYP 01: 4-byte IPv4; 03: LEN(1, 1..255) + name; 04: 16-byte IPv6
  *   server reply      VER=05 REP(1) RSV=00 ATYP=01 BND.ADDR=0.0.0.0 BND.PORT=0   10 bytes
+ *                     (UDP ASSOCIATE: ATYP 01/04 and the address of the UDP relay socket)
+ *
+ * CMD 01 CONNECT goes to onConnect. CMD 03 UDP ASSOCIATE goes to onUdpAssociate (client/
+ * udp-associate.ts runs the relay; datagram headers are in client/socks-udp.ts): its DST is the
+ * address the client will send from (zeros: not known yet); the association lasts as long as this
+ * TCP connection, whose further bytes are read and dropped. Without onUdpAssociate it is REP 07.
  *
  * Malformed input: a wrong version in the greeting closes without a reply (it is not SOCKS5); a
  * malformed request gets REP 01, an unknown command 07, an unknown address type 08, then the socket
@@ -40,11 +47,14 @@ export const SocksReply = {
 const METHOD_NO_AUTH = 0x00;
 const METHOD_NONE_ACCEPTABLE = 0xff;
 const CMD_CONNECT = 0x01;
+const CMD_UDP_ASSOCIATE = 0x03;
 const ATYP_IPV4 = 0x01;
 const ATYP_DOMAIN = 0x03;
 const ATYP_IPV6 = 0x04;
 
 export interface SocksConnectRequest {
+  /** CONNECT, or UDP ASSOCIATE (host/port: where the client will send datagrams from). */
+  command: "connect" | "udp_associate";
   /** IPv4 dotted quad, IPv6 in RFC 5952 form, or the domain exactly as sent (printable ASCII). */
   host: string;
   /** 0-65535 as sent; port 0 is passed on for the caller's policy to refuse. */
@@ -60,6 +70,11 @@ export interface SocksConnectRequest {
  * cancel, if given, is called instead of attach when the client went away or the connect timed
  * out before the answer came, so a tunnel stream opened for it can be released.
  */
+/** The caller's answer to a UDP ASSOCIATE: the relay socket's address, or a refusal. */
+export type UdpAssociateResult =
+  | { ok: true; bound: { host: string; port: number } }
+  | { ok: false; reply: number };
+
 export type ConnectResult =
   | { ok: true; attach: (client: net.Socket, head: Uint8Array) => void; cancel?: () => void }
   | { ok: false; reply: number };
@@ -70,6 +85,16 @@ export interface SocksServerOptions {
   port: number;
   /** The signal aborts when the client disconnects, the connect times out or the server closes. */
   onConnect: (req: SocksConnectRequest, signal: AbortSignal) => Promise<ConnectResult>;
+  /**
+   * UDP ASSOCIATE: start a relay for the client at `control.clientAddress` and answer where it
+   * listens. `signal` aborts when the TCP control connection closes (or the server does): the
+   * association must end then (RFC 1928 §7). Unset: the command is refused with REP 07.
+   */
+  onUdpAssociate?: (
+    req: SocksConnectRequest,
+    control: { clientAddress: string; localAddress: string },
+    signal: AbortSignal,
+  ) => Promise<UdpAssociateResult>;
   /** Greeting and request must both arrive within this time. Default 10 s. */
   handshakeTimeoutMs?: number;
   /** onConnect must answer within this time, else REP 04 (host unreachable). Default 60 s. */
@@ -118,7 +143,7 @@ export function parseRequest(buf: Uint8Array): Parsed<SocksConnectRequest> {
   if (buf.length >= 1 && buf[0] !== SOCKS_VERSION) {
     throw new SocksProtocolError(`bad request version ${buf[0]}`, SocksReply.generalFailure);
   }
-  if (buf.length >= 2 && buf[1] !== CMD_CONNECT) {
+  if (buf.length >= 2 && buf[1] !== CMD_CONNECT && buf[1] !== CMD_UDP_ASSOCIATE) {
     throw new SocksProtocolError(`unsupported command ${buf[1]}`, SocksReply.commandNotSupported);
   }
   if (buf.length >= 3 && buf[2] !== 0) {
@@ -160,12 +185,26 @@ export function parseRequest(buf: Uint8Array): Parsed<SocksConnectRequest> {
     host = ipaddr.fromByteArray([...addr]).toString();
     kind = "ipv6";
   }
-  return { done: true, value: { host, port, atyp: kind }, consumed: end };
+  const command = buf[1] === CMD_UDP_ASSOCIATE ? "udp_associate" : "connect";
+  return { done: true, value: { command, host, port, atyp: kind }, consumed: end };
 }
 
-/** The 10-byte reply; the bound address is always 0.0.0.0:0 (clients don't use it for CONNECT). */
-export function encodeReply(reply: number): Uint8Array {
-  return Uint8Array.of(SOCKS_VERSION, reply, 0x00, ATYP_IPV4, 0, 0, 0, 0, 0, 0);
+/**
+ * The reply. The bound address is 0.0.0.0:0 unless given (clients don't use it for CONNECT; for
+ * UDP ASSOCIATE it is where to send datagrams): an IPv4 or IPv6 literal.
+ */
+export function encodeReply(reply: number, bound?: { host: string; port: number }): Uint8Array {
+  if (!bound) return Uint8Array.of(SOCKS_VERSION, reply, 0x00, ATYP_IPV4, 0, 0, 0, 0, 0, 0);
+  const ip = ipaddr.parse(bound.host);
+  return Uint8Array.of(
+    SOCKS_VERSION,
+    reply,
+    0x00,
+    ip.kind() === "ipv4" ? ATYP_IPV4 : ATYP_IPV6,
+    ...ip.toByteArray(),
+    bound.port >> 8,
+    bound.port & 0xff,
+  );
 }
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -243,6 +282,10 @@ function handleConnection(socket: net.Socket, opts: SocksServerOptions, serverSi
         clearTimeout(deadline);
         stage = "connecting";
         const req = request.value;
+        if (req.command === "udp_associate") {
+          associate(req);
+          return;
+        }
         connectPhase(socket, {
           head: buf.slice(request.consumed),
           abort,
@@ -264,6 +307,41 @@ function handleConnection(socket: net.Socket, opts: SocksServerOptions, serverSi
     } catch (e) {
       refuse(e instanceof SocksProtocolError ? e.reply : undefined);
     }
+  };
+
+  const associate = (req: SocksConnectRequest) => {
+    const handler = opts.onUdpAssociate;
+    if (!handler || !socket.remoteAddress || !socket.localAddress) {
+      refuse(SocksReply.commandNotSupported);
+      return;
+    }
+    // The control connection carries nothing more; reading keeps its FIN and close observable.
+    socket.on("data", () => {});
+    socket.once("end", () => socket.end());
+    let answer: Promise<UdpAssociateResult>;
+    try {
+      answer = Promise.resolve(
+        handler(
+          req,
+          { clientAddress: socket.remoteAddress, localAddress: socket.localAddress },
+          abort.signal,
+        ),
+      );
+    } catch (e) {
+      answer = Promise.reject(e);
+    }
+    answer.then(
+      (result) => {
+        if (socket.destroyed || stage !== "connecting") return;
+        if (result?.ok === true) {
+          stage = "attached";
+          socket.write(encodeReply(SocksReply.succeeded, result.bound));
+        } else refuse(validReply(result?.ok === false ? result.reply : undefined));
+      },
+      () => {
+        if (!socket.destroyed && stage === "connecting") refuse(SocksReply.generalFailure);
+      },
+    );
   };
 
   socket.on("data", onData);

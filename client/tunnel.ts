@@ -242,10 +242,10 @@ export class Tunnel {
   }
 
   /** Open a stream and wait until the connector has connected to the destination. */
-  openStream(host: string, port: number): Promise<MuxStream> {
+  openStream(host: string, port: number, protocol: "tcp" | "udp" = "tcp"): Promise<MuxStream> {
     if (!this.alive) return Promise.reject(new TunnelError("closed", "tunnel is closed"));
     this.lastUsed = Date.now();
-    const stream = this.mux.open({ host, port, protocol: "tcp" });
+    const stream = this.mux.open({ host, port, protocol });
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         stream.reset(RESET_CODES.timeout, "open timed out");

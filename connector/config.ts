@@ -44,6 +44,12 @@ export const CONNECTOR_OPTIONS: readonly OptionSpec[] = [
       "HOST:PORT clients should dial for the direct path (comma-separated; default: --direct-listen)",
   },
   {
+    flag: "udp-idle-timeout",
+    env: "SALLYPORT_UDP_IDLE_TIMEOUT",
+    description: "Seconds without a datagram either way after which a UDP flow is closed",
+    default: "60",
+  },
+  {
     flag: "log-level",
     env: "SALLYPORT_LOG_LEVEL",
     description: "debug, info, warn or error",
@@ -61,6 +67,8 @@ export interface ConnectorConfig {
   hostOverrides: Map<string, string>;
   directListen: { host: string; port: number } | undefined;
   directAdvertise: string[];
+  /** Idle timeout of a UDP flow, in ms. */
+  udpIdleMs: number;
   logLevel: Level;
 }
 
@@ -112,6 +120,9 @@ export function parseConnectorConfig(argv: readonly string[], env: Record<string
     }
     advertise.push(values["direct-listen"]!);
   }
+  const idleText = values["udp-idle-timeout"] ?? "60";
+  if (!/^[1-9][0-9]{0,5}$/.test(idleText))
+    throw new UsageError(`--udp-idle-timeout: "${idleText}" must be a whole number of seconds, 1 or more`);
   const config: ConnectorConfig = {
     controller,
     directListen,
@@ -120,6 +131,7 @@ export function parseConnectorConfig(argv: readonly string[], env: Record<string
     refreshToken: values["refresh-token"],
     stateDir: values["state-dir"]!,
     hostOverrides: overrides,
+    udpIdleMs: Number(idleText) * 1000,
     logLevel: level as Level,
   };
   return { help: false, config };

@@ -95,6 +95,7 @@ export class Connector {
       events: this.events,
       log: this.log,
       isDraining: () => this.draining,
+      udpIdleMs: this.config.udpIdleMs,
     };
     this.events.start();
     if (this.config.directListen) this.listenDirect(ctx, this.config.directListen);

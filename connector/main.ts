@@ -19,6 +19,8 @@ ${formatOptions(CONNECTOR_OPTIONS)}
 
 On first start it creates its key and self-signed certificate in the state directory and
 registers the certificate digest with the Controller; clients pin that digest.
+TCP streams are proxied as connections; UDP streams (Resources whose rules allow UDP) as
+datagrams from a connected UDP socket, closed after --udp-idle-timeout seconds without traffic.
 Exit codes: 0 stopped, 1 configuration or provisioning error, 2 usage error.
 `;
 

@@ -9,6 +9,7 @@ import type { Identity } from "../bunlib/cert.ts";
 import type { Logger } from "../bunlib/log.ts";
 import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
 import { acceptTls, exporterValue } from "../bunlib/tls.ts";
+import { relayDatagrams, udpConnect } from "../bunlib/udp-relay.ts";
 import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { compileAcl } from "../shared/address.ts";
 import { ProtocolError } from "../shared/protocol/errors.ts";
@@ -19,6 +20,18 @@ import type { EventReporter, Outcome } from "./events.ts";
 import { decide, type Resolver } from "./proxy.ts";
 
 const AUTH_DEADLINE_MS = 10_000;
+
+/** Reports one connection or udp flow as an activity event. */
+type Report = (
+  outcome: Outcome,
+  extra: Partial<{
+    reason: string | null;
+    resource: string | null;
+    ip: string | null;
+    sent: number;
+    received: number;
+  }>,
+) => void;
 const CONNECT_TIMEOUT_MS = 10_000;
 
 export interface SessionContext {
@@ -32,6 +45,8 @@ export interface SessionContext {
   events: EventReporter;
   log: Logger;
   isDraining: () => boolean;
+  /** A udp flow with no datagram either way for this long is closed (RESET 9, timeout). */
+  udpIdleMs: number;
 }
 
 export class ConnectorSession {
@@ -46,6 +61,8 @@ export class ConnectorSession {
   private queue: Promise<void> = Promise.resolve();
   private pendingAuth: string | undefined;
   private readonly sockets = new Set<Socket>();
+  /** Open udp flows, closed with the session. */
+  private readonly udpFlows = new Map<MuxStream, () => void>();
   /** Which Resource each proxied stream reaches, so a revoked Resource closes exactly its streams. */
   private readonly streamResources = new Map<MuxStream, string | null>();
 
@@ -226,16 +243,7 @@ export class ConnectorSession {
     const auth = this.auth!;
     const started = Date.now();
     const destination = `${open.host}:${open.port}`;
-    const report = (
-      outcome: Outcome,
-      extra: Partial<{
-        reason: string | null;
-        resource: string | null;
-        ip: string | null;
-        sent: number;
-        received: number;
-      }>,
-    ) =>
+    const report: Report = (outcome, extra) =>
       ctx.events.report({
         time: new Date().toISOString(),
         principal_id: auth.claims.sub,
@@ -256,11 +264,6 @@ export class ConnectorSession {
       stream.reset(RESET_CODES.going_away, "connector is shutting down");
       return;
     }
-    if (open.protocol !== "tcp") {
-      stream.reset(RESET_CODES.denied, "only TCP is supported by this connector version");
-      report("denied", { reason: "protocol not supported" });
-      return;
-    }
     const d = await decide(auth.acl, open.host, open.port, open.protocol, ctx.resolve);
     if (d.outcome !== "allowed") {
       const code = d.outcome === "dns_lookup_error" ? RESET_CODES.dns_lookup_error : RESET_CODES.denied;
@@ -272,6 +275,10 @@ export class ConnectorSession {
     if (until !== null && until * 1000 <= Date.now()) {
       stream.reset(RESET_CODES.unauthorized, "resource policy: authentication expired, sign in again");
       report("denied", { reason: "frequency: authentication expired", resource: d.resourceId });
+      return;
+    }
+    if (open.protocol === "udp") {
+      await this.proxyUdp(stream, open.port, d.addresses, d.resourceId, pre, report);
       return;
     }
     let lastError = "unable to connect";
@@ -304,6 +311,68 @@ export class ConnectorSession {
     report("unable_to_connect", { reason: lastError, resource: d.resourceId });
   }
 
+  /**
+   * A udp flow: a connected UDP socket to the first resolved (and ACL-checked) address, relayed
+   * datagram by datagram until the client ends the stream, the flow is idle, or the session ends.
+   * One activity event per flow, like a TCP connection.
+   */
+  private async proxyUdp(
+    stream: MuxStream,
+    port: number,
+    addresses: string[],
+    resourceId: string | null,
+    pre: { early: Uint8Array[]; ended: () => boolean; wasReset: () => boolean },
+    report: Report,
+  ): Promise<void> {
+    let lastError = "unable to connect";
+    for (const ip of addresses) {
+      const sock = await udpConnect(ip, port).catch((err: Error) => {
+        lastError = `${ip}: ${err.message}`;
+        return undefined;
+      });
+      if (!sock) continue;
+      if (this.closed || pre.wasReset()) {
+        sock.close();
+        return;
+      }
+      this.streamResources.set(stream, resourceId);
+      stream.acceptOpen();
+      const relay = relayDatagrams(stream, {
+        idleMs: this.ctx.udpIdleMs,
+        onIdle: "reset",
+        send: (datagram, done) => sock.send(datagram, () => done()),
+        early: pre.early,
+        ended: pre.ended(),
+      });
+      sock.on("message", (msg: Uint8Array) => relay.toStream(msg));
+      sock.on("error", (err: NodeJS.ErrnoException) => relay.socketError(err));
+      this.udpFlows.set(stream, () => relay.close());
+      const r = await relay.done;
+      this.udpFlows.delete(stream);
+      this.streamResources.delete(stream);
+      try {
+        sock.close();
+      } catch {
+        // already closed
+      }
+      const notes: string[] = [];
+      if (r.end === "idle") notes.push(`idle for ${Math.round(this.ctx.udpIdleMs / 1000)} s`);
+      if (r.error && r.end !== "idle") notes.push(r.error);
+      for (const [code, n] of Object.entries(r.icmp)) notes.push(`ICMP ${code} x${n}`);
+      if (r.dropped > 0) notes.push(`${r.dropped} datagrams dropped`);
+      report("success", {
+        resource: resourceId,
+        ip,
+        sent: r.bytesFromStream,
+        received: r.bytesToStream,
+        reason: notes.length > 0 ? notes.join("; ") : null,
+      });
+      return;
+    }
+    stream.reset(RESET_CODES.unable_to_connect, lastError);
+    report("unable_to_connect", { reason: lastError, resource: resourceId });
+  }
+
   close(reason: string, delayMs = 0): void {
     if (this.closed) return;
     this.closed = true;
@@ -312,6 +381,7 @@ export class ConnectorSession {
     if (this.policyTimer) clearTimeout(this.policyTimer);
     this.mux?.closeAll(RESET_CODES.cancelled, reason);
     for (const s of this.sockets) s.destroy();
+    for (const close of this.udpFlows.values()) close();
     this.ctx.log.debug("session closed", { session: this.sid, reason });
     const tls = this.tls;
     if (tls) setTimeout(() => tls.destroy(), delayMs);
@@ -340,8 +410,11 @@ export class ConnectorSession {
     if (acl.length === auth.claims.acl.length) return;
     this.auth = { ...auth, claims: { ...auth.claims, acl }, acl: compileAcl(acl) };
     for (const [stream, resourceId] of this.streamResources) {
-      if (resourceId !== null && !keep.has(resourceId))
+      if (resourceId !== null && !keep.has(resourceId)) {
         stream.reset(RESET_CODES.unauthorized, "access revoked");
+        // A local reset raises no onReset: end a udp flow's relay (and its socket) here.
+        this.udpFlows.get(stream)?.();
+      }
     }
     this.ctx.log.info("access narrowed", {
       principal: auth.claims.sub,
