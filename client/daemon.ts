@@ -2,9 +2,10 @@
 // /proxy.pac) on one port, 127.0.0.1:1080, and a local DNS server (127.0.0.1:10053) that answers
 // Resource names with fake addresses; sends Resource traffic through tunnels and connects
 // everything else directly (split tunnel). A local control socket answers `sallyport status`.
+import { lookup } from "node:dns/promises";
 import { unlinkSync } from "node:fs";
-import { connect, type Socket } from "node:net";
-import { hostname } from "node:os";
+import { connect, isIP, type Socket } from "node:net";
+import { hostname, networkInterfaces } from "node:os";
 import { createRemoteJWKSet, type JWTVerifyGetKey } from "jose";
 import type { Logger } from "../bunlib/log.ts";
 import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
@@ -22,9 +23,12 @@ import {
   type Upstream,
 } from "./dns-server.ts";
 import { buildPac, handleHttpProxyConnection } from "./http-proxy.ts";
+import { buildRuleset, captureRanges, NftTable, removeTableSync, splitByFamily } from "./nft.ts";
+import { findOverlaps } from "./overlap.ts";
 import { deviceLogin, signedPosture } from "./signin.ts";
 import { type ConnectResult, SocksReply, startSocksServer, type UdpAssociateResult } from "./socks5.ts";
 import { controlSocketPath, type DeviceKey, type SessionState, saveSession } from "./state.ts";
+import { startTransparentListener, type TransparentListener } from "./transparent.ts";
 import { StreamRefused, TunnelError } from "./tunnel.ts";
 import { TunnelManager } from "./tunnel-manager.ts";
 import { startUdpAssociation, type UdpAssociation, type UdpRoute } from "./udp-associate.ts";
@@ -51,6 +55,8 @@ export interface DaemonOptions {
   dnsUpstreams?: Upstream[];
   /** A UDP flow (SOCKS5 UDP ASSOCIATE destination) idle this long is ended. Default 60 s. */
   udpIdleMs?: number;
+  /** Capture TCP to Resource addresses with nftables (Linux, root; checked by the caller). */
+  transparent?: boolean;
 }
 
 interface AclState {
@@ -88,6 +94,9 @@ export class Daemon {
   private silentTriedFor = 0;
   private reauthServer: ReturnType<typeof Bun.serve> | undefined;
   private lastPostureAt = 0;
+  private transparent: { listener: TransparentListener; nft: NftTable } | undefined;
+  /** Addresses the daemon itself dials (Controller, relay, direct endpoints): never captured. */
+  private readonly bypass = new Set<string>();
 
   constructor(private readonly opts: DaemonOptions) {
     this.session = opts.session;
@@ -95,10 +104,18 @@ export class Daemon {
       cacheMaxAge: Number.POSITIVE_INFINITY,
       cooldownDuration: 30_000,
     });
-    this.tunnels = new TunnelManager(() => this.session, opts.device.privateKey, opts.log);
+    this.tunnels = new TunnelManager(
+      () => this.session,
+      opts.device.privateKey,
+      opts.log,
+      (tokens) =>
+        this.transparent
+          ? this.exemptFromCapture([tokens.relay_url, ...(tokens.connector.direct_endpoints ?? [])])
+          : undefined,
+    );
   }
 
-  async start(): Promise<{ socksPort: number; dns: string | null }> {
+  async start(): Promise<{ socksPort: number; dns: string | null; transparent: boolean }> {
     await this.refreshAcl(true);
     // First, so that a DNS address already in use fails the start before anything else listens.
     if (this.opts.dns) {
@@ -115,11 +132,16 @@ export class Daemon {
       });
     }
     this.timer = setInterval(() => void this.refreshAcl(false), ACL_REFRESH_MS);
-    this.socks = await this.startProxy().catch(async (err) => {
+    try {
+      this.socks = await this.startProxy();
+      if (this.opts.transparent) await this.startTransparent();
+    } catch (err) {
       clearInterval(this.timer);
+      await this.socks?.close();
+      await this.stopTransparent();
       await this.dns?.close();
       throw err;
-    });
+    }
     const sock = controlSocketPath(this.opts.stateDir);
     try {
       unlinkSync(sock);
@@ -135,7 +157,82 @@ export class Daemon {
         return new Response("not found", { status: 404 });
       },
     });
-    return { socksPort: this.socks.port, dns: this.dnsAddress() };
+    return { socksPort: this.socks.port, dns: this.dnsAddress(), transparent: Boolean(this.transparent) };
+  }
+
+  /**
+   * Transparent mode: the loopback listener first, then the nftables table that feeds it. The
+   * Controller's addresses are exempted before the first capture rule exists.
+   */
+  private async startTransparent(): Promise<void> {
+    const listener = await startTransparentListener({
+      onConnect: (ip, port) => this.onConnect(ip, port, { transparent: true }),
+      log: this.opts.log,
+    });
+    this.transparent = { listener, nft: new NftTable() };
+    // A crash must not leave connections to Resources captured by a table nobody serves.
+    process.once("exit", removeTableSync);
+    await this.exemptFromCapture([this.session.controller]);
+    await this.applyCapture();
+    this.opts.log.info("transparent mode on", { port4: listener.port4, port6: listener.port6 });
+  }
+
+  private async stopTransparent(): Promise<void> {
+    const t = this.transparent;
+    if (!t) return;
+    this.transparent = undefined;
+    await t.listener.close();
+    try {
+      await t.nft.remove();
+    } catch (err) {
+      this.opts.log.error("could not remove the nftables table", { error: (err as Error).message });
+    }
+    process.off("exit", removeTableSync);
+  }
+
+  /** (Re)loads the table from the current ACL and bypass set; a no-op when nothing changed. */
+  private async applyCapture(): Promise<void> {
+    const t = this.transparent;
+    if (!t) return;
+    await t.nft.apply(
+      buildRuleset({
+        capture: captureRanges(this.acl?.resources ?? []),
+        bypass: splitByFamily(this.bypass),
+        port4: t.listener.port4,
+        port6: t.listener.port6,
+      }),
+    );
+  }
+
+  /**
+   * Adds the addresses of URLs or HOST:PORT endpoints the daemon is about to dial to the bypass
+   * set (resolved here, as the dial will resolve them), so a Resource range that covers them
+   * cannot capture the daemon's own connections.
+   */
+  private async exemptFromCapture(targets: string[]): Promise<void> {
+    const hosts = targets.map((t) => {
+      try {
+        return new URL(t).hostname.replace(/^\[|\]$/g, "");
+      } catch {
+        return t.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+      }
+    });
+    let added = false;
+    for (const host of hosts) {
+      let ips: string[];
+      try {
+        ips = isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
+      } catch {
+        continue; // the dial itself will report the name
+      }
+      for (const ip of ips) {
+        if (!this.bypass.has(ip)) {
+          this.bypass.add(ip);
+          added = true;
+        }
+      }
+    }
+    if (added) await this.applyCapture();
   }
 
   private startProxy() {
@@ -194,6 +291,7 @@ export class Daemon {
 
   private async refreshAcl(first: boolean): Promise<void> {
     try {
+      if (this.transparent) await this.exemptFromCapture([this.session.controller]);
       let res: Awaited<ReturnType<typeof fetchAcl>>;
       try {
         res = await fetchAcl(this.session);
@@ -211,6 +309,10 @@ export class Daemon {
       this.acl = { resources: claims.resources, compiled: compileAcl(claims.resources), fetchedAt: now };
       this.controllerReachable = true;
       this.lastError = undefined;
+      // Keep the captured addresses in step with the ACL.
+      await this.applyCapture().catch((err: Error) =>
+        this.opts.log.error("could not update the nftables table", { error: err.message }),
+      );
       if (this.session.principal.type === "user") await this.watchPolicyTimers(now);
     } catch (err) {
       this.lastError = (err as Error).message;
@@ -274,10 +376,27 @@ export class Daemon {
     }
   }
 
-  private async onConnect(requested: string, port: number): Promise<ConnectResult> {
+  /**
+   * TCP from every front end. `transparent`: the destination was captured by nftables, which only
+   * captures Resource addresses; anything else is refused, never dialled directly (that would loop
+   * back into the capture, or turn the listener into an open proxy).
+   */
+  private async onConnect(
+    requested: string,
+    port: number,
+    opts: { transparent?: boolean } = {},
+  ): Promise<ConnectResult> {
     const r = this.route(requested, port, "tcp");
     if (r.kind === "refused") return { ok: false, reply: SocksReply.notAllowed };
-    if (r.kind === "direct") return await this.direct(r.host, port);
+    if (r.kind === "direct") {
+      if (opts.transparent) {
+        this.opts.log.warn("refused: captured destination is not a Resource", {
+          destination: `${requested}:${port}`,
+        });
+        return { ok: false, reply: SocksReply.notAllowed };
+      }
+      return await this.direct(r.host, port);
+    }
     const { resource, host } = r;
     try {
       const stream = await this.openResourceStream(resource, host, port, "tcp");
@@ -539,6 +658,11 @@ export class Daemon {
     return { ok: true, bound: association.bound };
   }
 
+  /** The signed ACL's Resources as last fetched. */
+  resourceEntries(): ClientResource[] {
+    return this.acl?.resources ?? [];
+  }
+
   /** `sallyport status` answers with the Controller's reachability as of now, not of the last refresh. */
   private async probeController(): Promise<void> {
     try {
@@ -563,6 +687,9 @@ export class Daemon {
       http_proxy: `${this.opts.socksHost}:${this.socks?.port ?? this.opts.socksPort}`,
       dns: this.dnsAddress(),
       resources: this.acl?.resources.length ?? 0,
+      transparent: Boolean(this.transparent),
+      // Recomputed on every status: interfaces come and go (Wi-Fi, a hotel LAN).
+      overlaps: findOverlaps(this.acl?.resources ?? [], networkInterfaces()),
       acl_fetched_at: this.acl ? new Date(this.acl.fetchedAt).toISOString() : null,
       tunnels: this.tunnels.status(),
       reauth: this.reauth
@@ -581,6 +708,7 @@ export class Daemon {
     for (const s of this.directSockets) s.destroy();
     for (const a of this.associations) a.close();
     await this.socks?.close();
+    await this.stopTransparent();
     await this.dns?.close();
     this.control?.stop(true);
     this.reauthServer?.stop(true);

@@ -188,12 +188,22 @@ export function systemUpstreams(
   return out;
 }
 
+/** systemd-resolved's stub listener: forwarding to it would loop once split DNS points resolved here. */
+const RESOLVED_STUB = /^\s*nameserver\s+127\.0\.0\.53\s*$/m;
+/** The uplink servers systemd-resolved itself uses. */
+const RESOLVED_UPLINKS = "/run/systemd/resolve/resolv.conf";
+
 function readResolvConf(): string {
-  try {
-    return readFileSync("/etc/resolv.conf", "utf8");
-  } catch {
-    return "";
-  }
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, "utf8");
+    } catch {
+      return "";
+    }
+  };
+  const conf = read("/etc/resolv.conf");
+  if (!RESOLVED_STUB.test(conf)) return conf;
+  return read(RESOLVED_UPLINKS) || conf;
 }
 
 function isLoopback(ip: string): boolean {

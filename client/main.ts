@@ -1,6 +1,6 @@
 // sallyport: the Sallyport client. Signs in, keeps the signed ACL, and reaches Resources through
 // certificate-pinned end-to-end tunnels; everything else is connected directly (split tunnel).
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { homedir, hostname } from "node:os";
 import { join, resolve } from "node:path";
 import {
@@ -22,9 +22,19 @@ import {
   runPipe,
   startForwards,
 } from "./forward.ts";
+import { describeOverlap, type Overlap } from "./overlap.ts";
 import { deviceLogin } from "./signin.ts";
 import { splitHostPort } from "./socks-client.ts";
+import {
+  type DnsAddress,
+  ResolvedSplitDns,
+  routingDomains,
+  type SavedLink,
+  SplitDnsError,
+  splitDnsInstructions,
+} from "./split-dns.ts";
 import { controlSocketPath, loadOrCreateDeviceKey, loadSession, saveSession } from "./state.ts";
+import { checkTransparentSupport, TransparentUnavailable } from "./transparent.ts";
 
 const VERSION = "0.1.0";
 
@@ -90,15 +100,22 @@ const COMMANDS: Record<
   },
   up: {
     summary: "Run the client: SOCKS5 and HTTP proxy for Resources, direct for everything else",
-    usage: "sallyport up [--socks 127.0.0.1:1080] [--dns 127.0.0.1:10053|off]",
+    usage: "sallyport up [--socks 127.0.0.1:1080] [--dns 127.0.0.1:10053|off] [--transparent]",
     details:
       "One port serves SOCKS5 (curl --socks5-hostname), an HTTP proxy (curl -x http://HOST:PORT, with\n" +
       "CONNECT for https) and a PAC file for browsers at http://HOST:PORT/proxy.pac.\n" +
       "The DNS server (UDP and TCP) answers Resource names with addresses from 100.96.0.0/12 and\n" +
       "fd00:5a11:9047::/48 that the proxy maps back to the name (dig @127.0.0.1 -p 10053 NAME);\n" +
-      "other names go to the upstream resolvers. It never changes the system's resolver settings.\n" +
+      "other names go to the upstream resolvers. Without --transparent it never changes the system's\n" +
+      "resolver settings.\n" +
+      "--transparent (Linux, root, nftables): applications need no proxy settings. TCP to Resource\n" +
+      "addresses (the fake ranges above and the IP/CIDR Resources) is redirected by an nftables table\n" +
+      "`inet sallyport` to the client; everything else keeps its normal route. The table is removed on\n" +
+      "exit. With systemd-resolved the Resource domains are routed to the DNS server for the session\n" +
+      "(as `sallyport dns --apply`); elsewhere configure that as `sallyport dns` shows.\n" +
       "SOCKS5 UDP ASSOCIATE relays datagrams: to UDP Resources through the tunnel, to anything else\n" +
-      "directly; the association ends with its TCP connection.",
+      "directly; the association ends with its TCP connection.\n" +
+      "Prints `READY socks=… http_proxy=… dns=…` (and ` transparent=on`) when serving.",
     options: [
       {
         flag: "socks",
@@ -118,6 +135,42 @@ const COMMANDS: Record<
         description: "Resolvers for non-Resource names, IP[:PORT],... (default: /etc/resolv.conf)",
       },
       UDP_IDLE,
+      {
+        flag: "transparent",
+        env: "SALLYPORT_TRANSPARENT",
+        description: "Capture TCP to Resource addresses with nftables (Linux, root)",
+        boolean: true,
+      },
+      ...COMMON,
+    ],
+  },
+  dns: {
+    summary: "Show (or apply) split-DNS settings that send only Resource domains to the client's DNS server",
+    usage: "sallyport dns [--apply | --undo] [--link IFACE] [--dns 127.0.0.1:10053]",
+    details:
+      "Resource domains come from the signed ACL (the running client's, else fetched): an FQDN Resource\n" +
+      "is its own domain, *.corp.internal routes corp.internal. Prints resolvectl commands, a\n" +
+      "resolved.conf.d snippet and dnsmasq lines. --apply (systemd-resolved, root) sets routing-only\n" +
+      "domains (~corp.internal) and the DNS server on one link, never the whole system resolver, then\n" +
+      "checks that an ordinary name still resolves and reverts if not. --undo puts the link back.",
+    options: [
+      { flag: "apply", description: "Apply with resolvectl (systemd-resolved)", boolean: true },
+      { flag: "undo", description: "Revert what --apply changed", boolean: true },
+      {
+        flag: "link",
+        env: "SALLYPORT_DNS_LINK",
+        description: "Interface to set the routing domains on (default: the default route's)",
+      },
+      {
+        flag: "dns",
+        env: "SALLYPORT_DNS",
+        description: "The client's DNS server IP:PORT (default: the running client's, else 127.0.0.1:10053)",
+      },
+      {
+        flag: "check-name",
+        description:
+          "An ordinary name that must still resolve after --apply (default: the Controller's host)",
+      },
       ...COMMON,
     ],
   },
@@ -197,6 +250,8 @@ Examples:
   sallyport login --controller http://127.0.0.1:8787 --service-key ./service-key.txt
   sallyport check db.corp.internal 5432    # why can't I reach it?
   sallyport up
+  sudo sallyport up --transparent && curl http://hello.demo.internal/   # no proxy settings
+  sallyport dns                 # split-DNS settings for the Resource domains
   curl --socks5-hostname 127.0.0.1:1080 http://hello.demo.internal/
   curl -x http://127.0.0.1:1080 http://hello.demo.internal/
   dig @127.0.0.1 -p 10053 hello.demo.internal   # then connect to the 100.96.x.y it gives
@@ -284,6 +339,8 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
     socks: string;
     dns: string | null;
     resources: number;
+    transparent?: boolean;
+    overlaps?: Overlap[];
     tunnels: { connector_id: string; path: string; streams: number; authorization_expires_at: string }[];
     reauth: { resources: string[]; expires_at: string | null; reason: string; url: string | null } | null;
     denials: { time: string; destination: string; reason: string; message: string }[];
@@ -294,7 +351,9 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
   out(`Signed in as: ${s.principal.name} (${s.principal.type})`);
   out(`SOCKS5 and HTTP proxy: ${s.socks} (PAC file: http://${s.socks}/proxy.pac)`);
   out(`DNS server: ${s.dns ?? "off"}`);
+  out(`Transparent mode: ${s.transparent ? "on (nftables table inet sallyport)" : "off"}`);
   out(`Resources: ${s.resources}`);
+  for (const o of s.overlaps ?? []) out(describeOverlap(o));
   out(`Tunnels: ${s.tunnels.length === 0 ? "none" : ""}`);
   for (const t of s.tunnels) {
     out(
@@ -364,6 +423,9 @@ async function cmdUp(
   stateDir: string,
   level: Level,
 ): Promise<number> {
+  const transparent = values.transparent === "true";
+  // Refused before anything else starts: no session use, no listener, no table.
+  if (transparent) await checkTransparentSupport();
   const session = loadSession(stateDir);
   if (!session) throw new UsageError("not signed in: run `sallyport login` first");
   const listen = values.socks ?? "127.0.0.1:1080";
@@ -386,6 +448,15 @@ async function cmdUp(
   } catch (err) {
     throw new UsageError(`--dns-upstream: ${(err as Error).message}`);
   }
+  // Signals are taken from here on, so one that arrives while starting still stops cleanly
+  // (the nftables table is removed) instead of killing the process half set up.
+  let stopRequested = false;
+  let onStop: () => void = () => {
+    stopRequested = true;
+  };
+  const signal = () => onStop();
+  process.once("SIGINT", signal);
+  process.once("SIGTERM", signal);
   const daemon = new Daemon({
     stateDir,
     socksHost,
@@ -396,22 +467,138 @@ async function cmdUp(
     dns,
     dnsUpstreams,
     udpIdleMs: udpIdleMs(values),
+    transparent,
   });
   const started = await daemon.start();
+  let splitDns: { sd: ResolvedSplitDns; saved: SavedLink } | undefined;
+  if (started.transparent && dns && !stopRequested) {
+    splitDns = await sessionSplitDns(daemon.resourceEntries(), dns, session.controller, log);
+  }
   log.info("client up", {
     socks: `${socksHost}:${started.socksPort}`,
     dns: started.dns ?? "off",
+    transparent: started.transparent,
     principal: session.principal.name,
   });
   // One machine-readable line on stdout for scripts. The HTTP proxy shares the SOCKS port.
   out(
-    `READY socks=${socksHost}:${started.socksPort} http_proxy=${socksHost}:${started.socksPort} dns=${started.dns ?? "off"}`,
+    `READY socks=${socksHost}:${started.socksPort} http_proxy=${socksHost}:${started.socksPort} dns=${started.dns ?? "off"}${started.transparent ? " transparent=on" : ""}`,
   );
   await new Promise<void>((resolve) => {
-    const stop = () => void daemon.stop().then(resolve);
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    onStop = resolve;
+    if (stopRequested) resolve();
   });
+  if (splitDns)
+    await splitDns.sd
+      .undo(splitDns.saved)
+      .catch((err: Error) => log.error("could not revert split DNS", { error: err.message }));
+  await daemon.stop();
+  return 0;
+}
+
+/**
+ * Transparent mode's DNS half: with systemd-resolved, route the Resource domains to the DNS
+ * server for the session (reverted at exit). Elsewhere nothing is changed and the log says where
+ * to look; a failure here never stops the client (the proxy and IP Resources still work).
+ */
+async function sessionSplitDns(
+  resources: Parameters<typeof routingDomains>[0],
+  dns: DnsAddress,
+  controller: string,
+  log: ReturnType<typeof createLogger>,
+): Promise<{ sd: ResolvedSplitDns; saved: SavedLink } | undefined> {
+  const domains = routingDomains(resources);
+  if (domains.length === 0) return undefined;
+  const sd = new ResolvedSplitDns();
+  const hint = "`sallyport dns` shows how to send the Resource domains to the client's DNS server";
+  if (!(await sd.available())) {
+    log.info(`no systemd-resolved here: resolver settings left unchanged; ${hint}`, {
+      domains: domains.join(","),
+    });
+    return undefined;
+  }
+  const link = await sd.defaultLink();
+  if (!link || dns.host !== "127.0.0.1") {
+    log.warn(
+      `split DNS not applied (${!link ? "no default route" : "the DNS server must listen on 127.0.0.1"}); ${hint}`,
+    );
+    return undefined;
+  }
+  try {
+    const saved = await sd.apply({ link, dns, domains, checkName: defaultCheckName(controller) });
+    log.info("split DNS applied with systemd-resolved", { link, domains: domains.join(",") });
+    return { sd, saved };
+  } catch (err) {
+    log.warn(`split DNS not applied: ${(err as Error).message}; ${hint}`);
+    return undefined;
+  }
+}
+
+/** An ordinary name that must keep resolving: the Controller's host when it is a name. */
+function defaultCheckName(controller: string): string {
+  const host = new URL(controller).hostname;
+  return /^[\d.]+$|^\[|:/.test(host) || host === "localhost" ? "example.com" : host;
+}
+
+async function cmdDns(values: Record<string, string | undefined>, stateDir: string): Promise<number> {
+  const apply = values.apply === "true";
+  const undo = values.undo === "true";
+  if (apply && undo) throw new UsageError("--apply and --undo cannot be combined");
+  const savedFile = join(stateDir, "split-dns.json");
+  const sd = new ResolvedSplitDns();
+  if (undo) {
+    if (!existsSync(savedFile))
+      throw new UsageError("nothing to undo: `sallyport dns --apply` has not been run");
+    const saved = JSON.parse(readFileSync(savedFile, "utf8")) as SavedLink;
+    await sd.undo(saved);
+    unlinkSync(savedFile);
+    out(`Reverted the DNS settings of ${saved.link}.`);
+    return 0;
+  }
+  const status = (await daemonGet(stateDir, "/status")) as { dns?: string | null } | undefined;
+  let dns: DnsAddress;
+  try {
+    dns = parseListenAddress(values.dns ?? status?.dns ?? DEFAULT_DNS_ADDRESS);
+  } catch (err) {
+    throw new UsageError(`--dns: ${(err as Error).message}`);
+  }
+  let resources = ((await daemonGet(stateDir, "/resources")) as { resources?: unknown[] } | undefined)
+    ?.resources;
+  const session = loadSession(stateDir);
+  if (!resources) {
+    if (!session) throw new UsageError("not signed in: run `sallyport login` first");
+    resources = (await fetchAcl(session)).resources;
+  }
+  const domains = routingDomains(resources as Parameters<typeof routingDomains>[0]);
+  if (!apply) {
+    const link =
+      values.link ?? (process.platform === "linux" ? await sd.defaultLink() : undefined) ?? "IFACE";
+    out(splitDnsInstructions({ domains, dns, link }));
+    return 0;
+  }
+  if (process.platform !== "linux" || !(await sd.available()))
+    throw new SplitDnsError(
+      "--apply needs systemd-resolved, which is not running here (resolvectl status failed); configure your resolver as `sallyport dns` prints",
+    );
+  if (existsSync(savedFile))
+    throw new UsageError("split DNS is already applied: run `sallyport dns --undo` first");
+  if (domains.length === 0) throw new UsageError("no name Resources in the ACL: nothing to apply");
+  if (dns.host !== "127.0.0.1")
+    throw new UsageError(
+      "--apply: systemd-resolved reaches a local DNS server only at 127.0.0.1 (--dns 127.0.0.1:PORT)",
+    );
+  const link = values.link ?? (await sd.defaultLink());
+  if (!link) throw new UsageError("no default route: give the interface with --link IFACE");
+  const saved = await sd.apply({
+    link,
+    dns,
+    domains,
+    checkName: values["check-name"] ?? defaultCheckName(session?.controller ?? "http://localhost"),
+  });
+  writeFileSync(savedFile, JSON.stringify(saved), { mode: 0o600 });
+  out(
+    `Routed ${domains.map((d) => `~${d}`).join(" ")} on ${link} to ${values.dns ?? status?.dns ?? DEFAULT_DNS_ADDRESS}. Revert with: sallyport dns --undo`,
+  );
   return 0;
 }
 
@@ -491,6 +678,8 @@ async function main(argv: string[]): Promise<number> {
       return await cmdUp(values, stateDir, level);
     case "status":
       return await cmdStatus(values, stateDir);
+    case "dns":
+      return await cmdDns(values, stateDir);
     case "forward":
       return await cmdForward(values, extra, level);
     case "pipe":
@@ -508,6 +697,9 @@ try {
   if (err instanceof UsageError) {
     process.stderr.write(`sallyport: ${err.message}\n`);
     process.exitCode = 2;
+  } else if (err instanceof TransparentUnavailable || err instanceof SplitDnsError) {
+    process.stderr.write(`sallyport: ${err.message}\n`);
+    process.exitCode = 1;
   } else if (err instanceof ClientApiError) {
     process.stderr.write(
       `sallyport: ${err.message}${err.requirement ? ` (requirement: ${err.requirement})` : ""}\n`,

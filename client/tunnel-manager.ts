@@ -4,7 +4,7 @@
 // refused) so that Resource's new streams go to its peer. Renews authorizations before expiry.
 import type { Logger } from "../bunlib/log.ts";
 import { PinningError } from "../bunlib/tls.ts";
-import { requestConnectionTokens } from "./controller-api.ts";
+import { type ConnectionTokens, requestConnectionTokens } from "./controller-api.ts";
 import type { SessionState } from "./state.ts";
 import { Tunnel, TunnelError } from "./tunnel.ts";
 
@@ -32,6 +32,8 @@ export class TunnelManager {
     private readonly session: () => SessionState,
     private readonly deviceKey: CryptoKey,
     private readonly log: Logger,
+    /** Awaited before a tunnel is dialled (transparent mode exempts the relay and endpoints). */
+    private readonly beforeDial?: (tokens: ConnectionTokens) => Promise<void> | undefined,
   ) {
     this.timer = setInterval(() => void this.maintain(), 15_000);
   }
@@ -92,6 +94,7 @@ export class TunnelManager {
       const existing = this.entries.get(tokens.connector.id);
       if (existing?.tunnel.alive && !existing.tunnel.goingAway) return existing.tunnel;
       try {
+        await this.beforeDial?.(tokens);
         const tunnel = await Tunnel.open(tokens, this.deviceKey);
         this.log.info("tunnel established", {
           connector: tunnel.connectorId,
