@@ -4,6 +4,7 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { join } from "node:path";
+import { startIdp } from "./lib/idp.ts";
 import { adminApi, startEdge } from "./lib/local-edge.ts";
 import { type Proc, startClient, startConnector } from "./lib/processes.ts";
 import { provisionNetwork } from "./lib/provision.ts";
@@ -30,14 +31,20 @@ async function startHello(): Promise<{ port: number; close: () => void }> {
   throw new Error(`could not listen on ${HELLO_IP}:80 or :8080`);
 }
 
+/** The demo IdP's port and its demo person (a local demo account, not a secret). */
+const IDP_PORT = Number(process.env.SALLYPORT_DEMO_IDP_PORT ?? 8788);
+const DEMO_PERSON = { email: "demo@example.com", password: "demo-password" };
+const DEMO_CLIENT_SECRET = "sallyport-demo-client-secret";
 const children: Proc[] = [];
 let stopEdge: (() => Promise<void>) | undefined;
+let stopIdp: (() => Promise<void>) | undefined;
 let stopping: Promise<never> | undefined;
 
 /** Stops every process the demo started, once, however many signals or exits ask for it. */
 function shutdown(code: number): Promise<never> {
   stopping ??= (async () => {
     for (const c of [...children].reverse()) await c.stop("SIGINT");
+    await stopIdp?.();
     await stopEdge?.();
     process.exit(code);
   })();
@@ -92,6 +99,35 @@ try {
       }),
     );
   }
+  // The demo IdP (a real OpenID provider) and a demo person in the "demo-people" group, which
+  // grants Hello: people sign in with `sallyport login` through the sign-in pages.
+  const callback = `${edge.url}/auth/${edge.networkId}/callback`;
+  const idp = await startIdp({
+    port: IDP_PORT,
+    users: [
+      {
+        sub: "demo-person",
+        email: DEMO_PERSON.email,
+        name: "Demo Person",
+        password: DEMO_PERSON.password,
+        groups: ["demo-people"],
+      },
+    ],
+    clients: [{ client_id: "sallyport-demo", client_secret: DEMO_CLIENT_SECRET, redirect_uris: [callback] }],
+  });
+  stopIdp = () => idp.stop();
+  const api = adminApi(edge);
+  await api("PUT", "/idp", {
+    preset: "generic",
+    issuer: idp.issuer,
+    client_id: "sallyport-demo",
+    client_secret: DEMO_CLIENT_SECRET,
+    scopes: ["openid", "email", "profile", "groups"],
+  });
+  const people = await api<{ group: { id: string } }>("POST", "/groups", { name: "demo-people" });
+  await api("POST", `/groups/${people.group.id}/resources`, { resource_ids: Object.values(p.resources) });
+  const consoleUrl = `${edge.url}/auth/${edge.networkId}`;
+
   const client = await startClient({
     controller: edge.url,
     serviceKey: p.serviceKey,
@@ -102,7 +138,7 @@ try {
   children.push(client);
   const url = `http://${HELLO_NAME}${helloPort === 80 ? "" : `:${helloPort}`}/`;
   console.log(
-    `READY controller=${edge.url} socks=${client.socks} http_proxy=${client.socks} dns=${client.dns ?? "off"} admin_api_key=${edge.apiKey} network=${edge.networkId} resource=${url}`,
+    `READY controller=${edge.url} socks=${client.socks} http_proxy=${client.socks} dns=${client.dns ?? "off"} admin_api_key=${edge.apiKey} network=${edge.networkId} resource=${url} idp=${idp.issuer} console=${consoleUrl}`,
   );
   console.log(`
 Try this:
@@ -113,6 +149,13 @@ Try this:
 Admin API (the key above is shown once):
   curl -H "Authorization: Bearer ${edge.apiKey}" ${edge.url}/api/v1/events
   curl -H "Authorization: Bearer ${edge.apiKey}" ${edge.url}/api/v1/connectors
+
+Sign in as a person (the demo IdP's ${DEMO_PERSON.email}, password ${DEMO_PERSON.password}):
+  export SALLYPORT_STATE_DIR=${join(demoDir, "person")}
+  ./dist/sallyport login --controller ${edge.url} --network ${edge.networkId}   # open the URL it prints
+  ./dist/sallyport up --socks 127.0.0.1:1081 --dns 127.0.0.1:10054
+  curl --socks5-hostname 127.0.0.1:1081 ${url}
+  ./dist/sallyport status; ./dist/sallyport check ${HELLO_NAME} ${helloPort}
 
 Client state: SALLYPORT_STATE_DIR=${join(demoDir, "client")} ./dist/sallyport status
 Press Ctrl-C to stop everything.`);
