@@ -515,8 +515,8 @@ export class Daemon {
 
   /**
    * Resource Policy timers (people only). When one ends within about ten minutes and the person is
-   * using that Resource: first a silent renewal (the IdP session may still be valid: every timer
-   * resets), else a prompt: `sallyport status`, a desktop notification, and a local sign-in URL.
+   * using that Resource: first a silent renewal (the IdP session may still be valid: the
+   * authentication timer resets; MFA still needs the person), else a prompt: `sallyport status`, a desktop notification, and a local sign-in URL.
    */
   private async watchPolicyTimers(now: number): Promise<void> {
     if (now - this.lastPostureAt > POSTURE_REPORT_MS) {

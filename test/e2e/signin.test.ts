@@ -339,3 +339,35 @@ async function waitUntil(
   }
   throw new Error(`condition not met in time${logs ? `\n${logs()}` : ""}`);
 }
+
+test("SCIM deactivation: the person's live stream is cut and new connections refused within a minute", async () => {
+  const state = join(tmp, "alice");
+  const client = await startClient({ controller: edge.url, stateDir: state });
+  try {
+    const sock = await socksConnect(client.socks, WIKI, echo.port);
+    sock.on("error", () => {});
+    sock.write("ping");
+    await new Promise<void>((r) => sock.once("data", () => r()));
+    const closed = new Promise<number>((r) => sock.once("close", () => r(Date.now())));
+    const { token } = await api<{ token: string }>("POST", "/scim-tokens", { name: "IdP" });
+    const { users } = await api<{ users: { id: string; email: string }[] }>("GET", "/users");
+    const alice = users.find((u) => u.email === ALICE.email)!;
+    const started = Date.now();
+    // The way Entra ID deactivates: a path-less PatchOp with a string boolean.
+    const res = await fetch(`${edge.url}/scim/v2/Users/${alice.id}`, {
+      method: "PATCH",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/scim+json" },
+      body: JSON.stringify({
+        schemas: ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        Operations: [{ op: "Replace", value: { active: "False" } }],
+      }),
+    });
+    expect(res.status).toBe(200);
+    const cutAt = await Promise.race([closed, Bun.sleep(60_000).then(() => -1)]);
+    expect(cutAt).toBeGreaterThan(0);
+    expect(cutAt - started).toBeLessThan(60_000);
+    await expect(socksConnect(client.socks, WIKI, echo.port)).rejects.toBeInstanceOf(SocksRefused);
+  } finally {
+    await client.stop();
+  }
+}, 90_000);

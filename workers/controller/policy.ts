@@ -235,34 +235,34 @@ export function decideAccess(policies: readonly PolicyRules[], facts: AccessFact
     return {
       allowed: false,
       reason: "device",
-      message: facts.device.blocked
-        ? "this device is blocked by an administrator"
-        : "this device does not meet the resource's device security requirements",
+      message: "this device does not meet the resource's device security requirements",
     };
   }
   let until: number | null = null;
-  for (const p of policies) {
-    const a = p.authentication;
-    if (!a.required) continue;
-    const window = a.frequency_hours * HOUR_MS;
-    if (facts.authAt === null || facts.now >= facts.authAt + window) {
+  // Every frequency first, then every MFA requirement: the reason does not depend on grant order.
+  const timed = policies.flatMap((p) => (p.authentication.required ? [p.authentication] : []));
+  for (const a of timed) {
+    if (facts.authAt === null || facts.now >= facts.authAt + a.frequency_hours * HOUR_MS) {
       return {
         allowed: false,
         reason: "frequency",
         message: `authentication is required every ${describeHours(a.frequency_hours)}: sign in again`,
       };
     }
-    let end = facts.authAt + window;
-    if (a.mfa) {
-      if (facts.mfaAt === null || facts.now >= facts.mfaAt + window) {
-        return {
-          allowed: false,
-          reason: "mfa",
-          message: "multi-factor authentication is required: sign in again",
-        };
-      }
-      end = Math.min(end, facts.mfaAt + window);
+  }
+  for (const a of timed) {
+    if (a.mfa && (facts.mfaAt === null || facts.now >= facts.mfaAt + a.frequency_hours * HOUR_MS)) {
+      return {
+        allowed: false,
+        reason: "mfa",
+        message: "multi-factor authentication is required: sign in again",
+      };
     }
+  }
+  for (const a of timed) {
+    const window = a.frequency_hours * HOUR_MS;
+    let end = (facts.authAt ?? 0) + window;
+    if (a.mfa) end = Math.min(end, (facts.mfaAt ?? 0) + window);
     until = until === null ? end : Math.min(until, end);
   }
   return { allowed: true, until };

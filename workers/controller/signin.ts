@@ -2,7 +2,7 @@
 // person opens the sign-in pages (`/auth/<network>/…`, the "console"), signs in at the network's
 // IdP (authorization code + PKCE), completes TOTP MFA when a policy asks for it, and the client's
 // poll then gets a session bound to its device key. Every successful sign-in starts a new session
-// whose `auth_at` resets every policy timer (the rolling window).
+// whose `auth_at` and `mfa_at` reset every policy timer (the rolling window).
 
 import type { Hono } from "hono";
 import { html, raw } from "hono/html";
@@ -11,7 +11,7 @@ import * as OTPAuth from "otpauth";
 import QRCode from "qrcode";
 import { toBase64Url } from "../../shared/encoding.ts";
 import { verifyPosture } from "../../shared/posture.ts";
-import { grantPolicies } from "./access.ts";
+import { grantPolicies, networkDeviceSettings, trustedProfiles } from "./access.ts";
 import type { ClientSession } from "./client-service.ts";
 import { type NetworkContext, newJti, sign } from "./context.ts";
 import type { Db } from "./db.ts";
@@ -23,7 +23,7 @@ import {
   refreshAtIdp,
   startAuthorization,
 } from "./oidc.ts";
-import { Posture, requiresMfa } from "./policy.ts";
+import { canSignIn, Posture, requiresMfa } from "./policy.ts";
 import type { DeviceJwk } from "./schemas.ts";
 import { hashSecret, newId, newSecret, parseSecret } from "./secrets.ts";
 import { type DeviceRow, iso, type UserRow } from "./views.ts";
@@ -174,6 +174,22 @@ async function openUserSession(
   const { db, now } = ctx;
   const jwk = s.device.public_jwk;
   const jkt = await calculateJwkThumbprint(jwk, "sha256");
+  // "Any Device" means a device that can sign in: it meets the Approved Operating Systems or a
+  // Trusted Profile (or an admin trusted it), and is not blocked.
+  const known = db.one<{ blocked: number; trusted: number }>`SELECT d.blocked, d.trusted FROM devices d
+    WHERE d.principal_id = ${s.userId} AND d.jkt = ${jkt}`;
+  const eligible = canSignIn({
+    device: { blocked: known?.blocked === 1, trusted: known?.trusted === 1, posture: s.device.posture },
+    profiles: trustedProfiles(db),
+    approvedOs: networkDeviceSettings(db).approved_os,
+  });
+  if (!eligible) {
+    throw new ControllerError(
+      "denied",
+      "this device may not sign in: it is blocked, or meets neither the network's approved operating systems nor a trusted profile",
+      "device",
+    );
+  }
   const jti = newJti();
   const newDeviceId = newId("dv");
   const result = db.transaction(() => {
@@ -246,7 +262,8 @@ async function sessionToken(
 /**
  * A person's session token is short-lived (12 h) and renewed here. With `silent`, the Controller
  * also asks the IdP (refresh token): while the IdP session is valid this counts as a successful
- * authentication and resets every policy timer, without the person doing anything.
+ * authentication and resets the authentication timer (not MFA: only the person can do that),
+ * without the person doing anything.
  */
 export async function renewSession(ctx: NetworkContext, session: ClientSession, silent: boolean) {
   const { db, now } = ctx;
