@@ -157,6 +157,8 @@ describe("acl", () => {
         udp: { policy: "restricted", ports: [] },
         icmp: false,
       },
+      // A service account: the Default Policy's timers do not apply to it.
+      access: { allowed: true, reason: null, message: null, until: null },
     });
   });
 
