@@ -15,6 +15,11 @@ export interface NetworkContext {
   /** WebSocket base URL of the relay (ws:// or wss://). */
   relayUrl: string;
   keys: ControllerKeys;
+  /**
+   * The time recorded for a successful authentication (`auth_at`, `mfa_at`). Equal to `now`, except
+   * on development edges where an admin shifted it (`POST /api/v1/dev/clock`) to test policy timers.
+   */
+  authNow: number;
   /** ISO country of the caller as the edge saw it (`request.cf.country`); null when unknown. */
   country: string | null;
 }

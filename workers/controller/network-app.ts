@@ -69,7 +69,7 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
   app.notFound(() => toErrorResponse(notFound("route")));
 
   const devMode = deps.env.DEV_MODE === "1";
-  /** Development edges only: an admin-set offset of the Controller's clock, for timer tests. */
+  /** Development edges only: an admin-set offset of the times sign-ins record, for timer tests. */
   let clockOffsetMs = 0;
 
   app.use("*", async (c, next) => {
@@ -78,7 +78,8 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
     c.set("ctx", {
       db: deps.db,
       networkId,
-      now: Date.now() + clockOffsetMs,
+      now: Date.now(),
+      authNow: Date.now() + clockOffsetMs,
       issuer: deps.env.PUBLIC_URL,
       relayUrl,
       keys: deps.keys,
@@ -119,11 +120,12 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
   }
 
   if (devMode) {
-    // Development edges only (DEV_MODE=1): shift the Controller's clock to test policy timers.
+    // Development edges only (DEV_MODE=1): sign-ins record a shifted time, so a policy timer can be
+    // made to end seconds from now (everything else keeps the real clock).
     app.post("/api/v1/dev/clock", async (c) => {
       const body = await parseBody(c.req.raw, DevClock);
       clockOffsetMs = body.offset_seconds * 1000;
-      return c.json({ offset_seconds: body.offset_seconds, now: new Date(Date.now() + clockOffsetMs) });
+      return c.json({ offset_seconds: body.offset_seconds, auth_now: new Date(Date.now() + clockOffsetMs) });
     });
   }
 

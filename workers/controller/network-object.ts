@@ -60,6 +60,7 @@ export class NetworkObject extends DurableObject<Env> {
         db: this.db,
         networkId,
         now: Date.now(),
+        authNow: Date.now(),
         issuer: this.env.PUBLIC_URL,
         relayUrl: relayUrlOf(this.env),
         keys: this.keys,

@@ -94,7 +94,9 @@ export async function startDeviceAuthorization(
     throw invalidRequest("this network has no identity provider configured: ask an admin (PUT /api/v1/idp)");
   }
   // The posture report must be signed by the very key this sign-in will bind the session to.
-  const posture = input.posture ? await checkedPosture(input.posture, input.device.public_jwk) : null;
+  const posture = input.posture
+    ? await checkedPosture(input.posture, input.device.public_jwk, ctx.now)
+    : null;
   const id = newId("dc");
   const secret = await newSecret("spd", ctx.networkId, id);
   const userCode = newUserCode();
@@ -114,10 +116,9 @@ export async function startDeviceAuthorization(
   };
 }
 
-/** Freshness is judged by the wall clock: a development clock offset shifts policy timers only. */
-async function checkedPosture(jws: string, jwk: DeviceJwk) {
+async function checkedPosture(jws: string, jwk: DeviceJwk, now: number) {
   try {
-    return Posture.parse(await verifyPosture(jws, jwk, Date.now()));
+    return Posture.parse(await verifyPosture(jws, jwk, now));
   } catch {
     throw invalidRequest("posture: not a fresh report signed by this device's key");
   }
@@ -276,7 +277,7 @@ export async function renewSession(ctx: NetworkContext, session: ClientSession, 
     if (row?.idp_refresh_token && cfg) {
       const r = await refreshAtIdp(cfg, row.idp_refresh_token, now);
       if (r.ok) {
-        db.run`UPDATE sessions SET auth_at = ${now}, expires_at = ${now + USER_SESSION_MS},
+        db.run`UPDATE sessions SET auth_at = ${ctx.authNow}, expires_at = ${ctx.authNow + USER_SESSION_MS},
           idp_refresh_token = ${r.refreshToken} WHERE jti = ${session.jti}`;
         renewed = true;
       }
@@ -302,7 +303,7 @@ export async function renewSession(ctx: NetworkContext, session: ClientSession, 
 
 /** The client's periodic posture report. */
 export async function reportPosture(ctx: NetworkContext, session: ClientSession, jws: string) {
-  const posture = await checkedPosture(jws, session.jwk);
+  const posture = await checkedPosture(jws, session.jwk, ctx.now);
   ctx.db.run`UPDATE devices SET posture = ${JSON.stringify(posture)}, posture_at = ${ctx.now}
     WHERE id = ${session.deviceId}`;
   return { accepted: true };
@@ -441,13 +442,13 @@ export function registerSignInPages(app: Hono<PageCtx>): void {
     }
     const user = upsertPerson(ctx.db, identity, ctx.now);
     if (!user) return errorPage("Your account is disabled. Ask an administrator.", 403);
-    ctx.db.run`UPDATE login_flows SET user_id = ${user.id}, auth_at = ${ctx.now},
+    ctx.db.run`UPDATE login_flows SET user_id = ${user.id}, auth_at = ${ctx.authNow},
       idp_refresh_token = ${identity.refreshToken} WHERE id = ${flow.id}`;
     if (mfaNeeded(ctx.db, user.id)) return redirect(`${signInBase(ctx)}/mfa`);
     return approve(ctx, {
       ...flow,
       user_id: user.id,
-      auth_at: ctx.now,
+      auth_at: ctx.authNow,
       idp_refresh_token: identity.refreshToken,
     });
   });
@@ -481,10 +482,9 @@ export function registerSignInPages(app: Hono<PageCtx>): void {
         return true;
       });
       if (!used) return await mfaPage(ctx, flow.user_id, "That recovery code is not valid.");
-      return approve(ctx, { ...flow, mfa_at: ctx.now });
+      return approve(ctx, { ...flow, mfa_at: ctx.authNow });
     }
-    // The wall clock, like the authenticator app's: a development clock offset shifts policy timers only.
-    const step = verifyTotp(totp.secret, code, Date.now());
+    const step = verifyTotp(totp.secret, code, ctx.now);
     if (step === null || (totp.last_step !== null && step <= totp.last_step)) {
       return await mfaPage(ctx, flow.user_id, "That code is not valid. Try the current one.");
     }
@@ -497,14 +497,14 @@ export function registerSignInPages(app: Hono<PageCtx>): void {
         ctx.db
           .run`INSERT INTO recovery_codes (user_id, code_hash) VALUES (${flow.user_id}, ${await hashSecret(rc)})`;
       }
-      await approveDeviceCode(ctx, { ...flow, mfa_at: ctx.now });
+      await approveDeviceCode(ctx, { ...flow, mfa_at: ctx.authNow });
       return page(
         "Two-factor authentication is on",
         html`<p id="signed-in">You are signed in. Save these recovery codes; each works once if you lose your authenticator:</p>
 <pre id="recovery-codes">${codes.join("\n")}</pre><p>You can close this window and return to your terminal.</p>`,
       );
     }
-    return approve(ctx, { ...flow, mfa_at: ctx.now });
+    return approve(ctx, { ...flow, mfa_at: ctx.authNow });
   });
 }
 
