@@ -261,14 +261,19 @@ export class Daemon {
     return `${host}:${this.dns.port}`;
   }
 
+  /** A renewed or new session: used from now on, and kept for the next start. */
+  private adoptSession(patch: Partial<SessionState>): void {
+    this.session = { ...this.session, ...patch };
+    saveSession(this.opts.stateDir, this.session);
+  }
+
   private async renewSession(): Promise<void> {
     const file = this.session.service_key_file;
     if (!file) {
       // A person's session: the Controller re-issues its short-lived token while the session lives.
       try {
         const res = await renewUserSession(this.session, false);
-        this.session = { ...this.session, session_token: res.session_token, expires_at: res.expires_at };
-        saveSession(this.opts.stateDir, this.session);
+        this.adoptSession({ session_token: res.session_token, expires_at: res.expires_at });
         return;
       } catch (err) {
         if (err instanceof ClientApiError && err.status === 401) {
@@ -284,8 +289,7 @@ export class Daemon {
       os: process.platform,
       hostname: hostname(),
     });
-    this.session = { ...this.session, ...res };
-    saveSession(this.opts.stateDir, this.session);
+    this.adoptSession(res);
     this.opts.log.info("session renewed");
   }
 
@@ -544,8 +548,7 @@ export class Daemon {
       this.silentTriedFor = earliest;
       try {
         const res = await renewUserSession(this.session, true);
-        this.session = { ...this.session, session_token: res.session_token, expires_at: res.expires_at };
-        saveSession(this.opts.stateDir, this.session);
+        this.adoptSession({ session_token: res.session_token, expires_at: res.expires_at });
         if (res.authenticated) {
           this.opts.log.info("re-authenticated silently with the identity provider");
           this.reauth = undefined;
@@ -610,8 +613,7 @@ export class Daemon {
       });
       void run
         .then(async (res) => {
-          this.session = { ...this.session, ...res };
-          saveSession(this.opts.stateDir, this.session);
+          this.adoptSession(res);
           this.reauth = undefined;
           this.opts.log.info("signed in again");
           await this.afterAuthentication();

@@ -2,7 +2,7 @@
 // open a browser when there is one, poll until the person has signed in at the network's IdP.
 // Also the device posture the client reports, signed with its device key.
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { hostname, release } from "node:os";
 import { type PostureReport, signPosture } from "../shared/posture.ts";
 import {
@@ -49,20 +49,23 @@ export function collectPosture(): PostureReport {
 
 /** True when the root filesystem sits on a dm-crypt device; null when it cannot be told. */
 function linuxDiskEncryption(): boolean | null {
-  const mounts = readSmall("/proc/self/mountinfo");
-  if (mounts === null) return null;
-  const dm = readFileSync("/proc/self/mountinfo", "utf8")
-    .split("\n")
-    .find((l) => l.split(" ")[4] === "/");
-  const source = dm?.split(" - ")[1]?.split(" ")[1];
-  if (!source?.startsWith("/dev/mapper/") && !source?.startsWith("/dev/dm-")) return false;
+  let mountinfo: string;
   try {
-    const name = source.split("/").pop() ?? "";
-    const uuid = readSmall(`/sys/class/block/${name}/dm/uuid`) ?? "";
-    return uuid.startsWith("CRYPT-");
+    mountinfo = readFileSync("/proc/self/mountinfo", "utf8");
   } catch {
     return null;
   }
+  // Fields: … mount-point(5th) … " - " fstype source …
+  const root = mountinfo.split("\n").find((l) => l.split(" ")[4] === "/");
+  const source = root?.split(" - ")[1]?.split(" ")[1] ?? "";
+  if (!source.startsWith("/dev/mapper/") && !source.startsWith("/dev/dm-")) return false;
+  let name: string;
+  try {
+    name = realpathSync(source).split("/").pop() ?? ""; // /dev/mapper/root → /dev/dm-0
+  } catch {
+    return null;
+  }
+  return (readSmall(`/sys/class/block/${name}/dm/uuid`) ?? "").startsWith("CRYPT-");
 }
 
 export async function signedPosture(device: DeviceKey): Promise<string> {

@@ -12,6 +12,14 @@
  * passed on for the caller's policy to refuse.
  */
 import ipaddr from "ipaddr.js";
+import {
+  ATYP_DOMAIN,
+  ATYP_IPV4,
+  ATYP_IPV6,
+  readSocksAddress,
+  type SocksAddress,
+  type SocksAddressError,
+} from "./socks-address.ts";
 
 export class SocksUdpError extends Error {
   readonly code = "socks_udp_header";
@@ -21,51 +29,25 @@ export class SocksUdpError extends Error {
   }
 }
 
-export interface SocksUdpAddress {
-  /** IPv4 dotted quad, IPv6 in RFC 5952 form, or the domain exactly as sent. */
-  host: string;
-  port: number;
-  atyp: "domain" | "ipv4" | "ipv6";
-}
+export type SocksUdpAddress = SocksAddress;
 
 export interface SocksUdpDatagram extends SocksUdpAddress {
   data: Uint8Array;
 }
-
-const ATYP_IPV4 = 0x01;
-const ATYP_DOMAIN = 0x03;
-const ATYP_IPV6 = 0x04;
 
 /** Parses one datagram received on the relay socket. `data` is a view into `buf`. */
 export function parseUdpRequest(buf: Uint8Array): SocksUdpDatagram {
   if (buf.length < 4) throw new SocksUdpError(`datagram of ${buf.length} bytes is shorter than a header`);
   if (buf[0] !== 0 || buf[1] !== 0) throw new SocksUdpError("reserved bytes are not zero");
   if (buf[2] !== 0) throw new SocksUdpError(`fragment ${buf[2]}: fragmentation is not supported`);
-  const atyp = buf[3];
-  let start = 4;
-  let len: number;
-  if (atyp === ATYP_IPV4) len = 4;
-  else if (atyp === ATYP_IPV6) len = 16;
-  else if (atyp === ATYP_DOMAIN) {
-    if (buf.length < 5) throw new SocksUdpError("truncated header");
-    len = buf[4]!;
-    start = 5;
-    if (len === 0) throw new SocksUdpError("empty domain name");
-  } else {
-    throw new SocksUdpError(`unsupported address type ${atyp}`);
+  let read: ReturnType<typeof readSocksAddress>;
+  try {
+    read = readSocksAddress(buf, 3);
+  } catch (err) {
+    throw new SocksUdpError((err as SocksAddressError).message);
   }
-  const end = start + len + 2;
-  if (buf.length < end) throw new SocksUdpError("truncated header");
-  const addr = buf.subarray(start, start + len);
-  const port = (buf[end - 2]! << 8) | buf[end - 1]!;
-  const data = buf.subarray(end);
-  if (atyp === ATYP_DOMAIN) {
-    if (!addr.every((b) => b >= 0x21 && b <= 0x7e))
-      throw new SocksUdpError("domain name has non-printable or non-ASCII bytes");
-    return { host: String.fromCharCode(...addr), port, atyp: "domain", data };
-  }
-  if (atyp === ATYP_IPV4) return { host: addr.join("."), port, atyp: "ipv4", data };
-  return { host: ipaddr.fromByteArray([...addr]).toString(), port, atyp: "ipv6", data };
+  if (!read) throw new SocksUdpError("truncated header");
+  return { ...read.address, data: buf.subarray(read.end) };
 }
 
 /** The header for `address` (domain, IPv4 or IPv6 as its atyp says), without the data. */

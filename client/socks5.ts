@@ -28,6 +28,13 @@
 import net, { type AddressInfo } from "node:net";
 import ipaddr from "ipaddr.js";
 import { closeWith, concat, connectPhase } from "./proxy-connection.ts";
+import {
+  ATYP_IPV4,
+  ATYP_IPV6,
+  readSocksAddress,
+  type SocksAddress,
+  type SocksAddressError,
+} from "./socks-address.ts";
 
 export const SOCKS_VERSION = 0x05;
 
@@ -48,18 +55,10 @@ const METHOD_NO_AUTH = 0x00;
 const METHOD_NONE_ACCEPTABLE = 0xff;
 const CMD_CONNECT = 0x01;
 const CMD_UDP_ASSOCIATE = 0x03;
-const ATYP_IPV4 = 0x01;
-const ATYP_DOMAIN = 0x03;
-const ATYP_IPV6 = 0x04;
 
-export interface SocksConnectRequest {
+export interface SocksConnectRequest extends SocksAddress {
   /** CONNECT, or UDP ASSOCIATE (host/port: where the client will send datagrams from). */
   command: "connect" | "udp_associate";
-  /** IPv4 dotted quad, IPv6 in RFC 5952 form, or the domain exactly as sent (printable ASCII). */
-  host: string;
-  /** 0-65535 as sent; port 0 is passed on for the caller's policy to refuse. */
-  port: number;
-  atyp: "domain" | "ipv4" | "ipv6";
 }
 
 /**
@@ -149,44 +148,20 @@ export function parseRequest(buf: Uint8Array): Parsed<SocksConnectRequest> {
   if (buf.length >= 3 && buf[2] !== 0) {
     throw new SocksProtocolError("reserved byte is not zero", SocksReply.generalFailure);
   }
-  if (buf.length < 5) return { done: false };
-  const atyp = buf[3];
-  let addrStart = 4;
-  let addrLen: number;
-  if (atyp === ATYP_IPV4) addrLen = 4;
-  else if (atyp === ATYP_IPV6) addrLen = 16;
-  else if (atyp === ATYP_DOMAIN) {
-    addrLen = buf[4] ?? 0;
-    addrStart = 5;
-    if (addrLen === 0) throw new SocksProtocolError("empty domain name", SocksReply.generalFailure);
-  } else {
-    throw new SocksProtocolError(`unsupported address type ${atyp}`, SocksReply.addressTypeNotSupported);
+  let read: ReturnType<typeof readSocksAddress>;
+  try {
+    read = readSocksAddress(buf, 3);
+  } catch (err) {
+    const e = err as SocksAddressError;
+    throw new SocksProtocolError(
+      e.message,
+      e.unsupportedType ? SocksReply.addressTypeNotSupported : SocksReply.generalFailure,
+    );
   }
-  const end = addrStart + addrLen + 2;
-  if (buf.length < end) return { done: false };
-  const addr = buf.subarray(addrStart, addrStart + addrLen);
-  const port = ((buf[end - 2] ?? 0) << 8) | (buf[end - 1] ?? 0);
-  let host: string;
-  let kind: SocksConnectRequest["atyp"];
-  if (atyp === ATYP_DOMAIN) {
-    // Only printable ASCII reaches the caller; it then parses the name strictly (shared/address.ts).
-    if (!addr.every((b) => b >= 0x21 && b <= 0x7e)) {
-      throw new SocksProtocolError(
-        "domain name has non-printable or non-ASCII bytes",
-        SocksReply.generalFailure,
-      );
-    }
-    host = String.fromCharCode(...addr);
-    kind = "domain";
-  } else if (atyp === ATYP_IPV4) {
-    host = addr.join(".");
-    kind = "ipv4";
-  } else {
-    host = ipaddr.fromByteArray([...addr]).toString();
-    kind = "ipv6";
-  }
+  if (!read) return { done: false };
+  const { address, end } = read;
   const command = buf[1] === CMD_UDP_ASSOCIATE ? "udp_associate" : "connect";
-  return { done: true, value: { command, host, port, atyp: kind }, consumed: end };
+  return { done: true, value: { command, ...address }, consumed: end };
 }
 
 /**

@@ -17,6 +17,8 @@ const AuthMessage = z.object({
 export interface Authorization {
   claims: Claims<"authz">;
   acl: CompiledAcl;
+  /** Resource ID → end of its Resource Policy timer (seconds since the epoch), for timed entries. */
+  untils: ReadonlyMap<string, number>;
   /** Expiry in ms since the epoch. */
   expiresAt: number;
 }
@@ -79,5 +81,6 @@ export async function authorize(
       throw new AuthorizationError("renewed authorization is for another principal or device");
     }
   }
-  return { claims, acl: compileAcl(claims.acl), expiresAt: claims.exp * 1000 };
+  const untils = new Map(claims.acl.flatMap((e) => (e.until != null ? [[e.id, e.until] as const] : [])));
+  return { claims, acl: compileAcl(claims.acl), untils, expiresAt: claims.exp * 1000 };
 }

@@ -177,8 +177,7 @@ export class ConnectorSession {
 
   /** Seconds-since-epoch end of a Resource's policy timer in the current authorization. */
   private untilOf(resourceId: string | null): number | null {
-    if (!resourceId) return null;
-    return this.auth?.claims.acl.find((e) => e.id === resourceId)?.until ?? null;
+    return (resourceId && this.auth?.untils.get(resourceId)) || null;
   }
 
   /**
@@ -189,11 +188,10 @@ export class ConnectorSession {
     if (this.policyTimer) clearTimeout(this.policyTimer);
     this.policyTimer = undefined;
     const now = Date.now();
-    const next = Math.min(
-      ...(this.auth?.claims.acl ?? []).flatMap((e) =>
-        e.until && e.until * 1000 > now ? [e.until * 1000] : [],
-      ),
-    );
+    let next = Number.POSITIVE_INFINITY;
+    for (const until of this.auth?.untils.values() ?? []) {
+      if (until * 1000 > now) next = Math.min(next, until * 1000);
+    }
     this.expireStreams(now);
     if (!Number.isFinite(next)) return;
     // setTimeout's limit is ~24.8 days; a longer timer is re-armed when it fires.

@@ -6,13 +6,14 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { exportJWK, generateKeyPair } from "jose";
 import { type Idp, startIdp } from "../../scripts/lib/idp.ts";
 import { CLIENT_BIN, type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
-import { launchBrowser, type TestBrowser } from "../helpers/browser.ts";
+import { launchBrowser, signInAtIdp, type TestBrowser } from "../helpers/browser.ts";
 import { adminApi, type Edge, startEdge } from "../helpers/edge.ts";
 import { curlVia } from "../helpers/peers.ts";
-import { loginPerson, signInInBrowser } from "../helpers/person.ts";
+import { loginPerson, signInInBrowser, totpNow } from "../helpers/person.ts";
 import { startEcho, startHttp } from "../helpers/servers.ts";
 import { SocksRefused, socksConnect } from "../helpers/socks-client.ts";
 
@@ -47,6 +48,7 @@ let tmp: string;
 let api: ReturnType<typeof adminApi>;
 let aliceTotp: string | undefined;
 let aliceRecovery: string[] = [];
+const usedRecovery: string[] = [];
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), "sallyport-signin-"));
@@ -144,6 +146,31 @@ async function resources(stateDir: string) {
 
 const setClock = (offsetSeconds: number) => api("POST", "/dev/clock", { offset_seconds: offsetSeconds });
 
+/**
+ * Alice signs in again (MFA with one of her recovery codes), recorded `secondsAgo` in the past
+ * (DEV_MODE only), so an hourly timer ends `3600 - secondsAgo` seconds from now. Resolves with the
+ * time the sign-in finished.
+ */
+async function aliceSignsInAgo(secondsAgo: number): Promise<number> {
+  const recoveryCode = aliceRecovery.shift();
+  if (recoveryCode) usedRecovery.push(recoveryCode);
+  await setClock(-secondsAgo);
+  try {
+    await withBrowser((b) =>
+      loginPerson({
+        controller: edge.url,
+        networkId: edge.networkId,
+        stateDir: join(tmp, "alice"),
+        page: b.page,
+        person: { ...ALICE, totpSecret: aliceTotp, recoveryCode },
+      }),
+    );
+  } finally {
+    await setClock(0);
+  }
+  return Date.now();
+}
+
 test("a person signs in with the device flow, enrolls TOTP, and reaches a Resource under an MFA policy", async () => {
   const state = join(tmp, "alice");
   const signed = await withBrowser((b) =>
@@ -217,20 +244,7 @@ test("a person in no Group that grants the Resource is denied, and told it is th
 test("at the policy's expiry the connector cuts the open stream; new connections are denied with the reason", async () => {
   const state = join(tmp, "alice");
   // Sign in "59 min 52 s ago": the hourly timer ends 8 s from now.
-  await setClock(-(3600 - 8));
-  try {
-    await withBrowser((b) =>
-      loginPerson({
-        controller: edge.url,
-        networkId: edge.networkId,
-        stateDir: state,
-        page: b.page,
-        person: { ...ALICE, totpSecret: aliceTotp, recoveryCode: aliceRecovery.shift() },
-      }),
-    );
-  } finally {
-    await setClock(0);
-  }
+  await aliceSignsInAgo(3600 - 8);
   const client = await startClient({ controller: edge.url, stateDir: state });
   try {
     const sock = await socksConnect(client.socks, APP, echo.port);
@@ -261,23 +275,8 @@ test("at the policy's expiry the connector cuts the open stream; new connections
 
 test("near expiry while in use: silent renewal while the IdP session is valid, else a prompt and a local re-auth URL that resets every timer", async () => {
   const state = join(tmp, "alice");
-  const signInNearExpiry = async () => {
-    await setClock(-(3600 - 300)); // 5 minutes left: inside the 10-minute prompt window
-    try {
-      await withBrowser((b) =>
-        loginPerson({
-          controller: edge.url,
-          networkId: edge.networkId,
-          stateDir: state,
-          page: b.page,
-          person: { ...ALICE, totpSecret: aliceTotp, recoveryCode: aliceRecovery.shift() },
-        }),
-      );
-    } finally {
-      await setClock(0);
-    }
-    return Date.now();
-  };
+  // 5 minutes left: inside the 10-minute prompt window.
+  const signInNearExpiry = () => aliceSignsInAgo(3600 - 300);
   const untilOf = async (name: string) => (await resources(state)).find((x) => x.name === name).access.until;
 
   // 1. The IdP session is still valid: using WIKI (hourly, no MFA) renews silently and its timer
@@ -339,6 +338,86 @@ async function waitUntil(
   }
   throw new Error(`condition not met in time${logs ? `\n${logs()}` : ""}`);
 }
+
+test("an admin blocks the person's device: its live stream is cut and new connections refused; unblocked, it works again", async () => {
+  const state = join(tmp, "alice");
+  const client = await startClient({ controller: edge.url, stateDir: state });
+  try {
+    const { device_id } = await status(state);
+    const sock = await socksConnect(client.socks, WIKI, echo.port);
+    sock.on("error", () => {});
+    sock.write("ping");
+    await new Promise<void>((r) => sock.once("data", () => r()));
+    const closed = new Promise<number>((r) => sock.once("close", () => r(Date.now())));
+    const blockedAt = Date.now();
+    await api("POST", `/devices/${device_id}/block`);
+    const cutAt = await Promise.race([closed, Bun.sleep(60_000).then(() => -1)]);
+    expect(cutAt).toBeGreaterThan(0);
+    expect(cutAt - blockedAt).toBeLessThan(60_000);
+    await expect(socksConnect(client.socks, WIKI, echo.port)).rejects.toBeInstanceOf(SocksRefused);
+    expect((await status(state)).denials[0].reason).toBe("device");
+    await api("POST", `/devices/${device_id}/unblock`);
+    expect(await curlVia(client.socks, `http://${WIKI}:${http.port}/`)).toBe("hello from app\n");
+  } finally {
+    await client.stop();
+  }
+}, 90_000);
+
+test("single use: an approved device code yields exactly one session; a TOTP code and a recovery code work once", async () => {
+  const { publicKey } = await generateKeyPair("ES256", { extractable: true });
+  const { x, y } = await exportJWK(publicKey);
+  const authorize = async () => {
+    const res = await fetch(`${edge.url}/client/v1/device/authorize`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        network_id: edge.networkId,
+        device: { public_jwk: { kty: "EC", crv: "P-256", x, y } },
+      }),
+    });
+    expect(res.status).toBe(200);
+    return (await res.json()) as { device_code: string; verification_uri_complete: string };
+  };
+  const poll = (deviceCode: string) =>
+    fetch(`${edge.url}/client/v1/device/token`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ device_code: deviceCode }),
+    }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error?: { code: string } } }));
+
+  await withBrowser(async (b) => {
+    const page = b.page;
+    /** From the device page to the MFA form (through the IdP's form when its session lapsed). */
+    const toMfa = async (url: string) => {
+      await page.goto(url);
+      await page.locator("#continue").click();
+      await page.locator('input[name="login"], #code').first().waitFor({ timeout: 15_000 });
+      if ((await page.locator("#code").count()) === 0) await signInAtIdp(page, ALICE);
+      await page.locator("#code").waitFor({ timeout: 15_000 });
+    };
+    const submit = async (code: string) => {
+      await page.locator("#code").fill(code);
+      await page.locator("#verify").click();
+      await page.locator("#signed-in, #error").first().waitFor({ timeout: 15_000 });
+      return (await page.locator("body").textContent()) ?? "";
+    };
+
+    const first = await authorize();
+    await toMfa(first.verification_uri_complete);
+    const code = totpNow(aliceTotp!);
+    expect(await submit(code)).toContain("You are signed in");
+    // Two clients polling the one approved code at once: exactly one gets the session.
+    const polls = await Promise.all([poll(first.device_code), poll(first.device_code)]);
+    expect(polls.map((p) => p.status).sort()).toEqual([200, 400]);
+    expect(polls.find((p) => p.status === 400)?.body.error?.code).toBe("expired_token");
+
+    const second = await authorize();
+    await toMfa(second.verification_uri_complete);
+    expect(await submit(code)).toContain("That code is not valid"); // the same TOTP code again
+    expect(await submit(usedRecovery[0]!)).toContain("That recovery code is not valid");
+    expect(await submit(aliceRecovery.shift()!)).toContain("You are signed in");
+  });
+}, 90_000);
 
 test("SCIM deactivation: the person's live stream is cut and new connections refused within a minute", async () => {
   const state = join(tmp, "alice");

@@ -78,12 +78,12 @@ export function callerCountry(env: Env, request: Request): string | null {
   return c && /^[A-Z]{2}$/.test(c) && c !== "XX" && c !== "T1" ? c : null;
 }
 
-/** Routes by a secret in a body field (login, refresh), before anything else is checked. */
-async function forwardBySecretInBody(env: Env, request: Request, field: string, kind: SecretKind) {
+/** Routes by a body field: a network ID, or a secret of `kind` that names one. */
+async function forwardByBodyField(env: Env, request: Request, field: string, kind?: SecretKind) {
   const body = await readBody(request);
   const json = await readJson(new Request(request.url, { method: "POST", body }));
   const value = parseWith(z.object({ [field]: z.string().max(200) }), json)[field];
-  return await forward(env, parseSecret(kind, value)?.networkId, request, body);
+  return await forward(env, kind ? parseSecret(kind, value)?.networkId : value, request, body);
 }
 
 async function requireBootstrapSecret(c: { req: { raw: Request }; env: Env }): Promise<void> {
@@ -128,22 +128,17 @@ controllerApp.all("/scim/v2/*", (c) =>
   forward(c.env, parseSecret("sps", bearer(c.req.raw))?.networkId, c.req.raw).catch(toScimErrorResponse),
 );
 
-controllerApp.post("/client/v1/login", (c) => forwardBySecretInBody(c.env, c.req.raw, "service_key", "sak"));
-controllerApp.post("/client/v1/device/authorize", async (c) => {
-  const body = await readBody(c.req.raw);
-  const json = await readJson(new Request(c.req.url, { method: "POST", body }));
-  const networkId = parseWith(z.object({ network_id: z.string().max(64) }), json).network_id;
-  return await forward(c.env, networkId, c.req.raw, body);
-});
+controllerApp.post("/client/v1/login", (c) => forwardByBodyField(c.env, c.req.raw, "service_key", "sak"));
+controllerApp.post("/client/v1/device/authorize", (c) => forwardByBodyField(c.env, c.req.raw, "network_id"));
 controllerApp.post("/client/v1/device/token", (c) =>
-  forwardBySecretInBody(c.env, c.req.raw, "device_code", "spd"),
+  forwardByBodyField(c.env, c.req.raw, "device_code", "spd"),
 );
 // The sign-in pages of a network: /auth/<network ID>/…
 controllerApp.all("/auth/:net/*", (c) => forward(c.env, c.req.param("net"), c.req.raw));
 controllerApp.all("/client/v1/*", (c) => forwardByJwt(c.env, c.req.raw));
 
 controllerApp.post("/connector/v1/refresh", (c) =>
-  forwardBySecretInBody(c.env, c.req.raw, "refresh_token", "spr"),
+  forwardByBodyField(c.env, c.req.raw, "refresh_token", "spr"),
 );
 controllerApp.all("/connector/v1/*", (c) => forwardByJwt(c.env, c.req.raw));
 

@@ -15,6 +15,7 @@ import { decisions, type SessionState } from "./access.ts";
 import { type NetworkContext, newJti, sign, verificationKeys } from "./context.ts";
 import type { Db } from "./db.ts";
 import { ControllerError, invalidRequest, unauthorized } from "./errors.ts";
+import { insertEvent } from "./events.ts";
 import type { Decision, DenialReason } from "./policy.ts";
 import type { DeviceJwk } from "./schemas.ts";
 import { hashSecret, newId, parseSecret } from "./secrets.ts";
@@ -359,13 +360,29 @@ export function recordDenial(
   resource: Pick<ResourceRow, "id" | "address">,
   reason: DenialReason,
   message: string,
+  protocol: "tcp" | "udp" = "tcp",
 ): void {
-  ctx.db.run`INSERT INTO events (id, time, received_at, connector_id, principal_id, principal_type,
-    device_id, resource_id, destination, protocol, resolved_ip, outcome, reason, bytes_sent,
-    bytes_received, duration_ms, path)
-    VALUES (${newId("ev")}, ${ctx.now}, ${ctx.now}, 'controller', ${session.principalId},
-    ${session.principalType}, ${session.deviceId}, ${resource.id}, ${resource.address}, 'tcp', NULL,
-    'denied', ${`${reason}: ${message}`}, 0, 0, 0, 'controller')`;
+  insertEvent(
+    ctx.db,
+    {
+      time: ctx.now,
+      connector_id: "controller",
+      principal_id: session.principalId,
+      principal_type: session.principalType,
+      device_id: session.deviceId,
+      resource_id: resource.id,
+      destination: resource.address,
+      protocol,
+      resolved_ip: null,
+      outcome: "denied",
+      reason: `${reason}: ${message}`,
+      bytes_sent: 0,
+      bytes_received: 0,
+      duration_ms: 0,
+      path: "controller",
+    },
+    ctx.now,
+  );
 }
 
 /**
@@ -400,6 +417,6 @@ export function accessCheck(
   }
   const reason =
     d && !d.allowed ? d : { reason: "group" as const, message: "no group you are in grants this resource" };
-  recordDenial(ctx, session, resource, reason.reason, reason.message);
+  recordDenial(ctx, session, resource, reason.reason, reason.message, input.protocol);
   return { resource: true, allowed: false, requirement: reason.reason, message: reason.message };
 }

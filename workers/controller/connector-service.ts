@@ -12,8 +12,9 @@ import { decisions } from "./access.ts";
 import { principalResources } from "./client-service.ts";
 import { type NetworkContext, newJti, sign, TTL_SECONDS, verificationKeys } from "./context.ts";
 import { conflict, notFound, unauthorized } from "./errors.ts";
+import { insertEvent } from "./events.ts";
 import type { ActivityEventInput } from "./schemas.ts";
-import { hashSecret, newId, newSecret, parseSecret } from "./secrets.ts";
+import { hashSecret, newSecret, parseSecret } from "./secrets.ts";
 import { type ConnectorRow, iso, type PrincipalType } from "./views.ts";
 
 export const EVENT_RETENTION_MS = 90 * 24 * 3600_000;
@@ -196,15 +197,7 @@ export function storeEvents(
 ): number {
   ctx.db.transaction(() => {
     ctx.db.run`DELETE FROM events WHERE time < ${ctx.now - EVENT_RETENTION_MS}`;
-    for (const e of events) {
-      ctx.db.run`INSERT INTO events (id, time, received_at, connector_id, principal_id, principal_type,
-        device_id, resource_id, destination, protocol, resolved_ip, outcome, reason, bytes_sent,
-        bytes_received, duration_ms, path)
-        VALUES (${newId("ev")}, ${e.time}, ${ctx.now}, ${connector.id}, ${e.principal_id},
-        ${e.principal_type}, ${e.device_id}, ${e.resource_id}, ${e.destination}, ${e.protocol},
-        ${e.resolved_ip}, ${e.outcome}, ${e.reason}, ${e.bytes_sent}, ${e.bytes_received},
-        ${e.duration_ms}, ${e.path})`;
-    }
+    for (const e of events) insertEvent(ctx.db, { ...e, connector_id: connector.id }, ctx.now);
   });
   return events.length;
 }

@@ -19,9 +19,9 @@ export async function call<T = any>(
   edge: Edge,
   method: string,
   path: string,
-  opts: { token?: string; body?: unknown } = {},
+  opts: { token?: string; body?: unknown; contentType?: string } = {},
 ): Promise<Reply<T>> {
-  const headers: Record<string, string> = { "content-type": "application/json" };
+  const headers: Record<string, string> = { "content-type": opts.contentType ?? "application/json" };
   if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
   const res = await fetch(`${edge.url}${path}`, {
     method,

@@ -10,8 +10,6 @@ export const EMBARGOED_COUNTRIES: readonly string[] = ["CU", "IR", "KP", "SY"];
 
 export const MIN_FREQUENCY_HOURS = 1;
 export const MAX_FREQUENCY_HOURS = 31 * 24;
-/** The client tells a person this long before an authentication timer runs out. */
-export const REAUTH_PROMPT_MS = 10 * 60_000;
 
 const HOUR_MS = 3600_000;
 

@@ -19,33 +19,18 @@ let token: string;
 const admin = <T = any>(method: string, path: string, body?: unknown) =>
   call<T>(edge, method, `/api/v1${path}`, { token: edge.apiKey, body });
 
-/** One SCIM call; `body` is JSON-encoded unless it is a string. */
-async function scim(
+/** One SCIM call (the test's token unless another, or `null` for none, is given). */
+function scim(
   method: string,
   path: string,
   opts: { body?: unknown; token?: string | null; contentType?: string } = {},
 ): Promise<Reply> {
-  const headers: Record<string, string> = { "content-type": opts.contentType ?? SCIM_TYPE };
-  const bearer = opts.token === undefined ? token : opts.token;
-  if (bearer !== null) headers.authorization = `Bearer ${bearer}`;
-  const res = await fetch(`${edge.url}/scim/v2${path}`, {
-    method,
-    headers,
-    body:
-      opts.body === undefined
-        ? undefined
-        : typeof opts.body === "string"
-          ? opts.body
-          : JSON.stringify(opts.body),
+  const bearer = opts.token === undefined ? token : (opts.token ?? undefined);
+  return call(edge, method, `/scim/v2${path}`, {
+    token: bearer,
+    body: opts.body,
+    contentType: opts.contentType ?? SCIM_TYPE,
   });
-  const text = await res.text();
-  let body: unknown = text;
-  try {
-    body = text ? JSON.parse(text) : undefined;
-  } catch {
-    // keep the text: the assertion will show it
-  }
-  return { status: res.status, body, headers: res.headers };
 }
 
 function expectScimError(res: Reply, status: number, scimType?: string) {

@@ -4,7 +4,8 @@
 // poll then gets a session bound to its device key. Every successful sign-in starts a new session
 // whose `auth_at` and `mfa_at` reset every policy timer (the rolling window).
 
-import type { Hono } from "hono";
+import type { Context, Hono } from "hono";
+import { getCookie, setCookie } from "hono/cookie";
 import { html, raw } from "hono/html";
 import { calculateJwkThumbprint } from "jose";
 import * as OTPAuth from "otpauth";
@@ -344,22 +345,10 @@ const errorPage = (message: string, status = 400) =>
     status,
   );
 
-function cookieOf(req: Request, name: string): string | undefined {
-  const header = req.headers.get("cookie") ?? "";
-  for (const part of header.split(";")) {
-    const [k, ...v] = part.trim().split("=");
-    if (k === name) return v.join("=");
-  }
-  return undefined;
-}
-
-function flowCookie(ctx: NetworkContext, value: string, maxAge: number): string {
-  const secure = ctx.issuer.startsWith("https:") ? "; Secure" : "";
-  return `${FLOW_COOKIE}=${value}; Path=/auth/${ctx.networkId}; HttpOnly; SameSite=Lax; Max-Age=${maxAge}${secure}`;
-}
-
-function currentFlow(ctx: NetworkContext, req: Request): FlowRow | undefined {
-  const id = cookieOf(req, FLOW_COOKIE);
+/** The sign-in in progress in this browser (its ID is the flow cookie). */
+function currentFlow(c: Context<PageCtx>): FlowRow | undefined {
+  const ctx = c.get("ctx");
+  const id = getCookie(c, FLOW_COOKIE);
   if (!id || id.length > 100) return undefined;
   return ctx.db.one<FlowRow>`SELECT * FROM login_flows WHERE id = ${id} AND expires_at > ${ctx.now}`;
 }
@@ -405,19 +394,19 @@ export function registerSignInPages(app: Hono<PageCtx>): void {
       .run`INSERT INTO login_flows (id, device_code_id, state, nonce, code_verifier, expires_at, created_at)
       VALUES (${flowId}, ${row.id}, ${start.state}, ${start.nonce}, ${start.codeVerifier},
       ${ctx.now + FLOW_TTL_MS}, ${ctx.now})`;
-    return new Response(null, {
-      status: 302,
-      headers: {
-        location: start.url,
-        "set-cookie": flowCookie(ctx, flowId, FLOW_TTL_MS / 1000),
-        "cache-control": "no-store",
-      },
+    setCookie(c, FLOW_COOKIE, flowId, {
+      path: `/auth/${ctx.networkId}`,
+      httpOnly: true,
+      sameSite: "Lax",
+      maxAge: FLOW_TTL_MS / 1000,
+      secure: ctx.issuer.startsWith("https:"),
     });
+    return c.redirect(start.url, 302);
   });
 
   app.get("/auth/:net/callback", async (c) => {
     const ctx = c.get("ctx");
-    const flow = currentFlow(ctx, c.req.raw);
+    const flow = currentFlow(c);
     if (!flow || flow.user_id) return errorPage("This sign-in has expired or was already used.");
     const cfg = readIdpConfig(ctx.db);
     if (!cfg) return errorPage("This network has no identity provider configured.", 503);
@@ -444,7 +433,7 @@ export function registerSignInPages(app: Hono<PageCtx>): void {
     if (!user) return errorPage("Your account is disabled. Ask an administrator.", 403);
     ctx.db.run`UPDATE login_flows SET user_id = ${user.id}, auth_at = ${ctx.authNow},
       idp_refresh_token = ${identity.refreshToken} WHERE id = ${flow.id}`;
-    if (mfaNeeded(ctx.db, user.id)) return redirect(`${signInBase(ctx)}/mfa`);
+    if (mfaNeeded(ctx.db, user.id)) return c.redirect(`${signInBase(ctx)}/mfa`, 302);
     return approve(ctx, {
       ...flow,
       user_id: user.id,
@@ -455,20 +444,20 @@ export function registerSignInPages(app: Hono<PageCtx>): void {
 
   app.get("/auth/:net/mfa", async (c) => {
     const ctx = c.get("ctx");
-    const flow = currentFlow(ctx, c.req.raw);
+    const flow = currentFlow(c);
     if (!flow?.user_id) return errorPage("This sign-in has expired.");
     return await mfaPage(ctx, flow.user_id);
   });
 
   app.post("/auth/:net/mfa", async (c) => {
     const ctx = c.get("ctx");
-    const flow = currentFlow(ctx, c.req.raw);
+    const flow = currentFlow(c);
     if (!flow?.user_id || flow.auth_at === null) return errorPage("This sign-in has expired.");
     const form = await c.req.parseBody().catch(() => ({}) as Record<string, unknown>);
     const code = typeof form.code === "string" ? form.code.trim() : "";
     const totp = ctx.db.one<{ secret: string; confirmed_at: number | null; last_step: number | null }>`SELECT
       secret, confirmed_at, last_step FROM totp WHERE user_id = ${flow.user_id}`;
-    if (!totp) return redirect(`${signInBase(ctx)}/mfa`);
+    if (!totp) return c.redirect(`${signInBase(ctx)}/mfa`, 302);
     const enrolling = totp.confirmed_at === null;
     if (!enrolling && /^[a-z0-9]{5}-[a-z0-9]{5}$/i.test(code)) {
       // A recovery code: single use.
@@ -497,7 +486,7 @@ export function registerSignInPages(app: Hono<PageCtx>): void {
         ctx.db
           .run`INSERT INTO recovery_codes (user_id, code_hash) VALUES (${flow.user_id}, ${await hashSecret(rc)})`;
       }
-      await approveDeviceCode(ctx, { ...flow, mfa_at: ctx.authNow });
+      approveDeviceCode(ctx, { ...flow, mfa_at: ctx.authNow });
       return page(
         "Two-factor authentication is on",
         html`<p id="signed-in">You are signed in. Save these recovery codes; each works once if you lose your authenticator:</p>
@@ -507,9 +496,6 @@ export function registerSignInPages(app: Hono<PageCtx>): void {
     return approve(ctx, { ...flow, mfa_at: ctx.authNow });
   });
 }
-
-const redirect = (location: string) =>
-  new Response(null, { status: 302, headers: { location, "cache-control": "no-store" } });
 
 function recoveryCode(): string {
   const s = toBase64Url(crypto.getRandomValues(new Uint8Array(12)))
@@ -574,7 +560,7 @@ function mfaNeeded(db: Db, userId: string): boolean {
   return requiresMfa([...grantPolicies(db, userId).values()].flat());
 }
 
-async function approveDeviceCode(ctx: NetworkContext, flow: FlowRow): Promise<boolean> {
+function approveDeviceCode(ctx: NetworkContext, flow: FlowRow): boolean {
   if (!flow.device_code_id || !flow.user_id) return false;
   ctx.db.run`DELETE FROM login_flows WHERE id = ${flow.id}`;
   const row = ctx.db.one`SELECT id FROM device_codes WHERE id = ${flow.device_code_id} AND status = 'pending'
@@ -586,9 +572,8 @@ async function approveDeviceCode(ctx: NetworkContext, flow: FlowRow): Promise<bo
   return true;
 }
 
-async function approve(ctx: NetworkContext, flow: FlowRow): Promise<Response> {
-  if (!(await approveDeviceCode(ctx, flow)))
-    return errorPage("The sign-in code expired before you finished.");
+function approve(ctx: NetworkContext, flow: FlowRow): Response {
+  if (!approveDeviceCode(ctx, flow)) return errorPage("The sign-in code expired before you finished.");
   return page(
     "Signed in",
     html`<p id="signed-in">You are signed in to Sallyport. You can close this window and return to your terminal.</p>`,
