@@ -44,6 +44,10 @@ function parseConfig(raw) {
     name: str(u.name, `users[${i}].name`),
     password: str(u.password, `users[${i}].password`),
     groups: strings(u.groups, `users[${i}].groups`),
+    // What the login form takes: the email unless set (two accounts may share an email).
+    login: u.login === undefined ? str(u.email, `users[${i}].email`) : str(u.login, `users[${i}].login`),
+    // true, false, or null to leave the claim out (as Entra ID does).
+    email_verified: u.email_verified === undefined ? true : u.email_verified,
   }));
   const clients = c.clients.map((k, i) => ({
     client_id: str(k.client_id, `clients[${i}].client_id`),
@@ -74,14 +78,14 @@ function sameSecret(a, b) {
   return timingSafeEqual(h(a), h(b));
 }
 
-/** The user whose email (case-insensitive) and password match, or undefined. */
+/** The user whose login (case-insensitive; the email unless set) and password match, or undefined. */
 function checkLogin(login, password) {
   const wanted = login.trim().toLowerCase();
   let found;
   // Every user's password is compared, so the time taken does not tell which emails exist.
   for (const u of config.users) {
     const ok = sameSecret(u.password, password);
-    if (ok && u.email.toLowerCase() === wanted) found = u;
+    if (ok && u.login.toLowerCase() === wanted) found = u;
   }
   return found;
 }
@@ -188,7 +192,7 @@ const provider = new Provider(issuer, {
       claims: async () => ({
         sub: u.sub,
         email: u.email,
-        email_verified: true,
+        ...(u.email_verified === null ? {} : { email_verified: u.email_verified === true }),
         name: u.name,
         [config.groupsClaim]: [...u.groups],
       }),

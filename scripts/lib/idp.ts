@@ -12,8 +12,12 @@ const SERVER = join(ROOT, "scripts/lib/idp-server.mjs");
 export interface IdpUser {
   /** The `sub` claim; also the account id. */
   sub: string;
-  /** What the login form's `login` field takes (compared case-insensitively). */
+  /** The `email` claim; also what the login form takes unless `login` is set. */
   email: string;
+  /** What the login form's `login` field takes (compared case-insensitively); default: the email. */
+  login?: string;
+  /** The `email_verified` claim: default true; null leaves the claim out. */
+  email_verified?: boolean | null;
   name: string;
   password: string;
   groups: string[];

@@ -395,10 +395,15 @@ test("single use: an approved device code yields exactly one session; a TOTP cod
       if ((await page.locator("#code").count()) === 0) await signInAtIdp(page, ALICE);
       await page.locator("#code").waitFor({ timeout: 15_000 });
     };
+    /** Submits an MFA code; a right one leads to the confirmation page, which is approved. */
     const submit = async (code: string) => {
       await page.locator("#code").fill(code);
       await page.locator("#verify").click();
-      await page.locator("#signed-in, #error").first().waitFor({ timeout: 15_000 });
+      await page.locator("#approve, #error").first().waitFor({ timeout: 15_000 });
+      if ((await page.locator("#approve").count()) > 0) {
+        await page.locator("#approve").click();
+        await page.locator("#signed-in, #error").first().waitFor({ timeout: 15_000 });
+      }
       return (await page.locator("body").textContent()) ?? "";
     };
 

@@ -1,6 +1,7 @@
 // A person signing in the way a person does: `sallyport login --no-browser` prints a URL and a
-// code; headless Chromium opens it, continues to the IdP, signs in, and completes TOTP MFA when
-// the sign-in pages ask (enrolling with the secret the page shows, or with a known secret).
+// code; headless Chromium opens it, continues to the IdP, signs in, completes TOTP MFA when the
+// sign-in pages ask (enrolling with the secret the page shows, or with a known secret), and
+// approves the device on the confirmation page.
 import * as OTPAuth from "otpauth";
 import type { Page } from "playwright-core";
 import { CLIENT_BIN, spawnLogged } from "../../scripts/lib/processes.ts";
@@ -49,7 +50,7 @@ export async function signInInBrowser(
   const landed = await Promise.race([
     form.waitFor({ timeout: 15_000 }).then(() => "idp" as const),
     page
-      .locator("#code, #signed-in, #error")
+      .locator("#code, #approve, #signed-in, #error")
       .first()
       .waitFor({ timeout: 15_000 })
       .then(() => "sp" as const),
@@ -61,15 +62,20 @@ export async function signInInBrowser(
     throw new Error(`${err.message}\nat ${page.url()}: ${body}`);
   });
   if (landed === "idp") await signInAtIdp(page, person);
-  await page.locator("#code, #signed-in, #error").first().waitFor({ timeout: 15_000 });
+  await page.locator("#code, #approve, #signed-in, #error").first().waitFor({ timeout: 15_000 });
   let totpSecret: string | undefined;
   if ((await page.locator("#code").count()) > 0) {
     totpSecret = await completeMfa(page, person.totpSecret, person.recoveryCode);
-    await page.locator("#signed-in, #error").first().waitFor({ timeout: 15_000 });
+    await page.locator("#approve, #signed-in, #error").first().waitFor({ timeout: 15_000 });
   }
   const codes = page.locator("#recovery-codes");
   const recoveryCodes =
     (await codes.count()) > 0 ? ((await codes.textContent()) ?? "").trim().split("\n") : undefined;
+  // The confirmation page names the device that asked; the person approves it.
+  if ((await page.locator("#approve").count()) > 0) {
+    await page.locator("#approve").click();
+    await page.locator("#signed-in, #error").first().waitFor({ timeout: 15_000 });
+  }
   return { totpSecret, finalText: (await page.locator("body").textContent()) ?? "", recoveryCodes };
 }
 

@@ -7,6 +7,7 @@ import type { AdminRoute } from "./route-def.ts";
 import { p, route } from "./route-def.ts";
 import * as S from "./schemas.ts";
 import { SCIM_ADMIN_ROUTES } from "./scim-routes.ts";
+import { SIGNIN_EVENT_ROUTES } from "./signin-events.ts";
 
 export type { AdminRoute, Method } from "./route-def.ts";
 
@@ -351,4 +352,9 @@ const CORE_ROUTES: readonly AdminRoute[] = [
   }),
 ];
 
-export const ADMIN_ROUTES: readonly AdminRoute[] = [...CORE_ROUTES, ...POLICY_ROUTES, ...SCIM_ADMIN_ROUTES];
+export const ADMIN_ROUTES: readonly AdminRoute[] = [
+  ...CORE_ROUTES,
+  ...POLICY_ROUTES,
+  ...SCIM_ADMIN_ROUTES,
+  ...SIGNIN_EVENT_ROUTES,
+];

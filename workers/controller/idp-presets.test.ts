@@ -21,6 +21,7 @@ describe("presets", () => {
       preset: "okta",
       issuer: "https://dev-123456.okta.com",
       ...client,
+      allowed_groups: null,
       groups_claim: "groups",
       scopes: ["openid", "email", "profile", "groups", "offline_access"],
     });
@@ -50,6 +51,7 @@ describe("presets", () => {
       preset: "entra",
       issuer: "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0",
       ...client,
+      allowed_groups: null,
       groups_claim: "groups",
       scopes: ["openid", "email", "profile", "offline_access"],
     });
@@ -68,6 +70,7 @@ describe("presets", () => {
       preset: "google",
       issuer: "https://accounts.google.com",
       ...client,
+      allowed_groups: null,
       groups_claim: null,
       scopes: ["openid", "email", "profile"],
     });
@@ -89,6 +92,7 @@ describe("presets", () => {
         preset: "generic",
         issuer,
         ...client,
+        allowed_groups: null,
         groups_claim: "groups",
         scopes: ["openid", "email", "profile", "groups", "offline_access"],
       });
@@ -122,6 +126,7 @@ describe("overrides and misplaced fields", () => {
       groups_claim: "roles",
       scopes: ["openid", "email", "openid"],
       ...client,
+      allowed_groups: null,
     });
     expect(c.groups_claim).toBe("roles");
     expect(c.scopes).toEqual(["openid", "email"]);
@@ -168,5 +173,19 @@ describe("overrides and misplaced fields", () => {
       entra_tenant_id: "abc",
     });
     expect(presetFields("google", "https://accounts.google.com")).toEqual({});
+  });
+});
+
+describe("sign-in group gate", () => {
+  const generic = { preset: "generic" as const, issuer: "https://idp.example.com", ...client };
+  test("allowed groups are kept, without duplicates; an empty list means no gate", () => {
+    expect(resolveIdpConfig({ ...generic, allowed_groups: ["eng", "eng", "ops"] }).allowed_groups).toEqual([
+      "eng",
+      "ops",
+    ]);
+    expect(resolveIdpConfig({ ...generic, allowed_groups: [] }).allowed_groups).toBeNull();
+  });
+  test("a gate without a groups claim is refused: it could never let anyone in", () => {
+    expect(refusal({ ...generic, groups_claim: null, allowed_groups: ["eng"] }).field).toBe("allowed_groups");
   });
 });

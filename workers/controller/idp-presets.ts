@@ -43,6 +43,16 @@ export const IdpInput = z.strictObject({
   scopes: z.array(scopeToken).min(1).max(20).optional().meta({
     description: "default: openid email profile, plus groups and offline_access where the IdP has them",
   }),
+  allowed_groups: z
+    .array(z.string().trim().min(1, "must not be empty").max(200))
+    .max(100)
+    .nullable()
+    .optional()
+    .meta({
+      description:
+        "only people in at least one of these IdP groups (the groups claim) may sign in; null or omitted: anyone the IdP vouches for",
+      examples: [["engineering", "support"]],
+    }),
 });
 export type IdpInput = z.output<typeof IdpInput>;
 
@@ -54,6 +64,8 @@ export interface ResolvedIdpConfig {
   /** The ID token claim listing the person's groups; null: groups come from SCIM or the admin API. */
   groups_claim: string | null;
   scopes: string[];
+  /** Sign-in gate: the IdP groups whose members may sign in; null: no gate. */
+  allowed_groups: string[] | null;
 }
 
 /** A setting that does not fit its preset; `field` is the request field to blame. */
@@ -130,13 +142,22 @@ export function resolveIdpConfig(input: IdpInput): ResolvedIdpConfig {
   }
   const scopes = input.scopes ? [...new Set(input.scopes)] : [...preset.scopes];
   if (!scopes.includes("openid")) throw new IdpConfigError("scopes", 'must include "openid"');
+  const groupsClaim = input.groups_claim === undefined ? preset.groupsClaim : input.groups_claim;
+  const allowed = input.allowed_groups?.length ? [...new Set(input.allowed_groups)] : null;
+  if (allowed && groupsClaim === null) {
+    throw new IdpConfigError(
+      "allowed_groups",
+      "needs a groups claim: the sign-in gate checks the groups the IdP names in the ID token",
+    );
+  }
   return {
     preset: input.preset,
     issuer,
     client_id: input.client_id,
     client_secret: input.client_secret,
-    groups_claim: input.groups_claim === undefined ? preset.groupsClaim : input.groups_claim,
+    groups_claim: groupsClaim,
     scopes,
+    allowed_groups: allowed,
   };
 }
 

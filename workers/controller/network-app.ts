@@ -22,6 +22,7 @@ import { relayUrlOf } from "./relay-url.ts";
 import {
   AccessCheckRequest,
   ConnectionTokenRequest,
+  DevAgeDeviceCode,
   DevClock,
   DeviceAuthorizeRequest,
   DeviceTokenRequest,
@@ -35,6 +36,7 @@ import {
 } from "./schemas.ts";
 import { createScimApp } from "./scim.ts";
 import {
+  ageDeviceCode,
   pollDeviceAuthorization,
   registerSignInPages,
   renewSession,
@@ -126,6 +128,11 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
       const body = await parseBody(c.req.raw, DevClock);
       clockOffsetMs = body.offset_seconds * 1000;
       return c.json({ offset_seconds: body.offset_seconds, auth_now: new Date(Date.now() + clockOffsetMs) });
+    });
+    // A device code made older, so an expired code's refusal can be tested without waiting 10 minutes.
+    app.post("/api/v1/dev/device-codes/age", async (c) => {
+      const body = await parseBody(c.req.raw, DevAgeDeviceCode);
+      return c.json(ageDeviceCode(c.get("ctx"), body.user_code, body.seconds));
     });
   }
 

@@ -202,4 +202,29 @@ export const NETWORK_MIGRATIONS: readonly (readonly string[])[] = [
     "UPDATE resources SET policy_id = 'po_default'",
     // Network-wide device settings (approved operating systems) live in meta as `device_settings`.
   ],
+  // v4: sign-in hardening (docs/signin.md "Sign-in security").
+  [
+    // A flow is bound to the browser that started it (hash of its SameSite=Strict binding cookie),
+    // carries its own CSRF token, and counts its wrong MFA codes.
+    "ALTER TABLE login_flows ADD COLUMN bind_hash TEXT",
+    "ALTER TABLE login_flows ADD COLUMN csrf TEXT",
+    "ALTER TABLE login_flows ADD COLUMN mfa_failures INTEGER NOT NULL DEFAULT 0",
+    // Wrong one-time codes per person, across flows (mfa-lockout.ts).
+    `CREATE TABLE mfa_failures (
+      user_id TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER,
+      updated_at INTEGER NOT NULL)`,
+    // What happened at the sign-in pages that an admin should see: refusals, lockouts, approvals.
+    `CREATE TABLE signin_events (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      time INTEGER NOT NULL,
+      kind TEXT NOT NULL,
+      user_id TEXT,
+      email TEXT,
+      device_code_id TEXT,
+      ip TEXT,
+      detail TEXT)`,
+    "CREATE INDEX signin_events_by_time ON signin_events (time)",
+    // Only members of these IdP groups may sign in at all (JSON array); NULL: anyone the IdP vouches for.
+    "ALTER TABLE idp_config ADD COLUMN allowed_groups TEXT",
+  ],
 ];

@@ -14,11 +14,16 @@ export interface IdpConfig {
   client_secret: string;
   groups_claim: string | null;
   scopes: string[];
+  /** Only members of these IdP groups may sign in; null or empty: anyone the IdP vouches for. */
+  allowed_groups: string[] | null;
 }
 
 export interface IdpIdentity {
+  /** Issuer and subject together (OIDC Core §5.7): the only stable identifier of a person. */
   subject: string;
   email: string;
+  /** The IdP's `email_verified` claim: null when it says nothing (Entra ID never does). */
+  emailVerified: boolean | null;
   name: string | null;
   groups: string[];
   refreshToken: string | null;
@@ -30,9 +35,18 @@ const discovered = new Map<string, { as: oauth.AuthorizationServer; at: number }
 const jwksByUri = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
 
 export function readIdpConfig(db: Db): IdpConfig | undefined {
-  const row = db.one<Omit<IdpConfig, "scopes"> & { scopes: string }>`SELECT preset, issuer, client_id,
-    client_secret, groups_claim, scopes FROM idp_config WHERE id = 1`;
-  return row ? { ...row, scopes: row.scopes.split(" ").filter(Boolean) } : undefined;
+  const row = db.one<
+    Omit<IdpConfig, "scopes" | "allowed_groups"> & { scopes: string; allowed_groups: string | null }
+  >`
+    SELECT preset, issuer, client_id, client_secret, groups_claim, scopes, allowed_groups FROM idp_config
+    WHERE id = 1`;
+  if (!row) return undefined;
+  const allowed = row.allowed_groups ? (JSON.parse(row.allowed_groups) as unknown) : null;
+  return {
+    ...row,
+    scopes: row.scopes.split(" ").filter(Boolean),
+    allowed_groups: Array.isArray(allowed) ? allowed.filter((g): g is string => typeof g === "string") : null,
+  };
 }
 
 /** Plain http is accepted only for an IdP on this machine (tests, the demo). */
@@ -130,6 +144,7 @@ function identityOf(cfg: IdpConfig, claims: oauth.IDToken, refreshToken: string 
   return {
     subject: `${claims.iss}|${claims.sub}`,
     email,
+    emailVerified: typeof claims.email_verified === "boolean" ? claims.email_verified : null,
     name: typeof claims.name === "string" ? claims.name.slice(0, 200) : null,
     groups,
     refreshToken: refreshToken ?? null,

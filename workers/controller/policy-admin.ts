@@ -42,6 +42,7 @@ interface IdpRow {
   client_secret: string;
   groups_claim: string | null;
   scopes: string;
+  allowed_groups: string | null;
   updated_at: number;
 }
 
@@ -419,6 +420,7 @@ export class PolicyAdmin {
         client_secret_set: row.client_secret !== "",
         groups_claim: row.groups_claim,
         scopes: row.scopes.split(" ").filter(Boolean),
+        allowed_groups: row.allowed_groups ? (JSON.parse(row.allowed_groups) as string[]) : null,
         updated_at: iso(row.updated_at),
       },
     };
@@ -436,9 +438,10 @@ export class PolicyAdmin {
       throw err;
     }
     this.db.run`INSERT OR REPLACE INTO idp_config
-      (id, preset, issuer, client_id, client_secret, groups_claim, scopes, updated_at)
+      (id, preset, issuer, client_id, client_secret, groups_claim, scopes, allowed_groups, updated_at)
       VALUES (1, ${config.preset}, ${config.issuer}, ${config.client_id}, ${config.client_secret},
-      ${config.groups_claim}, ${config.scopes.join(" ")}, ${this.now})`;
+      ${config.groups_claim}, ${config.scopes.join(" ")},
+      ${config.allowed_groups ? JSON.stringify(config.allowed_groups) : null}, ${this.now})`;
     return this.getIdp();
   }
 

@@ -289,6 +289,16 @@ export const ConnectionTokenRequest = z.object({
 });
 
 /** Development edges only: shift the Controller's clock (policy timer tests). */
+/** DEV_MODE only: age a pending device code by this many seconds (tests of an expired code). */
+export const DevAgeDeviceCode = z.strictObject({
+  user_code: z.string().min(1).max(20),
+  seconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(366 * 86400),
+});
+
 export const DevClock = z.strictObject({
   offset_seconds: z
     .number()
