@@ -9,10 +9,10 @@
 //   planted from another port or a sibling subdomain names a flow this browser did not start;
 // - on https both cookies carry the `__Host-` prefix (Secure, Path=/, no Domain), which no sibling
 //   subdomain and no plain-http origin can set.
+// (Plain parameter shapes, not NetworkContext: this module is unit-tested under Bun, without workerd types.)
 import type { Context } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import { sha256, toBase64Url } from "../../shared/encoding.ts";
-// Plain shapes rather than NetworkContext: this module is unit-tested under Bun, without workerd types.
 
 const BIND_BYTES = 32;
 /** The binding cookie outlives any one flow: it only says "this browser". */
