@@ -501,6 +501,7 @@ describe("identity provider", () => {
       okta_domain: "dev-123456.okta.com",
       client_id: "0oa1",
       client_secret_set: true,
+      allowed_groups: null,
       groups_claim: "groups",
       scopes: ["openid", "email", "profile", "groups", "offline_access"],
       updated_at: expect.any(String),
