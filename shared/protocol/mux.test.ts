@@ -446,7 +446,8 @@ describe("flow control", () => {
   });
 
   test("the tunnel window bounds all streams together and is shared round-robin", () => {
-    const t = tunnel({ initialStreamWindow: 4096, initialTunnelWindow: 4096 });
+    // receiveBudget 0: tunnel credit only on consumption, so the tunnel window is what binds here.
+    const t = tunnel({ initialStreamWindow: 4096, initialTunnelWindow: 4096, receiveBudget: 0 });
     t.authenticate();
     const a = t.openStream();
     const b = t.openStream();
@@ -462,6 +463,93 @@ describe("flow control", () => {
     expect(bSide.bytes.byteLength).toBe(4096); // b was waiting and gets the tunnel credit
   });
 
+  /**
+   * Head-of-line freeze: `stalled` streams in each direction whose readers never consume, each
+   * filled past its window, then an unrelated stream moves `total` bytes each way. Scaled down
+   * (1 KiB stream window, 8 KiB tunnel window) from the protocol's 1 MiB / 8 MiB.
+   */
+  function stalledTunnel(stalled: number, receiveBudget: number, total = 64 * 1024) {
+    const t = tunnel({ initialStreamWindow: 1024, initialTunnelWindow: 8192, receiveBudget });
+    t.authenticate();
+    const held = { client: 0, connector: 0 };
+    for (let i = 0; i < stalled; i++) {
+      const up = t.openStream();
+      sink(up.remote, false); // a Resource that stops reading uploads
+      up.local.write(new Uint8Array(3000));
+      const down = t.openStream();
+      sink(down.local, false); // an application that stops reading downloads
+      down.remote.write(new Uint8Array(3000));
+    }
+    t.deliver();
+    const other = t.openStream();
+    const atConnector = sink(other.remote);
+    const atClient = sink(other.local);
+    other.local.write(new Uint8Array(total).fill(7));
+    other.remote.write(new Uint8Array(total).fill(9));
+    t.deliver();
+    held.client = t.client.unconsumedBytes;
+    held.connector = t.connector.unconsumedBytes;
+    return { t, up: atConnector.bytes.byteLength, down: atClient.bytes.byteLength, held };
+  }
+
+  test("64 stalled streams each way do not stop an unrelated stream; what they pin stays bounded", () => {
+    const r = stalledTunnel(64, 64 * 1024);
+    expect(r.up).toBe(64 * 1024);
+    expect(r.down).toBe(64 * 1024);
+    // Each stalled stream pins exactly its window, and nothing else is held.
+    expect(r.held.connector).toBe(64 * 1024);
+    expect(r.held.client).toBe(64 * 1024);
+    // A new stream still opens and carries data.
+    const late = r.t.openStream();
+    const got = sink(late.remote);
+    late.local.write(text("still alive"));
+    r.t.deliver();
+    expect(got.text).toBe("still alive");
+  });
+
+  test("the broken variant (tunnel credit only on consumption) freezes behind 8 stalled streams", () => {
+    // What the tunnel did before the receive budget: the property above fails on it.
+    const r = stalledTunnel(8, 0);
+    expect(r.up).toBe(0);
+    expect(r.down).toBe(0);
+  });
+
+  test("property: whatever stalls, memory held ≤ tunnel window + budget; within the budget others flow", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 24 }), (stalled, budgetKiB) => {
+        const budget = budgetKiB * 1024;
+        const r = stalledTunnel(stalled, budget, 16 * 1024);
+        const bound = 8192 + budget;
+        if (r.held.client > bound || r.held.connector > bound) return false;
+        // Room in the budget for every stalled stream's window: the unrelated stream is not held up.
+        if (stalled * 1024 <= budget) return r.up === 16 * 1024 && r.down === 16 * 1024;
+        return true;
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  test("consuming after a stall, and resetting stalled streams, gives every byte of tunnel credit back", () => {
+    const t = tunnel({ initialStreamWindow: 1024, initialTunnelWindow: 4096, receiveBudget: 2048 });
+    t.authenticate();
+    const streams = Array.from({ length: 6 }, () => t.openStream());
+    const sinks = streams.map((s) => sink(s.remote, false));
+    for (const s of streams) s.local.write(new Uint8Array(1024));
+    t.deliver();
+    // 2 KiB covered by the budget, 4 KiB owed: the tunnel window is exhausted now.
+    expect(sinks.reduce((n, k) => n + k.bytes.byteLength, 0)).toBe(6 * 1024);
+    streams[0]!.remote.consumed(1024);
+    streams[1]!.remote.consumed(1024);
+    for (const s of streams.slice(2)) s.local.reset(RESET_CODES.cancelled, "closed by the application");
+    t.deliver();
+    // All credit is back: a fresh stream may send a whole tunnel window's worth, unconsumed.
+    const fresh = Array.from({ length: 4 }, () => t.openStream());
+    const freshSinks = fresh.map((s) => sink(s.remote, false));
+    for (const s of fresh) s.local.write(new Uint8Array(1024));
+    t.deliver();
+    expect(freshSinks.reduce((n, k) => n + k.bytes.byteLength, 0)).toBe(4096);
+  });
+
   test("DATA beyond the stream window or the tunnel window is a flow_control error", () => {
     const t = tunnel(small);
     t.authenticate();
@@ -470,7 +558,7 @@ describe("flow control", () => {
       "flow_control",
     );
 
-    const u = tunnel({ initialStreamWindow: 4096, initialTunnelWindow: 4096 });
+    const u = tunnel({ initialStreamWindow: 4096, initialTunnelWindow: 4096, receiveBudget: 0 });
     u.authenticate();
     u.openStream();
     u.openStream();

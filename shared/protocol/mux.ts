@@ -12,9 +12,14 @@
  *   open a stream before it received that AUTH_RESULT.
  * - Only the client opens streams, with odd ids in strictly ascending order.
  * - Flow control: credit per stream and for the whole tunnel. A sender may have at most the
- *   granted credit in flight; more is a "flow_control" error. The receiver returns credit as the
+ *   granted credit in flight; more is a "flow_control" error. Stream credit is returned as the
  *   application reports bytes processed (`consumed`), so a slow destination holds back its own
- *   stream, and the tunnel window bounds the memory all streams together can pin on the receiver.
+ *   stream and pins at most one stream window. Tunnel credit is returned as soon as DATA is handed
+ *   to its stream, while the bytes handed over and not yet consumed stay within the receive budget
+ *   (`receiveBudget`); past it, only on consumption. So streams whose readers stall never pin the
+ *   tunnel window and freeze the others (head-of-line blocking), and what one tunnel can make the
+ *   receiver hold stays bounded: the tunnel window plus the budget (docs/protocol.md).
+ *   Only the receiver's choice of when to return credit changed: the wire format is the same.
  */
 
 import { ProtocolError } from "./errors.ts";
@@ -36,6 +41,11 @@ export const DEFAULT_STREAM_WINDOW = 1024 * 1024;
 export const DEFAULT_TUNNEL_WINDOW = 8 * 1024 * 1024;
 /** Concurrent streams per tunnel. */
 export const DEFAULT_MAX_STREAMS = 16384;
+/**
+ * Unconsumed bytes (over all streams of a tunnel) whose tunnel credit the receiver returns at once.
+ * 64 stalled streams pinning a full stream window each fit, so they do not slow the others.
+ */
+export const DEFAULT_RECEIVE_BUDGET = 64 * 1024 * 1024;
 /** Bytes a stream may queue (waiting for credit) before `write` returns false. */
 export const DEFAULT_WRITE_HIGH_WATER_MARK = 64 * 1024;
 
@@ -71,6 +81,12 @@ export interface MuxOptions {
   initialTunnelWindow?: number;
   maxStreams?: number;
   writeHighWaterMark?: number;
+  /**
+   * Receiver's choice, not negotiated: unconsumed bytes whose tunnel credit is returned on arrival
+   * (default DEFAULT_RECEIVE_BUDGET). 0 returns tunnel credit only on consumption, which lets a few
+   * stalled streams freeze the tunnel (kept for tests that show it).
+   */
+  receiveBudget?: number;
 }
 
 /** The part of the mux a stream handle drives. */
@@ -222,6 +238,8 @@ interface StreamState {
   recvWindow: number;
   /** Bytes delivered through onData and not yet reported by `consumed`. */
   delivered: number;
+  /** Of `delivered`, bytes whose tunnel credit is still owed to the peer (returned on consumption). */
+  owed: number;
   /** Consumed bytes not yet returned to the peer as CREDIT. */
   unacked: number;
   queue: ByteQueue;
@@ -249,6 +267,9 @@ export class Mux {
   #tunnelSendWindow: number;
   #tunnelRecvWindow: number;
   #tunnelUnacked = 0;
+  readonly #receiveBudget: number;
+  /** Delivered, unconsumed bytes whose tunnel credit was already returned: at most the budget. */
+  #uncovered = 0;
   #authenticated = false;
   #goAwaySent = false;
   #goAwayReceived = false;
@@ -274,6 +295,17 @@ export class Mux {
     );
     this.#tunnelSendWindow = this.#tunnelWindow;
     this.#tunnelRecvWindow = this.#tunnelWindow;
+    const budget = options.receiveBudget ?? DEFAULT_RECEIVE_BUDGET;
+    if (!Number.isInteger(budget) || budget < 0)
+      throw new RangeError(`receiveBudget must be >= 0, got ${budget}`);
+    this.#receiveBudget = budget;
+  }
+
+  /** Bytes handed to streams through onData and not yet consumed, over all streams. */
+  get unconsumedBytes(): number {
+    let n = 0;
+    for (const s of this.#streams.values()) n += s.delivered;
+    return n;
   }
 
   /** Open streams (including those waiting for OPEN_OK or being closed). */
@@ -500,6 +532,14 @@ export class Mux {
     }
     state.recvWindow -= n;
     state.delivered += n;
+    // Within the budget the tunnel credit goes back now: the stream window already bounds what this
+    // stream can pin, and a stalled reader must not hold credit every other stream needs.
+    if (this.#uncovered + n <= this.#receiveBudget) {
+      this.#uncovered += n;
+      this.#creditTunnel(n);
+    } else {
+      state.owed += n;
+    }
     state.handle.onData(data);
   }
 
@@ -581,6 +621,7 @@ export class Mux {
       sendWindow: this.#streamWindow,
       recvWindow: this.#streamWindow,
       delivered: 0,
+      owed: 0,
       unacked: 0,
       queue: new ByteQueue(),
       needDrain: false,
@@ -623,7 +664,7 @@ export class Mux {
       throw new RangeError(`consumed(${n}) on stream ${state.id}: ${state.delivered} bytes are unconsumed`);
     }
     state.delivered -= n;
-    this.#creditTunnel(n);
+    this.#release(state, n);
     if (state.closed || state.remoteEnded) return; // the peer will send nothing more on it
     state.unacked += n;
     // Credit in batches of half a window: often enough that the sender never stalls on a fast
@@ -634,6 +675,14 @@ export class Mux {
       state.recvWindow += increment;
       this.#sendFrame({ type: "credit", streamId: state.id, increment });
     }
+  }
+
+  /** `n` delivered bytes of `state` are gone (consumed or dropped): owed tunnel credit goes back. */
+  #release(state: StreamState, n: number): void {
+    const owed = Math.min(n, state.owed);
+    state.owed -= owed;
+    this.#uncovered -= n - owed;
+    if (owed > 0) this.#creditTunnel(owed);
   }
 
   #creditTunnel(n: number): void {
@@ -669,7 +718,7 @@ export class Mux {
     if (!graceful && state.delivered > 0) {
       const n = state.delivered;
       state.delivered = 0;
-      this.#creditTunnel(n);
+      this.#release(state, n);
     }
   }
 
