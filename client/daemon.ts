@@ -444,6 +444,18 @@ export class Daemon {
       try {
         return await tunnel.openStream(host, port, protocol);
       } catch (err) {
+        // The tunnel died before the connector answered (hung, or lost): nothing reached the
+        // application yet, so the stream is retried on a peer instead of failing.
+        if (err instanceof TunnelError && err.code === "closed" && avoid.length < 2) {
+          if (tunnel.hung) this.tunnels.markHung(tunnel.connectorId);
+          avoid.push(tunnel.connectorId);
+          this.opts.log.warn("connector stopped answering; retrying the stream on its peer", {
+            connector: tunnel.connectorId,
+            resource: resource.id,
+            reason: err.message,
+          });
+          continue;
+        }
         if (!(err instanceof StreamRefused)) throw err;
         // Refused by the connector's ACL or a Resource Policy timer: ask the Controller once more
         // (a narrowed ACL is renewed; a policy denial comes back with its requirement).

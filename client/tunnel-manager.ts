@@ -13,6 +13,8 @@ const IDLE_CLOSE_MS = 10 * 60_000;
 const MAX_FAILOVER = 3;
 /** How long a connector that could not reach a Resource is skipped for that Resource. */
 const UNHEALTHY_MS = 60_000;
+/** How long a connector whose tunnel hung (no answer at all) is skipped for every Resource. */
+const HUNG_MS = 30_000;
 
 interface Entry {
   tunnel: Tunnel;
@@ -38,6 +40,11 @@ export class TunnelManager {
     this.timer = setInterval(() => void this.maintain(), 15_000);
   }
 
+  /** `connectorId` stopped answering (its tunnel hung): skip it for every Resource for a while. */
+  markHung(connectorId: string): void {
+    this.unhealthy.set(`${connectorId} *`, Date.now() + HUNG_MS);
+  }
+
   /** Connector `connectorId` could not reach `resourceId`: prefer its peers for a while. */
   markUnreachable(connectorId: string, resourceId: string): void {
     this.unhealthy.set(`${connectorId} ${resourceId}`, Date.now() + UNHEALTHY_MS);
@@ -48,7 +55,7 @@ export class TunnelManager {
     const out: string[] = [];
     for (const [key, until] of this.unhealthy) {
       if (until < now) this.unhealthy.delete(key);
-      else if (key.endsWith(` ${resourceId}`)) out.push(key.slice(0, key.indexOf(" ")));
+      else if (key.endsWith(` ${resourceId}`) || key.endsWith(" *")) out.push(key.slice(0, key.indexOf(" ")));
     }
     return out;
   }
@@ -59,7 +66,8 @@ export class TunnelManager {
     resourceId: string,
     avoid: readonly string[] = [],
   ): Promise<Tunnel> {
-    const skip = new Set([...avoid, ...this.skipped(resourceId)]);
+    const hinted = this.skipped(resourceId);
+    const skip = new Set([...avoid, ...hinted]);
     const now = Date.now();
     const usable = [...this.entries.values()].filter(
       (e) =>
@@ -75,7 +83,12 @@ export class TunnelManager {
     const key = `${remoteNetworkId} ${[...skip].sort().join(",")}`;
     const pending = this.opening.get(key);
     if (pending) return await pending;
-    const p = this.openTunnel(remoteNetworkId, resourceId, [...skip]);
+    // Connectors remembered as unhealthy are a preference, not a ban: when no other one is left,
+    // they are tried again (one may have recovered) before the stream fails.
+    const p = this.openTunnel(remoteNetworkId, resourceId, [...skip]).catch((err: unknown) => {
+      if (!hinted.some((id) => !avoid.includes(id))) throw err;
+      return this.openTunnel(remoteNetworkId, resourceId, [...avoid]);
+    });
     this.opening.set(key, p);
     try {
       return await p;

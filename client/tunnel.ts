@@ -17,8 +17,17 @@ import type { ConnectionTokens } from "./controller-api.ts";
 
 const AUTH_TIMEOUT_MS = 10_000;
 const KEEPALIVE_MS = 3_000;
-/** No answer to pings for this long: the path is dead. */
+/** Nothing at all from the connector for this long, pings unanswered: the path is dead. */
 const KEEPALIVE_DEAD_MS = 10_000;
+/**
+ * A stream waiting this long for OPEN_OK makes the tunnel prove it is alive: a ping goes out, and
+ * if nothing at all arrives from the connector within PROBE_MS the tunnel is declared hung (a
+ * frozen connector, a silent partition) and closed, so the stream is retried on a peer at once
+ * instead of after the keepalive verdict. Any byte counts as life, not only the pong: on a slow
+ * link the pong may queue behind data, but a live connector keeps sending something.
+ */
+const OPEN_SUSPECT_MS = 750;
+const PROBE_MS = 1_000;
 /** How long the direct path may try alone before the relay is raced against it. */
 const DIRECT_HEAD_START_MS = 300;
 const DIRECT_CONNECT_TIMEOUT_MS = 3_000;
@@ -72,7 +81,11 @@ export class Tunnel {
   private authWaiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private closedReason: string | undefined;
   goingAway = false;
-  private lastPong = Date.now();
+  /** When the last byte arrived from the connector (any frame counts as life). */
+  private lastInbound = Date.now();
+  private probing = false;
+  /** Closed because the connector stopped answering (not by a clean close or a lost transport). */
+  hung = false;
   private readonly keepalive: ReturnType<typeof setInterval>;
   authzExpiresAt: number;
   readonly openedAt = Date.now();
@@ -103,8 +116,6 @@ export class Tunnel {
             w?.reject(new TunnelError("unauthorized", `connector refused the authorization: ${f.message}`));
         } else if (f.type === "goaway") {
           this.goingAway = true;
-        } else if (f.type === "ping" && f.ack) {
-          this.lastPong = Date.now();
         }
       },
     });
@@ -113,7 +124,8 @@ export class Tunnel {
     // the streams on it are reported failed instead of hanging.
     this.keepalive = setInterval(() => {
       if (!this.mux.authenticated) return;
-      if (Date.now() - this.lastPong > KEEPALIVE_DEAD_MS) {
+      if (Date.now() - this.lastInbound > KEEPALIVE_DEAD_MS) {
+        this.hung = true;
         this.close("the connector stopped answering");
         return;
       }
@@ -124,6 +136,7 @@ export class Tunnel {
       }
     }, KEEPALIVE_MS);
     tls.on("data", (chunk: Uint8Array) => {
+      this.lastInbound = Date.now();
       try {
         for (const frame of reader.push(chunk)) this.mux.receive(frame);
       } catch (err) {
@@ -251,15 +264,53 @@ export class Tunnel {
         stream.reset(RESET_CODES.timeout, "open timed out");
         reject(new StreamRefused(RESET_CODES.timeout, "the connector did not answer in time"));
       }, OPEN_TIMEOUT_MS);
-      stream.onOpenOk = () => {
+      const suspect = setTimeout(() => this.probe(), OPEN_SUSPECT_MS);
+      const settle = () => {
         clearTimeout(timer);
+        clearTimeout(suspect);
+      };
+      stream.onOpenOk = () => {
+        settle();
         resolve(stream);
       };
       stream.onReset = (code, message) => {
-        clearTimeout(timer);
-        reject(new StreamRefused(code, message));
+        settle();
+        // The whole tunnel went (closed as hung, or lost): no answer from this connector at all,
+        // which the caller may retry elsewhere, unlike a refusal by the connector.
+        reject(
+          this.alive
+            ? new StreamRefused(code, message)
+            : new TunnelError("closed", this.closedReason ?? message),
+        );
       };
     });
+  }
+
+  /** Ping now; close the tunnel as hung if nothing arrives from the connector within PROBE_MS. */
+  private probe(): void {
+    if (this.probing || !this.alive || !this.mux.authenticated) return;
+    const sent = Date.now();
+    // Something arrived just now: alive.
+    if (sent - this.lastInbound < OPEN_SUSPECT_MS / 2) return;
+    this.probing = true;
+    try {
+      this.mux.ping(new Uint8Array(8));
+    } catch {
+      this.close("tunnel is closed");
+      return;
+    }
+    setTimeout(() => {
+      this.probing = false;
+      if (this.alive && this.lastInbound < sent) {
+        this.hung = true;
+        this.close("the connector stopped answering (hung)");
+      }
+    }, PROBE_MS);
+  }
+
+  /** Why the tunnel closed, once it has. */
+  get closeReason(): string | undefined {
+    return this.closedReason;
   }
 
   close(reason: string): void {

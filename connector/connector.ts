@@ -18,7 +18,12 @@ import { systemResolver } from "./proxy.ts";
 import { ConnectorSession, type SessionContext } from "./session.ts";
 
 const HEARTBEAT_MS = 20_000;
-const PING_MS = 20_000;
+/**
+ * Control-socket keepalive. The relay answers these pings without waking its object and records
+ * when it last did; a connector silent for a few intervals (frozen, partitioned) is dropped from the
+ * relay, so clients fail over at once instead of waiting for a dial deadline (docs/architecture.md).
+ */
+const PING_MS = 2_000;
 const DRAIN_GRACE_MS = 30_000;
 
 export function backoffMs(attempt: number, baseMs = 500, maxMs = 30_000): number {
@@ -162,7 +167,10 @@ export class Connector {
   private async attach(ctx: SessionContext): Promise<void> {
     while (!this.stopped && !this.draining) {
       try {
-        const ws = await openWebSocket(`${ctx.relayUrl}/relay/v1/attach`, this.relayToken);
+        const ws = await openWebSocket(
+          `${ctx.relayUrl}/relay/v1/attach?keepalive_ms=${PING_MS}`,
+          this.relayToken,
+        );
         this.attempt = 0;
         this.control = ws;
         this.log.info("attached to relay", {

@@ -8,6 +8,7 @@ export const RELAY_CLOSE = {
   replaced: { code: 4410, reason: "replaced by a newer attach" },
   peerClosed: { code: 4411, reason: "peer closed" },
   expired: { code: 4412, reason: "relay token expired" },
+  unresponsive: { code: 4413, reason: "connector stopped answering" },
   internal: { code: 1011, reason: "internal error" },
 } as const;
 

@@ -10,6 +10,16 @@ import { logRelay } from "./refuse.ts";
 
 const TAG = "connector";
 const MAX_CONTROL_MESSAGE = 8192;
+/** Missed keepalive intervals after which a connector counts as hung (frozen, partitioned). */
+const MISSED_PINGS = 3;
+
+interface Attachment {
+  chash: string;
+  exp: number;
+  /** When it attached (ms), and how often it promised to ping (ms; absent: it did not say). */
+  at?: number;
+  keepaliveMs?: number;
+}
 
 export type OpenSessionResult = { ok: true; sid: string } | { ok: false; reason: "not_attached" | "replay" };
 
@@ -28,6 +38,7 @@ export class ConnectorPresence extends DurableObject<Env> {
   override async fetch(req: Request): Promise<Response> {
     const chash = req.headers.get("x-sp-chash") ?? "";
     const exp = Number(req.headers.get("x-sp-exp"));
+    const keepalive = Number(req.headers.get("x-sp-keepalive"));
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
     // A newer attach with valid credentials for this hash replaces the old socket (a reconnect
@@ -36,8 +47,11 @@ export class ConnectorPresence extends DurableObject<Env> {
       old.close(RELAY_CLOSE.replaced.code, RELAY_CLOSE.replaced.reason);
     }
     this.ctx.acceptWebSocket(server, [TAG]);
-    server.serializeAttachment({ chash, exp });
+    const att: Attachment = { chash, exp, at: Date.now() };
+    if (keepalive > 0) att.keepaliveMs = keepalive;
+    server.serializeAttachment(att);
     await this.scheduleExpiry(exp);
+    if (att.keepaliveMs !== undefined) await this.scheduleAt(Date.now() + this.silenceLimit(att));
     logRelay("attached", { chash });
     return new Response(null, { status: 101, webSocket: client });
   }
@@ -51,7 +65,7 @@ export class ConnectorPresence extends DurableObject<Env> {
     const seen = sql.exec("SELECT 1 FROM used_jti WHERE jti = ?", jti).toArray();
     if (seen.length > 0) return { ok: false, reason: "replay" };
     sql.exec("INSERT INTO used_jti (jti, exp) VALUES (?, ?)", jti, exp);
-    const [ws] = this.ctx.getWebSockets(TAG);
+    const ws = this.liveSocket();
     if (!ws) return { ok: false, reason: "not_attached" };
     const sid = toBase64Url(crypto.getRandomValues(new Uint8Array(18)));
     ws.send(JSON.stringify({ type: "dial", session: sid }));
@@ -63,10 +77,46 @@ export class ConnectorPresence extends DurableObject<Env> {
    * The message carries nothing: the relay learns no identity, the connector asks the Controller.
    */
   async nudge(): Promise<boolean> {
-    const [ws] = this.ctx.getWebSockets(TAG);
+    const ws = this.liveSocket();
     if (!ws) return false;
     ws.send('{"type":"sync"}');
     return true;
+  }
+
+  /**
+   * The connector's control socket, unless the connector has gone silent: its pings (answered by
+   * the auto-response, which records the time) stopped for MISSED_PINGS intervals. A frozen process
+   * keeps its TCP connection open, so without this the relay would keep asking it to dial, and every
+   * client would wait out the dial deadline. A silent connector is dropped; it attaches again when
+   * it wakes.
+   */
+  private liveSocket(): WebSocket | undefined {
+    const [ws] = this.ctx.getWebSockets(TAG);
+    if (!ws) return undefined;
+    return this.silentSince(ws) === undefined ? ws : undefined;
+  }
+
+  private silenceLimit(att: Attachment): number {
+    return MISSED_PINGS * (att.keepaliveMs ?? 0) + 1000;
+  }
+
+  /** When the connector last pinged; closes its socket and returns that time if it fell silent. */
+  private silentSince(ws: WebSocket): number | undefined {
+    const att = ws.deserializeAttachment() as Attachment;
+    if (att.keepaliveMs === undefined || att.at === undefined) return undefined;
+    const last = Math.max(att.at, this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0);
+    if (Date.now() - last <= this.silenceLimit(att)) return undefined;
+    logRelay("unresponsive", { chash: att.chash, silent_ms: Date.now() - last });
+    ws.close(RELAY_CLOSE.unresponsive.code, RELAY_CLOSE.unresponsive.reason);
+    return last;
+  }
+
+  /** When the next liveness check of `ws` is due (ms), or undefined when it promised no pings. */
+  private nextCheck(ws: WebSocket): number | undefined {
+    const att = ws.deserializeAttachment() as Attachment;
+    if (att.keepaliveMs === undefined || att.at === undefined) return undefined;
+    const last = Math.max(att.at, this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0);
+    return last + this.silenceLimit(att) + 1;
   }
 
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
@@ -84,7 +134,7 @@ export class ConnectorPresence extends DurableObject<Env> {
     const m = msg as { type?: unknown; token?: unknown };
     if (m.type === "refresh" && typeof m.token === "string") {
       // The connector renews its relay token over the live socket before it expires.
-      const att = ws.deserializeAttachment() as { chash: string; exp: number };
+      const att = ws.deserializeAttachment() as Attachment;
       try {
         const now = Date.now();
         const claims = await verifyToken("relay", m.token, {
@@ -93,7 +143,7 @@ export class ConnectorPresence extends DurableObject<Env> {
           now,
         });
         if (claims.sub !== att.chash) throw new TokenError("token_invalid", "hash mismatch");
-        ws.serializeAttachment({ chash: att.chash, exp: claims.exp });
+        ws.serializeAttachment({ ...att, exp: claims.exp });
         await this.scheduleExpiry(claims.exp);
         ws.send(JSON.stringify({ type: "refreshed", exp: claims.exp }));
       } catch {
@@ -115,19 +165,33 @@ export class ConnectorPresence extends DurableObject<Env> {
     ws.close(RELAY_CLOSE.internal.code, RELAY_CLOSE.internal.reason);
   }
 
-  /** Close control sockets whose relay token has expired without a refresh. */
+  /**
+   * Close control sockets whose relay token has expired without a refresh, and those whose
+   * connector fell silent (checked every few seconds while one is attached; the pings themselves
+   * never wake this object).
+   */
   override async alarm(): Promise<void> {
-    const now = Math.floor(Date.now() / 1000);
+    const nowS = Math.floor(Date.now() / 1000);
     let next = Number.POSITIVE_INFINITY;
     for (const ws of this.ctx.getWebSockets(TAG)) {
-      const att = ws.deserializeAttachment() as { exp: number };
-      if (att.exp <= now) ws.close(RELAY_CLOSE.expired.code, RELAY_CLOSE.expired.reason);
-      else next = Math.min(next, att.exp);
+      const att = ws.deserializeAttachment() as Attachment;
+      if (att.exp <= nowS) {
+        ws.close(RELAY_CLOSE.expired.code, RELAY_CLOSE.expired.reason);
+        continue;
+      }
+      if (this.silentSince(ws) !== undefined) continue;
+      next = Math.min(next, att.exp * 1000, this.nextCheck(ws) ?? Number.POSITIVE_INFINITY);
     }
-    if (Number.isFinite(next)) await this.ctx.storage.setAlarm(next * 1000);
+    if (Number.isFinite(next)) await this.ctx.storage.setAlarm(next);
   }
 
   private async scheduleExpiry(exp: number): Promise<void> {
-    if (Number.isFinite(exp) && exp > 0) await this.ctx.storage.setAlarm(exp * 1000);
+    if (Number.isFinite(exp) && exp > 0) await this.scheduleAt(exp * 1000);
+  }
+
+  /** Sets the alarm to `at` unless one is due earlier. */
+  private async scheduleAt(at: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
   }
 }

@@ -57,7 +57,14 @@ export async function handleRelay(req: Request, env: Env): Promise<Response> {
 async function attach(req: Request, env: Env): Promise<Response> {
   const claims = await verify("relay", bearer(req), env);
   const stub = env.PRESENCE.get(env.PRESENCE.idFromName(claims.sub));
-  return await stub.fetch(internal("/attach", { "x-sp-chash": claims.sub, "x-sp-exp": String(claims.exp) }));
+  // A connector that pings its control socket every keepalive_ms is dropped when it falls silent;
+  // one that does not say (an older connector) is kept until its socket closes.
+  const keepalive = Number(new URL(req.url).searchParams.get("keepalive_ms"));
+  const headers: Record<string, string> = { "x-sp-chash": claims.sub, "x-sp-exp": String(claims.exp) };
+  if (Number.isInteger(keepalive) && keepalive >= 500 && keepalive <= 60_000) {
+    headers["x-sp-keepalive"] = String(keepalive);
+  }
+  return await stub.fetch(internal("/attach", headers));
 }
 
 async function session(req: Request, env: Env): Promise<Response> {
