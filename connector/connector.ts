@@ -6,6 +6,8 @@ import { createRemoteJWKSet, type JWTVerifyGetKey } from "jose";
 import { loadOrCreateIdentity } from "../bunlib/cert.ts";
 import type { Logger } from "../bunlib/log.ts";
 import { openWebSocket, WebSocketClosedError } from "../bunlib/ws-duplex.ts";
+import { RevocationList } from "../shared/revocations.ts";
+import { AuthzLedger } from "./authz-ledger.ts";
 import type { ConnectorConfig } from "./config.ts";
 import {
   ConnectorControllerClient,
@@ -20,6 +22,8 @@ import { ConnectorSession, type SessionContext } from "./session.ts";
 const HEARTBEAT_MS = 20_000;
 const PING_MS = 20_000;
 const DRAIN_GRACE_MS = 30_000;
+/** A clock further than this from the Controller's is logged as a warning at every heartbeat. */
+export const CLOCK_DRIFT_WARN_MS = 5_000;
 
 export function backoffMs(attempt: number, baseMs = 500, maxMs = 30_000): number {
   const exp = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 16));
@@ -38,6 +42,10 @@ export class Connector {
   private keys: JWTVerifyGetKey | undefined;
   private timers: ReturnType<typeof setInterval>[] = [];
   private attempt = 0;
+  /** Controller clock minus this clock (ms), measured at every heartbeat. */
+  private clockOffsetMs = 0;
+  private ledger: AuthzLedger | undefined;
+  private readonly revocations = new RevocationList();
   readonly events: EventReporter;
   private readonly api: ConnectorControllerClient;
 
@@ -84,6 +92,10 @@ export class Connector {
       cooldownDuration: 30_000,
     });
     this.log.info("registered", { connector_id: reg.connector_id, remote_network: reg.remote_network_id });
+    // Before serving anything: the jtis consumed before a restart, and the revocations recorded
+    // while this connector was down (and the clock drift) from a first heartbeat.
+    this.ledger = new AuthzLedger(this.config.stateDir, Date.now());
+    await this.heartbeat();
     const ctx: SessionContext = {
       relayUrl: reg.relay_url,
       relayToken: () => this.relayToken,
@@ -96,6 +108,9 @@ export class Connector {
       log: this.log,
       isDraining: () => this.draining,
       udpIdleMs: this.config.udpIdleMs,
+      controllerNow: () => Date.now() + this.clockOffsetMs,
+      ledger: this.ledger,
+      revocations: this.revocations,
     };
     this.events.start();
     if (this.config.directListen) this.listenDirect(ctx, this.config.directListen);
@@ -134,16 +149,22 @@ export class Connector {
       if (id) refs.set(`${id.principal_id}\u0000${id.device_id}`, id);
     }
     try {
-      const hb = await this.api.heartbeat([...refs.values()]);
+      const { result: hb, sentAt, receivedAt } = await this.api.heartbeat([...refs.values()]);
+      if (hb.server_time !== undefined) this.measureDrift(hb.server_time, sentAt, receivedAt);
+      const controllerNow = Date.now() + this.clockOffsetMs;
       this.relayToken = hb.relay_token;
       if (this.control?.readyState === WebSocket.OPEN) {
         this.control.send(JSON.stringify({ type: "refresh", token: hb.relay_token }));
       }
+      this.ledger?.compact(controllerNow);
+      if (hb.revocations) this.revocations.replace(hb.revocations, controllerNow);
+      else this.revocations.prune(controllerNow);
+      for (const s of this.sessions) s.applyRevocations(this.revocations);
       for (const verdict of hb.sessions ?? []) {
         for (const s of this.sessions) {
           const id = s.identity;
           if (id?.principal_id === verdict.principal_id && id.device_id === verdict.device_id) {
-            s.applyRevocation(verdict.allowed_resource_ids);
+            s.applyRevocation(verdict.allowed_resource_ids, hb.server_time ?? controllerNow);
           }
         }
       }
@@ -156,6 +177,17 @@ export class Connector {
         process.exit(1);
       }
       this.log.warn("heartbeat failed", { error: (err as Error).message });
+    }
+  }
+
+  /** NTP-style: the Controller answered halfway through the round trip. */
+  private measureDrift(serverTime: number, sentAt: number, receivedAt: number): void {
+    this.clockOffsetMs = Math.round(serverTime - (sentAt + receivedAt) / 2);
+    if (Math.abs(this.clockOffsetMs) > CLOCK_DRIFT_WARN_MS) {
+      this.log.warn("this clock is off from the controller's; token and event times use the controller's", {
+        clock_drift_ms: -this.clockOffsetMs,
+        round_trip_ms: receivedAt - sentAt,
+      });
     }
   }
 
