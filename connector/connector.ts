@@ -6,6 +6,7 @@ import { createRemoteJWKSet, type JWTVerifyGetKey } from "jose";
 import { loadOrCreateIdentity } from "../bunlib/cert.ts";
 import type { Logger } from "../bunlib/log.ts";
 import { openWebSocket, WebSocketClosedError } from "../bunlib/ws-duplex.ts";
+import { parseRelayToConnector, type RelayToConnectorMessage } from "../shared/contracts/relay-control.ts";
 import { RevocationList } from "../shared/revocations.ts";
 import { AuthzLedger } from "./authz-ledger.ts";
 import type { ConnectorConfig } from "./config.ts";
@@ -220,11 +221,12 @@ export class Connector {
   }
 
   private onControl(data: unknown, ctx: SessionContext): void {
-    if (typeof data !== "string" || data.length > 8192) return;
-    let msg: { type?: unknown; session?: unknown };
+    let msg: RelayToConnectorMessage;
     try {
-      msg = JSON.parse(data);
-    } catch {
+      msg = parseRelayToConnector(data);
+    } catch (err) {
+      // A newer relay may say more than this connector knows: ignored, not fatal.
+      this.log.debug("control message ignored", { error: (err as Error).message });
       return;
     }
     if (msg.type === "sync") {
@@ -232,11 +234,7 @@ export class Connector {
       void this.heartbeat();
       return;
     }
-    if (
-      msg.type === "dial" &&
-      typeof msg.session === "string" &&
-      /^[A-Za-z0-9_-]{22,64}$/.test(msg.session)
-    ) {
+    if (msg.type === "dial") {
       if (this.draining) return;
       const session = new ConnectorSession(msg.session, ctx, () => this.sessions.delete(session));
       this.sessions.add(session);
