@@ -5,7 +5,7 @@ import { createRemoteJWKSet } from "jose";
 import { connectorHash } from "../../shared/connector-hash.ts";
 import { verifyToken } from "../../shared/tokens.ts";
 import { type Edge, startEdge } from "../../test/helpers/edge.ts";
-import { call, onlineConnector, randomCertDigest } from "./helpers.test.ts";
+import { call, deviceKey, onlineConnector, randomCertDigest } from "./helpers.test.ts";
 
 let edge: Edge;
 let remoteNetworkId: string;
@@ -321,7 +321,7 @@ describe("clocks", () => {
 });
 
 describe("revocations for connectors", () => {
-  test("disabling a principal, unblocking nothing, narrowing a grant: each is recorded with its time and sent in heartbeats", async () => {
+  test("narrowing a grant, blocking a device, disabling a principal: each is recorded with its time and sent in heartbeats", async () => {
     const other = (await admin("POST", "/remote-networks", { name: "elsewhere" })).body.remote_network.id;
     const c = await onlineConnector(edge, remoteNetworkId, "revocations");
     const sa = (await admin("POST", "/service-accounts", { name: "robot" })).body.service_account.id;
@@ -340,7 +340,13 @@ describe("revocations for connectors", () => {
     ).body.group.id;
     const heartbeat = async () =>
       (await call(edge, "POST", "/connector/v1/heartbeat", { token: c.accessToken, body: {} })).body as {
-        revocations: { kind: string; principal_id: string | null; resource_id: string | null; at: number }[];
+        revocations: {
+          kind: string;
+          principal_id: string | null;
+          device_id: string | null;
+          resource_id: string | null;
+          at: number;
+        }[];
       };
     const before = (await heartbeat()).revocations.length;
 
@@ -352,6 +358,15 @@ describe("revocations for connectors", () => {
     const narrowed = (await heartbeat()).revocations.find((r) => r.resource_id === here);
     expect(narrowed).toMatchObject({ kind: "grant", principal_id: sa });
     expect(narrowed!.at).toBeGreaterThanOrEqual(t0 - 1000);
+
+    // A device blocked: every authorization for it.
+    const key = (await admin("POST", `/service-accounts/${sa}/keys`, {})).body.token;
+    const login = await call(edge, "POST", "/client/v1/login", {
+      body: { service_key: key, device: { public_jwk: (await deviceKey()).publicJwk } },
+    });
+    expect((await admin("POST", `/devices/${login.body.device_id}/block`)).status).toBe(200);
+    const blocked = (await heartbeat()).revocations.find((r) => r.kind === "device");
+    expect(blocked).toMatchObject({ principal_id: sa, device_id: login.body.device_id });
 
     expect((await admin("PATCH", `/service-accounts/${sa}`, { disabled: true })).status).toBe(200);
     const disabled = (await heartbeat()).revocations.find(
