@@ -3,7 +3,8 @@
 //
 // The record survives a restart: each consumption is appended (synchronously, before the tunnel is
 // told it is authorized) to `authz-used.log` in the state directory, created 0600; the file is
-// rewritten without expired lines at start and whenever it has grown to twice the live set.
+// rewritten (tmp + rename) without expired lines at start, at every heartbeat, and whenever the set
+// has grown to twice its size at the last rewrite.
 // Memory and file are bounded by the authorizations consumed within one AUTHZ_TTL_SECONDS.
 import { appendFileSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

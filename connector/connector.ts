@@ -9,6 +9,7 @@ import { openWebSocket, WebSocketClosedError } from "../bunlib/ws-duplex.ts";
 import { parseRelayToConnector, type RelayToConnectorMessage } from "../shared/contracts/relay-control.ts";
 import { RevocationList } from "../shared/revocations.ts";
 import { AuthzLedger } from "./authz-ledger.ts";
+import { clockOffsetMs, driftOf, driftWorthAWarning } from "./clock.ts";
 import type { ConnectorConfig } from "./config.ts";
 import {
   ConnectorControllerClient,
@@ -23,8 +24,6 @@ import { ConnectorSession, type SessionContext } from "./session.ts";
 const HEARTBEAT_MS = 20_000;
 const PING_MS = 20_000;
 const DRAIN_GRACE_MS = 30_000;
-/** A clock further than this from the Controller's is logged as a warning at every heartbeat. */
-export const CLOCK_DRIFT_WARN_MS = 5_000;
 
 export function backoffMs(attempt: number, baseMs = 500, maxMs = 30_000): number {
   const exp = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 16));
@@ -181,12 +180,11 @@ export class Connector {
     }
   }
 
-  /** NTP-style: the Controller answered halfway through the round trip. */
   private measureDrift(serverTime: number, sentAt: number, receivedAt: number): void {
-    this.clockOffsetMs = Math.round(serverTime - (sentAt + receivedAt) / 2);
-    if (Math.abs(this.clockOffsetMs) > CLOCK_DRIFT_WARN_MS) {
+    this.clockOffsetMs = clockOffsetMs(serverTime, sentAt, receivedAt);
+    if (driftWorthAWarning(this.clockOffsetMs)) {
       this.log.warn("this clock is off from the controller's; token and event times use the controller's", {
-        clock_drift_ms: -this.clockOffsetMs,
+        clock_drift_ms: driftOf(this.clockOffsetMs),
         round_trip_ms: receivedAt - sentAt,
       });
     }
