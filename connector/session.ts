@@ -457,6 +457,9 @@ export class ConnectorSession {
   private revoke(reason: string): void {
     const auth = this.auth;
     this.ctx.log.info("access revoked: closing tunnel", { principal: auth?.claims.sub, session: this.sid });
+    // GOAWAY first: the client opens its next stream on a new tunnel, whose token request the
+    // Controller answers with the reason (rather than on this one, which is about to close).
+    if (this.mux?.authenticated) this.mux.goAway(RESET_CODES.unauthorized, reason);
     this.mux?.resetAll(RESET_CODES.unauthorized, reason);
     this.close(reason, 50);
   }
