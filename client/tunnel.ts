@@ -33,7 +33,7 @@ const DIRECT_HEAD_START_MS = 300;
 const DIRECT_CONNECT_TIMEOUT_MS = 3_000;
 
 /** TCP to a connector's advertised direct endpoint ("10.0.0.5:7443", "[fd00::5]:7443"). */
-function dialDirect(endpoint: string): Promise<Duplex> {
+export function dialDirect(endpoint: string): Promise<Duplex> {
   const i = endpoint.lastIndexOf(":");
   const host = endpoint.slice(0, i).replace(/^\[|\]$/g, "");
   const port = Number(endpoint.slice(i + 1));
@@ -202,7 +202,8 @@ export class Tunnel {
     return winner;
   }
 
-  private static async establish(
+  /** One path only, over `transport` (`open` races the paths; tests probe one at a time). */
+  static async establish(
     tokens: ConnectionTokens,
     deviceKey: CryptoKey,
     path: "relayed" | "direct",

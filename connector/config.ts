@@ -23,7 +23,8 @@ export const CONNECTOR_OPTIONS: readonly OptionSpec[] = [
   {
     flag: "state-dir",
     env: "SALLYPORT_STATE_DIR",
-    description: "Directory for the connector's key, certificate and rotated tokens (0700)",
+    description:
+      "Directory for the connector's key, certificate, rotated tokens and used authorizations (0700)",
     default: join(homedir(), ".local/state/sallyport-connector"),
   },
   {

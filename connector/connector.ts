@@ -6,6 +6,10 @@ import { createRemoteJWKSet, type JWTVerifyGetKey } from "jose";
 import { loadOrCreateIdentity } from "../bunlib/cert.ts";
 import type { Logger } from "../bunlib/log.ts";
 import { openWebSocket, WebSocketClosedError } from "../bunlib/ws-duplex.ts";
+import { parseRelayToConnector, type RelayToConnectorMessage } from "../shared/contracts/relay-control.ts";
+import { RevocationList } from "../shared/revocations.ts";
+import { AuthzLedger } from "./authz-ledger.ts";
+import { clockOffsetMs, driftOf, driftWorthAWarning } from "./clock.ts";
 import type { ConnectorConfig } from "./config.ts";
 import {
   ConnectorControllerClient,
@@ -43,6 +47,10 @@ export class Connector {
   private keys: JWTVerifyGetKey | undefined;
   private timers: ReturnType<typeof setInterval>[] = [];
   private attempt = 0;
+  /** Controller clock minus this clock (ms), measured at every heartbeat. */
+  private clockOffsetMs = 0;
+  private ledger: AuthzLedger | undefined;
+  private readonly revocations = new RevocationList();
   readonly events: EventReporter;
   private readonly api: ConnectorControllerClient;
 
@@ -89,6 +97,10 @@ export class Connector {
       cooldownDuration: 30_000,
     });
     this.log.info("registered", { connector_id: reg.connector_id, remote_network: reg.remote_network_id });
+    // Before serving anything: the jtis consumed before a restart, and the revocations recorded
+    // while this connector was down (and the clock drift) from a first heartbeat.
+    this.ledger = new AuthzLedger(this.config.stateDir, Date.now());
+    await this.heartbeat();
     const ctx: SessionContext = {
       relayUrl: reg.relay_url,
       relayToken: () => this.relayToken,
@@ -101,6 +113,9 @@ export class Connector {
       log: this.log,
       isDraining: () => this.draining,
       udpIdleMs: this.config.udpIdleMs,
+      controllerNow: () => Date.now() + this.clockOffsetMs,
+      ledger: this.ledger,
+      revocations: this.revocations,
     };
     this.events.start();
     if (this.config.directListen) this.listenDirect(ctx, this.config.directListen);
@@ -139,16 +154,22 @@ export class Connector {
       if (id) refs.set(`${id.principal_id}\u0000${id.device_id}`, id);
     }
     try {
-      const hb = await this.api.heartbeat([...refs.values()]);
+      const { result: hb, sentAt, receivedAt } = await this.api.heartbeat([...refs.values()]);
+      if (hb.server_time !== undefined) this.measureDrift(hb.server_time, sentAt, receivedAt);
+      const controllerNow = Date.now() + this.clockOffsetMs;
       this.relayToken = hb.relay_token;
       if (this.control?.readyState === WebSocket.OPEN) {
         this.control.send(JSON.stringify({ type: "refresh", token: hb.relay_token }));
       }
+      this.ledger?.compact(controllerNow);
+      if (hb.revocations) this.revocations.replace(hb.revocations, controllerNow);
+      else this.revocations.prune(controllerNow);
+      for (const s of this.sessions) s.applyRevocations(this.revocations);
       for (const verdict of hb.sessions ?? []) {
         for (const s of this.sessions) {
           const id = s.identity;
           if (id?.principal_id === verdict.principal_id && id.device_id === verdict.device_id) {
-            s.applyRevocation(verdict.allowed_resource_ids);
+            s.applyRevocation(verdict.allowed_resource_ids, hb.server_time ?? controllerNow);
           }
         }
       }
@@ -161,6 +182,16 @@ export class Connector {
         process.exit(1);
       }
       this.log.warn("heartbeat failed", { error: (err as Error).message });
+    }
+  }
+
+  private measureDrift(serverTime: number, sentAt: number, receivedAt: number): void {
+    this.clockOffsetMs = clockOffsetMs(serverTime, sentAt, receivedAt);
+    if (driftWorthAWarning(this.clockOffsetMs)) {
+      this.log.warn("this clock is off from the controller's; token and event times use the controller's", {
+        clock_drift_ms: driftOf(this.clockOffsetMs),
+        round_trip_ms: receivedAt - sentAt,
+      });
     }
   }
 
@@ -196,11 +227,12 @@ export class Connector {
   }
 
   private onControl(data: unknown, ctx: SessionContext): void {
-    if (typeof data !== "string" || data.length > 8192) return;
-    let msg: { type?: unknown; session?: unknown };
+    let msg: RelayToConnectorMessage;
     try {
-      msg = JSON.parse(data);
-    } catch {
+      msg = parseRelayToConnector(data);
+    } catch (err) {
+      // A newer relay may say more than this connector knows: ignored, not fatal.
+      this.log.debug("control message ignored", { error: (err as Error).message });
       return;
     }
     if (msg.type === "sync") {
@@ -208,11 +240,7 @@ export class Connector {
       void this.heartbeat();
       return;
     }
-    if (
-      msg.type === "dial" &&
-      typeof msg.session === "string" &&
-      /^[A-Za-z0-9_-]{22,64}$/.test(msg.session)
-    ) {
+    if (msg.type === "dial") {
       if (this.draining) return;
       const session = new ConnectorSession(msg.session, ctx, () => this.sessions.delete(session));
       this.sessions.add(session);

@@ -5,6 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "../bunlib/log.ts";
+import { type Revocation, RevocationListSchema } from "../shared/revocations.ts";
 import { peekClaim } from "../shared/tokens.ts";
 
 export const CONNECTOR_VERSION = "0.1.0";
@@ -36,6 +37,17 @@ export interface HeartbeatResult {
   relay_token_expires_at: string;
   /** Per live principal/device: the Resources it may still reach here, or null when revoked. */
   sessions?: (SessionRef & { allowed_resource_ids: string[] | null })[];
+  /** The Controller's clock when it answered (ms since the epoch). */
+  server_time?: number;
+  /** Revocations recorded within the last authorization lifetime (shared/revocations.ts). */
+  revocations?: Revocation[];
+}
+
+/** One heartbeat's answer and the connector's clock around it, for the drift estimate. */
+export interface TimedHeartbeat {
+  result: HeartbeatResult;
+  sentAt: number;
+  receivedAt: number;
 }
 
 export class ControllerError extends Error {
@@ -148,11 +160,27 @@ export class ConnectorControllerClient {
     });
   }
 
-  heartbeat(sessions: SessionRef[] = []): Promise<HeartbeatResult> {
-    return this.authed("/heartbeat", { version: CONNECTOR_VERSION, sessions });
+  /** `sent_at` (this clock) lets the Controller record the drift; `server_time` lets us measure it. */
+  async heartbeat(sessions: SessionRef[] = []): Promise<TimedHeartbeat> {
+    const sentAt = Date.now();
+    const result = await this.authed<HeartbeatResult>("/heartbeat", {
+      version: CONNECTOR_VERSION,
+      sessions,
+      sent_at: sentAt,
+    });
+    const receivedAt = Date.now();
+    const revocations = RevocationListSchema.optional().safeParse(result.revocations);
+    if (
+      !revocations.success ||
+      (result.server_time !== undefined && !Number.isSafeInteger(result.server_time))
+    ) {
+      throw new ControllerError(200, "bad_response", "controller sent a malformed heartbeat answer");
+    }
+    return { result: { ...result, revocations: revocations.data }, sentAt, receivedAt };
   }
 
+  /** `sent_at` lets the Controller put the events' times on its own clock. */
   uploadEvents(events: unknown[]): Promise<{ accepted: number }> {
-    return this.authed("/events", { events });
+    return this.authed("/events", { events, sent_at: Date.now() });
   }
 }

@@ -15,7 +15,9 @@ import { compileAcl } from "../shared/address.ts";
 import { ProtocolError } from "../shared/protocol/errors.ts";
 import { type Frame, FrameReader, RESET_CODES } from "../shared/protocol/frame.ts";
 import { Mux, type MuxStream } from "../shared/protocol/mux.ts";
+import { type RevocationList, revocationApplies } from "../shared/revocations.ts";
 import { type Authorization, AuthorizationError, authorize } from "./authorize.ts";
+import type { AuthzLedger } from "./authz-ledger.ts";
 import type { EventReporter, Outcome } from "./events.ts";
 import { decide, type Resolver } from "./proxy.ts";
 
@@ -47,6 +49,11 @@ export interface SessionContext {
   isDraining: () => boolean;
   /** A udp flow with no datagram either way for this long is closed (RESET 9, timeout). */
   udpIdleMs: number;
+  /** The Controller's clock as estimated from heartbeats (ms): the clock tokens are issued on. */
+  controllerNow: () => number;
+  /** Consumed authorization jtis, shared by every tunnel on either path. */
+  ledger: AuthzLedger;
+  revocations: RevocationList;
 }
 
 export class ConnectorSession {
@@ -143,8 +150,10 @@ export class ConnectorSession {
         issuer: ctx.issuer,
         connectorId: ctx.connectorId,
         exporter,
-        now: Date.now(),
+        now: ctx.controllerNow(),
         current: this.auth,
+        ledger: ctx.ledger,
+        revocations: ctx.revocations,
       });
       this.auth = auth;
       this.mux?.authResult(true, "authorized");
@@ -157,7 +166,12 @@ export class ConnectorSession {
       return true;
     } catch (err) {
       const message = err instanceof AuthorizationError ? err.message : "authorization failed";
-      ctx.log.warn("client refused", { reason: message, session: this.sid });
+      ctx.log.warn("client refused", {
+        reason: message,
+        code: err instanceof AuthorizationError ? err.code : undefined,
+        session: this.sid,
+        path: this.path,
+      });
       this.mux?.authResult(false, message);
       if (!this.auth) this.close(message, 50);
       return false;
@@ -166,7 +180,7 @@ export class ConnectorSession {
 
   private scheduleExpiry(): void {
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
-    const ms = Math.max(0, (this.auth?.expiresAt ?? 0) - Date.now());
+    const ms = Math.max(0, (this.auth?.expiresAt ?? 0) - this.ctx.controllerNow());
     this.expiryTimer = setTimeout(() => {
       // Authorization expired without renewal: every stream of this client ends, reported.
       this.mux?.closeAll(RESET_CODES.unauthorized, "authorization expired");
@@ -187,7 +201,8 @@ export class ConnectorSession {
   private schedulePolicyTimer(): void {
     if (this.policyTimer) clearTimeout(this.policyTimer);
     this.policyTimer = undefined;
-    const now = Date.now();
+    // Policy timers are Controller times.
+    const now = this.ctx.controllerNow();
     let next = Number.POSITIVE_INFINITY;
     for (const until of this.auth?.untils.values() ?? []) {
       if (until * 1000 > now) next = Math.min(next, until * 1000);
@@ -270,7 +285,7 @@ export class ConnectorSession {
       return;
     }
     const until = this.untilOf(d.resourceId);
-    if (until !== null && until * 1000 <= Date.now()) {
+    if (until !== null && until * 1000 <= ctx.controllerNow()) {
       stream.reset(RESET_CODES.unauthorized, "resource policy: authentication expired, sign in again");
       report("denied", { reason: "frequency: authentication expired", resource: d.resourceId });
       return;
@@ -392,18 +407,67 @@ export class ConnectorSession {
 
   /**
    * Apply what the Controller says this principal may still reach here: null closes the tunnel;
-   * otherwise Resources no longer granted leave the ACL and their open streams are reset.
+   * otherwise Resources no longer granted leave the ACL and their open streams are reset. What was
+   * taken away is remembered (at `at`, Controller clock), so re-sending an authorization issued
+   * before it restores nothing, on this tunnel or another.
    */
-  applyRevocation(allowed: string[] | null): void {
+  applyRevocation(allowed: string[] | null, at: number): void {
     const auth = this.auth;
     if (!auth || this.closed) return;
+    const { sub, dev } = auth.claims;
+    const now = this.ctx.controllerNow();
     if (allowed === null) {
-      this.ctx.log.info("access revoked: closing tunnel", { principal: auth.claims.sub, session: this.sid });
-      this.mux?.resetAll(RESET_CODES.unauthorized, "access revoked");
-      this.close("access revoked", 50);
+      const r = { kind: "device", principal_id: sub, device_id: dev, resource_id: null, at } as const;
+      this.ctx.revocations.add(r, now);
+      this.revoke("access revoked");
       return;
     }
     const keep = new Set(allowed);
+    for (const e of auth.claims.acl) {
+      if (keep.has(e.id)) continue;
+      this.ctx.revocations.add(
+        { kind: "grant", principal_id: sub, device_id: dev, resource_id: e.id, at },
+        now,
+      );
+    }
+    this.narrow(keep);
+  }
+
+  /** Check the authorization in force against the revocation list (after a heartbeat or a push). */
+  applyRevocations(list: RevocationList): void {
+    const auth = this.auth;
+    if (!auth || this.closed) return;
+    const facts = {
+      principalId: auth.claims.sub,
+      deviceId: auth.claims.dev,
+      resourceIds: auth.claims.acl.map((e) => e.id),
+    };
+    const drop = new Set<string>();
+    for (const r of list.all()) {
+      if (r.at < auth.issuedMs || !revocationApplies(r, facts)) continue;
+      if (r.kind !== "grant") {
+        this.revoke(`access revoked (${r.kind})`);
+        return;
+      }
+      if (r.resource_id) drop.add(r.resource_id);
+    }
+    if (drop.size > 0) this.narrow(new Set(facts.resourceIds.filter((id) => !drop.has(id))));
+  }
+
+  private revoke(reason: string): void {
+    const auth = this.auth;
+    this.ctx.log.info("access revoked: closing tunnel", { principal: auth?.claims.sub, session: this.sid });
+    // GOAWAY first: the client opens its next stream on a new tunnel, whose token request the
+    // Controller answers with the reason (rather than on this one, which is about to close).
+    if (this.mux?.authenticated) this.mux.goAway(RESET_CODES.unauthorized, reason);
+    this.mux?.resetAll(RESET_CODES.unauthorized, reason);
+    this.close(reason, 50);
+  }
+
+  /** Only the Resources in `keep` stay in the ACL; open streams to the others are reset. */
+  private narrow(keep: Set<string>): void {
+    const auth = this.auth;
+    if (!auth) return;
     const acl = auth.claims.acl.filter((e) => keep.has(e.id));
     if (acl.length === auth.claims.acl.length) return;
     this.auth = { ...auth, claims: { ...auth.claims, acl }, acl: compileAcl(acl) };

@@ -11,6 +11,17 @@ import { CONNECTOR_HASH_PATTERN } from "./connector-hash.ts";
 export const TOKEN_ALG = "ES256";
 /** Allowed clock skew between Controller, Relay, Connector and Client. Small and explicit. */
 export const CLOCK_SKEW_SECONDS = 30;
+/**
+ * Longest lifetime of an authorization (`authz`). The connector refuses a longer one, so it knows
+ * how long a consumed `jti` or a revocation must be remembered (docs/architecture.md).
+ */
+export const AUTHZ_TTL_SECONDS = 15 * 60;
+/**
+ * How long after it was issued an authorization may *open* a tunnel, on either path: the lifetime
+ * of the connection token that opens a relayed one. Renewals on a live tunnel are not bounded by
+ * it (they still need a fresh, unused authorization).
+ */
+export const AUTHZ_OPEN_SECONDS = 2 * 60;
 
 export const AUDIENCE = {
   connectorApi: "sallyport:controller:connector-api",
@@ -91,6 +102,11 @@ export const TOKEN_KINDS = {
       jti: id,
       cnf: z.object({ jwk: ecPublicJwk }),
       acl: z.array(AclEntrySchema).max(10000),
+      /**
+       * Issue time in milliseconds (Controller clock), so the connector can order an authorization
+       * against a revocation recorded in the same second. Absent: `iat` * 1000 (the earliest).
+       */
+      iat_ms: z.number().int().nonnegative().optional(),
     }),
   },
 } as const;

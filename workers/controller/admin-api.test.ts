@@ -488,3 +488,41 @@ describe("isolation between networks", () => {
     expect((await admin("GET", `/remote-networks/${rn.id}`)).status).toBe(200);
   });
 });
+
+describe("content types", () => {
+  test("a JSON endpoint refuses a body that is not declared JSON (415); JSON with parameters and bodiless calls pass", async () => {
+    const send = (method: string, path: string, body: string | undefined, contentType?: string) =>
+      fetch(`${edge.url}/api/v1${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${edge.apiKey}`,
+          ...(contentType ? { "content-type": contentType } : {}),
+        },
+        body,
+      });
+    const json = JSON.stringify({ name: "typed" });
+    for (const type of [
+      "text/plain",
+      "text/plain;charset=UTF-8",
+      "application/x-www-form-urlencoded",
+      "multipart/form-data; boundary=x",
+    ]) {
+      const res = await send("POST", "/remote-networks", json, type);
+      expect(res.status).toBe(415);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("unsupported_media_type");
+    }
+    // fetch with a string body and no explicit type sends text/plain: refused too.
+    expect((await send("POST", "/remote-networks", json)).status).toBe(415);
+    expect(
+      (await admin("GET", "/remote-networks")).body.remote_networks.some(
+        (r: { name: string }) => r.name === "typed",
+      ),
+    ).toBe(false);
+
+    const created = await send("POST", "/remote-networks", json, "application/json; charset=utf-8");
+    expect(created.status).toBe(201);
+    const id = ((await created.json()) as { remote_network: { id: string } }).remote_network.id;
+    // No body at all: a DELETE needs no content type.
+    expect((await send("DELETE", `/remote-networks/${id}`, undefined)).status).toBe(204);
+  });
+});

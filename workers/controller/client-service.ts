@@ -336,6 +336,8 @@ export async function connectionTokens(
       jti,
       cnf: { jwk: session.jwk },
       acl,
+      // Orders this authorization against revocations recorded in the same second.
+      iat_ms: now,
     },
     { audienceArg: pick.id, ttlSeconds: sessionSecondsLeft(ctx, session) },
   );

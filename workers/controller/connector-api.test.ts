@@ -5,7 +5,7 @@ import { createRemoteJWKSet } from "jose";
 import { connectorHash } from "../../shared/connector-hash.ts";
 import { verifyToken } from "../../shared/tokens.ts";
 import { type Edge, startEdge } from "../../test/helpers/edge.ts";
-import { call, onlineConnector, randomCertDigest } from "./helpers.test.ts";
+import { call, deviceKey, onlineConnector, randomCertDigest } from "./helpers.test.ts";
 
 let edge: Edge;
 let remoteNetworkId: string;
@@ -263,5 +263,120 @@ describe("activity events", () => {
     expect(limited).toHaveLength(1);
     expect(limited[0].outcome).toBe("dns_lookup_error");
     expect((await admin("GET", "/events?outcome=bogus")).status).toBe(400);
+  });
+});
+
+describe("clocks", () => {
+  test("a connector 10 minutes fast: its drift is shown, its events are put on the Controller's clock", async () => {
+    const c = await onlineConnector(edge, remoteNetworkId, "fast-clock");
+    const ok = await onlineConnector(edge, remoteNetworkId, "good-clock");
+    const fast = 10 * 60_000;
+    const hb = await call(edge, "POST", "/connector/v1/heartbeat", {
+      token: c.accessToken,
+      body: { sent_at: Date.now() + fast },
+    });
+    expect(hb.status).toBe(200);
+    expect(Math.abs(hb.body.server_time - Date.now())).toBeLessThan(5_000);
+    const got = (await admin("GET", `/connectors/${c.id}`)).body.connector;
+    expect(Math.abs(got.clock_drift_ms - fast)).toBeLessThan(5_000);
+    expect((await admin("GET", `/connectors/${ok.id}`)).body.connector.clock_drift_ms).toBeNull();
+
+    // The fast connector reports a connection that happened 1 s ago (its clock); the good one
+    // reports one from 2 s ago. The Controller orders them as they happened.
+    const now = Date.now();
+    const ev = (time: number, destination: string) => ({
+      time,
+      principal_id: "sa_AAAAAAAAAAAAAAAA",
+      principal_type: "service_account",
+      device_id: "dv_AAAAAAAAAAAAAAAA",
+      resource_id: null,
+      destination,
+      protocol: "tcp",
+      resolved_ip: null,
+      outcome: "success",
+      reason: null,
+      bytes_sent: 0,
+      bytes_received: 0,
+      duration_ms: 0,
+      path: "direct",
+    });
+    const up = (token: string, time: number, destination: string, sentAt: number) =>
+      call(edge, "POST", "/connector/v1/events", {
+        token,
+        body: { events: [ev(time, destination)], sent_at: sentAt },
+      });
+    expect((await up(c.accessToken, now + fast - 1000, "fast.corp:1", now + fast)).status).toBe(200);
+    expect((await up(ok.accessToken, now - 2000, "good.corp:1", now)).status).toBe(200);
+    const events = (await admin("GET", `/events?limit=1000`)).body.events as {
+      destination: string;
+      time: string;
+      connector_time: string | null;
+    }[];
+    const f = events.find((e) => e.destination === "fast.corp:1")!;
+    const g = events.find((e) => e.destination === "good.corp:1")!;
+    expect(Math.abs(Date.parse(f.time) - (now - 1000))).toBeLessThan(5_000);
+    expect(Date.parse(f.connector_time!)).toBe(now + fast - 1000);
+    expect(events.indexOf(f)).toBeLessThan(events.indexOf(g)); // newest first, on one clock
+  });
+});
+
+describe("revocations for connectors", () => {
+  test("narrowing a grant, blocking a device, disabling a principal: each is recorded with its time and sent in heartbeats", async () => {
+    const other = (await admin("POST", "/remote-networks", { name: "elsewhere" })).body.remote_network.id;
+    const c = await onlineConnector(edge, remoteNetworkId, "revocations");
+    const sa = (await admin("POST", "/service-accounts", { name: "robot" })).body.service_account.id;
+    const here = (
+      await admin("POST", "/resources", {
+        name: "r-here",
+        address: "here.corp",
+        remote_network_id: remoteNetworkId,
+      })
+    ).body.resource.id;
+    const there = (
+      await admin("POST", "/resources", { name: "r-there", address: "there.corp", remote_network_id: other })
+    ).body.resource.id;
+    const group = (
+      await admin("POST", "/groups", { name: "g", service_account_ids: [sa], resource_ids: [here, there] })
+    ).body.group.id;
+    const heartbeat = async () =>
+      (await call(edge, "POST", "/connector/v1/heartbeat", { token: c.accessToken, body: {} })).body as {
+        revocations: {
+          kind: string;
+          principal_id: string | null;
+          device_id: string | null;
+          resource_id: string | null;
+          at: number;
+        }[];
+      };
+    const before = (await heartbeat()).revocations.length;
+
+    const t0 = Date.now();
+    expect((await admin("DELETE", `/groups/${group}/resources/${there}`)).status).toBe(204);
+    // Another remote network's Resource is not this connector's business.
+    expect((await heartbeat()).revocations.length).toBe(before);
+    expect((await admin("DELETE", `/groups/${group}/resources/${here}`)).status).toBe(204);
+    const narrowed = (await heartbeat()).revocations.find((r) => r.resource_id === here);
+    expect(narrowed).toMatchObject({ kind: "grant", principal_id: sa });
+    expect(narrowed!.at).toBeGreaterThanOrEqual(t0 - 1000);
+
+    // A device blocked: every authorization for it.
+    const key = (await admin("POST", `/service-accounts/${sa}/keys`, {})).body.token;
+    const login = await call(edge, "POST", "/client/v1/login", {
+      body: { service_key: key, device: { public_jwk: (await deviceKey()).publicJwk } },
+    });
+    expect((await admin("POST", `/devices/${login.body.device_id}/block`)).status).toBe(200);
+    const blocked = (await heartbeat()).revocations.find((r) => r.kind === "device");
+    expect(blocked).toMatchObject({ principal_id: sa, device_id: login.body.device_id });
+
+    expect((await admin("PATCH", `/service-accounts/${sa}`, { disabled: true })).status).toBe(200);
+    const disabled = (await heartbeat()).revocations.find(
+      (r) => r.kind === "principal" && r.principal_id === sa,
+    );
+    expect(disabled).toBeDefined();
+    expect(disabled!.at).toBeGreaterThanOrEqual(narrowed!.at);
+    // Reads record nothing.
+    const n = (await heartbeat()).revocations.length;
+    await admin("GET", `/service-accounts/${sa}`);
+    expect((await heartbeat()).revocations.length).toBe(n);
   });
 });

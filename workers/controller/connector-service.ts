@@ -6,6 +6,7 @@
 // refreshes can never both see the same stored hash.
 import { connectorHash } from "../../shared/connector-hash.ts";
 import { timingSafeEqual } from "../../shared/encoding.ts";
+import { MAX_REVOCATIONS } from "../../shared/revocations.ts";
 import { TokenError, verifyToken } from "../../shared/tokens.ts";
 /** Activity events older than this are dropped when new ones arrive. */
 import { decisions } from "./access.ts";
@@ -13,11 +14,14 @@ import { principalResources } from "./client-service.ts";
 import { type NetworkContext, newJti, sign, TTL_SECONDS, verificationKeys } from "./context.ts";
 import { conflict, notFound, unauthorized } from "./errors.ts";
 import { insertEvent } from "./events.ts";
+import { recentRevocations } from "./revocations.ts";
 import type { ActivityEventInput } from "./schemas.ts";
 import { hashSecret, newSecret, parseSecret } from "./secrets.ts";
 import { type ConnectorRow, iso, type PrincipalType } from "./views.ts";
 
 export const EVENT_RETENTION_MS = 90 * 24 * 3600_000;
+/** A connector clock further than this from the Controller's is logged as a warning. */
+export const CLOCK_DRIFT_WARN_MS = 5_000;
 
 export interface ConnectorTokens {
   access_token: string;
@@ -131,19 +135,38 @@ export async function registerConnector(
     relay_url: ctx.relayUrl,
     ...(await relayToken(ctx, connector.id)),
     issuer: ctx.issuer,
+    server_time: ctx.now,
   };
 }
 
 export async function connectorHeartbeat(
   ctx: NetworkContext,
   connector: ConnectorRow,
-  body: { version?: string; sessions?: { principal_id: string; device_id: string }[] },
+  body: {
+    version?: string;
+    sessions?: { principal_id: string; device_id: string }[];
+    sent_at?: number;
+  },
 ) {
   if (!connector.cert_sha256) {
     throw conflict("connector is not registered; call /connector/v1/register first");
   }
+  // The connector's clock minus ours when it sent the heartbeat (plus the one-way latency, which
+  // is small next to the drift worth reporting). The connector measures it too, from the round trip.
+  const drift = body.sent_at === undefined ? null : body.sent_at - ctx.now;
+  if (drift !== null && Math.abs(drift) > CLOCK_DRIFT_WARN_MS) {
+    console.warn(
+      JSON.stringify({
+        component: "controller",
+        event: "connector_clock_drift",
+        connector_id: connector.id,
+        clock_drift_ms: drift,
+      }),
+    );
+  }
   ctx.db.run`UPDATE connectors SET last_heartbeat_at = ${ctx.now},
-    version = COALESCE(${body.version ?? null}, version) WHERE id = ${connector.id}`;
+    version = COALESCE(${body.version ?? null}, version),
+    clock_drift_ms = COALESCE(${drift}, clock_drift_ms) WHERE id = ${connector.id}`;
   // Revocation: for every principal/device with a live tunnel here, what it may still reach on
   // this remote network (null: the principal or device is gone or disabled: close its tunnels).
   const sessions = (body.sessions ?? []).map((s) => ({
@@ -151,7 +174,12 @@ export async function connectorHeartbeat(
     device_id: s.device_id,
     allowed_resource_ids: stillAllowed(ctx, s.principal_id, s.device_id, connector.remote_network_id),
   }));
-  return { ...(await relayToken(ctx, connector.id)), sessions };
+  return {
+    ...(await relayToken(ctx, connector.id)),
+    sessions,
+    server_time: ctx.now,
+    revocations: recentRevocations(ctx.db, connector.remote_network_id, ctx.now, MAX_REVOCATIONS),
+  };
 }
 
 function stillAllowed(
@@ -189,15 +217,25 @@ function stillAllowed(
     .map((r) => r.id);
 }
 
-/** Stores a batch of activity events reported by a connector, tagged with its ID. */
+/**
+ * Stores a batch of activity events reported by a connector, tagged with its ID. Times are put on
+ * the Controller's clock: the batch says when the connector sent it (its clock), so each event's
+ * time is shifted by the difference to our receipt; the connector's own time is kept beside it.
+ * Without `sent_at` (an older connector) the reported time is kept, never later than our now.
+ */
 export function storeEvents(
   ctx: NetworkContext,
   connector: ConnectorRow,
   events: ActivityEventInput[],
+  sentAt?: number,
 ): number {
+  const shift = sentAt === undefined ? 0 : ctx.now - sentAt;
   ctx.db.transaction(() => {
     ctx.db.run`DELETE FROM events WHERE time < ${ctx.now - EVENT_RETENTION_MS}`;
-    for (const e of events) insertEvent(ctx.db, { ...e, connector_id: connector.id }, ctx.now);
+    for (const e of events) {
+      const time = Math.min(ctx.now, e.time + shift);
+      insertEvent(ctx.db, { ...e, time, connector_time: e.time, connector_id: connector.id }, ctx.now);
+    }
   });
   return events.length;
 }

@@ -2,7 +2,13 @@
 // the request (passed in, never read inside), and how to sign and verify the Controller's tokens.
 import type { JWTVerifyGetKey } from "jose";
 import { toBase64Url } from "../../shared/encoding.ts";
-import { type ClaimsInput, signToken, type TokenKind } from "../../shared/tokens.ts";
+import {
+  AUTHZ_OPEN_SECONDS,
+  AUTHZ_TTL_SECONDS,
+  type ClaimsInput,
+  signToken,
+  type TokenKind,
+} from "../../shared/tokens.ts";
 import type { Db } from "./db.ts";
 import type { ControllerKeys } from "./keys.ts";
 
@@ -29,8 +35,10 @@ export const TTL_SECONDS = {
   relay: 15 * 60,
   session: 12 * 3600,
   acl: 12 * 3600,
-  connection: 2 * 60,
-  authz: 15 * 60,
+  // A connection token opens a relayed tunnel; an authorization opens a direct one for as long
+  // (AUTHZ_OPEN_SECONDS) and then only keeps its tunnel alive (docs/architecture.md).
+  connection: AUTHZ_OPEN_SECONDS,
+  authz: AUTHZ_TTL_SECONDS,
 } as const satisfies Record<TokenKind, number>;
 
 /** Signs a token of `kind`; `ttlSeconds` may shorten (never extend) the kind's lifetime. */

@@ -17,6 +17,8 @@ export type ErrorCode =
   /** No connector of the Resource's remote network is online. */
   | "no_connector"
   | "payload_too_large"
+  /** A body that is not declared JSON (`content-type: application/json`) on a JSON endpoint. */
+  | "unsupported_media_type"
   /** The network's identity provider failed or refused (sign-in pages, renewal). */
   | "idp_error"
   /** RFC 8628 device authorization: keep polling, poll slower, start over, or the person refused. */
@@ -33,6 +35,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   conflict: 409,
   payload_too_large: 413,
+  unsupported_media_type: 415,
   idp_error: 502,
   authorization_pending: 400,
   slow_down: 400,

@@ -6,8 +6,21 @@ import { ControllerError, describeZodError, invalidRequest } from "./errors.ts";
 /** Largest body any Controller endpoint accepts (500 activity events fit comfortably). */
 export const MAX_BODY_BYTES = 1024 * 1024;
 
-/** Reads a JSON body. An empty body is `{}` only where every field is optional (`allowEmpty`). */
-export async function readJson(req: Request, opts: { allowEmpty?: boolean } = {}): Promise<unknown> {
+/** `application/json` or a JSON-based type (`application/…+json`), parameters ignored. */
+export function isJsonContentType(header: string | null): boolean {
+  const type = header?.split(";")[0]?.trim().toLowerCase() ?? "";
+  return type === "application/json" || /^application\/[a-z0-9.!#$&^_-]+\+json$/.test(type);
+}
+
+/**
+ * Reads a JSON body. An empty body is `{}` only where every field is optional (`allowEmpty`).
+ * With `requireJsonType`, a body that is not declared JSON is refused (415): a `text/plain` or form
+ * body is what a cross-site form or a confused script sends, never what an API client means.
+ */
+export async function readJson(
+  req: Request,
+  opts: { allowEmpty?: boolean; requireJsonType?: boolean } = {},
+): Promise<unknown> {
   const declared = Number(req.headers.get("content-length") ?? "0");
   if (declared > MAX_BODY_BYTES) throw tooLarge();
   const text = await req.text();
@@ -15,6 +28,9 @@ export async function readJson(req: Request, opts: { allowEmpty?: boolean } = {}
   if (text.trim() === "") {
     if (opts.allowEmpty) return {};
     throw invalidRequest("body: a JSON body is required");
+  }
+  if (opts.requireJsonType && !isJsonContentType(req.headers.get("content-type"))) {
+    throw new ControllerError("unsupported_media_type", "body: content-type must be application/json");
   }
   try {
     return JSON.parse(text);
@@ -47,7 +63,7 @@ export async function parseBody<S extends z.ZodType>(
   schema: S,
   opts: { allowEmpty?: boolean } = {},
 ): Promise<z.output<S>> {
-  return parseWith(schema, await readJson(req, opts));
+  return parseWith(schema, await readJson(req, { ...opts, requireJsonType: true }));
 }
 
 /** The bearer credential of a request, or undefined. */

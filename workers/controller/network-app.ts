@@ -19,6 +19,7 @@ import { notFound, toErrorResponse, unauthorized } from "./errors.ts";
 import { bearer, parseBody, parseWith } from "./http.ts";
 import type { ControllerKeys } from "./keys.ts";
 import { relayUrlOf } from "./relay-url.ts";
+import { recordRevocations, snapshotAccess } from "./revocations.ts";
 import {
   AccessCheckRequest,
   ConnectionTokenRequest,
@@ -98,6 +99,17 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
     await authenticateApiKey(c.get("ctx"), bearer(c.req.raw));
     await next();
   });
+  // Whatever an admin or SCIM change takes away is recorded as a revocation (before/after), with the
+  // time after the change, so connectors refuse authorizations issued before it (revocations.ts).
+  const recordingRevocations = async (write: () => Promise<void>) => {
+    const before = snapshotAccess(deps.db);
+    await write();
+    recordRevocations(deps.db, before, Date.now());
+  };
+  app.use("/api/v1/*", async (c, next) => {
+    if (c.req.method === "GET" || c.req.method === "HEAD") return await next();
+    await recordingRevocations(next);
+  });
   for (const route of ADMIN_ROUTES) {
     // A body whose fields are all optional may be omitted.
     const allowEmpty = route.body?.safeParse({}).success ?? false;
@@ -138,7 +150,10 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
 
   // --- SCIM provisioning (scim.ts) ----------------------------------------------------------------
   // A deactivation or a membership change may revoke access: nudge connectors, as for the admin API.
-  app.route("/scim/v2", createScimApp({ onChange: () => deps.nudgeConnectors?.([]) }));
+  app.route(
+    "/scim/v2",
+    createScimApp({ onChange: () => deps.nudgeConnectors?.([]), aroundWrite: recordingRevocations }),
+  );
 
   // --- Client API --------------------------------------------------------------------------------
   app.post("/client/v1/login", async (c) => {
@@ -207,7 +222,7 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
     const ctx = c.get("ctx");
     const connector = await authenticateConnector(ctx, bearer(c.req.raw));
     const body = await parseBody(c.req.raw, EventBatch);
-    return c.json({ accepted: storeEvents(ctx, connector, body.events) });
+    return c.json({ accepted: storeEvents(ctx, connector, body.events, body.sent_at) });
   });
 
   return app;

@@ -202,7 +202,22 @@ export const NETWORK_MIGRATIONS: readonly (readonly string[])[] = [
     "UPDATE resources SET policy_id = 'po_default'",
     // Network-wide device settings (approved operating systems) live in meta as `device_settings`.
   ],
-  // v4: sign-in hardening (docs/signin.md "Sign-in security").
+  // v4: revocations connectors must know (workers/controller/revocations.ts); the clock drift a
+  // connector's heartbeat showed; an event's time on the connector's clock beside the Controller's.
+  [
+    `CREATE TABLE revocations (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      kind TEXT NOT NULL,
+      principal_id TEXT,
+      device_id TEXT,
+      resource_id TEXT,
+      remote_network_id TEXT,
+      at INTEGER NOT NULL)`,
+    "CREATE INDEX revocations_by_time ON revocations (at)",
+    "ALTER TABLE connectors ADD COLUMN clock_drift_ms INTEGER",
+    "ALTER TABLE events ADD COLUMN connector_time INTEGER",
+  ],
+  // v5: sign-in hardening (docs/signin.md "Sign-in security").
   [
     // A flow is bound to the browser that started it (hash of its SameSite=Strict binding cookie),
     // carries its own CSRF token, and counts its wrong MFA codes.

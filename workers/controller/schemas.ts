@@ -200,7 +200,11 @@ export const ActivityEvent = z.object({
 });
 export type ActivityEventInput = z.output<typeof ActivityEvent>;
 
-export const EventBatch = z.object({ events: z.array(ActivityEvent).max(MAX_EVENT_BATCH) });
+export const EventBatch = z.object({
+  events: z.array(ActivityEvent).max(MAX_EVENT_BATCH),
+  /** When the connector sent the batch, on its clock: event times are moved onto the Controller's. */
+  sent_at: z.number().int().min(0).optional(),
+});
 
 export const EventQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
@@ -239,6 +243,8 @@ export const HeartbeatRequest = z.object({
     .array(z.object({ principal_id: ref, device_id: ref }))
     .max(10_000)
     .optional(),
+  /** When the connector sent this heartbeat, on its clock (ms): the Controller records the drift. */
+  sent_at: z.number().int().min(0).optional(),
 });
 
 // --- Client API -----------------------------------------------------------------------------------

@@ -596,3 +596,28 @@ describe("bad input", () => {
     expectScimError(await scim("POST", "/Users", { body: huge }), 413);
   });
 });
+
+describe("revocations", () => {
+  test("a user deactivated through SCIM is a revocation connectors receive", async () => {
+    const rn = (await admin("POST", "/remote-networks", { name: "scim-rn" })).body.remote_network.id;
+    const conn = (await admin("POST", "/connectors", { remote_network_id: rn, name: "scim-c" })).body;
+    const access = conn.tokens.access_token as string;
+    const reg = await call(edge, "POST", "/connector/v1/register", {
+      token: access,
+      body: { cert_sha256: "ab".repeat(32), version: "0.1.0", hostname: "h" },
+    });
+    expect(reg.status).toBe(200);
+    const user = await scim("POST", "/Users", {
+      body: { schemas: [USER], userName: "revoked@example.com", active: true },
+    });
+    expect(user.status).toBe(201);
+    const off = await scim("PATCH", `/Users/${user.body.id}`, {
+      body: { schemas: [PATCH], Operations: [{ op: "replace", value: { active: false } }] },
+    });
+    expect(off.status).toBe(200);
+    const hb = await call(edge, "POST", "/connector/v1/heartbeat", { token: access, body: {} });
+    expect(hb.body.revocations).toContainEqual(
+      expect.objectContaining({ kind: "principal", principal_id: user.body.id }),
+    );
+  });
+});

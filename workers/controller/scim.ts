@@ -68,14 +68,19 @@ async function scimBody(req: Request): Promise<unknown> {
  * The SCIM app, mounted at /scim/v2 by the NetworkObject's app (which sets `ctx`). `onChange` runs
  * after every successful write: a deactivation or a membership change must cut live tunnels now.
  */
-export function createScimApp(opts: { onChange(): void }): Hono<ScimEnv> {
+export function createScimApp(opts: {
+  onChange(): void;
+  /** Wraps every authenticated write (the NetworkObject records what it revoked). */
+  aroundWrite?: (write: () => Promise<void>) => Promise<void>;
+}): Hono<ScimEnv> {
   const app = new Hono<ScimEnv>();
   app.onError((err) => toScimErrorResponse(err));
 
   app.use("*", async (c, next) => {
     await authenticateScimToken(c.get("ctx"), bearer(c.req.raw));
-    await next();
-    if (c.req.method !== "GET" && c.req.method !== "HEAD" && c.res.status < 400) opts.onChange();
+    if (c.req.method === "GET" || c.req.method === "HEAD") return await next();
+    await (opts.aroundWrite ? opts.aroundWrite(next) : next());
+    if (c.res.status < 400) opts.onChange();
   });
 
   const svc = (c: { get(key: "ctx"): NetworkContext }) => new ScimService(c.get("ctx"));

@@ -15,6 +15,7 @@ const connector = (over: Partial<ConnectorRow>): ConnectorRow => ({
   registered_at: null,
   refresh_hash: null,
   created_at: 0,
+  clock_drift_ms: null,
   ...over,
 });
 

@@ -29,6 +29,8 @@ export interface ConnectorRow {
   registered_at: number | null;
   refresh_hash: string | null;
   created_at: number;
+  /** Connector clock minus Controller clock at its last heartbeat (ms); null before one. */
+  clock_drift_ms: number | null;
 }
 
 export interface ResourceRow {
@@ -120,6 +122,7 @@ export interface EventRow {
   bytes_received: number;
   duration_ms: number;
   path: string;
+  connector_time: number | null;
 }
 
 export type ConnectorState = "pending" | "online" | "offline";
@@ -152,6 +155,7 @@ export const connectorView = (r: ConnectorRow, now: number) => ({
   version: r.version,
   hostname: r.hostname,
   last_heartbeat_at: iso(r.last_heartbeat_at),
+  clock_drift_ms: r.clock_drift_ms ?? null,
   created_at: iso(r.created_at),
 });
 
@@ -239,6 +243,7 @@ export const deviceView = (r: DeviceRow) => ({
 export const eventView = (r: EventRow) => ({
   id: r.id,
   time: iso(r.time),
+  connector_time: iso(r.connector_time),
   received_at: iso(r.received_at),
   connector_id: r.connector_id,
   principal_id: r.principal_id,

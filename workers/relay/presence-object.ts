@@ -1,6 +1,7 @@
 // ConnectorPresence: one per H(connector ID). Holds the connector's control socket (hibernatable),
 // consumes connection-token jtis atomically, and asks the connector to dial new sessions.
 import { DurableObject } from "cloudflare:workers";
+import { type ConnectorToRelayMessage, parseConnectorToRelay } from "../../shared/contracts/relay-control.ts";
 import { toBase64Url } from "../../shared/encoding.ts";
 import { TokenError, verifyToken } from "../../shared/tokens.ts";
 import type { Env } from "../env.ts";
@@ -9,7 +10,6 @@ import { relayKeys } from "./jwks.ts";
 import { logRelay } from "./refuse.ts";
 
 const TAG = "connector";
-const MAX_CONTROL_MESSAGE = 8192;
 /** Missed keepalive intervals after which a connector counts as hung (frozen, partitioned). */
 const MISSED_PINGS = 3;
 
@@ -120,19 +120,14 @@ export class ConnectorPresence extends DurableObject<Env> {
   }
 
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    if (typeof message !== "string" || message.length > MAX_CONTROL_MESSAGE) {
-      ws.close(RELAY_CLOSE.malformed.code, RELAY_CLOSE.malformed.reason);
-      return;
-    }
-    let msg: unknown;
+    let m: ConnectorToRelayMessage;
     try {
-      msg = JSON.parse(message);
+      m = parseConnectorToRelay(message);
     } catch {
       ws.close(RELAY_CLOSE.malformed.code, RELAY_CLOSE.malformed.reason);
       return;
     }
-    const m = msg as { type?: unknown; token?: unknown };
-    if (m.type === "refresh" && typeof m.token === "string") {
+    if (m.type === "refresh") {
       // The connector renews its relay token over the live socket before it expires.
       const att = ws.deserializeAttachment() as Attachment;
       try {
@@ -152,8 +147,7 @@ export class ConnectorPresence extends DurableObject<Env> {
       }
       return;
     }
-    if (m.type === "pong") return;
-    ws.close(RELAY_CLOSE.malformed.code, RELAY_CLOSE.malformed.reason);
+    // "pong": nothing to do.
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
