@@ -22,11 +22,19 @@ export interface ConnectionTokens {
   expires_at: string;
 }
 
+const DEFAULT_TIMEOUT_MS = 15_000;
+/**
+ * A connection token is on the path of a connection someone is waiting for: a Controller that
+ * accepts and never answers must cost that connection a short, bounded wait, not 15 s.
+ */
+const CONNECTION_TOKEN_TIMEOUT_MS = 4_000;
+
 async function call<T>(
   controller: string,
   path: string,
-  init: { method: string; token?: string; body?: unknown },
+  init: { method: string; token?: string; body?: unknown; timeoutMs?: number },
 ): Promise<T> {
+  const timeoutMs = init.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   let res: Response;
   try {
     res = await fetch(`${controller}/client/v1${path}`, {
@@ -36,10 +44,12 @@ async function call<T>(
         ...(init.token ? { authorization: `Bearer ${init.token}` } : {}),
       },
       body: init.body === undefined ? undefined : JSON.stringify(init.body),
-      signal: AbortSignal.timeout(15_000),
+      signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (err) {
-    throw new ClientApiError(0, "unreachable", `controller unreachable: ${(err as Error).message}`);
+    const e = err as Error;
+    const why = e.name === "TimeoutError" ? `no answer within ${timeoutMs / 1000} s` : e.message;
+    throw new ClientApiError(0, "unreachable", `controller unreachable: ${why}`);
   }
   const text = await res.text();
   let json: Record<string, unknown> = {};
@@ -88,6 +98,7 @@ export async function requestConnectionTokens(
 ) {
   return await call<ConnectionTokens>(session.controller, "/connection-tokens", {
     method: "POST",
+    timeoutMs: CONNECTION_TOKEN_TIMEOUT_MS,
     token: session.session_token,
     body: {
       resource_id: resourceId,

@@ -87,8 +87,10 @@ try {
     { access: p.connector.accessToken, refresh: p.connector.refreshToken, dir: "connector-1" },
     { access: second.tokens.access_token, refresh: second.tokens.refresh_token, dir: "connector-2" },
   ];
+  const connectorIds = [p.connector.id, second.connector.id];
+  const connectorProcs: Proc[] = [];
   for (const c of pair) {
-    children.push(
+    connectorProcs.push(
       await startConnector({
         controller: edge.url,
         accessToken: c.access,
@@ -99,6 +101,7 @@ try {
       }),
     );
   }
+  children.push(...connectorProcs);
   // The demo IdP (a real OpenID provider) and a demo person in the "demo-people" group, which
   // grants Hello: people sign in with `sallyport login` through the sign-in pages.
   const callback = `${edge.url}/auth/${edge.networkId}/callback`;
@@ -159,8 +162,21 @@ Sign in as a person (the demo IdP's ${DEMO_PERSON.email}, password ${DEMO_PERSON
 
 Client state: SALLYPORT_STATE_DIR=${join(demoDir, "client")} ./dist/sallyport status
 Press Ctrl-C to stop everything.`);
-  // Stop when any component dies: a half-running demo only confuses.
-  await Promise.race(children.map((c) => c.proc.exited));
+  // A connector that dies is what failover is for: the demo keeps running and says so (someone
+  // who kills one to see failover should see failover). Any other component dying stops the demo.
+  for (const [i, c] of connectorProcs.entries()) {
+    void c.proc.exited.then((code) => {
+      if (stopping) return;
+      const alive = connectorProcs.filter((o) => o.proc.exitCode === null && o.proc.signalCode === null);
+      console.error(
+        alive.length > 0
+          ? `connector ${connectorIds[i]} exited (${code ?? c.proc.signalCode}); its peer keeps serving`
+          : `connector ${connectorIds[i]} exited (${code ?? c.proc.signalCode}); no connector is left, so the Resource is unreachable until one runs again`,
+      );
+    });
+  }
+  const others = children.filter((c) => !connectorProcs.includes(c));
+  await Promise.race(others.map((c) => c.proc.exited));
   if (!stopping) console.error("a demo component exited; stopping");
   await shutdown(1);
 } catch (err) {
