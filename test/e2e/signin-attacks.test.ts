@@ -330,14 +330,13 @@ test("MFA guessing: a flow ends after 5 wrong codes, the person is locked after 
 test("one TOTP code submitted in two flows at once: exactly one is accepted", async () => {
   const enrolled = await withBrowser((b) => signInOwnDevice(b.page, FRANK));
   const secret = enrolled.totpSecret!;
-  // Wait for a fresh time step, so the code cannot have been used by the enrollment.
-  await Bun.sleep(30_000 - (Date.now() % 30_000) + 200);
   const [one, two] = [await authorizeDevice(), await authorizeDevice()];
   await withBrowser(async (b) => {
     const other = await b.context.newPage();
     await throughIdp(b.page, one.verification_uri_complete, FRANK);
     await throughIdp(other, two.verification_uri_complete, FRANK);
-    const code = totpNow(secret);
+    // The next time step's code: accepted (±1 step) and not yet used (the enrollment used this one).
+    const code = totpNow(secret, Date.now() + 30_000);
     await Promise.all([b.page.locator("#code").fill(code), other.locator("#code").fill(code)]);
     await Promise.all([b.page.locator("#verify").click(), other.locator("#verify").click()]);
     const outcomes = await Promise.all(
@@ -349,6 +348,29 @@ test("one TOTP code submitted in two flows at once: exactly one is accepted", as
     expect(outcomes.sort()).toEqual(["accepted", "refused"]);
   });
 }, 120_000);
+
+test("one user code approved from two browsers at once: exactly one approval counts", async () => {
+  const device = await authorizeDevice();
+  await withBrowser(async (b) => {
+    const otherContext = await b.browser.newContext();
+    const other = await otherContext.newPage();
+    await throughIdp(b.page, device.verification_uri_complete, ALICE);
+    await throughIdp(other, device.verification_uri_complete, ALICE);
+    expect(await b.page.locator("#approve").count()).toBe(1);
+    expect(await other.locator("#approve").count()).toBe(1);
+    await Promise.all([b.page.locator("#approve").click(), other.locator("#approve").click()]);
+    const outcomes = await Promise.all(
+      [b.page, other].map(async (pg) => {
+        await pg.locator("#signed-in, #error").first().waitFor({ timeout: 15_000 });
+        return (await pg.locator("#signed-in").count()) > 0 ? "approved" : "refused";
+      }),
+    );
+    expect(outcomes.sort()).toEqual(["approved", "refused"]);
+    await otherContext.close();
+  });
+  expect(await settledPoll(device.device_code)).toBe("session");
+  expect(await poll(device.device_code)).toBe("expired_token");
+}, 90_000);
 
 test("a person is their issuer + subject: an email match never takes over a bound person; linking needs a verified email", async () => {
   const { users: before } = await api<{ users: { id: string; email: string }[] }>("GET", "/users");
