@@ -2,6 +2,7 @@
 // mounts these and openapi.ts documents the very same list, so the document cannot drift from the
 // routes that exist.
 
+import { EXPLAIN_ROUTES } from "./explain.ts";
 import { POLICY_ROUTES } from "./policy-routes.ts";
 import type { AdminRoute } from "./route-def.ts";
 import { p, route } from "./route-def.ts";
@@ -357,4 +358,5 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   ...POLICY_ROUTES,
   ...SCIM_ADMIN_ROUTES,
   ...SIGNIN_EVENT_ROUTES,
+  ...EXPLAIN_ROUTES,
 ];

@@ -169,7 +169,7 @@ export function canSignIn(facts: Pick<AccessFacts, "device" | "profiles" | "appr
   return meetsOs(facts.device.posture, facts.approvedOs) || isTrusted(facts.device, facts.profiles);
 }
 
-function deviceOk(rules: PolicyRules["device"], facts: AccessFacts): boolean {
+export function deviceOk(rules: PolicyRules["device"], facts: AccessFacts): boolean {
   if (facts.device.blocked) return false;
   switch (rules.mode) {
     case "any":
@@ -187,7 +187,7 @@ function deviceOk(rules: PolicyRules["device"], facts: AccessFacts): boolean {
   }
 }
 
-function locationOk(rules: PolicyRules["location"], c: string | null): boolean {
+export function locationOk(rules: PolicyRules["location"], c: string | null): boolean {
   switch (rules.mode) {
     case "any":
       return true;
@@ -271,7 +271,7 @@ export function requiresMfa(policies: readonly PolicyRules[]): boolean {
   return policies.some((p) => p.authentication.required && p.authentication.mfa);
 }
 
-function describeHours(h: number): string {
+export function describeHours(h: number): string {
   if (h % 24 === 0) return h === 24 ? "day" : `${h / 24} days`;
   return h === 1 ? "hour" : `${h} hours`;
 }
