@@ -154,6 +154,14 @@ export class Daemon {
         const path = new URL(req.url).pathname;
         if (path === "/status") return this.probeController().then(() => Response.json(this.status()));
         if (path === "/resources") return Response.json({ resources: this.acl?.resources ?? [] });
+        if (path === "/probe") {
+          const q = new URL(req.url).searchParams;
+          const port = Number(q.get("port"));
+          if (!q.get("host") || !Number.isInteger(port) || port < 1 || port > 65535) {
+            return Response.json({ error: "host and port (1-65535) are required" }, { status: 400 });
+          }
+          return this.probe(q.get("host") ?? "", port).then((r) => Response.json(r));
+        }
         return new Response("not found", { status: 404 });
       },
     });
@@ -427,6 +435,69 @@ export class Daemon {
   }
 
   /**
+   * `sallyport doctor`'s last link: can a connector resolve and connect to HOST:PORT? Opens a real
+   * stream the way an application's connection would (policy, failover and all) and closes it at
+   * once. The outcome uses the activity report's words: ok, DNS lookup error, unable to connect,
+   * denied; plus what the client itself saw (no connector, the Controller unreachable).
+   */
+  async probe(host: string, port: number) {
+    const r = this.route(host, port, "tcp");
+    if (r.kind === "direct") return { resource: null, outcome: "not_a_resource", message: "not a Resource" };
+    if (r.kind === "refused") return { resource: null, outcome: "denied", message: r.reason };
+    const started = performance.now();
+    let used: { connectorId: string; path: string } | undefined;
+    const via = () => ({ connector_id: used?.connectorId ?? null, path: used?.path ?? null });
+    try {
+      const stream = await this.openResourceStream(r.resource, r.host, port, "tcp", (t) => {
+        used = { connectorId: t.connectorId, path: t.path };
+      });
+      const ms = Math.round(performance.now() - started);
+      stream.reset(RESET_CODES.cancelled, "probe");
+      return {
+        resource: r.resource.id,
+        outcome: "ok",
+        message: `connected to ${r.host}:${port}`,
+        ms,
+        ...via(),
+      };
+    } catch (err) {
+      const ms = Math.round(performance.now() - started);
+      let outcome = "failed";
+      if (err instanceof StreamRefused) {
+        const name = Object.entries(RESET_CODES).find(([, v]) => v === err.resetCode)?.[0];
+        outcome =
+          name === "dns_lookup_error" || name === "unable_to_connect" || name === "timeout"
+            ? name
+            : name === "denied" || name === "unauthorized"
+              ? "denied"
+              : "failed";
+      } else if (err instanceof ClientApiError) {
+        outcome =
+          err.code === "denied"
+            ? "denied"
+            : err.code === "no_connector"
+              ? "no_connector"
+              : err.code === "unreachable"
+                ? "controller_unreachable"
+                : "failed";
+        if (err.code === "denied") {
+          return {
+            resource: r.resource.id,
+            outcome,
+            requirement: err.requirement ?? null,
+            message: err.message,
+            ms,
+            ...via(),
+          };
+        }
+      } else if (err instanceof TunnelError) {
+        outcome = "tunnel_failed";
+      }
+      return { resource: r.resource.id, outcome, message: (err as Error).message, ms, ...via() };
+    }
+  }
+
+  /**
    * A stream to a Resource through one of its remote network's connectors. A connector that
    * cannot reach it (DNS, refused) is skipped for that Resource and the stream retried on a peer;
    * a denial for a Resource our signed ACL grants renews the tunnel's authorization once.
@@ -436,11 +507,14 @@ export class Daemon {
     host: string,
     port: number,
     protocol: "tcp" | "udp",
+    /** Told which tunnel each attempt uses (the last call is the one that answered). */
+    onTunnel?: (tunnel: { connectorId: string; path: string }) => void,
   ) {
     const avoid: string[] = [];
     let renewed = false;
     for (;;) {
       const tunnel = await this.tunnels.tunnelFor(resource.remote_network_id, resource.id, avoid);
+      onTunnel?.(tunnel);
       try {
         return await tunnel.openStream(host, port, protocol);
       } catch (err) {

@@ -15,6 +15,7 @@ import { createLogger, type Level } from "../bunlib/log.ts";
 import { accessCheck, ClientApiError, fetchAcl, login } from "./controller-api.ts";
 import { Daemon } from "./daemon.ts";
 import { DEFAULT_DNS_ADDRESS, parseListenAddress, parseUpstreams } from "./dns-server.ts";
+import { formatChecks, runDoctor } from "./doctor.ts";
 import {
   type ForwardMapping,
   parseForwardConfig,
@@ -219,6 +220,22 @@ const COMMANDS: Record<
       ...COMMON,
     ],
   },
+  doctor: {
+    summary: "Walk the chain to a Resource and name the first broken link, with the next step",
+    usage: "sallyport doctor [HOST[:PORT]] [--json]",
+    details:
+      "Checks, in order: identity (signed in, session valid, Controller reachable), device and client\n" +
+      "(the client running, the Resource's policy satisfied), DNS (the client's DNS server answers the\n" +
+      "name; whether this host's resolver asks it), routing (proxy or transparent, overlaps), the\n" +
+      "connector (one online and reachable, direct or relayed) and the Resource (the connector resolves\n" +
+      "and connects to HOST:PORT: a real connection, opened and closed). Stops at the first broken\n" +
+      "link. Exit 0 when every link holds, 1 when one is broken.",
+    positional: true,
+    options: [
+      { flag: "json", description: "Print JSON: {ok, checks: [{link, ok, evidence, next}]}", boolean: true },
+      ...COMMON,
+    ],
+  },
   resources: {
     summary: "List the Resources this identity can reach",
     usage: "sallyport resources [--json]",
@@ -398,6 +415,27 @@ async function cmdResources(values: Record<string, string | undefined>, stateDir
     );
   }
   return 0;
+}
+
+async function cmdDoctor(
+  values: Record<string, string | undefined>,
+  positionals: string[],
+  stateDir: string,
+): Promise<number> {
+  if (positionals.length > 1) throw new UsageError("usage: sallyport doctor [HOST[:PORT]]");
+  const target = positionals[0];
+  if (target !== undefined) {
+    const port = /:(\d+)$/.exec(target)?.[1];
+    if (port !== undefined) parsePort(port, "PORT");
+  }
+  const checks = await runDoctor(
+    { session: loadSession(stateDir), daemon: (p) => daemonGet(stateDir, p) },
+    target,
+  );
+  const ok = checks.every((c) => c.ok !== false);
+  if (values.json === "true") out(JSON.stringify({ ok, checks }, null, 2));
+  else out(formatChecks(checks));
+  return ok ? 0 : 1;
 }
 
 async function cmdCheck(
@@ -686,6 +724,8 @@ async function main(argv: string[]): Promise<number> {
       return await cmdPipe(values, extra);
     case "check":
       return await cmdCheck(values, extra, stateDir);
+    case "doctor":
+      return await cmdDoctor(values, extra, stateDir);
     default:
       return await cmdResources(values, stateDir);
   }

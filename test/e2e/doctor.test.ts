@@ -1,0 +1,147 @@
+// `sallyport doctor` names the broken link, end to end with real parts (the edge on workerd, the
+// compiled client and connector, a real HTTP Resource): not signed in, the client not running, a
+// healthy path, a name the connector cannot resolve, a port nothing listens on, a host that is not
+// a Resource, and no connector left. Each answer is the link a person would have to fix.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CLIENT_BIN, type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
+import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
+import { type Edge, freePort, startEdge } from "../helpers/edge.ts";
+import { startHttp } from "../helpers/servers.ts";
+
+const HELLO = "hello.doctor.internal";
+/** A Resource whose name nothing resolves inside the private network. */
+const GHOST = "ghost.doctor.invalid";
+
+let edge: Edge;
+let p: Provisioned;
+let connector: Proc;
+let client: Proc & { socks: string };
+let http: { port: number; close: () => void };
+const tmp = mkdtempSync(join(tmpdir(), "sallyport-doctor-"));
+
+beforeAll(async () => {
+  http = await startHttp("doctor ok");
+  edge = await startEdge();
+  p = await provisionNetwork(
+    edge,
+    [
+      { name: HELLO, address: HELLO },
+      { name: GHOST, address: GHOST },
+    ],
+    "Doctor",
+  );
+  connector = await startConnector({
+    controller: edge.url,
+    accessToken: p.connector.accessToken,
+    refreshToken: p.connector.refreshToken,
+    stateDir: join(tmp, "connector"),
+    hostOverrides: [`${HELLO}=127.0.0.1`],
+  });
+  client = await startClient({
+    controller: edge.url,
+    serviceKey: p.serviceKey,
+    stateDir: join(tmp, "client"),
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await client?.stop();
+  await connector?.stop("SIGINT");
+  await edge?.stop();
+  http?.close();
+}, 60_000);
+
+interface Report {
+  ok: boolean;
+  checks: { link: string; ok: boolean | null; evidence: string; next?: string }[];
+}
+
+async function doctor(
+  stateDir: string,
+  ...args: string[]
+): Promise<{ code: number; report: Report; text: string }> {
+  const run = async (extra: string[]) => {
+    const proc = Bun.spawn([CLIENT_BIN, "doctor", ...args, ...extra], {
+      env: { ...process.env, SALLYPORT_STATE_DIR: stateDir },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const out = await new Response(proc.stdout).text();
+    return { code: await proc.exited, out };
+  };
+  const json = await run(["--json"]);
+  const text = await run([]);
+  return { code: json.code, report: JSON.parse(json.out) as Report, text: text.out };
+}
+
+const broken = (r: Report) => r.checks.find((c) => c.ok === false);
+
+test("not signed in: the identity link, and how to sign in", async () => {
+  const r = await doctor(join(tmp, "nobody"));
+  expect(r.code).toBe(1);
+  expect(broken(r.report)).toMatchObject({ link: "identity", next: "sallyport login" });
+  expect(r.text).toContain("✘ identity");
+});
+
+test("signed in but the client is not running: the device-and-client link", async () => {
+  const state = join(tmp, "idle");
+  const keyFile = join(tmp, "key.txt");
+  writeFileSync(keyFile, p.serviceKey, { mode: 0o600 });
+  const login = Bun.spawn([CLIENT_BIN, "login", "--controller", edge.url, "--service-key", keyFile], {
+    env: { ...process.env, SALLYPORT_STATE_DIR: state },
+  });
+  expect(await login.exited).toBe(0);
+  const r = await doctor(state, `${HELLO}:${http.port}`);
+  expect(r.code).toBe(1);
+  expect(r.report.checks[0]).toMatchObject({ link: "identity", ok: true });
+  expect(broken(r.report)).toMatchObject({
+    link: "device",
+    evidence: "the client is not running",
+    next: "sallyport up",
+  });
+});
+
+test("a healthy path: every link holds, down to the connector connecting to the Resource", async () => {
+  const r = await doctor(join(tmp, "client"), `${HELLO}:${http.port}`);
+  expect(r.code).toBe(0);
+  expect(r.report.ok).toBe(true);
+  const links = r.report.checks.filter((c) => c.ok === true).map((c) => c.link);
+  expect(links).toEqual(["identity", "device", "device", "dns", "connector", "resource"]);
+  const connectorCheck = r.report.checks.find((c) => c.link === "connector");
+  expect(connectorCheck?.evidence).toContain(p.connector.id);
+  expect(connectorCheck?.evidence).toContain("relayed");
+  expect(r.text).toContain("✔ resource");
+});
+
+test("the connector cannot resolve the Resource's name: the Resource link says DNS lookup error", async () => {
+  const r = await doctor(join(tmp, "client"), `${GHOST}:80`);
+  expect(r.code).toBe(1);
+  expect(r.report.checks.find((c) => c.link === "connector")?.ok).toBe(true);
+  expect(broken(r.report)?.link).toBe("resource");
+  expect(broken(r.report)?.evidence).toContain("could not resolve");
+});
+
+test("nothing listens on the port: the Resource link says the connector could not connect", async () => {
+  const closed = await freePort();
+  const r = await doctor(join(tmp, "client"), `${HELLO}:${closed}`);
+  expect(r.code).toBe(1);
+  expect(broken(r.report)).toMatchObject({ link: "resource" });
+  expect(broken(r.report)?.evidence).toContain("could not connect");
+});
+
+test("a host that is not a Resource: nothing to fix, it is connected directly", async () => {
+  const r = await doctor(join(tmp, "client"), "example.invalid:80");
+  expect(r.code).toBe(0);
+  expect(r.report.checks.at(-1)?.evidence).toContain("not a Resource");
+});
+
+test("no connector left: the connector link, and whom to ask", async () => {
+  await connector.stop("SIGINT");
+  const r = await doctor(join(tmp, "client"), `${HELLO}:${http.port}`);
+  expect(r.code).toBe(1);
+  expect(broken(r.report)?.link).toBe("connector");
+  expect(broken(r.report)?.next).toContain("admin");
+}, 60_000);
