@@ -11,7 +11,7 @@ import {
   requireValue,
   UsageError,
 } from "../bunlib/config.ts";
-import { createLogger, type Level } from "../bunlib/log.ts";
+import { createLogger, type Level, LOG_FORMATS, type LogFormat } from "../bunlib/log.ts";
 import { accessCheck, ClientApiError, fetchAcl, login } from "./controller-api.ts";
 import { Daemon } from "./daemon.ts";
 import { DEFAULT_DNS_ADDRESS, parseListenAddress, parseUpstreams } from "./dns-server.ts";
@@ -38,6 +38,8 @@ import { controlSocketPath, loadOrCreateDeviceKey, loadSession, saveSession } fr
 import { checkTransparentSupport, TransparentUnavailable } from "./transparent.ts";
 
 const VERSION = "0.1.0";
+/** Set from --log-format before any command runs. */
+let logFormat: LogFormat = "text";
 
 const COMMON: OptionSpec[] = [
   {
@@ -51,6 +53,12 @@ const COMMON: OptionSpec[] = [
     env: "SALLYPORT_LOG_LEVEL",
     description: "debug, info, warn or error",
     default: "info",
+  },
+  {
+    flag: "log-format",
+    env: "SALLYPORT_LOG_FORMAT",
+    description: "text (for people) or json (one object per line: ts, level, component, msg, fields)",
+    default: "text",
   },
   { flag: "help", description: "Show help for the command", boolean: true },
 ];
@@ -471,7 +479,7 @@ async function cmdUp(
   if (i <= 0) throw new UsageError(`--socks: "${listen}" must be HOST:PORT`);
   const socksHost = listen.slice(0, i);
   const socksPort = parsePort(listen.slice(i + 1), "--socks");
-  const log = createLogger("client", level);
+  const log = createLogger("client", level, logFormat);
   const device = await loadOrCreateDeviceKey(stateDir);
   const dnsText = values.dns ?? DEFAULT_DNS_ADDRESS;
   let dns: { host: string; port: number } | null = null;
@@ -665,7 +673,7 @@ async function cmdForward(
   mappings.push(...args.map(parseForwardSpec));
   if (mappings.length === 0)
     throw new UsageError("give at least one LOCAL=HOST:PORT mapping or --config FILE");
-  const log = createLogger("forward", level);
+  const log = createLogger("forward", level, logFormat);
   const forwards = await startForwards(mappings, socks, log, { udpIdleMs: idleMs });
   out(`READY forwards=${forwards.bound.join(",")}`);
   await new Promise<void>((resolve) => {
@@ -709,6 +717,9 @@ async function main(argv: string[]): Promise<number> {
   const level = (values["log-level"] ?? "info") as Level;
   if (!["debug", "info", "warn", "error"].includes(level))
     throw new UsageError(`--log-level: unknown level "${level}"`);
+  const format = (values["log-format"] ?? "text") as LogFormat;
+  if (!LOG_FORMATS.includes(format)) throw new UsageError(`--log-format: "${format}" is not text or json`);
+  logFormat = format;
   switch (command) {
     case "login":
       return await cmdLogin(values, stateDir);
