@@ -38,6 +38,9 @@ import { controlSocketPath, loadOrCreateDeviceKey, loadSession, saveSession } fr
 import { checkTransparentSupport, TransparentUnavailable } from "./transparent.ts";
 
 const VERSION = "0.1.0";
+/** A start-up failure the person can fix (a busy port): a sentence and exit 1, no stack. */
+class StartupError extends Error {}
+
 /** Set from --log-format before any command runs. */
 let logFormat: LogFormat = "text";
 
@@ -515,7 +518,28 @@ async function cmdUp(
     udpIdleMs: udpIdleMs(values),
     transparent,
   });
-  const started = await daemon.start();
+  let started: Awaited<ReturnType<Daemon["start"]>>;
+  try {
+    started = await daemon.start();
+  } catch (err) {
+    // Whatever did start (timers, listeners, tunnels) is stopped, so the process exits at once.
+    await daemon.stop().catch(() => {});
+    process.off("SIGINT", signal);
+    process.off("SIGTERM", signal);
+    const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+    if (e.code === "EADDRINUSE" || e.code === "EACCES" || e.code === "EADDRNOTAVAIL") {
+      const what =
+        e.code === "EADDRINUSE"
+          ? "is already in use"
+          : e.code === "EACCES"
+            ? "needs privileges"
+            : "is not an address of this host";
+      throw new StartupError(
+        `cannot listen on ${e.address ?? socksHost}:${e.port ?? socksPort}: the address ${what} (${e.code}); choose another with --socks or --dns`,
+      );
+    }
+    throw err;
+  }
   let splitDns: { sd: ResolvedSplitDns; saved: SavedLink } | undefined;
   if (started.transparent && dns && !stopRequested) {
     splitDns = await sessionSplitDns(daemon.resourceEntries(), dns, session.controller, log);
@@ -748,7 +772,11 @@ try {
   if (err instanceof UsageError) {
     process.stderr.write(`sallyport: ${err.message}\n`);
     process.exitCode = 2;
-  } else if (err instanceof TransparentUnavailable || err instanceof SplitDnsError) {
+  } else if (
+    err instanceof TransparentUnavailable ||
+    err instanceof SplitDnsError ||
+    err instanceof StartupError
+  ) {
     process.stderr.write(`sallyport: ${err.message}\n`);
     process.exitCode = 1;
   } else if (err instanceof ClientApiError) {

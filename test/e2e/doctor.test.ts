@@ -104,6 +104,32 @@ test("signed in but the client is not running: the device-and-client link", asyn
   });
 });
 
+test("sallyport up on a busy port exits at once, non-zero, naming the address", async () => {
+  const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    for (const flags of [
+      ["--socks", `127.0.0.1:${busy.port}`, "--dns", "off"],
+      ["--socks", "127.0.0.1:0", "--dns", `127.0.0.1:${busy.port}`],
+    ]) {
+      const started = Date.now();
+      const up = Bun.spawn([CLIENT_BIN, "up", ...flags], {
+        env: { ...process.env, SALLYPORT_STATE_DIR: join(tmp, "idle") },
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      const code = await Promise.race([up.exited, Bun.sleep(15_000).then(() => "hung" as const)]);
+      if (code === "hung") up.kill("SIGKILL");
+      expect(code).toBe(1);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      const err = await new Response(up.stderr).text();
+      expect(err).toContain(`127.0.0.1:${busy.port}`);
+      expect(err).toContain("already in use");
+    }
+  } finally {
+    busy.stop(true);
+  }
+}, 60_000);
+
 test("a healthy path: every link holds, down to the connector connecting to the Resource", async () => {
   const r = await doctor(join(tmp, "client"), `${HELLO}:${http.port}`);
   expect(r.code).toBe(0);
