@@ -82,6 +82,10 @@ export class Daemon {
   private dns: DnsServer | undefined;
   /** Last use of each Resource (ms), for "is the person using it" before a policy timer ends. */
   private readonly lastUsed = new Map<string, number>();
+  private readonly failures = new Map<
+    string,
+    { time: string; resource_id: string; destination: string; outcome: string; message: string }
+  >();
   private readonly denials: {
     time: string;
     resource_id: string;
@@ -154,6 +158,21 @@ export class Daemon {
         const path = new URL(req.url).pathname;
         if (path === "/status") return this.probeController().then(() => Response.json(this.status()));
         if (path === "/resources") return Response.json({ resources: this.acl?.resources ?? [] });
+        if (path === "/route") {
+          // `sallyport check` asks the very function the proxies use, so the two never disagree.
+          const q = new URL(req.url).searchParams;
+          const port = Number(q.get("port"));
+          const protocol = q.get("protocol") === "udp" ? "udp" : "tcp";
+          if (!q.get("host") || !Number.isInteger(port) || port < 1 || port > 65535) {
+            return Response.json({ error: "host and port (1-65535) are required" }, { status: 400 });
+          }
+          const r = this.route(q.get("host") ?? "", port, protocol, false);
+          return Response.json(
+            r.kind === "resource"
+              ? { kind: "resource", resource_id: r.resource.id, name: r.resource.name, host: r.host }
+              : r,
+          );
+        }
         if (path === "/probe") {
           const q = new URL(req.url).searchParams;
           const port = Number(q.get("port"));
@@ -341,7 +360,7 @@ export class Daemon {
    * Resource: split tunnel), or through a tunnel to the Resource. A fake address from our DNS
    * server becomes its name; the connector resolves the name inside the private network.
    */
-  private route(host: string, port: number, protocol: "tcp" | "udp"): UdpRoute {
+  private route(host: string, port: number, protocol: "tcp" | "udp", use = true): UdpRoute {
     let dest: ReturnType<typeof parseDestinationHost>;
     try {
       dest = parseDestinationHost(host);
@@ -370,7 +389,7 @@ export class Daemon {
       return { kind: "refused", reason: `${protocol} port not allowed` };
     }
     const resource = m.entry as ClientResource;
-    this.noteUse(resource);
+    if (use) this.noteUse(resource);
     return { kind: "resource", resource, host };
   }
 
@@ -399,7 +418,9 @@ export class Daemon {
     opts: { transparent?: boolean } = {},
   ): Promise<ConnectResult> {
     const r = this.route(requested, port, "tcp");
-    if (r.kind === "refused") return { ok: false, reply: SocksReply.notAllowed };
+    if (r.kind === "refused") {
+      return { ok: false, reply: SocksReply.notAllowed, message: `${requested}:${port}: ${r.reason}` };
+    }
     if (r.kind === "direct") {
       if (opts.transparent) {
         this.opts.log.warn("refused: captured destination is not a Resource", {
@@ -423,14 +444,25 @@ export class Daemon {
     } catch (err) {
       if (err instanceof ClientApiError && err.code === "denied") {
         this.recordDenial(resource.id, `${host}:${port}`, err.requirement ?? "group", err.message);
-        return { ok: false, reply: SocksReply.notAllowed };
+        const again =
+          err.requirement === "frequency" || err.requirement === "mfa"
+            ? `; sign in again: ${this.reauthServer ? `http://127.0.0.1:${this.reauthServer.port}/reauth` : "sallyport login"}`
+            : "";
+        return {
+          ok: false,
+          reply: SocksReply.notAllowed,
+          message: `${host}:${port} denied (${err.requirement ?? "group"}): ${err.message}${again}`,
+        };
       }
+      const cause = failureCause(err, host, port);
+      this.recordFailure(resource.id, `${host}:${port}`, cause);
       this.opts.log.warn("could not reach Resource", {
         resource: resource.id,
         destination: `${host}:${port}`,
+        outcome: cause.outcome,
         error: (err as Error).message,
       });
-      return { ok: false, reply: socksReplyFor(err) };
+      return { ok: false, reply: socksReplyFor(err), message: cause.message };
     }
   }
 
@@ -588,6 +620,21 @@ export class Daemon {
         });
       });
     });
+  }
+
+  /** The last failure per Resource, for `sallyport status`: what a person saw and why. */
+  private recordFailure(
+    resourceId: string,
+    destination: string,
+    cause: { outcome: string; message: string },
+  ): void {
+    this.failures.set(resourceId, {
+      time: new Date().toISOString(),
+      resource_id: resourceId,
+      destination,
+      ...cause,
+    });
+    if (this.failures.size > MAX_DENIALS) this.failures.delete(this.failures.keys().next().value as string);
   }
 
   private recordDenial(resourceId: string, destination: string, reason: string, message: string): void {
@@ -787,6 +834,7 @@ export class Daemon {
           }
         : null,
       denials: this.denials.slice(0, 5),
+      failures: [...this.failures.values()].reverse(),
     };
   }
 
@@ -806,6 +854,37 @@ export class Daemon {
       // already gone
     }
   }
+}
+
+/** What went wrong reaching a Resource, in the activity report's words, and what to do. */
+function failureCause(err: unknown, host: string, port: number): { outcome: string; message: string } {
+  if (err instanceof StreamRefused) {
+    if (err.resetCode === RESET_CODES.dns_lookup_error)
+      return {
+        outcome: "dns_lookup_error",
+        message: `the connector could not resolve ${host}: check the Resource's address (sallyport doctor ${host}:${port})`,
+      };
+    if (err.resetCode === RESET_CODES.unable_to_connect)
+      return {
+        outcome: "unable_to_connect",
+        message: `the connector could not connect to ${host}:${port}: the service is down or not listening there`,
+      };
+    if (err.resetCode === RESET_CODES.denied || err.resetCode === RESET_CODES.unauthorized)
+      return { outcome: "denied", message: `the connector refused ${host}:${port}: ${err.message}` };
+    return { outcome: "failed", message: `${host}:${port}: ${err.message}` };
+  }
+  if (err instanceof ClientApiError) {
+    if (err.code === "no_connector")
+      return {
+        outcome: "no_connector",
+        message: `no connector of ${host}'s remote network is online: ask your admin to start one`,
+      };
+    if (err.code === "unreachable")
+      return { outcome: "controller_unreachable", message: `the Controller is unreachable (${err.message})` };
+  }
+  if (err instanceof TunnelError)
+    return { outcome: "tunnel_failed", message: `no tunnel to a connector for ${host}: ${err.message}` };
+  return { outcome: "failed", message: `${host}:${port}: ${(err as Error).message}` };
 }
 
 function socksReplyFor(err: unknown): number {

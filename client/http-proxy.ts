@@ -369,10 +369,15 @@ export function handleHttpProxyConnection(
       onFailure: (why) => {
         if (why.kind === "timeout") fail(504, `no answer from ${where} in time`);
         else if (why.kind === "refused" && why.reply === SocksReply.notAllowed)
-          fail(403, `${where} is not allowed`);
+          fail(403, why.message ?? `${where} is not allowed`);
         else {
           const reply = why.kind === "refused" ? why.reply : SocksReply.generalFailure;
-          fail(502, `cannot reach ${where}: ${socksReplyText(reply)}`);
+          fail(
+            502,
+            why.kind === "refused" && why.message
+              ? why.message
+              : `cannot reach ${where}: ${socksReplyText(reply)}`,
+          );
         }
       },
     });

@@ -222,8 +222,9 @@ const COMMANDS: Record<
     usage: "sallyport check HOST PORT [--udp] [--json]",
     details:
       "Answers for the one destination asked: not a Resource (connected directly), allowed, or denied\n" +
-      "with the failed requirement (group, location, device, frequency, mfa). Exit 0 when allowed or\n" +
-      "not a Resource, 3 when denied.",
+      "with the failed requirement (group, location, device, frequency, mfa), or refused by the running\n" +
+      "client when the Resource does not open that port (the same answer its proxies give). Exit 0 when\n" +
+      "allowed or not a Resource, 3 when denied or refused.",
     positional: true,
     options: [
       { flag: "udp", description: "Check UDP instead of TCP", boolean: true },
@@ -372,6 +373,7 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
     tunnels: { connector_id: string; path: string; streams: number; authorization_expires_at: string }[];
     reauth: { resources: string[]; expires_at: string | null; reason: string; url: string | null } | null;
     denials: { time: string; destination: string; reason: string; message: string }[];
+    failures?: { time: string; destination: string; outcome: string; message: string }[];
   };
   out(
     `Controller: ${s.controller} (${s.controller_reachable ? "reachable" : `UNREACHABLE — using the cached ACL${s.last_error ? `: ${s.last_error}` : ""}`})`,
@@ -394,6 +396,8 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
     );
   }
   for (const d of s.denials ?? []) out(`Denied ${d.destination} at ${d.time}: ${d.reason} — ${d.message}`);
+  for (const f of s.failures ?? [])
+    out(`Last failure ${f.destination} at ${f.time}: ${f.outcome} — ${f.message}`);
   return 0;
 }
 
@@ -459,7 +463,36 @@ async function cmdCheck(
   const port = parsePort(portText, "PORT");
   const session = loadSession(stateDir);
   if (!session) throw new UsageError("not signed in: run `sallyport login` first");
-  const res = await accessCheck(session, host, port, values.udp === "true" ? "udp" : "tcp");
+  const protocol = values.udp === "true" ? "udp" : "tcp";
+  // With the client running, its own routing answers first (the function its proxies use): a
+  // Resource's port that the proxy refuses is refused here too, never "connected directly".
+  const routed = (await daemonGet(
+    stateDir,
+    `/route?host=${encodeURIComponent(host)}&port=${port}&protocol=${protocol}`,
+  )) as { kind: string; reason?: string } | undefined;
+  if (routed?.kind === "direct") {
+    const res = {
+      resource: false,
+      allowed: null,
+      requirement: null,
+      message: "not a Resource: connected directly",
+    };
+    if (values.json === "true") out(JSON.stringify(res, null, 2));
+    else out(`${host}:${port} is not a Resource: it is connected directly.`);
+    return 0;
+  }
+  if (routed?.kind === "refused") {
+    const res = {
+      resource: true,
+      allowed: false,
+      requirement: "port",
+      message: `refused by the client: ${routed.reason}`,
+    };
+    if (values.json === "true") out(JSON.stringify(res, null, 2));
+    else out(`${host}:${port}: refused by the client (${routed.reason}).`);
+    return 3;
+  }
+  const res = await accessCheck(session, host, port, protocol);
   if (values.json === "true") out(JSON.stringify(res, null, 2));
   else if (!res.resource) out(`${host}:${port} is not a Resource: it is connected directly.`);
   else if (res.allowed) out(`${host}:${port}: allowed${res.until ? ` until ${res.until}` : ""}.`);

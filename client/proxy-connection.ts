@@ -37,7 +37,10 @@ export function closeWith(
   return setTimeout(() => socket.destroy(), LINGER_MS);
 }
 
-export type ConnectFailure = { kind: "timeout" } | { kind: "refused"; reply: number } | { kind: "error" };
+export type ConnectFailure =
+  | { kind: "timeout" }
+  | { kind: "refused"; reply: number; message?: string }
+  | { kind: "error" };
 
 /**
  * Ask `onConnect` where this connection goes, exactly once. Meanwhile keep reading: bytes after
@@ -110,7 +113,11 @@ export function connectPhase(
         return;
       }
       if (live)
-        opts.onFailure(result?.ok === false ? { kind: "refused", reply: result.reply } : { kind: "error" });
+        opts.onFailure(
+          result?.ok === false
+            ? { kind: "refused", reply: result.reply, message: result.message }
+            : { kind: "error" },
+        );
     },
     () => {
       if (settle() && !socket.destroyed) opts.onFailure({ kind: "error" });

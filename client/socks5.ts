@@ -72,11 +72,21 @@ export interface SocksConnectRequest extends SocksAddress {
 /** The caller's answer to a UDP ASSOCIATE: the relay socket's address, or a refusal. */
 export type UdpAssociateResult =
   | { ok: true; bound: { host: string; port: number } }
-  | { ok: false; reply: number };
+  | {
+      ok: false;
+      reply: number;
+      /** What failed and what to do, for front ends that can say more than a SOCKS reply code. */
+      message?: string;
+    };
 
 export type ConnectResult =
   | { ok: true; attach: (client: net.Socket, head: Uint8Array) => void; cancel?: () => void }
-  | { ok: false; reply: number };
+  | {
+      ok: false;
+      reply: number;
+      /** What failed and what to do, for front ends that can say more than a SOCKS reply code. */
+      message?: string;
+    };
 
 export interface SocksServerOptions {
   host: string;

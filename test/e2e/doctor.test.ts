@@ -14,6 +14,8 @@ import { startHttp } from "../helpers/servers.ts";
 const HELLO = "hello.doctor.internal";
 /** A Resource whose name nothing resolves inside the private network. */
 const GHOST = "ghost.doctor.invalid";
+/** A Resource that allows one TCP port only. */
+const WEBONLY = "web.doctor.internal";
 
 let edge: Edge;
 let p: Provisioned;
@@ -30,6 +32,7 @@ beforeAll(async () => {
     [
       { name: HELLO, address: HELLO },
       { name: GHOST, address: GHOST },
+      { name: WEBONLY, address: WEBONLY, protocols: { tcp: { policy: "restricted", ports: ["443"] } } },
     ],
     "Doctor",
   );
@@ -38,7 +41,7 @@ beforeAll(async () => {
     accessToken: p.connector.accessToken,
     refreshToken: p.connector.refreshToken,
     stateDir: join(tmp, "connector"),
-    hostOverrides: [`${HELLO}=127.0.0.1`],
+    hostOverrides: [`${HELLO}=127.0.0.1`, `${WEBONLY}=127.0.0.1`],
   });
   client = await startClient({
     controller: edge.url,
@@ -163,6 +166,64 @@ test("a host that is not a Resource: nothing to fix, it is connected directly", 
   expect(r.code).toBe(0);
   expect(r.report.checks.at(-1)?.evidence).toContain("not a Resource");
 });
+
+test("causes reach the user: the HTTP proxy's 502 names the link, status keeps the last failure, check agrees with the proxy", async () => {
+  // Through the HTTP proxy, a name the connector cannot resolve: a 502 that says so.
+  const proc = Bun.spawn(
+    [
+      "curl",
+      "-sS",
+      "-o",
+      "-",
+      "-w",
+      "\n%{http_code}",
+      "--max-time",
+      "20",
+      "-x",
+      `http://${client.socks}`,
+      `http://${GHOST}/`,
+    ],
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  const body = await new Response(proc.stdout).text();
+  expect(body.trim().endsWith("502")).toBe(true);
+  expect(body).toContain(`the connector could not resolve ${GHOST}`);
+  const status = Bun.spawn([CLIENT_BIN, "status", "--json"], {
+    env: { ...process.env, SALLYPORT_STATE_DIR: join(tmp, "client") },
+    stdout: "pipe",
+  });
+  const s = JSON.parse(await new Response(status.stdout).text()) as {
+    failures: { destination: string; outcome: string; message: string }[];
+  };
+  expect(s.failures.find((f) => f.destination === `${GHOST}:80`)?.outcome).toBe("dns_lookup_error");
+
+  // A port the Resource does not open: the proxy refuses it (403), and check says refused too.
+  const refused = Bun.spawn(
+    [
+      "curl",
+      "-sS",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_code}",
+      "--max-time",
+      "20",
+      "-x",
+      `http://${client.socks}`,
+      `http://${WEBONLY}:22/`,
+    ],
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  expect(await new Response(refused.stdout).text()).toBe("403");
+  const check = Bun.spawn([CLIENT_BIN, "check", WEBONLY, "22"], {
+    env: { ...process.env, SALLYPORT_STATE_DIR: join(tmp, "client") },
+    stdout: "pipe",
+  });
+  const said = await new Response(check.stdout).text();
+  expect(await check.exited).toBe(3);
+  expect(said).toContain("refused by the client");
+  expect(said).not.toContain("connected directly");
+}, 60_000);
 
 test("no connector left: the connector link, and whom to ask", async () => {
   await connector.stop("SIGINT");
