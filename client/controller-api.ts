@@ -187,3 +187,12 @@ export async function accessCheck(
     body: { host, port, protocol },
   });
 }
+
+/** Ends this session at the Controller (sallyport logout). */
+export async function revokeSession(session: SessionState) {
+  return await call<{ revoked: boolean }>(session.controller, "/session/revoke", {
+    method: "POST",
+    token: session.session_token,
+    timeoutMs: 5_000,
+  });
+}

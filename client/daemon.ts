@@ -73,6 +73,8 @@ export class Daemon {
   private readonly keys: JWTVerifyGetKey;
   private readonly tunnels: TunnelManager;
   private timer: ReturnType<typeof setInterval> | undefined;
+  /** Set by `sallyport up`: what `sallyport down` (POST /stop on the control socket) does. */
+  onStopRequest: () => void = () => {};
   private socks: { port: number; close(): Promise<void> } | undefined;
   private control: ReturnType<typeof Bun.serve> | undefined;
   private readonly directSockets = new Set<Socket>();
@@ -158,6 +160,11 @@ export class Daemon {
         const path = new URL(req.url).pathname;
         if (path === "/status") return this.probeController().then(() => Response.json(this.status()));
         if (path === "/resources") return Response.json({ resources: this.acl?.resources ?? [] });
+        if (path === "/stop" && req.method === "POST") {
+          // `sallyport down`: the same clean stop as SIGTERM (tunnels closed, nftables removed).
+          setTimeout(() => this.onStopRequest(), 20); // after this answer has gone out
+          return Response.json({ stopping: true });
+        }
         if (path === "/route") {
           // `sallyport check` asks the very function the proxies use, so the two never disagree.
           const q = new URL(req.url).searchParams;

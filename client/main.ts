@@ -1,6 +1,6 @@
 // sallyport: the Sallyport client. Signs in, keeps the signed ACL, and reaches Resources through
 // certificate-pinned end-to-end tunnels; everything else is connected directly (split tunnel).
-import { existsSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { homedir, hostname } from "node:os";
 import { join, resolve } from "node:path";
 import {
@@ -12,7 +12,7 @@ import {
   UsageError,
 } from "../bunlib/config.ts";
 import { createLogger, type Level, LOG_FORMATS, type LogFormat } from "../bunlib/log.ts";
-import { accessCheck, ClientApiError, fetchAcl, login } from "./controller-api.ts";
+import { accessCheck, ClientApiError, fetchAcl, login, revokeSession } from "./controller-api.ts";
 import { Daemon } from "./daemon.ts";
 import { DEFAULT_DNS_ADDRESS, parseListenAddress, parseUpstreams } from "./dns-server.ts";
 import { formatChecks, runDoctor } from "./doctor.ts";
@@ -232,6 +232,23 @@ const COMMANDS: Record<
       ...COMMON,
     ],
   },
+  down: {
+    summary: "Stop the running client (sallyport up) cleanly",
+    usage: "sallyport down",
+    details:
+      "Closes tunnels and listeners (and removes transparent mode's nftables table), as Ctrl-C does.\nExit 0 once it has stopped, 1 when no client was running.",
+    options: [...COMMON],
+  },
+  logout: {
+    summary:
+      "Sign out: stop the client, end the session at the Controller, delete the session and device key",
+    usage: "sallyport logout",
+    details:
+      "The session is revoked at the Controller (a copy of the token is worthless afterwards), then\n" +
+      "session.json and the device key are deleted from the state directory. Works offline too: the\n" +
+      "local files are deleted and the message says the Controller could not be told.",
+    options: [...COMMON],
+  },
   doctor: {
     summary: "Walk the chain to a Resource and name the first broken link, with the next step",
     usage: "sallyport doctor [HOST[:PORT]] [--json]",
@@ -432,6 +449,48 @@ async function cmdResources(values: Record<string, string | undefined>, stateDir
   return 0;
 }
 
+/** Asks the running client to stop; resolves true once its control socket is gone. */
+async function stopDaemon(stateDir: string): Promise<boolean> {
+  const sock = controlSocketPath(stateDir);
+  if (!existsSync(sock)) return false;
+  try {
+    const res = await fetch("http://localhost/stop", { method: "POST", unix: sock } as RequestInit);
+    if (!res.ok) return false;
+  } catch {
+    return false; // nothing answers on it: a crashed client's leftover socket, not a running client
+  }
+  // It said it is stopping: it removes its control socket last.
+  const deadline = Date.now() + 15_000;
+  while (existsSync(sock) && Date.now() < deadline) await Bun.sleep(100);
+  return true;
+}
+
+async function cmdDown(stateDir: string): Promise<number> {
+  if (await stopDaemon(stateDir)) {
+    out("The client stopped.");
+    return 0;
+  }
+  out("No client was running.");
+  return 1;
+}
+
+async function cmdLogout(stateDir: string): Promise<number> {
+  const stopped = await stopDaemon(stateDir);
+  const session = loadSession(stateDir);
+  let told = "";
+  if (session) {
+    told = await revokeSession(session).then(
+      () => " The session was ended at the Controller.",
+      (err: Error) => ` The Controller could not be told (${err.message}); the session ends when it expires.`,
+    );
+  }
+  for (const f of ["session.json", "device-key.json"]) rmSync(join(stateDir, f), { force: true });
+  out(
+    `${session ? `Signed out of ${session.controller}.` : "Not signed in."}${told}${stopped ? " The client was stopped." : ""}`,
+  );
+  return 0;
+}
+
 async function cmdDoctor(
   values: Record<string, string | undefined>,
   positionals: string[],
@@ -589,6 +648,7 @@ async function cmdUp(
   );
   await new Promise<void>((resolve) => {
     onStop = resolve;
+    daemon.onStopRequest = resolve;
     if (stopRequested) resolve();
   });
   if (splitDns)
@@ -794,6 +854,10 @@ async function main(argv: string[]): Promise<number> {
       return await cmdCheck(values, extra, stateDir);
     case "doctor":
       return await cmdDoctor(values, extra, stateDir);
+    case "down":
+      return await cmdDown(stateDir);
+    case "logout":
+      return await cmdLogout(stateDir);
     default:
       return await cmdResources(values, stateDir);
   }

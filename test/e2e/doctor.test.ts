@@ -3,7 +3,7 @@
 // healthy path, a name the connector cannot resolve, a port nothing listens on, a host that is not
 // a Resource, and no connector left. Each answer is the link a person would have to fix.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CLIENT_BIN, type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
@@ -231,4 +231,34 @@ test("no connector left: the connector link, and whom to ask", async () => {
   expect(r.code).toBe(1);
   expect(broken(r.report)?.link).toBe("connector");
   expect(broken(r.report)?.next).toContain("admin");
+}, 60_000);
+
+test("sallyport down stops the running client; logout ends the session at the Controller and deletes it", async () => {
+  const state = join(tmp, "client");
+  const run = async (...args: string[]) => {
+    const proc = Bun.spawn([CLIENT_BIN, ...args], {
+      env: { ...process.env, SALLYPORT_STATE_DIR: state },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    return { code: await proc.exited, out: await new Response(proc.stdout).text() };
+  };
+  expect((await run("down")).code).toBe(0);
+  expect(
+    await Promise.race([client.proc.exited.then(() => "exited"), Bun.sleep(15_000).then(() => "running")]),
+  ).toBe("exited");
+  expect((await run("down")).code).toBe(1);
+
+  const { session_token } = JSON.parse(readFileSync(join(state, "session.json"), "utf8")) as {
+    session_token: string;
+  };
+  const out = await run("logout");
+  expect(out.code).toBe(0);
+  expect(out.out).toContain("ended at the Controller");
+  expect(existsSync(join(state, "session.json"))).toBe(false);
+  expect(existsSync(join(state, "device-key.json"))).toBe(false);
+  const res = await fetch(`${edge.url}/client/v1/acl`, {
+    headers: { authorization: `Bearer ${session_token}` },
+  });
+  expect(res.status).toBe(401);
 }, 60_000);

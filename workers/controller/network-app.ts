@@ -173,6 +173,14 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
     const body = await parseBody(c.req.raw, SessionRenewRequest, { allowEmpty: true });
     return c.json(await renewSession(ctx, session, body.silent ?? false));
   });
+  // Sign out: the session ends at the Controller, so the token (and its device binding) is dead
+  // even if a copy of it survives on the device.
+  app.post("/client/v1/session/revoke", async (c) => {
+    const ctx = c.get("ctx");
+    const session = await authenticateSession(ctx, bearer(c.req.raw));
+    ctx.db.run`DELETE FROM sessions WHERE jti = ${session.jti}`;
+    return c.json({ revoked: true });
+  });
   app.post("/client/v1/access-check", async (c) => {
     const ctx = c.get("ctx");
     const session = await authenticateSession(ctx, bearer(c.req.raw));
