@@ -3,6 +3,7 @@
 // routes that exist.
 
 import { EXPLAIN_ROUTES } from "./explain.ts";
+import { LOG_SINK_ROUTES } from "./log-sinks.ts";
 import { POLICY_ROUTES } from "./policy-routes.ts";
 import type { AdminRoute } from "./route-def.ts";
 import { p, route } from "./route-def.ts";
@@ -359,4 +360,5 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   ...SCIM_ADMIN_ROUTES,
   ...SIGNIN_EVENT_ROUTES,
   ...EXPLAIN_ROUTES,
+  ...LOG_SINK_ROUTES,
 ];

@@ -6,6 +6,7 @@ import type { Env } from "../env.ts";
 import { initializeNetwork, readNetworkId } from "./admin-service.ts";
 import { Db } from "./db.ts";
 import { ControllerKeys } from "./keys.ts";
+import { deliverLogSinks, hasLogSinks } from "./log-sinks.ts";
 import { createNetworkApp } from "./network-app.ts";
 import { NETWORK_MIGRATIONS } from "./network-schema.ts";
 import { relayUrlOf } from "./relay-url.ts";
@@ -50,7 +51,21 @@ export class NetworkObject extends DurableObject<Env> {
   }
 
   override async fetch(request: Request): Promise<Response> {
-    return await this.app.fetch(request);
+    const res = await this.app.fetch(request);
+    // Anything a request wrote (activity events, sign-in events) goes to the log sinks soon.
+    if (hasLogSinks(this.db)) await this.scheduleDelivery(Date.now() + 1000);
+    return res;
+  }
+
+  /** Log sink delivery (log-sinks.ts): sends what waits, then comes back when the next is due. */
+  override async alarm(): Promise<void> {
+    const next = await deliverLogSinks(this.db, () => Date.now());
+    if (next !== null) await this.scheduleDelivery(next);
+  }
+
+  private async scheduleDelivery(at: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
   }
 
   /** Called once by ControllerRoot when it creates the network. Returns the first admin API key. */

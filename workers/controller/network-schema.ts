@@ -242,4 +242,20 @@ export const NETWORK_MIGRATIONS: readonly (readonly string[])[] = [
     // Only members of these IdP groups may sign in at all (JSON array); NULL: anyone the IdP vouches for.
     "ALTER TABLE idp_config ADD COLUMN allowed_groups TEXT",
   ],
+  // v6: log sinks (log-sinks.ts): a webhook, its signing secret, and a cursor per stream.
+  [
+    `CREATE TABLE log_sinks (
+      id TEXT PRIMARY KEY,
+      name TEXT NOT NULL,
+      url TEXT NOT NULL,
+      secret TEXT NOT NULL,
+      streams TEXT NOT NULL,
+      activity_cursor INTEGER NOT NULL,
+      signin_cursor INTEGER NOT NULL,
+      failures INTEGER NOT NULL DEFAULT 0,
+      next_attempt_at INTEGER NOT NULL DEFAULT 0,
+      last_error TEXT,
+      last_delivered_at INTEGER,
+      created_at INTEGER NOT NULL)`,
+  ],
 ];

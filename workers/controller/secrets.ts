@@ -25,7 +25,8 @@ export type IdPrefix =
   | "tp"
   | "dc"
   | "lf"
-  | "st";
+  | "st"
+  | "ls";
 
 export function newId(prefix: IdPrefix): string {
   return randomId(prefix, ID_BYTES);
