@@ -43,6 +43,8 @@ const MAX_DENIALS = 20;
 export const DEFAULT_UDP_IDLE_MS = 60_000;
 
 export interface DaemonOptions {
+  /** The client's last log lines, for `sallyport bugreport`. */
+  recentLogs?: () => readonly string[];
   stateDir: string;
   socksHost: string;
   socksPort: number;
@@ -165,6 +167,7 @@ export class Daemon {
           setTimeout(() => this.onStopRequest(), 20); // after this answer has gone out
           return Response.json({ stopping: true });
         }
+        if (path === "/logs") return Response.json({ lines: this.opts.recentLogs?.() ?? [] });
         if (path === "/route") {
           // `sallyport check` asks the very function the proxies use, so the two never disagree.
           const q = new URL(req.url).searchParams;

@@ -12,6 +12,7 @@ import {
   UsageError,
 } from "../bunlib/config.ts";
 import { createLogger, type Level, LOG_FORMATS, type LogFormat } from "../bunlib/log.ts";
+import { writeBugreport } from "./bugreport.ts";
 import { accessCheck, ClientApiError, fetchAcl, login, revokeSession } from "./controller-api.ts";
 import { Daemon } from "./daemon.ts";
 import { DEFAULT_DNS_ADDRESS, parseListenAddress, parseUpstreams } from "./dns-server.ts";
@@ -248,6 +249,18 @@ const COMMANDS: Record<
       "session.json and the device key are deleted from the state directory. Works offline too: the\n" +
       "local files are deleted and the message says the Controller could not be told.",
     options: [...COMMON],
+  },
+  bugreport: {
+    summary: "Write one archive for a support ticket: versions, status, recent logs, doctor, no secrets",
+    usage: "sallyport bugreport [--output FILE]",
+    details:
+      "The archive (.tar.gz) holds version.txt, session.json (who and where, never a token), status.json,\n" +
+      "client.log (the running client's last lines), doctor.txt and state-dir.txt (file names and modes).\n" +
+      "Secret-shaped strings are replaced in every file.",
+    options: [
+      { flag: "output", description: "Where to write it (default ./sallyport-bugreport-TIME.tar.gz)" },
+      ...COMMON,
+    ],
   },
   doctor: {
     summary: "Walk the chain to a Resource and name the first broken link, with the next step",
@@ -574,7 +587,13 @@ async function cmdUp(
   if (i <= 0) throw new UsageError(`--socks: "${listen}" must be HOST:PORT`);
   const socksHost = listen.slice(0, i);
   const socksPort = parsePort(listen.slice(i + 1), "--socks");
-  const log = createLogger("client", level, logFormat);
+  // The last lines also stay in memory for `sallyport bugreport` (GET /logs on the control socket).
+  const recent: string[] = [];
+  const log = createLogger("client", level, logFormat, (line) => {
+    process.stderr.write(line);
+    recent.push(line.trimEnd());
+    if (recent.length > 500) recent.shift();
+  });
   const device = await loadOrCreateDeviceKey(stateDir);
   const dnsText = values.dns ?? DEFAULT_DNS_ADDRESS;
   let dns: { host: string; port: number } | null = null;
@@ -609,6 +628,7 @@ async function cmdUp(
     dnsUpstreams,
     udpIdleMs: udpIdleMs(values),
     transparent,
+    recentLogs: () => recent,
   });
   let started: Awaited<ReturnType<Daemon["start"]>>;
   try {
@@ -856,6 +876,17 @@ async function main(argv: string[]): Promise<number> {
       return await cmdDoctor(values, extra, stateDir);
     case "down":
       return await cmdDown(stateDir);
+    case "bugreport": {
+      const output =
+        values.output ??
+        `sallyport-bugreport-${new Date().toISOString().replace(/[-:]/g, "").slice(0, 15)}.tar.gz`;
+      const r = await writeBugreport(
+        { version: VERSION, stateDir, session: loadSession(stateDir), daemon: (p) => daemonGet(stateDir, p) },
+        output,
+      );
+      out(`Wrote ${r.path} (${r.files.join(", ")}).`);
+      return 0;
+    }
     case "logout":
       return await cmdLogout(stateDir);
     default:

@@ -3,7 +3,7 @@
 // healthy path, a name the connector cannot resolve, a port nothing listens on, a host that is not
 // a Resource, and no connector left. Each answer is the link a person would have to fix.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CLIENT_BIN, type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
@@ -224,6 +224,39 @@ test("causes reach the user: the HTTP proxy's 502 names the link, status keeps t
   expect(said).toContain("refused by the client");
   expect(said).not.toContain("connected directly");
 }, 60_000);
+
+test("sallyport bugreport writes one archive with status, logs and doctor, and no secret", async () => {
+  const state = join(tmp, "client");
+  const output = join(tmp, "report.tar.gz");
+  const proc = Bun.spawn([CLIENT_BIN, "bugreport", "--output", output], {
+    env: { ...process.env, SALLYPORT_STATE_DIR: state },
+    stdout: "pipe",
+  });
+  expect(await proc.exited).toBe(0);
+  const dir = join(tmp, "report");
+  mkdirSync(dir);
+  expect(Bun.spawnSync(["tar", "-xzf", output, "-C", dir]).exitCode).toBe(0);
+  const names = readdirSync(dir).sort();
+  expect(names).toEqual([
+    "client.log",
+    "doctor.txt",
+    "session.json",
+    "state-dir.txt",
+    "status.json",
+    "version.txt",
+  ]);
+  const all = names.map((n) => readFileSync(join(dir, n), "utf8")).join("\n");
+  expect(readFileSync(join(dir, "client.log"), "utf8")).toContain("client up");
+  expect(JSON.parse(readFileSync(join(dir, "status.json"), "utf8")).controller).toBe(edge.url);
+  expect(readFileSync(join(dir, "doctor.txt"), "utf8")).toContain("✔ identity");
+  const { session_token } = JSON.parse(readFileSync(join(state, "session.json"), "utf8")) as {
+    session_token: string;
+  };
+  for (const secret of [session_token, p.serviceKey, edge.apiKey, p.connector.accessToken]) {
+    expect(all.includes(secret)).toBe(false);
+    expect(all.includes(secret.slice(-24))).toBe(false);
+  }
+});
 
 test("no connector left: the connector link, and whom to ask", async () => {
   await connector.stop("SIGINT");
