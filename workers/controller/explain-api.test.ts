@@ -86,6 +86,36 @@ describe("access explain", () => {
         path: expect.stringContaining("relayed"),
       }),
     ]);
+    // The connector reports it could not resolve the Resource: the path shows it per connector.
+    const report = await call(edge, "POST", "/connector/v1/events", {
+      token: c.accessToken,
+      body: {
+        events: [
+          {
+            time: new Date().toISOString(),
+            principal_id: sa,
+            principal_type: "service_account",
+            device_id: "dv_AAAAAAAAAAAAAAAA",
+            resource_id: resource,
+            destination: "db.explain.internal:5432",
+            protocol: "tcp",
+            resolved_ip: null,
+            outcome: "dns_lookup_error",
+            reason: "ENOTFOUND",
+            bytes_sent: 0,
+            bytes_received: 0,
+            duration_ms: 3,
+            path: "relayed",
+          },
+        ],
+      },
+    });
+    expect(report.status).toBe(200);
+    const seen = await explain(`service_account=${sa}&resource=${resource}&country=DE`);
+    expect(seen.body.connectors[0].last_outcome).toMatchObject({
+      outcome: "dns_lookup_error",
+      reason: "ENOTFOUND",
+    });
     // From a country the policy does not allow: location is the reason.
     const away = await explain(`service_account=${sa}&resource=${resource}&country=FR`);
     expect(away.body).toMatchObject({ allowed: false, reason: "location" });

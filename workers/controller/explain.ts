@@ -120,6 +120,10 @@ export function explainAccess(ctx: NetworkContext, q: ExplainQuery) {
   }>`SELECT id, name, cert_sha256, last_heartbeat_at, direct_endpoints, version, clock_drift_ms FROM connectors
     WHERE remote_network_id = ${resource.remote_network_id} ORDER BY created_at, id`.map((c) => {
     const endpoints = JSON.parse(c.direct_endpoints) as string[];
+    // What this connector met the last time it was asked for this Resource (from its activity
+    // reports): "online but cannot reach the Resource" shows here.
+    const last = db.one<{ time: number; outcome: string; reason: string | null }>`SELECT time, outcome, reason
+      FROM events WHERE resource_id = ${resource.id} AND connector_id = ${c.id} ORDER BY time DESC, seq DESC LIMIT 1`;
     const registered = c.cert_sha256 !== null;
     const online = registered && c.last_heartbeat_at !== null && c.last_heartbeat_at > now - ONLINE_WINDOW_MS;
     return {
@@ -130,6 +134,7 @@ export function explainAccess(ctx: NetworkContext, q: ExplainQuery) {
       version: c.version,
       clock_drift_ms: c.clock_drift_ms,
       direct_endpoints: endpoints,
+      last_outcome: last ? { time: iso(last.time), outcome: last.outcome, reason: last.reason } : null,
       path:
         endpoints.length > 0
           ? `direct when the client can reach ${endpoints.join(" or ")}; relayed otherwise (a client that cannot route there, or a firewall in between)`
