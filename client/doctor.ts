@@ -72,6 +72,21 @@ function splitTarget(target: string): { host: string; port: number | undefined }
   return { host: target, port: undefined };
 }
 
+/** This host's clock minus the Controller's (ms, from its Date header: ±1 s), or null. */
+async function controllerClockSkew(controller: string): Promise<number | null> {
+  try {
+    const sent = Date.now();
+    const res = await fetch(`${controller}/healthz`, { signal: AbortSignal.timeout(3000) });
+    await res.body?.cancel();
+    const date = res.headers.get("date");
+    if (!date) return null;
+    const mid = (sent + Date.now()) / 2;
+    return mid - Date.parse(date) - 500; // a Date header is truncated to the second
+  } catch {
+    return null;
+  }
+}
+
 /** Runs the checks in order; stops after the first broken link. */
 export async function runDoctor(deps: DoctorDeps, target: string | undefined): Promise<Check[]> {
   const checks: Check[] = [];
@@ -84,6 +99,18 @@ export async function runDoctor(deps: DoctorDeps, target: string | undefined): P
   const s = deps.session;
   if (!s) {
     add({ link: "identity", ok: false, evidence: "not signed in on this device", next: "sallyport login" });
+    return checks;
+  }
+  // This host's clock against the Controller's: tokens carry times, so a skewed clock breaks
+  // sign-in and tunnels in ways that look like anything else.
+  const skew = await controllerClockSkew(s.controller);
+  if (skew !== null && Math.abs(skew) > 30_000) {
+    add({
+      link: "identity",
+      ok: false,
+      evidence: `this host's clock is ${Math.round(Math.abs(skew) / 1000)} s ${skew > 0 ? "ahead of" : "behind"} the Controller's`,
+      next: "set the clock right (enable NTP: timedatectl set-ntp true)",
+    });
     return checks;
   }
   try {
