@@ -12,6 +12,7 @@ import {
   UsageError,
 } from "../bunlib/config.ts";
 import { createLogger, type Level } from "../bunlib/log.ts";
+import { VERSION } from "../bunlib/version.ts";
 import { accessCheck, ClientApiError, fetchAcl, login } from "./controller-api.ts";
 import { Daemon } from "./daemon.ts";
 import { DEFAULT_DNS_ADDRESS, parseListenAddress, parseUpstreams } from "./dns-server.ts";
@@ -35,8 +36,6 @@ import {
 } from "./split-dns.ts";
 import { controlSocketPath, loadOrCreateDeviceKey, loadSession, saveSession } from "./state.ts";
 import { checkTransparentSupport, TransparentUnavailable } from "./transparent.ts";
-
-const VERSION = "0.1.0";
 
 const COMMON: OptionSpec[] = [
   {
@@ -654,7 +653,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === "--version" || command === "version") {
-    out(VERSION);
+    out(`sallyport ${VERSION}`);
     return 0;
   }
   const spec = COMMANDS[command];
