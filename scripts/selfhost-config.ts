@@ -2,11 +2,11 @@
 // (`wrangler deploy --dry-run --outdir`, offline) and writes a workerd.capnp beside it for plain
 // `workerd serve` (no Cloudflare account): SQLite-backed Durable Objects on disk.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, isAbsolute, join, resolve } from "node:path";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { isAbsolute, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { checkDeployTarget, DURABLE_OBJECTS } from "./lib/deploy-check.ts";
-import { type WranglerConfig, workerdConfig } from "./lib/selfhost.ts";
+import { type WranglerConfig, workerdConfig, workerdSplitConfig } from "./lib/selfhost.ts";
 
 const HELP = `Usage: npm run selfhost:config -- --public-url URL [options]
 
@@ -21,6 +21,9 @@ Options:
   --out DIR               output directory (default selfhost)
   --private-outbound      let the Controller's fetch() reach private addresses (an IdP inside)
   --dev-mode              development switches (DEV_MODE=1); never on a real deployment
+  --split                 Controller and Relay as two Workers (deploy/cloudflare/), the relay on
+                          --relay-listen (default 127.0.0.1:8788) behind --relay-url (required)
+  --relay-listen HOST:PORT
 `;
 
 const root = join(import.meta.dir, "..");
@@ -40,6 +43,8 @@ try {
       out: { type: "string", default: "selfhost" },
       "private-outbound": { type: "boolean", default: false },
       "dev-mode": { type: "boolean", default: false },
+      split: { type: "boolean", default: false },
+      "relay-listen": { type: "string", default: "127.0.0.1:8788" },
       help: { type: "boolean", default: false },
     },
   }).values;
@@ -54,8 +59,15 @@ const publicUrl = values["public-url"] as string | undefined;
 if (!publicUrl) fail("--public-url is required (see --help)");
 const relayUrl = values["relay-url"] as string | undefined;
 const listen = values.listen as string;
-if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+|\*):\d{1,5}$/.test(listen))
-  fail(`--listen: "${listen}" must be HOST:PORT`);
+const split = values.split === true;
+const relayListen = values["relay-listen"] as string;
+for (const [flag, v] of [
+  ["--listen", listen],
+  ["--relay-listen", relayListen],
+] as const) {
+  if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+|\*):\d{1,5}$/.test(v)) fail(`${flag}: "${v}" must be HOST:PORT`);
+}
+if (split && !relayUrl) fail("--split needs --relay-url, the relay Worker's public origin");
 const stateDir = resolve(values["state-dir"] as string);
 const out = resolve(values.out as string);
 
@@ -72,48 +84,70 @@ for (const [flag, u] of [
   if (u !== undefined && !URL.canParse(u)) fail(`${flag}: "${u}" is not a URL`);
 }
 
-const wrangler = Bun.TOML.parse(
-  readFileSync(join(root, "wrangler.toml"), "utf8"),
-) as unknown as WranglerConfig;
-const bundleDir = join(out, "worker");
-rmSync(bundleDir, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
-const r = spawnSync(
-  join(root, "node_modules/.bin/wrangler"),
-  ["deploy", "--dry-run", "--env=", "--outdir", bundleDir, "--config", join(root, "wrangler.toml")],
-  {
-    cwd: root,
-    encoding: "utf8",
-    env: {
-      ...process.env,
-      WRANGLER_SEND_METRICS: "false",
-      CLOUDFLARE_CF_FETCH_ENABLED: "false",
-      NO_COLOR: "1",
-      CI: "true",
-      WRANGLER_LOG_PATH: join(out, ".wrangler-logs"),
+const logs = join(out, ".wrangler-logs");
+
+/**
+ * Bundle one Worker config with an offline `wrangler deploy --dry-run --outdir DIR`: its parsed
+ * TOML and the module's path relative to the output directory (named after the entry point).
+ */
+function bundle(config: string, dir: string): { wrangler: WranglerConfig; module: string } {
+  rmSync(join(out, dir), { recursive: true, force: true });
+  const r = spawnSync(
+    join(root, "node_modules/.bin/wrangler"),
+    ["deploy", "--dry-run", "--env=", "--outdir", join(out, dir), "--config", config],
+    {
+      cwd: root,
+      encoding: "utf8",
+      env: {
+        ...process.env,
+        WRANGLER_SEND_METRICS: "false",
+        CLOUDFLARE_CF_FETCH_ENABLED: "false",
+        NO_COLOR: "1",
+        CI: "true",
+        WRANGLER_LOG_PATH: logs,
+      },
     },
-  },
-);
-rmSync(join(out, ".wrangler-logs"), { recursive: true, force: true });
-if (r.status !== 0) {
-  process.stderr.write(r.stdout + r.stderr);
-  fail("bundling the Worker failed (wrangler deploy --dry-run)", 1);
+  );
+  rmSync(logs, { recursive: true, force: true });
+  if (r.status !== 0) {
+    process.stderr.write(r.stdout + r.stderr);
+    fail(`bundling ${config} failed (wrangler deploy --dry-run)`, 1);
+  }
+  rmSync(join(out, dir, "README.md"), { force: true });
+  const modules = readdirSync(join(out, dir)).filter((f) => f.endsWith(".js"));
+  if (modules.length !== 1) fail(`bundling ${config} gave ${modules.length} modules, expected one`, 1);
+  return {
+    wrangler: Bun.TOML.parse(readFileSync(config, "utf8")) as unknown as WranglerConfig,
+    module: `${dir}/${modules[0]}`,
+  };
 }
-rmSync(join(bundleDir, "README.md"), { force: true });
+
+const common = {
+  publicUrl,
+  listen,
+  stateDir,
+  privateOutbound: values["private-outbound"] === true,
+  devMode: values["dev-mode"] === true,
+};
+let text: string;
+if (split) {
+  const controller = bundle(join(root, "deploy/cloudflare/wrangler.controller.toml"), "controller");
+  const relay = bundle(join(root, "deploy/cloudflare/wrangler.relay.toml"), "relay");
+  text = workerdSplitConfig(controller.wrangler, relay.wrangler, {
+    ...common,
+    relayUrl: relayUrl!,
+    relayListen,
+    controllerModule: controller.module,
+    relayModule: relay.module,
+  });
+} else {
+  const one = bundle(join(root, "wrangler.toml"), "worker");
+  text = workerdConfig(one.wrangler, { ...common, relayUrl, module: one.module });
+}
 const capnp = join(out, "workerd.capnp");
-writeFileSync(
-  capnp,
-  workerdConfig(wrangler, {
-    publicUrl,
-    relayUrl,
-    listen,
-    stateDir,
-    module: "worker/index.js",
-    privateOutbound: values["private-outbound"] === true,
-    devMode: values["dev-mode"] === true,
-  }),
-);
+writeFileSync(capnp, text);
 mkdirSync(stateDir, { recursive: true, mode: 0o700 });
 const shown = isAbsolute(values.out as string) ? capnp : join(values.out as string, "workerd.capnp");
-console.log(`wrote ${shown} (worker bundle in ${dirname(shown)}/worker/)
+console.log(`wrote ${shown} (Worker bundles beside it)
 start: SALLYPORT_BOOTSTRAP_SECRET=… ${join(root, "node_modules/.bin/workerd")} serve ${shown}`);

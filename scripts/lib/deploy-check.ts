@@ -1,11 +1,15 @@
 // What `npm run check:deploy` refuses: a deployment whose token issuer (PUBLIC_URL) is a loopback
 // or plain-http address, a relay URL likewise, development switches or secrets in plain vars, and
 // a target that forgot one of the Durable Object bindings (they are not inherited by wrangler
-// environments). Pure functions over what `wrangler deploy --dry-run` reports.
+// environments). Works for the one-Worker edge and for each Worker of the two-Worker deployment
+// (deploy/cloudflare/). Pure functions over what `wrangler deploy --dry-run` reports.
 
 export interface DeployTarget {
   vars: Record<string, string>;
+  /** Binding name to class name. */
   durableObjects: Record<string, string>;
+  /** Service bindings: binding name to Worker name. */
+  services?: Record<string, string>;
 }
 
 export const DURABLE_OBJECTS: Record<string, string> = {
@@ -19,16 +23,23 @@ export const DURABLE_OBJECTS: Record<string, string> = {
 export function parseDryRun(output: string): DeployTarget {
   const vars: Record<string, string> = {};
   const durableObjects: Record<string, string> = {};
+  const services: Record<string, string> = {};
   for (const line of output.split("\n")) {
     const v = /^env\.([A-Za-z_][A-Za-z0-9_]*) \((".*")\)\s+Environment Variable\s*$/.exec(line.trim());
     if (v) {
       vars[v[1]!] = JSON.parse(v[2]!) as string;
       continue;
     }
-    const d = /^env\.([A-Za-z_][A-Za-z0-9_]*) \(([A-Za-z0-9_]+)\)\s+Durable Object\s*$/.exec(line.trim());
+    // "env.PRESENCE (ConnectorPresence, defined in sallyport-relay)" for another Worker's class.
+    const d =
+      /^env\.([A-Za-z_][A-Za-z0-9_]*) \(([A-Za-z0-9_]+)(?:, defined in [\w-]+)?\)\s+Durable Object\s*$/.exec(
+        line.trim(),
+      );
     if (d) durableObjects[d[1]!] = d[2]!;
+    const w = /^env\.([A-Za-z_][A-Za-z0-9_]*) \(([\w-]+)\)\s+Worker\s*$/.exec(line.trim());
+    if (w) services[w[1]!] = w[2]!;
   }
-  return { vars, durableObjects };
+  return { vars, durableObjects, services };
 }
 
 const LOOPBACK =
@@ -61,7 +72,7 @@ function checkUrl(name: string, value: string, errors: string[], warnings: strin
 
 /** Errors make the check fail; warnings fail it only with `strict` (what `npm run deploy` uses). */
 export function checkDeployTarget(
-  { vars, durableObjects }: DeployTarget,
+  { vars, durableObjects, services }: DeployTarget,
   { strict = false }: { strict?: boolean } = {},
 ): { errors: string[]; warnings: string[] } {
   const errors: string[] = [];
@@ -77,11 +88,23 @@ export function checkDeployTarget(
     errors.push(
       "BOOTSTRAP_SECRET is a plain var, visible in the dashboard and the config: use `wrangler secret put BOOTSTRAP_SECRET`.",
     );
-  for (const [binding, cls] of Object.entries(DURABLE_OBJECTS)) {
+  // The one-Worker edge binds all four; the Controller Worker the first three (PRESENCE in the
+  // relay Worker); the Relay Worker PRESENCE and SPLICE, and reaches the Controller by ROOT or by
+  // a CONTROLLER service binding.
+  const controller = "NETWORK" in durableObjects || "ROOT" in durableObjects;
+  const relay = "SPLICE" in durableObjects;
+  const required = [
+    ...(controller || !relay ? ["ROOT", "NETWORK", "PRESENCE"] : []),
+    ...(relay || !controller ? ["PRESENCE", "SPLICE"] : []),
+  ];
+  for (const binding of new Set(required)) {
+    const cls = DURABLE_OBJECTS[binding]!;
     if (durableObjects[binding] !== cls)
       errors.push(
         `Durable Object binding ${binding} (${cls}) is missing: wrangler environments do not inherit them.`,
       );
   }
+  if (relay && !controller && !services?.CONTROLLER)
+    errors.push("the relay Worker needs a CONTROLLER service binding to read the Controller's JWKS.");
   return { errors: strict ? [...errors, ...warnings] : errors, warnings: strict ? [] : warnings };
 }

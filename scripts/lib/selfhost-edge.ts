@@ -9,11 +9,19 @@ import { type Edge, freePort, ROOT } from "./local-edge.ts";
 
 const WORKERD = join(ROOT, "node_modules/.bin/workerd");
 
-export async function startSelfhostEdge(): Promise<Edge & { configDir: string }> {
+/**
+ * `split`: the Controller and the Relay as two Workers (`selfhost:config --split`), the relay on a
+ * port of its own (`relayUrl`); `url` is the Controller's.
+ */
+export async function startSelfhostEdge(
+  opts: { split?: boolean } = {},
+): Promise<Edge & { configDir: string; relayUrl: string }> {
   const port = await freePort();
+  const relayPort = opts.split ? await freePort() : port;
   const stateDir = mkdtempSync(join(tmpdir(), "sallyport-selfhost-"));
   const configDir = join(stateDir, "config");
   const url = `http://127.0.0.1:${port}`;
+  const relayUrl = `http://127.0.0.1:${relayPort}`;
   const gen = Bun.spawnSync(
     [
       join(ROOT, "node_modules/.bin/bun"),
@@ -26,6 +34,7 @@ export async function startSelfhostEdge(): Promise<Edge & { configDir: string }>
       join(stateDir, "do"),
       "--out",
       configDir,
+      ...(opts.split ? ["--split", "--relay-url", relayUrl, "--relay-listen", `127.0.0.1:${relayPort}`] : []),
     ],
     { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
   );
@@ -50,7 +59,7 @@ export async function startSelfhostEdge(): Promise<Edge & { configDir: string }>
     for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
       if (proc.exitCode !== null) throw new Error(`workerd exited early:\n${out.join("")}`);
       try {
-        if ((await fetch(`${url}/healthz`)).ok) return;
+        if ((await fetch(`${url}/healthz`)).ok && (await fetch(`${relayUrl}/healthz`)).ok) return;
       } catch {
         // not listening yet
       }
@@ -59,8 +68,9 @@ export async function startSelfhostEdge(): Promise<Edge & { configDir: string }>
     throw new Error(`workerd did not become healthy:\n${out.join("")}`);
   };
   let proc = spawn();
-  const edge: Edge & { configDir: string } = {
+  const edge: Edge & { configDir: string; relayUrl: string } = {
     url,
+    relayUrl,
     port,
     bootstrapSecret,
     stateDir,

@@ -5,7 +5,7 @@
 export interface WranglerConfig {
   compatibility_date: string;
   compatibility_flags?: string[];
-  durable_objects: { bindings: { name: string; class_name: string }[] };
+  durable_objects: { bindings: { name: string; class_name: string; script_name?: string }[] };
 }
 
 export interface SelfhostOptions {
@@ -72,4 +72,79 @@ ${indent(namespaces)}
   durableObjectStorage = (localDisk = "do-storage"),
 );
 `;
+}
+
+export interface SplitOptions extends Omit<SelfhostOptions, "module" | "relayUrl"> {
+  /** The relay's public origin (its own TLS reverse proxy) and where its workerd socket listens. */
+  relayUrl: string;
+  relayListen: string;
+  /** Bundled modules, relative to the capnp file. */
+  controllerModule: string;
+  relayModule: string;
+}
+
+/**
+ * The two-Worker deployment on one workerd: the Controller and the Relay as separate Workers on
+ * separate sockets, wired as on Cloudflare (deploy/cloudflare/): the Controller's PRESENCE binding
+ * names the relay's class, the relay reads the JWKS through a CONTROLLER service binding.
+ */
+export function workerdSplitConfig(
+  controller: WranglerConfig,
+  relay: WranglerConfig,
+  o: SplitOptions,
+): string {
+  const ns = (cls: string) =>
+    `(className = ${str(cls)}, uniqueKey = ${str(`sallyport-${cls}`)}, enableSql = true)`;
+  const own = (w: WranglerConfig) => w.durable_objects.bindings.filter((d) => !d.script_name);
+  const doBinding = (d: { name: string; class_name: string; script_name?: string }) =>
+    d.script_name
+      ? `(name = ${str(d.name)}, durableObjectNamespace = (className = ${str(d.class_name)}, serviceName = "relay"))`
+      : `(name = ${str(d.name)}, durableObjectNamespace = ${str(d.class_name)})`;
+  const indent = (xs: string[]) => xs.map((x) => `    ${x},`).join("\n");
+  const worker = (
+    name: string,
+    module: string,
+    w: WranglerConfig,
+    bindings: string[],
+  ) => `const ${name} :Workerd.Worker = (
+  modules = [(name = "index.js", esModule = embed ${str(module)})],
+  compatibilityDate = ${str(w.compatibility_date)},
+  compatibilityFlags = [${(w.compatibility_flags ?? []).map(str).join(", ")}],
+  bindings = [
+${indent([...bindings, ...w.durable_objects.bindings.map(doBinding)])}
+  ],
+  durableObjectNamespaces = [
+${indent(own(w).map((d) => ns(d.class_name)))}
+  ],
+  durableObjectStorage = (localDisk = "do-storage"),
+);
+`;
+  const allow = o.privateOutbound ? '["public", "private"]' : '["public"]';
+  return `# Sallyport edge as two Workers (Controller and Relay) for \`workerd serve\`, written by
+# \`npm run selfhost:config -- --split\`; regenerate rather than edit.
+using Workerd = import "/workerd/workerd.capnp";
+
+const config :Workerd.Config = (
+  services = [
+    (name = "controller", worker = .controller),
+    (name = "relay", worker = .relay),
+    (name = "do-storage", disk = (path = ${str(o.stateDir)}, writable = true)),
+    (name = "internet", network = (allow = ${allow}, tlsOptions = (trustBrowserCas = true))),
+  ],
+  sockets = [
+    (name = "controller", address = ${str(o.listen)}, http = (), service = "controller"),
+    (name = "relay", address = ${str(o.relayListen)}, http = (), service = "relay"),
+  ],
+);
+
+${worker("controller", o.controllerModule, controller, [
+  `(name = "PUBLIC_URL", text = ${str(o.publicUrl)})`,
+  `(name = "RELAY_URL", text = ${str(o.relayUrl)})`,
+  ...(o.devMode ? ['(name = "DEV_MODE", text = "1")'] : []),
+  '(name = "BOOTSTRAP_SECRET", fromEnvironment = "SALLYPORT_BOOTSTRAP_SECRET")',
+])}
+${worker("relay", o.relayModule, relay, [
+  `(name = "PUBLIC_URL", text = ${str(o.publicUrl)})`,
+  '(name = "CONTROLLER", service = "controller")',
+])}`;
 }

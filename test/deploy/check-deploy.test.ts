@@ -48,9 +48,27 @@ describe("the rules", () => {
     );
     expect(strict.errors.join()).toContain("placeholder");
     const { SPLICE: _, ...three } = DOS;
+    // Without SPLICE it is a Controller Worker, which needs ROOT, NETWORK and PRESENCE only.
     expect(
-      checkDeployTarget({ vars: { PUBLIC_URL: "https://zt.acme.io" }, durableObjects: three }).errors.join(),
-    ).toContain("SPLICE");
+      checkDeployTarget({ vars: { PUBLIC_URL: "https://zt.acme.io" }, durableObjects: three }).errors,
+    ).toEqual([]);
+    const { NETWORK: __, ...noNetwork } = DOS;
+    expect(
+      checkDeployTarget({
+        vars: { PUBLIC_URL: "https://zt.acme.io" },
+        durableObjects: noNetwork,
+      }).errors.join(),
+    ).toContain("binding NETWORK (NetworkObject) is missing");
+    // A relay Worker: PRESENCE and SPLICE, and a way to the Controller's JWKS.
+    const relay = { PRESENCE: "ConnectorPresence", SPLICE: "SpliceSession" };
+    const vars = { PUBLIC_URL: "https://zt.acme.io" };
+    expect(checkDeployTarget({ vars, durableObjects: relay }).errors.join()).toContain(
+      "CONTROLLER service binding",
+    );
+    expect(
+      checkDeployTarget({ vars, durableObjects: relay, services: { CONTROLLER: "sallyport-controller" } })
+        .errors,
+    ).toEqual([]);
   });
 
   test("the dry run's bindings table is read, quotes and all", () => {
@@ -63,7 +81,14 @@ env.NOTE ("say \\"hi\\"")                              Environment Variable
     expect(parseDryRun(out)).toEqual({
       vars: { PUBLIC_URL: "https://a.example.com", NOTE: 'say "hi"' },
       durableObjects: { ROOT: "ControllerRoot" },
+      services: {},
     });
+    const split =
+      parseDryRun(`env.PRESENCE (ConnectorPresence, defined in sallyport-relay)        Durable Object
+env.CONTROLLER (sallyport-controller)                 Worker
+`);
+    expect(split.durableObjects).toEqual({ PRESENCE: "ConnectorPresence" });
+    expect(split.services).toEqual({ CONTROLLER: "sallyport-controller" });
   });
 });
 
@@ -110,5 +135,27 @@ describe("npm run check:deploy (offline)", () => {
     const staging = checkDeploy(["--config", config, "--env", "staging"]);
     expect(staging.code).toBe(1);
     expect(staging.out).toContain("Durable Object binding ROOT (ControllerRoot) is missing");
+  }, 60_000);
+
+  test("the two-Worker deployment's configs pass; a relay without its CONTROLLER binding does not", () => {
+    for (const w of ["controller", "relay"]) {
+      const r = checkDeploy(["--config", join(ROOT, `deploy/cloudflare/wrangler.${w}.toml`), "--env="]);
+      expect(r.out).toContain("looks deployable");
+      expect(r.code).toBe(0);
+    }
+    const relay = join(ROOT, "deploy/cloudflare/wrangler.relay.toml");
+    const broken = join(tmp, "wrangler.relay.toml");
+    writeFileSync(
+      broken,
+      readFileSync(relay, "utf8")
+        .replace(
+          'main = "../../workers/relay-worker.ts"',
+          `main = "${join(ROOT, "workers/relay-worker.ts")}"`,
+        )
+        .replace(/\[\[services\]\][^[]*/, ""),
+    );
+    const r = checkDeploy(["--config", broken, "--env="]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain("needs a CONTROLLER service binding");
   }, 60_000);
 });
