@@ -22,8 +22,8 @@ ${formatOptions(CONNECTOR_OPTIONS)}
 On first start it creates the state directory (0700), its key and self-signed certificate, and
 registers the certificate digest with the Controller; clients pin that digest. The tokens are
 kept in tokens.json there (0600) and the rotated refresh token replaces it atomically; after the
-first start the connector needs no tokens on its command line. A token or config file other users
-can read is refused. Values: flags first, then the environment, then the --config file.
+first start the connector needs no tokens on its command line. A token, key or config file other
+users can read is refused. Values: flags first, then the environment, then the --config file.
 TCP streams are proxied as connections; UDP streams (Resources whose rules allow UDP) as
 datagrams from a connected UDP socket, closed after --udp-idle-timeout seconds without traffic.
 Exit codes: 0 stopped, 1 state directory or provisioning error, 2 usage or config-file error.

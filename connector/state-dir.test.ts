@@ -13,7 +13,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "../bunlib/log.ts";
 import { ConnectorControllerClient } from "./controller-client.ts";
-import { ensureStateDir, readSecretFile, StateDirError, writeSecretFileAtomic } from "./state-dir.ts";
+import {
+  checkIdentityKey,
+  ensureStateDir,
+  readSecretFile,
+  StateDirError,
+  writeSecretFileAtomic,
+} from "./state-dir.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "sallyport-state-dir-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -80,6 +86,16 @@ describe("secret files", () => {
     expect(readSecretFile(p)).toBe("{}");
     expect(readSecretFile(join(tmp, "absent.json"))).toBeUndefined();
   });
+});
+
+test("a world-readable connector.key is refused; a missing one is fine (made at first start)", () => {
+  const dir = join(tmp, "identity");
+  ensureStateDir(dir);
+  checkIdentityKey(dir);
+  writeFileSync(join(dir, "connector.key"), "k", { mode: 0o600 });
+  checkIdentityKey(dir);
+  chmodSync(join(dir, "connector.key"), 0o644);
+  expect(() => checkIdentityKey(dir)).toThrow(/connector\.key is readable by every user/);
 });
 
 describe("the connector's token file", () => {

@@ -110,3 +110,15 @@ export function writeSecretFileAtomic(path: string, data: string): void {
     closeSync(fd);
   }
 }
+
+/** The connector's private key, when it exists, must be as private as its tokens. */
+export function checkIdentityKey(dir: string): void {
+  const path = join(dir, "connector.key");
+  let mode: number;
+  try {
+    mode = statSync(path).mode;
+  } catch {
+    return; // not made yet: created 0600 at first start
+  }
+  checkSecretFileMode(path, mode);
+}

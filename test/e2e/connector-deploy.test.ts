@@ -158,6 +158,16 @@ describe("a fresh server", () => {
     expect(await exitOf(loose)).toBe(1);
     expect(loose.logs()).toContain("tokens.json is readable by every user");
     expect(loose.logs()).toContain("chmod 600");
+    // The same for its private key.
+    chmodSync(join(stateDir, "tokens.json"), 0o600);
+    chmodSync(join(stateDir, "connector.key"), 0o644);
+    const looseKey = connector(
+      [],
+      { SALLYPORT_CONTROLLER: edge.url, SALLYPORT_STATE_DIR: stateDir },
+      "connector-loose-key",
+    );
+    expect(await exitOf(looseKey)).toBe(1);
+    expect(looseKey.logs()).toContain("connector.key is readable by every user");
   }, 90_000);
 
   test("--config FILE supplies controller and tokens; a world-readable one is refused", async () => {
