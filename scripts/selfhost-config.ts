@@ -10,7 +10,7 @@ import { type WranglerConfig, workerdConfig, workerdSplitConfig } from "./lib/se
 
 const HELP = `Usage: npm run selfhost:config -- --public-url URL [options]
 
-Writes OUT/workerd.capnp and OUT/worker/index.js; run the edge with
+Writes OUT/workerd.capnp and the Worker bundle(s) beside it; run the edge with
   SALLYPORT_BOOTSTRAP_SECRET=… node_modules/.bin/workerd serve OUT/workerd.capnp
 
 Options:
@@ -21,9 +21,8 @@ Options:
   --out DIR               output directory (default selfhost)
   --private-outbound      let the Controller's fetch() reach private addresses (an IdP inside)
   --dev-mode              development switches (DEV_MODE=1); never on a real deployment
-  --split                 Controller and Relay as two Workers (deploy/cloudflare/), the relay on
-                          --relay-listen (default 127.0.0.1:8788) behind --relay-url (required)
-  --relay-listen HOST:PORT
+  --split                 Controller and Relay as two Workers (deploy/cloudflare/); needs --relay-url
+  --relay-listen HOST:PORT  with --split: where the relay Worker listens (default 127.0.0.1:8788)
 `;
 
 const root = join(import.meta.dir, "..");
@@ -147,7 +146,11 @@ if (split) {
 }
 const capnp = join(out, "workerd.capnp");
 writeFileSync(capnp, text);
-mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+try {
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+} catch (err) {
+  fail(`cannot create --state-dir ${stateDir}: ${(err as Error).message}`, 1);
+}
 const shown = isAbsolute(values.out as string) ? capnp : join(values.out as string, "workerd.capnp");
 console.log(`wrote ${shown} (Worker bundles beside it)
 start: SALLYPORT_BOOTSTRAP_SECRET=… ${join(root, "node_modules/.bin/workerd")} serve ${shown}`);
