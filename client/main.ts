@@ -12,6 +12,7 @@ import {
   UsageError,
 } from "../bunlib/config.ts";
 import { createLogger, type Level, LOG_FORMATS, type LogFormat } from "../bunlib/log.ts";
+import { VERSION } from "../bunlib/version.ts";
 import { writeBugreport } from "./bugreport.ts";
 import { accessCheck, ClientApiError, fetchAcl, login, revokeSession } from "./controller-api.ts";
 import { Daemon } from "./daemon.ts";
@@ -38,7 +39,6 @@ import {
 import { controlSocketPath, loadOrCreateDeviceKey, loadSession, saveSession } from "./state.ts";
 import { checkTransparentSupport, TransparentUnavailable } from "./transparent.ts";
 
-const VERSION = "0.1.0";
 /** A start-up failure the person can fix (a busy port): a sentence and exit 1, no stack. */
 class StartupError extends Error {}
 
@@ -837,7 +837,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === "--version" || command === "version") {
-    out(VERSION);
+    out(`sallyport ${VERSION}`);
     return 0;
   }
   const spec = COMMANDS[command];

@@ -4,6 +4,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { hostname, release } from "node:os";
+import { VERSION } from "../bunlib/version.ts";
 import { type PostureReport, signPosture } from "../shared/posture.ts";
 import {
   ClientApiError,
@@ -14,7 +15,7 @@ import {
 } from "./controller-api.ts";
 import type { DeviceKey } from "./state.ts";
 
-export const CLIENT_VERSION = "0.1.0";
+export const CLIENT_VERSION = VERSION;
 
 const OS_NAMES: Record<string, string> = { linux: "linux", darwin: "macos", win32: "windows" };
 

@@ -3,8 +3,15 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { type OptionSpec, parseArgs, requireValue, UsageError } from "../bunlib/config.ts";
 import type { Level } from "../bunlib/log.ts";
+import { readConfigFile } from "./config-file.ts";
 
 export const CONNECTOR_OPTIONS: readonly OptionSpec[] = [
+  {
+    flag: "config",
+    env: "SALLYPORT_CONFIG",
+    description:
+      "KEY=VALUE file of the environment variables below (e.g. /etc/sallyport/connector.conf; not world-readable)",
+  },
   {
     flag: "controller",
     env: "SALLYPORT_CONTROLLER",
@@ -83,8 +90,23 @@ function hostPort(value: string, flag: string): { host: string; port: number } {
   return { host, port };
 }
 
-export function parseConnectorConfig(argv: readonly string[], env: Record<string, string | undefined>) {
-  const { values, lists, rest } = parseArgs(argv, CONNECTOR_OPTIONS, env);
+const FILE_KEYS = new Set(
+  CONNECTOR_OPTIONS.flatMap((o) => (o.env && o.flag !== "config" && !o.boolean ? [o.env] : [])),
+);
+
+export function parseConnectorConfig(
+  argv: readonly string[],
+  processEnv: Record<string, string | undefined>,
+  readFile: (path: string, known: ReadonlySet<string>) => Record<string, string> = readConfigFile,
+) {
+  // Precedence: flags, then the environment, then the --config file, then defaults.
+  const first = parseArgs(argv, CONNECTOR_OPTIONS, processEnv);
+  if (first.values.help === "true" || first.values.version === "true")
+    return { help: first.values.help === "true", config: undefined };
+  const configPath = first.values.config;
+  const set = Object.entries(processEnv).filter(([, v]) => v !== undefined && v !== "");
+  const env = configPath ? { ...readFile(configPath, FILE_KEYS), ...Object.fromEntries(set) } : processEnv;
+  const { values, lists, rest } = configPath ? parseArgs(argv, CONNECTOR_OPTIONS, env) : first;
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}" (see --help)`);
   if (values.help === "true" || values.version === "true")
     return { help: values.help === "true", config: undefined };

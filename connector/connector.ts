@@ -20,6 +20,7 @@ import {
 import { EventReporter } from "./events.ts";
 import { systemResolver } from "./proxy.ts";
 import { ConnectorSession, type SessionContext } from "./session.ts";
+import { checkIdentityKey } from "./state-dir.ts";
 
 const HEARTBEAT_MS = 20_000;
 /**
@@ -68,6 +69,7 @@ export class Connector {
   }
 
   async start(): Promise<void> {
+    checkIdentityKey(this.config.stateDir);
     const identity = await loadOrCreateIdentity(this.config.stateDir, "sallyport-connector");
     this.log.info("identity ready", { cert_sha256: identity.digest });
     for (let attempt = 0; !this.reg; attempt++) {

@@ -1,14 +1,15 @@
 // The connector's side of the Controller's connector API: token refresh (rotated tokens are kept
 // in the state directory, 0600), registration with the certificate digest, heartbeats that renew
 // the relay token, and activity-event upload.
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "../bunlib/log.ts";
+import { VERSION } from "../bunlib/version.ts";
 import { type Revocation, RevocationListSchema } from "../shared/revocations.ts";
 import { peekClaim } from "../shared/tokens.ts";
+import { ensureStateDir, readSecretFile, StateDirError, writeSecretFileAtomic } from "./state-dir.ts";
 
-export const CONNECTOR_VERSION = "0.1.0";
+export const CONNECTOR_VERSION = VERSION;
 
 interface TokenState {
   /** The refresh token the operator provisioned with; a new one given on the command line wins. */
@@ -61,6 +62,32 @@ export class ControllerError extends Error {
   }
 }
 
+function parseTokenState(text: string | undefined, path: string): TokenState | undefined {
+  if (text === undefined) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    v = undefined;
+  }
+  const t = v as Partial<Record<keyof TokenState, unknown>> | undefined;
+  if (
+    !t ||
+    typeof t.provisioned_refresh !== "string" ||
+    typeof t.access_token !== "string" ||
+    typeof t.refresh_token !== "string"
+  ) {
+    throw new StateDirError(
+      `${path} is not a token file this connector wrote; move it away and start with fresh tokens from provisioning`,
+    );
+  }
+  return {
+    provisioned_refresh: t.provisioned_refresh,
+    access_token: t.access_token,
+    refresh_token: t.refresh_token,
+  };
+}
+
 export class ConnectorControllerClient {
   private tokens: TokenState;
   private readonly statePath: string;
@@ -71,10 +98,9 @@ export class ConnectorControllerClient {
     given: { access?: string; refresh?: string },
     private readonly log: Logger,
   ) {
+    ensureStateDir(stateDir);
     this.statePath = join(stateDir, "tokens.json");
-    const saved = existsSync(this.statePath)
-      ? (JSON.parse(readFileSync(this.statePath, "utf8")) as TokenState)
-      : undefined;
+    const saved = parseTokenState(readSecretFile(this.statePath), this.statePath);
     if (saved && (!given.refresh || given.refresh === saved.provisioned_refresh)) {
       this.tokens = saved;
     } else if (given.access && given.refresh) {
@@ -93,8 +119,9 @@ export class ConnectorControllerClient {
     }
   }
 
+  /** The rotated refresh token is the only one the Controller still accepts: never lose it. */
   private save(): void {
-    writeFileSync(this.statePath, JSON.stringify(this.tokens), { mode: 0o600 });
+    writeSecretFileAtomic(this.statePath, JSON.stringify(this.tokens));
   }
 
   get connectorIdHint(): string | undefined {

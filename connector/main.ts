@@ -13,15 +13,20 @@ Provision it in the admin API (POST /api/v1/connectors) and start it with the tw
 
 Usage:
   sallyport-connector --controller URL --access-token TOKEN --refresh-token TOKEN [options]
+  sallyport-connector --config /etc/sallyport/connector.conf
+  SALLYPORT_CONTROLLER=URL SALLYPORT_ACCESS_TOKEN=… SALLYPORT_REFRESH_TOKEN=… sallyport-connector
 
 Options:
 ${formatOptions(CONNECTOR_OPTIONS)}
 
-On first start it creates its key and self-signed certificate in the state directory and
-registers the certificate digest with the Controller; clients pin that digest.
+On first start it creates the state directory (0700), its key and self-signed certificate, and
+registers the certificate digest with the Controller; clients pin that digest. The tokens are
+kept in tokens.json there (0600) and the rotated refresh token replaces it atomically; after the
+first start the connector needs no tokens on its command line. A token, key or config file other
+users can read is refused. Values: flags first, then the environment, then the --config file.
 TCP streams are proxied as connections; UDP streams (Resources whose rules allow UDP) as
 datagrams from a connected UDP socket, closed after --udp-idle-timeout seconds without traffic.
-Exit codes: 0 stopped, 1 configuration or provisioning error, 2 usage error.
+Exit codes: 0 stopped, 1 state directory or provisioning error, 2 usage or config-file error.
 `;
 
 async function main(): Promise<number> {
@@ -36,7 +41,7 @@ async function main(): Promise<number> {
     throw err;
   }
   if (!parsed.config) {
-    process.stdout.write(parsed.help ? HELP : `${CONNECTOR_VERSION}\n`);
+    process.stdout.write(parsed.help ? HELP : `sallyport-connector ${CONNECTOR_VERSION}\n`);
     return 0;
   }
   const log = createLogger("connector", parsed.config.logLevel);

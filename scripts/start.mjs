@@ -1,6 +1,7 @@
 // npm start: the local edge (Controller + Relay on workerd through `wrangler dev`) on
-// http://127.0.0.1:8787, state persisted under .wrangler/. On a fresh state it creates a network
-// and prints a one-time admin API key. Local runs never reach the internet.
+// http://127.0.0.1:8787 (PORT), state persisted under .wrangler/state (SALLYPORT_EDGE_STATE). On
+// a fresh state it creates a network and prints a one-time admin API key. Local runs never reach
+// the internet.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -10,6 +11,8 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const port = Number(process.env.PORT ?? 8787);
 const url = `http://127.0.0.1:${port}`;
+// SALLYPORT_EDGE_STATE: another state directory (the README's walkthrough test starts fresh).
+const stateDir = process.env.SALLYPORT_EDGE_STATE ?? join(root, ".wrangler/state");
 
 // The bootstrap secret authorizes creating the first network. Locally it lives in .dev.vars
 // (git-ignored, read by wrangler dev); deployments set it with `wrangler secret put BOOTSTRAP_SECRET`.
@@ -31,7 +34,7 @@ const child = spawn(
     "--port",
     String(port),
     "--persist-to",
-    join(root, ".wrangler/state"),
+    stateDir,
     "--var",
     `PUBLIC_URL:${url}`,
     "--var",
@@ -76,7 +79,7 @@ Try: curl -H "Authorization: Bearer ${body.api_key}" ${url}/api/v1/remote-networ
 `);
   } else if (res.status === 409) {
     console.log(
-      `\nSallyport edge is up on ${url} (existing state in .wrangler/state; use the admin API key printed at first start, or delete .wrangler/state to start over)\n`,
+      `\nSallyport edge is up on ${url} (existing state in ${stateDir}; use the admin API key printed at first start, or delete ${stateDir} to start over)\n`,
     );
   } else {
     console.error(`bootstrap failed: ${res.status} ${await res.text()}`);

@@ -100,7 +100,7 @@ export async function startConnector(opts: {
   /** Run inside this network namespace (ip netns exec). */
   netns?: string;
 }): Promise<Proc> {
-  mkdirSync(opts.stateDir, { recursive: true });
+  // No mkdir here: the connector creates its own state directory, as it must on a fresh server.
   const p = spawnLogged(
     [
       ...(opts.netns ? ["ip", "netns", "exec", opts.netns] : []),

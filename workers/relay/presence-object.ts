@@ -4,7 +4,7 @@ import { DurableObject } from "cloudflare:workers";
 import { type ConnectorToRelayMessage, parseConnectorToRelay } from "../../shared/contracts/relay-control.ts";
 import { toBase64Url } from "../../shared/encoding.ts";
 import { TokenError, verifyToken } from "../../shared/tokens.ts";
-import type { Env } from "../env.ts";
+import type { RelayEnv } from "../env.ts";
 import { RELAY_CLOSE } from "./close-codes.ts";
 import { relayKeys } from "./jwks.ts";
 import { logRelay } from "./refuse.ts";
@@ -23,8 +23,8 @@ interface Attachment {
 
 export type OpenSessionResult = { ok: true; sid: string } | { ok: false; reason: "not_attached" | "replay" };
 
-export class ConnectorPresence extends DurableObject<Env> {
-  constructor(ctx: DurableObjectState, env: Env) {
+export class ConnectorPresence extends DurableObject<RelayEnv> {
+  constructor(ctx: DurableObjectState, env: RelayEnv) {
     super(ctx, env);
     ctx.blockConcurrencyWhile(async () => {
       ctx.storage.sql.exec(

@@ -4,7 +4,7 @@
 //   client socket ──▶ SpliceSession(sid) ◀── connector ──accept?session=sid (relay token)
 // The relay verifies tokens against the Controller's public JWKS only and splices ciphertext.
 import { TokenError, verifyToken } from "../../shared/tokens.ts";
-import type { Env } from "../env.ts";
+import type { RelayEnv } from "../env.ts";
 import { relayKeys } from "./jwks.ts";
 import { logRelay, refuse } from "./refuse.ts";
 
@@ -22,13 +22,13 @@ function internal(path: string, headers: Record<string, string>): Request {
   return new Request(`https://relay.internal${path}`, { headers: { upgrade: "websocket", ...headers } });
 }
 
-async function verify<K extends "relay" | "connection">(kind: K, token: string | undefined, env: Env) {
+async function verify<K extends "relay" | "connection">(kind: K, token: string | undefined, env: RelayEnv) {
   if (!token) throw new TokenError("token_invalid", "no bearer token");
   const now = Date.now();
   return await verifyToken(kind, token, { keys: await relayKeys(env, now), issuer: env.PUBLIC_URL, now });
 }
 
-export async function handleRelay(req: Request, env: Env): Promise<Response> {
+export async function handleRelay(req: Request, env: RelayEnv): Promise<Response> {
   const url = new URL(req.url);
   if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
     return Response.json(
@@ -54,7 +54,7 @@ export async function handleRelay(req: Request, env: Env): Promise<Response> {
   }
 }
 
-async function attach(req: Request, env: Env): Promise<Response> {
+async function attach(req: Request, env: RelayEnv): Promise<Response> {
   const claims = await verify("relay", bearer(req), env);
   const stub = env.PRESENCE.get(env.PRESENCE.idFromName(claims.sub));
   // A connector that pings its control socket every keepalive_ms is dropped when it falls silent;
@@ -67,7 +67,7 @@ async function attach(req: Request, env: Env): Promise<Response> {
   return await stub.fetch(internal("/attach", headers));
 }
 
-async function session(req: Request, env: Env): Promise<Response> {
+async function session(req: Request, env: RelayEnv): Promise<Response> {
   const claims = await verify("connection", bearer(req), env);
   const presence = env.PRESENCE.get(env.PRESENCE.idFromName(claims.sub));
   const opened = await presence.openSession(claims.jti, claims.exp);
@@ -80,7 +80,7 @@ async function session(req: Request, env: Env): Promise<Response> {
   return await splice.fetch(internal("/client", { "x-sp-chash": claims.sub, "x-sp-sid": opened.sid }));
 }
 
-async function accept(req: Request, env: Env, url: URL): Promise<Response> {
+async function accept(req: Request, env: RelayEnv, url: URL): Promise<Response> {
   const sid = url.searchParams.get("session") ?? "";
   if (!SESSION_ID.test(sid)) return refuse("malformed", "bad session id");
   const claims = await verify("relay", bearer(req), env);

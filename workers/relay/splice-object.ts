@@ -2,7 +2,7 @@
 // dials for it and forwards every message unchanged (it is TLS ciphertext). One object per session
 // spreads a connector's clients over many objects instead of one single-threaded object.
 import { DurableObject } from "cloudflare:workers";
-import type { Env } from "../env.ts";
+import type { RelayEnv } from "../env.ts";
 import { RELAY_CLOSE } from "./close-codes.ts";
 import { logRelay } from "./refuse.ts";
 
@@ -15,7 +15,7 @@ const MAX_PENDING_BYTES = 256 * 1024;
 type Side = "client" | "connector";
 type Message = string | ArrayBuffer;
 
-export class SpliceSession extends DurableObject<Env> {
+export class SpliceSession extends DurableObject<RelayEnv> {
   private chash: string | undefined;
   private sockets: Partial<Record<Side, WebSocket>> = {};
   private pending: Partial<Record<Side, Message[]>> = {};
