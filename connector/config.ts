@@ -2,7 +2,7 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { type OptionSpec, parseArgs, requireValue, UsageError } from "../bunlib/config.ts";
-import type { Level } from "../bunlib/log.ts";
+import { type Level, LOG_FORMATS, type LogFormat } from "../bunlib/log.ts";
 import { readConfigFile } from "./config-file.ts";
 
 export const CONNECTOR_OPTIONS: readonly OptionSpec[] = [
@@ -63,6 +63,18 @@ export const CONNECTOR_OPTIONS: readonly OptionSpec[] = [
     description: "debug, info, warn or error",
     default: "info",
   },
+  {
+    flag: "log-format",
+    env: "SALLYPORT_LOG_FORMAT",
+    description: "text (for people) or json (one object per line: ts, level, component, msg, fields)",
+    default: "text",
+  },
+  {
+    flag: "metrics-listen",
+    env: "SALLYPORT_METRICS_LISTEN",
+    description:
+      "Serve Prometheus metrics (GET /metrics) and health (GET /healthz) on HOST:PORT, e.g. 127.0.0.1:9108; off when unset",
+  },
   { flag: "help", description: "Show this help", boolean: true },
   { flag: "version", description: "Print the version", boolean: true },
 ];
@@ -78,6 +90,8 @@ export interface ConnectorConfig {
   /** Idle timeout of a UDP flow, in ms. */
   udpIdleMs: number;
   logLevel: Level;
+  logFormat: LogFormat;
+  metricsListen: { host: string; port: number } | undefined;
 }
 
 function hostPort(value: string, flag: string): { host: string; port: number } {
@@ -126,6 +140,9 @@ export function parseConnectorConfig(
     if (!name || !ip) throw new UsageError(`--host-override: "${item}" must be NAME=IP`);
     overrides.set(name.toLowerCase().replace(/\.$/, ""), ip);
   }
+  const format = values["log-format"] ?? "text";
+  if (!LOG_FORMATS.includes(format as LogFormat))
+    throw new UsageError(`--log-format: "${format}" is not text or json`);
   const level = values["log-level"] ?? "info";
   if (!["debug", "info", "warn", "error"].includes(level))
     throw new UsageError(`--log-level: unknown level "${level}"`);
@@ -156,6 +173,10 @@ export function parseConnectorConfig(
     hostOverrides: overrides,
     udpIdleMs: Number(idleText) * 1000,
     logLevel: level as Level,
+    logFormat: format as LogFormat,
+    metricsListen: values["metrics-listen"]
+      ? hostPort(values["metrics-listen"], "metrics-listen")
+      : undefined,
   };
   return { help: false, config };
 }

@@ -12,12 +12,14 @@ import { AuthzLedger } from "./authz-ledger.ts";
 import { clockOffsetMs, driftOf, driftWorthAWarning } from "./clock.ts";
 import type { ConnectorConfig } from "./config.ts";
 import {
+  CONNECTOR_VERSION,
   ConnectorControllerClient,
   ControllerError,
   type Registration,
   type SessionRef,
 } from "./controller-client.ts";
 import { EventReporter } from "./events.ts";
+import { ConnectorMetrics, type MetricsSnapshot } from "./metrics.ts";
 import { systemResolver } from "./proxy.ts";
 import { ConnectorSession, type SessionContext } from "./session.ts";
 import { checkIdentityKey } from "./state-dir.ts";
@@ -50,6 +52,10 @@ export class Connector {
   private attempt = 0;
   /** Controller clock minus this clock (ms), measured at every heartbeat. */
   private clockOffsetMs = 0;
+  readonly metrics = new ConnectorMetrics();
+  private lastHeartbeatAt: number | null = null;
+  private controllerReachable = false;
+  private attachedToRelay = false;
   private ledger: AuthzLedger | undefined;
   private readonly revocations = new RevocationList();
   readonly events: EventReporter;
@@ -65,7 +71,12 @@ export class Connector {
       { access: config.accessToken, refresh: config.refreshToken },
       log,
     );
-    this.events = new EventReporter((batch) => this.api.uploadEvents(batch), log);
+    this.events = new EventReporter(
+      (batch) => this.api.uploadEvents(batch),
+      log,
+      2000,
+      (e) => this.metrics.observe(e),
+    );
   }
 
   async start(): Promise<void> {
@@ -157,6 +168,8 @@ export class Connector {
     }
     try {
       const { result: hb, sentAt, receivedAt } = await this.api.heartbeat([...refs.values()]);
+      this.lastHeartbeatAt = Date.now();
+      this.controllerReachable = true;
       if (hb.server_time !== undefined) this.measureDrift(hb.server_time, sentAt, receivedAt);
       const controllerNow = Date.now() + this.clockOffsetMs;
       this.relayToken = hb.relay_token;
@@ -183,8 +196,22 @@ export class Connector {
         await this.stop();
         process.exit(1);
       }
+      this.controllerReachable = false;
       this.log.warn("heartbeat failed", { error: (err as Error).message });
     }
+  }
+
+  /** What `--metrics-listen` serves, read when scraped. */
+  metricsSnapshot(): MetricsSnapshot {
+    return {
+      version: CONNECTOR_VERSION,
+      tunnels: [...this.sessions].map((s) => ({ path: s.path, streams: s.streamCount })),
+      attached: this.attachedToRelay,
+      lastHeartbeatAt: this.lastHeartbeatAt,
+      controllerReachable: this.controllerReachable,
+      clockDriftMs: this.lastHeartbeatAt === null ? null : driftOf(this.clockOffsetMs),
+      now: Date.now(),
+    };
   }
 
   private measureDrift(serverTime: number, sentAt: number, receivedAt: number): void {
@@ -206,6 +233,7 @@ export class Connector {
         );
         this.attempt = 0;
         this.control = ws;
+        this.attachedToRelay = true;
         this.log.info("attached to relay", {
           connector_id: ctx.connectorId,
           relay: new URL(ctx.relayUrl).host,
@@ -214,6 +242,7 @@ export class Connector {
           ws.addEventListener("message", (ev) => this.onControl(ev.data, ctx));
           ws.addEventListener("close", (ev) => {
             this.log.warn("relay connection closed", { code: ev.code, reason: ev.reason });
+            this.attachedToRelay = false;
             resolve();
           });
         });

@@ -35,6 +35,8 @@ export class EventReporter {
     private readonly upload: (events: ActivityEvent[]) => Promise<unknown>,
     private readonly log: Logger,
     private readonly intervalMs = 2000,
+    /** Told of every connection as it is reported (the metrics' counters). */
+    private readonly observe: (event: ActivityEvent) => void = () => {},
   ) {}
 
   start(): void {
@@ -46,6 +48,7 @@ export class EventReporter {
   }
 
   report(event: ActivityEvent): void {
+    this.observe(event);
     if (this.queue.length >= MAX_QUEUE) {
       this.queue.shift();
       this.dropped++;

@@ -4,6 +4,7 @@ import { createLogger } from "../bunlib/log.ts";
 import { CONNECTOR_OPTIONS, parseConnectorConfig } from "./config.ts";
 import { Connector } from "./connector.ts";
 import { CONNECTOR_VERSION } from "./controller-client.ts";
+import { startMetricsServer } from "./metrics.ts";
 
 const HELP = `sallyport-connector ${CONNECTOR_VERSION} — Sallyport connector
 
@@ -44,13 +45,32 @@ async function main(): Promise<number> {
     process.stdout.write(parsed.help ? HELP : `sallyport-connector ${CONNECTOR_VERSION}\n`);
     return 0;
   }
-  const log = createLogger("connector", parsed.config.logLevel);
+  const log = createLogger("connector", parsed.config.logLevel, parsed.config.logFormat);
   let connector: Connector;
   try {
     connector = new Connector(parsed.config, log);
   } catch (err) {
     process.stderr.write(`sallyport-connector: ${(err as Error).message}\n`);
     return 1;
+  }
+  const m = parsed.config.metricsListen;
+  if (m) {
+    try {
+      // Healthy while attached and heartbeating: three missed heartbeats make it unhealthy.
+      const server = startMetricsServer(
+        m.host,
+        m.port,
+        connector.metrics,
+        () => connector.metricsSnapshot(),
+        65_000,
+      );
+      log.info("metrics listening", { address: `${m.host}:${server.port}` });
+    } catch (err) {
+      process.stderr.write(
+        `sallyport-connector: cannot listen on ${m.host}:${m.port} for metrics: ${(err as Error).message}\n`,
+      );
+      return 1;
+    }
   }
   process.on("SIGTERM", () => void connector.drain().then(() => process.exit(0)));
   process.on("SIGINT", () => void connector.stop().then(() => process.exit(0)));

@@ -1,13 +1,14 @@
-// Logs an operator can ship: the client's `--log-format json` gives one JSON object per line with
-// the stable names, and no secret of the run (admin API key, service key, connector tokens, the
-// session token, authorizations) appears in any line of the client's or the connector's logs.
+// Logs and metrics an operator can plug in: `--log-format json` gives one JSON object per line with
+// the stable names on both binaries, no secret of the run (admin API key, service key, connector
+// tokens, the session token) appears in any log line, and the connector's `--metrics-listen`
+// serves Prometheus counters that move with traffic, and /healthz.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
-import { type Edge, startEdge } from "../helpers/edge.ts";
+import { type Edge, freePort, startEdge } from "../helpers/edge.ts";
 import { curlVia } from "../helpers/peers.ts";
 import { startHttp } from "../helpers/servers.ts";
 
@@ -17,13 +18,16 @@ let p: Provisioned;
 let connector: Proc;
 let client: Proc & { socks: string };
 let http: { port: number; close: () => void };
+let metricsPort = 0;
 const tmp = mkdtempSync(join(tmpdir(), "sallyport-logs-"));
 
 beforeAll(async () => {
   http = await startHttp("logs ok");
   edge = await startEdge();
   p = await provisionNetwork(edge, [{ name: HOST, address: HOST }], "Logs");
+  metricsPort = await freePort();
   connector = await startConnector({
+    args: ["--log-format", "json", "--metrics-listen", `127.0.0.1:${metricsPort}`],
     controller: edge.url,
     accessToken: p.connector.accessToken,
     refreshToken: p.connector.refreshToken,
@@ -50,17 +54,22 @@ test("json logs parse line by line, and no secret of the run is in any log line"
   // A denied destination and a missing Resource port make the client log warnings too.
   await curlVia(client.socks, `http://${HOST}:1/`);
   await Bun.sleep(500);
-  const lines = client
-    .logs()
-    .split("\n")
-    .filter((l) => l.trim().startsWith("{"));
-  expect(lines.length).toBeGreaterThan(2);
-  for (const line of lines) {
-    const o = JSON.parse(line) as Record<string, unknown>;
-    expect(typeof o.ts).toBe("string");
-    expect(["debug", "info", "warn", "error"]).toContain(o.level as string);
-    expect(o.component).toBe("client");
-    expect(typeof o.msg).toBe("string");
+  for (const [proc, component] of [
+    [client, "client"],
+    [connector, "connector"],
+  ] as const) {
+    const lines = proc
+      .logs()
+      .split("\n")
+      .filter((l) => l.trim().startsWith("{"));
+    expect(lines.length).toBeGreaterThan(2);
+    for (const line of lines) {
+      const o = JSON.parse(line) as Record<string, unknown>;
+      expect(typeof o.ts).toBe("string");
+      expect(["debug", "info", "warn", "error"]).toContain(o.level as string);
+      expect(o.component).toBe(component);
+      expect(typeof o.msg).toBe("string");
+    }
   }
   const session = JSON.parse(readFileSync(join(tmp, "client", "session.json"), "utf8")) as {
     session_token: string;
@@ -79,4 +88,34 @@ test("json logs parse line by line, and no secret of the run is in any log line"
     // Nor a recognisable piece of it (the signature part of a JWT, the random tail of a key).
     expect(all.includes(secret.slice(-24)), `the tail of the ${name} appears in a log line`).toBe(false);
   }
+});
+
+test("the connector's metrics move with traffic, and /healthz says it is attached and heartbeating", async () => {
+  const scrape = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const v = new Map<string, number>();
+    for (const line of text.split("\n")) {
+      if (!line || line.startsWith("#")) continue;
+      const i = line.lastIndexOf(" ");
+      v.set(line.slice(0, i), Number(line.slice(i + 1)));
+    }
+    return v;
+  };
+  const before = await scrape();
+  const ok = 'sallyport_connector_connections_total{outcome="success",path="relayed",protocol="tcp"}';
+  for (let i = 0; i < 3; i++)
+    expect(await curlVia(client.socks, `http://${HOST}:${http.port}/`)).toBe("logs ok");
+  await Bun.sleep(300);
+  const after = await scrape();
+  expect((after.get(ok) ?? 0) - (before.get(ok) ?? 0)).toBe(3);
+  expect(after.get('sallyport_connector_bytes_total{direction="from_resource"}') ?? 0).toBeGreaterThan(
+    before.get('sallyport_connector_bytes_total{direction="from_resource"}') ?? 0,
+  );
+  expect(after.get('sallyport_connector_tunnels{path="relayed"}')).toBe(1);
+  expect(after.get("sallyport_connector_relay_attached")).toBe(1);
+  expect(after.get("sallyport_connector_controller_reachable")).toBe(1);
+  expect(after.get('sallyport_connector_build_info{version="0.1.0"}')).toBe(1);
+  const health = await fetch(`http://127.0.0.1:${metricsPort}/healthz`);
+  expect(health.status).toBe(200);
+  expect(await health.json()).toMatchObject({ ok: true, attached: true });
 });
