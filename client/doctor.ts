@@ -190,8 +190,10 @@ export async function runDoctor(deps: DoctorDeps, target: string | undefined): P
     return checks;
   }
   if (decision.allowed === false) {
+    // A lapsed sign-in (frequency, MFA) is the identity link; group, device, location the policy's.
+    const identity = decision.requirement === "frequency" || decision.requirement === "mfa";
     add({
-      link: "device",
+      link: identity ? "identity" : "device",
       ok: false,
       evidence: `denied by the Resource's policy (${decision.requirement}): ${decision.message}`,
       next: NEXT_FOR_REQUIREMENT[decision.requirement ?? ""] ?? "ask your admin",

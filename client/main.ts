@@ -842,7 +842,17 @@ async function main(argv: string[]): Promise<number> {
   }
   const spec = COMMANDS[command];
   if (!spec) throw new UsageError(`unknown command "${command}" (see sallyport --help)`);
-  const { values, rest: extra } = parseArgs(rest, spec.options, process.env);
+  // Every command takes -h/--help and --version, wherever they stand (before a `--`).
+  const own = rest.indexOf("--") < 0 ? rest : rest.slice(0, rest.indexOf("--"));
+  if (own.includes("--version")) {
+    out(`sallyport ${VERSION}`);
+    return 0;
+  }
+  const { values, rest: extra } = parseArgs(
+    own.includes("-h") ? ["--help"] : rest,
+    spec.options,
+    process.env,
+  );
   if (values.help === "true") {
     out(
       `${spec.summary}\n\nUsage: ${spec.usage}\n${spec.details ? `\n${spec.details}\n` : ""}\nOptions:\n${formatOptions(spec.options)}`,

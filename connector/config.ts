@@ -113,6 +113,8 @@ export function parseConnectorConfig(
   processEnv: Record<string, string | undefined>,
   readFile: (path: string, known: ReadonlySet<string>) => Record<string, string> = readConfigFile,
 ) {
+  // -h is --help, as for every command of both binaries.
+  argv = argv.map((a) => (a === "-h" ? "--help" : a));
   // Precedence: flags, then the environment, then the --config file, then defaults.
   const first = parseArgs(argv, CONNECTOR_OPTIONS, processEnv);
   if (first.values.help === "true" || first.values.version === "true")

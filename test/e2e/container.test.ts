@@ -111,9 +111,12 @@ describe("the connector container image", () => {
     });
     await c.waitFor(/attached to relay/, 60_000);
     const files = readdirSync(stateDir).sort();
-    expect(files).toEqual(["connector.crt", "connector.key", "tokens.json"]);
-    expect(statSync(join(stateDir, "tokens.json")).uid).toBe(65532);
-    expect(statSync(join(stateDir, "tokens.json")).mode & 0o777).toBe(0o600);
+    // Everything the connector keeps lives on the one volume, owned by its user, private.
+    expect(files).toEqual(["authz-used.log", "connector.crt", "connector.key", "tokens.json"]);
+    for (const f of ["tokens.json", "authz-used.log", "connector.key"]) {
+      expect(statSync(join(stateDir, f)).uid).toBe(65532);
+      expect(statSync(join(stateDir, f)).mode & 0o777).toBe(0o600);
+    }
 
     const client = await startClient({
       controller: edge.url,

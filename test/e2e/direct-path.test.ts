@@ -10,7 +10,7 @@ import { generateKeyPair, SignJWT } from "jose";
 import { login, requestConnectionTokens } from "../../client/controller-api.ts";
 import { loadOrCreateDeviceKey } from "../../client/state.ts";
 import { Tunnel } from "../../client/tunnel.ts";
-import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
+import { CLIENT_BIN, type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
 import { adminApi, type Edge, startEdge } from "../helpers/edge.ts";
 import { EDGE_IP, setLan, setupTopology, teardownTopology } from "../helpers/netns.ts";
@@ -98,6 +98,19 @@ test("a connector the client cannot route to is reached through the relay", asyn
   expect(await curlFromClient("app.far.internal")).toBe("private web");
   const t = (await tunnels()).find((x) => x.connector_id === far.connector.id);
   expect(t?.path).toBe("relayed");
+  // sallyport doctor, run where the person is, says the path is relayed and why.
+  const doctor = Bun.spawnSync(
+    ["ip", "netns", "exec", "sp-cli", CLIENT_BIN, "doctor", `app.far.internal:${web.port}`, "--json"],
+    { env: { ...process.env, SALLYPORT_STATE_DIR: join(tmp, "client") }, stdout: "pipe" },
+  );
+  expect(doctor.exitCode).toBe(0);
+  const report = JSON.parse(doctor.stdout.toString()) as {
+    checks: { link: string; ok: boolean | null; evidence: string }[];
+  };
+  const connectorLink = report.checks.find((c) => c.link === "connector");
+  expect(connectorLink?.ok).toBe(true);
+  expect(connectorLink?.evidence).toContain(far.connector.id);
+  expect(connectorLink?.evidence).toContain("relayed (no direct path to the connector from here)");
 });
 
 test("activity events say which path each connection took", async () => {

@@ -268,6 +268,19 @@ test("at the policy's expiry the connector cuts the open stream; new connections
     const s = await status(state);
     expect(s.denials?.[0]?.reason, client.logs()).toBe("mfa");
     expect(s.reauth.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/reauth$/);
+    // sallyport doctor names the identity link (the sign-in lapsed), with the way out.
+    const doctor = Bun.spawn([CLIENT_BIN, "doctor", `${APP}:${echo.port}`, "--json"], {
+      env: { ...process.env, SALLYPORT_STATE_DIR: state },
+      stdout: "pipe",
+    });
+    const report = JSON.parse(await new Response(doctor.stdout).text()) as {
+      checks: { link: string; ok: boolean | null; evidence: string; next?: string }[];
+    };
+    expect(await doctor.exited).toBe(1);
+    const broken = report.checks.find((c) => c.ok === false);
+    expect(broken?.link).toBe("identity");
+    expect(broken?.evidence).toContain("mfa");
+    expect(broken?.next).toContain("sallyport login");
   } finally {
     await client.stop();
   }
