@@ -10,8 +10,8 @@
  *
  * What it owns: the AUTH gate and its deadline, the order of AUTH verifications (frames after an
  * AUTH wait for its verdict, so a renewal applies to the OPENs sent after it), authorization
- * expiry, Resource Policy timers, revocation (narrowing to fewer Resources, or closing) and
- * drain (GOAWAY). Verifying an AUTH is asynchronous (signatures), so it stays outside: the state
+ * expiry, Resource Policy timers, revocation (narrowing to fewer Resources, or closing), drain
+ * (GOAWAY), and closing a tunnel whose client went silent. Verifying an AUTH is asynchronous (signatures), so it stays outside: the state
  * emits `verify`, the driver checks and feeds `verdict` back. Resolving and connecting to a
  * Resource stay outside too: the state emits `stream`, the driver decides and calls `admit`.
  */
@@ -22,6 +22,12 @@ import { type Destination, Mux, type MuxOptions, type MuxStream } from "../proto
 
 /** Close a tunnel on which no AUTH arrived this long after the TLS handshake. */
 export const AUTH_DEADLINE_MS = 10_000;
+/**
+ * An authorized tunnel on which nothing at all arrived from the client for this long is closed:
+ * the client pings every 3 s (client-session.ts), so this is a client gone silent (a laptop
+ * asleep, a partition), whose streams and Resource connections must not stay open until expiry.
+ */
+export const CLIENT_SILENCE_MS = 30_000;
 /** After a refusal or a revocation, the TLS session stays up this long so AUTH_RESULT/GOAWAY/RESETs leave. */
 export const CLOSE_LINGER_MS = 50;
 
@@ -60,6 +66,7 @@ export interface ConnectorSessionOptions<A extends SessionAuthorization> {
   /** The same authorization granting only the Resources in `keep` (a revocation narrows the ACL). */
   restrict: (auth: A, keep: ReadonlySet<string>) => A;
   authDeadlineMs?: number;
+  clientSilenceMs?: number;
   /** Multiplexer tuning (tests). */
   mux?: Omit<MuxOptions, "role" | "send" | "onStream" | "onFrame">;
 }
@@ -80,12 +87,18 @@ export class ConnectorSession<A extends SessionAuthorization> {
   readonly #held: Frame[] = [];
   #pendingAuth: string | undefined;
   #closed: string | undefined;
+  readonly #silenceMs: number;
+  /** When the last byte arrived from the client. */
+  #lastInbound: number;
+  #policyDueCache: number | undefined;
   /** Called when output appears outside a handle*() call (a stream write by the driver). */
   onWake: () => void = () => {};
 
   constructor(now: number, options: ConnectorSessionOptions<A>) {
     this.#restrict = options.restrict;
     this.#authDeadline = now + (options.authDeadlineMs ?? AUTH_DEADLINE_MS);
+    this.#silenceMs = options.clientSilenceMs ?? CLIENT_SILENCE_MS;
+    this.#lastInbound = now;
     this.#mux = new Mux({
       ...options.mux,
       role: "connector",
@@ -104,8 +117,16 @@ export class ConnectorSession<A extends SessionAuthorization> {
   // Inputs
 
   /** Plaintext bytes from the client. */
-  handleBytes(chunk: Uint8Array, _now: number): void {
+  handleBytes(chunk: Uint8Array, now: number): void {
     if (this.#closed !== undefined) return;
+    // A late timer (a stalled event loop, a process resumed after SIGSTOP) must not let a stream
+    // outlive its authorization: deadlines that passed are applied before the bytes are.
+    const due = this.pollTimeout();
+    if (due !== undefined && now >= due) {
+      this.handleTimeout(now);
+      if (this.#closed !== undefined) return;
+    }
+    this.#lastInbound = now;
     let frames: Frame[];
     try {
       frames = this.#reader.push(chunk);
@@ -123,6 +144,7 @@ export class ConnectorSession<A extends SessionAuthorization> {
     this.#verifying = false;
     if (v.ok) {
       this.#auth = v.auth;
+      this.#policyDueCache = undefined;
       this.#mux.authResult(true, "authorized");
       // A renewal may move policy timers past streams that were already due: close those now.
       this.#expireStreams(now);
@@ -142,6 +164,10 @@ export class ConnectorSession<A extends SessionAuthorization> {
     if (this.#closed !== undefined) return;
     if (this.#authDeadline !== undefined && now >= this.#authDeadline) {
       this.close("client did not authorize in time");
+      return;
+    }
+    if (this.#auth && now >= this.#lastInbound + this.#silenceMs) {
+      this.close("the client stopped answering");
       return;
     }
     if (this.#auth && now >= this.#auth.expiresAt) {
@@ -169,6 +195,7 @@ export class ConnectorSession<A extends SessionAuthorization> {
       return false;
     }
     this.#streams.set(stream, resourceId);
+    this.#policyDueCache = undefined;
     return true;
   }
 
@@ -179,7 +206,7 @@ export class ConnectorSession<A extends SessionAuthorization> {
 
   /** The driver stopped serving `stream` (it ended, or its connection failed). */
   release(stream: MuxStream): void {
-    this.#streams.delete(stream);
+    if (this.#streams.delete(stream)) this.#policyDueCache = undefined;
   }
 
   /** Only the Resources in `keep` stay granted; admitted streams to the others are reset. */
@@ -189,6 +216,7 @@ export class ConnectorSession<A extends SessionAuthorization> {
     const next = this.#restrict(auth, keep);
     if (next.resourceIds.length === auth.resourceIds.length) return;
     this.#auth = next;
+    this.#policyDueCache = undefined;
     for (const [stream, resourceId] of this.#streams) {
       if (resourceId !== null && !keep.has(resourceId))
         this.#closeStream(stream, resourceId, "access revoked");
@@ -241,12 +269,8 @@ export class ConnectorSession<A extends SessionAuthorization> {
     let next = this.#authDeadline ?? Number.POSITIVE_INFINITY;
     const auth = this.#auth;
     if (auth) {
-      next = Math.min(next, auth.expiresAt);
-      // Only policy timers that still have a stream to close matter; later ones are re-derived.
-      for (const resourceId of new Set(this.#streams.values())) {
-        const until = this.#untilOf(resourceId);
-        if (until !== null) next = Math.min(next, until * 1000);
-      }
+      next = Math.min(next, auth.expiresAt, this.#lastInbound + this.#silenceMs);
+      next = Math.min(next, this.#policyDue());
     }
     return Number.isFinite(next) ? next : undefined;
   }
@@ -303,7 +327,7 @@ export class ConnectorSession<A extends SessionAuthorization> {
     };
     stream.onReset = () => {
       reset = true;
-      this.#streams.delete(stream);
+      this.release(stream);
     };
     this.#events.push({
       type: "stream",
@@ -313,8 +337,24 @@ export class ConnectorSession<A extends SessionAuthorization> {
     });
   }
 
+  /**
+   * The earliest policy timer with an admitted stream to close (later ones are re-derived), cached
+   * because the driver asks after every input: recomputed only when streams or the ACL change.
+   */
+  #policyDue(): number {
+    if (this.#policyDueCache === undefined) {
+      let next = Number.POSITIVE_INFINITY;
+      for (const resourceId of new Set(this.#streams.values())) {
+        const until = this.#untilOf(resourceId);
+        if (until !== null) next = Math.min(next, until * 1000);
+      }
+      this.#policyDueCache = next;
+    }
+    return this.#policyDueCache;
+  }
+
   #untilOf(resourceId: string | null): number | null {
-    return (resourceId !== null && this.#auth?.untils.get(resourceId)) || null;
+    return resourceId === null ? null : (this.#auth?.untils.get(resourceId) ?? null);
   }
 
   /** Resource Policy timers: at an entry's `until` the streams to that Resource close. */
@@ -329,7 +369,7 @@ export class ConnectorSession<A extends SessionAuthorization> {
 
   #closeStream(stream: MuxStream, resourceId: string | null, reason: string): void {
     stream.reset(RESET_CODES.unauthorized, reason);
-    this.#streams.delete(stream);
+    this.release(stream);
     // A local reset raises no onReset: tell the driver, which holds the socket or udp flow.
     this.#events.push({ type: "stream_closed", stream, resourceId, reason });
   }
