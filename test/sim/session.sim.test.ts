@@ -2,7 +2,18 @@
 // streams, stalled readers, frozen connectors, lost paths, revocations, expiries, renewals, forged
 // and replayed authorizations, GOAWAY); world.ts runs each against a fake clock, a simulated
 // network and a reference model. Every property is also run against a deliberately broken variant
-// (the `Broken` switches in world.ts) and must fail there, so none of them holds vacuously.
+// (the `Broken` switches in world.ts) and must fail there, so none of them holds vacuously:
+//
+// - delivery — `silentLoss`: the client's driver drops the failures of its streams when the tunnel
+//   is lost (what a driver that forgot `closeAll` would do): streams end neither complete nor failed.
+// - no data before AUTH — `skipVerify`: the connector's driver answers every AUTH "ok" without
+//   checking it, so a forged authorization reaches a Resource.
+// - authorization bound — `noConnectorTimer`: the driver never arms its timer from `pollTimeout`,
+//   so expiry and policy timers are late; `ignoreNarrow`: `narrow` does nothing.
+// - independence — `noReceiveBudget`: tunnel credit only on consumption (the freeze of issue 11).
+// - hung detection — `noProbe`: `openSuspectMs` infinite, only the keepalive verdict (10–13 s).
+//
+// Runs: SIM_RUNS per property (default 500); SIM_SEED replays a run fast-check reported.
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import {
