@@ -159,6 +159,11 @@ export class MuxStream {
 
   /** The mux's way in: hand `event` to its callback, or hold it (in order) until one is set. */
   [deliver](event: StreamEvent): void {
+    // The common case, on every DATA frame: nothing held and the owner listening.
+    if (event.kind === "data" && this.#held.length === 0 && this.#onData) {
+      this.#onData(event.bytes);
+      return;
+    }
     // A reset ends the stream at once: what is still held is dropped (its credit goes back with it).
     if (event.kind === "reset") this.#held = [];
     this.#held.push(event);
