@@ -31,6 +31,8 @@ import {
 
 /** Runs per property; `SIM_RUNS=5000 bun test test/sim/` searches longer, `SIM_SEED=n` replays. */
 const RUNS = Number(process.env.SIM_RUNS ?? 500);
+/** Generous: a test takes 1–3 s on a loaded 2-core machine; SIM_RUNS scales it. */
+const SIM_TIMEOUT_MS = 30_000 * Math.max(1, RUNS / 500);
 const SEED = process.env.SIM_SEED === undefined ? undefined : Number(process.env.SIM_SEED);
 
 const spec: fc.Arbitrary<StreamSpec> = fc.record({
@@ -238,41 +240,85 @@ function expectBroken(property: Property, arb: fc.Arbitrary<Scenario>, broken: B
 }
 
 describe("session cores in simulation", () => {
-  test("every stream delivers every byte in order or is reported failed", () => {
-    expectHolds(delivers, any);
-  });
-  test("no data before AUTH", () => {
-    expectHolds(gated, any);
-  });
-  test("no stream outlives its authorization, a policy timer or a revocation", () => {
-    expectHolds(bounded, faulty);
-  });
-  test("a stalled stream never stops another", () => {
-    expectHolds(independent, healthy);
-    if (process.env.SIM_STATS) console.log(`slowest healthy stream: ${worstHealthy} ms`);
-  });
-  test("a hung connector is detected within the probe bound, a live one never", () => {
-    expectHolds(detectsHung, any);
-  });
+  test(
+    "every stream delivers every byte in order or is reported failed",
+    () => {
+      expectHolds(delivers, any);
+    },
+    SIM_TIMEOUT_MS,
+  );
+  test(
+    "no data before AUTH",
+    () => {
+      expectHolds(gated, any);
+    },
+    SIM_TIMEOUT_MS,
+  );
+  test(
+    "no stream outlives its authorization, a policy timer or a revocation",
+    () => {
+      expectHolds(bounded, faulty);
+    },
+    SIM_TIMEOUT_MS,
+  );
+  test(
+    "a stalled stream never stops another",
+    () => {
+      expectHolds(independent, healthy);
+      if (process.env.SIM_STATS) console.log(`slowest healthy stream: ${worstHealthy} ms`);
+    },
+    SIM_TIMEOUT_MS,
+  );
+  test(
+    "a hung connector is detected within the probe bound, a live one never",
+    () => {
+      expectHolds(detectsHung, any);
+    },
+    SIM_TIMEOUT_MS,
+  );
 });
 
 describe("each property fails on a deliberately broken variant", () => {
-  test("delivery: a driver that forgets its streams when the tunnel is lost", () => {
-    expectBroken(delivers, faulty, { silentLoss: true });
-  });
-  test("AUTH gate: a driver that answers every AUTH ok without verifying", () => {
-    expectBroken(gated, faulty, { skipVerify: true });
-  });
-  test("authorization bound: a connector whose timer is never armed", () => {
-    expectBroken(bounded, faulty, { noConnectorTimer: true });
-  });
-  test("authorization bound: a connector that ignores a narrowed ACL", () => {
-    expectBroken(bounded, faulty, { ignoreNarrow: true });
-  });
-  test("independence: tunnel credit returned only on consumption (the head-of-line freeze)", () => {
-    expectBroken(independent, healthy, { noReceiveBudget: true });
-  });
-  test("hung detection: no probe, only the keepalive verdict", () => {
-    expectBroken(detectsHung, faulty, { noProbe: true });
-  });
+  test(
+    "delivery: a driver that forgets its streams when the tunnel is lost",
+    () => {
+      expectBroken(delivers, faulty, { silentLoss: true });
+    },
+    SIM_TIMEOUT_MS,
+  );
+  test(
+    "AUTH gate: a driver that answers every AUTH ok without verifying",
+    () => {
+      expectBroken(gated, faulty, { skipVerify: true });
+    },
+    SIM_TIMEOUT_MS,
+  );
+  test(
+    "authorization bound: a connector whose timer is never armed",
+    () => {
+      expectBroken(bounded, faulty, { noConnectorTimer: true });
+    },
+    SIM_TIMEOUT_MS,
+  );
+  test(
+    "authorization bound: a connector that ignores a narrowed ACL",
+    () => {
+      expectBroken(bounded, faulty, { ignoreNarrow: true });
+    },
+    SIM_TIMEOUT_MS,
+  );
+  test(
+    "independence: tunnel credit returned only on consumption (the head-of-line freeze)",
+    () => {
+      expectBroken(independent, healthy, { noReceiveBudget: true });
+    },
+    SIM_TIMEOUT_MS,
+  );
+  test(
+    "hung detection: no probe, only the keepalive verdict",
+    () => {
+      expectBroken(detectsHung, faulty, { noProbe: true });
+    },
+    SIM_TIMEOUT_MS,
+  );
 });
