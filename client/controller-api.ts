@@ -1,6 +1,25 @@
-// The client's calls to the Controller's client API (docs/architecture.md).
-import type { ClientResource } from "../shared/acl-schema.ts";
+// The client's calls to the Controller's client API (docs/architecture.md). Every answer is
+// parsed with its schema (shared/contracts/client-api.ts), never cast.
+import type { z } from "zod";
+import {
+  AccessCheckResponse,
+  AclResponse,
+  ApiErrorBody,
+  ConnectionTokensResponse,
+  DeviceAuthorizationResponse,
+  LoginResponse,
+  PostureResponse,
+  SessionRenewResponse,
+  SessionRevokeResponse,
+  SignedInSessionResponse,
+} from "../shared/contracts/client-api.ts";
 import type { DeviceKey, SessionState } from "./state.ts";
+
+export type {
+  ConnectionTokens,
+  DeviceAuthorization,
+  SignedInSession,
+} from "../shared/contracts/client-api.ts";
 
 export class ClientApiError extends Error {
   constructor(
@@ -14,14 +33,6 @@ export class ClientApiError extends Error {
   }
 }
 
-export interface ConnectionTokens {
-  connection_token: string;
-  authorization_token: string;
-  relay_url: string;
-  connector: { id: string; cert_sha256: string; direct_endpoints?: string[] };
-  expires_at: string;
-}
-
 const DEFAULT_TIMEOUT_MS = 15_000;
 /**
  * A connection token is on the path of a connection someone is waiting for: a Controller that
@@ -29,11 +40,12 @@ const DEFAULT_TIMEOUT_MS = 15_000;
  */
 const CONNECTION_TOKEN_TIMEOUT_MS = 4_000;
 
-async function call<T>(
+async function call<S extends z.ZodType>(
   controller: string,
   path: string,
+  schema: S,
   init: { method: string; token?: string; body?: unknown; timeoutMs?: number },
-): Promise<T> {
+): Promise<z.output<S>> {
   const timeoutMs = init.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   let res: Response;
   try {
@@ -52,17 +64,26 @@ async function call<T>(
     throw new ClientApiError(0, "unreachable", `controller unreachable: ${why}`);
   }
   const text = await res.text();
-  let json: Record<string, unknown> = {};
+  let json: unknown = {};
   try {
-    json = text ? (JSON.parse(text) as Record<string, unknown>) : {};
+    json = text ? JSON.parse(text) : {};
   } catch {
     throw new ClientApiError(res.status, "bad_response", `controller answered ${res.status} with non-JSON`);
   }
   if (!res.ok) {
-    const e = (json.error ?? {}) as { code?: string; message?: string; requirement?: string };
+    const e = ApiErrorBody.safeParse(json).data?.error ?? {};
     throw new ClientApiError(res.status, e.code ?? "error", e.message ?? `HTTP ${res.status}`, e.requirement);
   }
-  return json as T;
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const where = parsed.error.issues[0]?.path.join(".") || "body";
+    throw new ClientApiError(
+      res.status,
+      "bad_response",
+      `controller sent a malformed answer to ${path} (${where})`,
+    );
+  }
+  return parsed.data;
 }
 
 export async function login(
@@ -71,20 +92,14 @@ export async function login(
   device: DeviceKey,
   info: { name: string; os: string; hostname: string },
 ) {
-  return await call<{
-    session_token: string;
-    expires_at: string;
-    principal: SessionState["principal"];
-    device_id: string;
-    network_id: string;
-  }>(controller, "/login", {
+  return await call(controller, "/login", LoginResponse, {
     method: "POST",
     body: { service_key: serviceKey, device: { public_jwk: device.publicJwk, ...info } },
   });
 }
 
 export async function fetchAcl(session: SessionState) {
-  return await call<{ acl_token: string; resources: ClientResource[] }>(session.controller, "/acl", {
+  return await call(session.controller, "/acl", AclResponse, {
     method: "GET",
     token: session.session_token,
   });
@@ -96,7 +111,7 @@ export async function requestConnectionTokens(
   connectorId?: string,
   avoidConnectorIds: string[] = [],
 ) {
-  return await call<ConnectionTokens>(session.controller, "/connection-tokens", {
+  return await call(session.controller, "/connection-tokens", ConnectionTokensResponse, {
     method: "POST",
     timeoutMs: CONNECTION_TOKEN_TIMEOUT_MS,
     token: session.session_token,
@@ -108,24 +123,6 @@ export async function requestConnectionTokens(
   });
 }
 
-export interface DeviceAuthorization {
-  device_code: string;
-  user_code: string;
-  verification_uri: string;
-  verification_uri_complete: string;
-  expires_in: number;
-  interval: number;
-}
-
-export type SignedInSession = {
-  session_token: string;
-  expires_at: string;
-  principal: SessionState["principal"];
-  device_id: string;
-  network_id: string;
-  email?: string;
-};
-
 /** RFC 8628 step 1: a device code for this device key, with a fresh signed posture report. */
 export async function deviceAuthorize(
   controller: string,
@@ -134,7 +131,7 @@ export async function deviceAuthorize(
   info: { name: string; os: string; hostname: string },
   posture: string,
 ) {
-  return await call<DeviceAuthorization>(controller, "/device/authorize", {
+  return await call(controller, "/device/authorize", DeviceAuthorizationResponse, {
     method: "POST",
     body: { network_id: networkId, device: { public_jwk: device.publicJwk, ...info }, posture },
   });
@@ -142,19 +139,14 @@ export async function deviceAuthorize(
 
 /** RFC 8628 step 3: one poll; ClientApiError code authorization_pending / slow_down until done. */
 export async function deviceToken(controller: string, deviceCode: string) {
-  return await call<SignedInSession>(controller, "/device/token", {
+  return await call(controller, "/device/token", SignedInSessionResponse, {
     method: "POST",
     body: { device_code: deviceCode },
   });
 }
 
 export async function renewUserSession(session: SessionState, silent: boolean) {
-  return await call<{
-    session_token: string;
-    expires_at: string;
-    authenticated: boolean;
-    auth_at: string | null;
-  }>(session.controller, "/session/renew", {
+  return await call(session.controller, "/session/renew", SessionRenewResponse, {
     method: "POST",
     token: session.session_token,
     body: { silent },
@@ -162,7 +154,7 @@ export async function renewUserSession(session: SessionState, silent: boolean) {
 }
 
 export async function reportPosture(session: SessionState, posture: string) {
-  return await call<{ accepted: boolean }>(session.controller, "/posture", {
+  return await call(session.controller, "/posture", PostureResponse, {
     method: "POST",
     token: session.session_token,
     body: { posture },
@@ -175,13 +167,7 @@ export async function accessCheck(
   port: number,
   protocol: "tcp" | "udp",
 ) {
-  return await call<{
-    resource: boolean;
-    allowed: boolean | null;
-    requirement: string | null;
-    message: string;
-    until?: string | null;
-  }>(session.controller, "/access-check", {
+  return await call(session.controller, "/access-check", AccessCheckResponse, {
     method: "POST",
     token: session.session_token,
     body: { host, port, protocol },
@@ -190,7 +176,7 @@ export async function accessCheck(
 
 /** Ends this session at the Controller (sallyport logout). */
 export async function revokeSession(session: SessionState) {
-  return await call<{ revoked: boolean }>(session.controller, "/session/revoke", {
+  return await call(session.controller, "/session/revoke", SessionRevokeResponse, {
     method: "POST",
     token: session.session_token,
     timeoutMs: 5_000,

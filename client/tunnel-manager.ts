@@ -5,16 +5,11 @@
 import type { Logger } from "../bunlib/log.ts";
 import { PinningError } from "../bunlib/tls.ts";
 import { type ConnectionTokens, requestConnectionTokens } from "./controller-api.ts";
+import { ConnectorHealth, maintenanceAction, pickTunnel } from "./core/connector-choice.ts";
 import type { SessionState } from "./state.ts";
 import { Tunnel, TunnelError } from "./tunnel.ts";
 
-const RENEW_BEFORE_MS = 3 * 60_000;
-const IDLE_CLOSE_MS = 10 * 60_000;
 const MAX_FAILOVER = 3;
-/** How long a connector that could not reach a Resource is skipped for that Resource. */
-const UNHEALTHY_MS = 60_000;
-/** How long a connector whose tunnel hung (no answer at all) is skipped for every Resource. */
-const HUNG_MS = 30_000;
 
 interface Entry {
   tunnel: Tunnel;
@@ -26,8 +21,8 @@ interface Entry {
 export class TunnelManager {
   private readonly entries = new Map<string, Entry>();
   private readonly opening = new Map<string, Promise<Tunnel>>();
-  /** `${connectorId} ${resourceId}` → until when that connector is skipped for that Resource. */
-  private readonly unhealthy = new Map<string, number>();
+  /** Which connectors to avoid, per Resource (pure: client/core/connector-choice.ts). */
+  private readonly health = new ConnectorHealth();
   private readonly timer: ReturnType<typeof setInterval>;
 
   constructor(
@@ -42,22 +37,12 @@ export class TunnelManager {
 
   /** `connectorId` stopped answering (its tunnel hung): skip it for every Resource for a while. */
   markHung(connectorId: string): void {
-    this.unhealthy.set(`${connectorId} *`, Date.now() + HUNG_MS);
+    this.health.markHung(connectorId, Date.now());
   }
 
   /** Connector `connectorId` could not reach `resourceId`: prefer its peers for a while. */
   markUnreachable(connectorId: string, resourceId: string): void {
-    this.unhealthy.set(`${connectorId} ${resourceId}`, Date.now() + UNHEALTHY_MS);
-  }
-
-  private skipped(resourceId: string): string[] {
-    const now = Date.now();
-    const out: string[] = [];
-    for (const [key, until] of this.unhealthy) {
-      if (until < now) this.unhealthy.delete(key);
-      else if (key.endsWith(` ${resourceId}`) || key.endsWith(" *")) out.push(key.slice(0, key.indexOf(" ")));
-    }
-    return out;
+    this.health.markUnreachable(connectorId, resourceId, Date.now());
   }
 
   /** A live tunnel that can carry a stream to `resourceId`, opening one if needed. */
@@ -66,20 +51,15 @@ export class TunnelManager {
     resourceId: string,
     avoid: readonly string[] = [],
   ): Promise<Tunnel> {
-    const hinted = this.skipped(resourceId);
-    const skip = new Set([...avoid, ...hinted]);
     const now = Date.now();
-    const usable = [...this.entries.values()].filter(
-      (e) =>
-        e.remoteNetworkId === remoteNetworkId &&
-        e.tunnel.alive &&
-        !e.tunnel.goingAway &&
-        e.tunnel.authzExpiresAt - now > 10_000 &&
-        !skip.has(e.tunnel.connectorId),
-    );
-    // Spread over the healthy tunnels: the one with the fewest streams.
-    usable.sort((a, b) => a.tunnel.streamCount - b.tunnel.streamCount);
-    if (usable[0]) return usable[0].tunnel;
+    const hinted = this.health.skipped(resourceId, now);
+    const skip = new Set([...avoid, ...hinted]);
+    const views = [...this.entries.values()].map((e) => ({
+      ...view(e.tunnel, e.remoteNetworkId),
+      tunnel: e.tunnel,
+    }));
+    const usable = pickTunnel(views, remoteNetworkId, skip, now);
+    if (usable) return usable.tunnel;
     const key = `${remoteNetworkId} ${[...skip].sort().join(",")}`;
     const pending = this.opening.get(key);
     if (pending) return await pending;
@@ -176,12 +156,9 @@ export class TunnelManager {
     const now = Date.now();
     for (const e of [...this.entries.values()]) {
       const t = e.tunnel;
-      if (!t.alive) continue;
-      if (t.streamCount === 0 && now - t.lastUsed > IDLE_CLOSE_MS) {
-        t.close("idle");
-        continue;
-      }
-      if (t.authzExpiresAt - now > RENEW_BEFORE_MS) continue;
+      const action = maintenanceAction({ ...view(t, e.remoteNetworkId), lastUsed: t.lastUsed }, now);
+      if (action === "close_idle") t.close("idle");
+      if (action !== "renew") continue;
       try {
         const tokens = await requestConnectionTokens(this.session(), e.resourceId, t.connectorId);
         if (tokens.connector.id === t.connectorId) {
@@ -215,4 +192,16 @@ export class TunnelManager {
     clearInterval(this.timer);
     for (const e of this.entries.values()) e.tunnel.close("client stopping");
   }
+}
+
+/** The plain facts the pure choice reads (a snapshot: the tunnel's getters read its core). */
+function view(t: Tunnel, remoteNetworkId: string) {
+  return {
+    connectorId: t.connectorId,
+    remoteNetworkId,
+    alive: t.alive,
+    goingAway: t.goingAway,
+    authzExpiresAt: t.authzExpiresAt,
+    streamCount: t.streamCount,
+  };
 }

@@ -9,25 +9,11 @@ import { connectTls, exporterValue } from "../bunlib/tls.ts";
 import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { signChannelBinding } from "../shared/channel-binding.ts";
 import { toBase64Url } from "../shared/encoding.ts";
-import { ProtocolError } from "../shared/protocol/errors.ts";
-import { FrameReader, RESET_CODES } from "../shared/protocol/frame.ts";
-import { Mux, type MuxStream } from "../shared/protocol/mux.ts";
+import type { MuxStream } from "../shared/protocol/mux.ts";
+import { type ClientEvent, ClientSession } from "../shared/session/client-session.ts";
 import { peekClaim } from "../shared/tokens.ts";
 import type { ConnectionTokens } from "./controller-api.ts";
 
-const AUTH_TIMEOUT_MS = 10_000;
-const KEEPALIVE_MS = 3_000;
-/** Nothing at all from the connector for this long, pings unanswered: the path is dead. */
-const KEEPALIVE_DEAD_MS = 10_000;
-/**
- * A stream waiting this long for OPEN_OK makes the tunnel prove it is alive: a ping goes out, and
- * if nothing at all arrives from the connector within PROBE_MS the tunnel is declared hung (a
- * frozen connector, a silent partition) and closed, so the stream is retried on a peer at once
- * instead of after the keepalive verdict. Any byte counts as life, not only the pong: on a slow
- * link the pong may queue behind data, but a live connector keeps sending something.
- */
-const OPEN_SUSPECT_MS = 750;
-const PROBE_MS = 1_000;
 /** How long the direct path may try alone before the relay is raced against it. */
 const DIRECT_HEAD_START_MS = 300;
 const DIRECT_CONNECT_TIMEOUT_MS = 3_000;
@@ -54,7 +40,8 @@ export function dialDirect(endpoint: string): Promise<Duplex> {
     });
   });
 }
-const OPEN_TIMEOUT_MS = 30_000;
+/** setTimeout's limit (~24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class TunnelError extends Error {
   constructor(
@@ -76,18 +63,19 @@ export class StreamRefused extends Error {
   }
 }
 
+/**
+ * The driver of one tunnel: TLS, one timer, promises for the callers. The tunnel's state (AUTH and
+ * its deadline, keepalive, the hung probe, open deadlines) is the sans-IO core's (shared/session/).
+ */
 export class Tunnel {
-  private readonly mux: Mux;
-  private authWaiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
-  private closedReason: string | undefined;
-  goingAway = false;
-  /** When the last byte arrived from the connector (any frame counts as life). */
-  private lastInbound = Date.now();
-  private probing = false;
-  /** Closed because the connector stopped answering (not by a clean close or a lost transport). */
-  hung = false;
-  private readonly keepalive: ReturnType<typeof setInterval>;
-  authzExpiresAt: number;
+  private readonly core: ClientSession;
+  private readonly authWaiters = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private readonly openWaiters = new Map<
+    MuxStream,
+    { resolve: (s: MuxStream) => void; reject: (e: Error) => void }
+  >();
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private flushing = false;
   readonly openedAt = Date.now();
   lastUsed = Date.now();
   onClose: (reason: string) => void = () => {};
@@ -98,53 +86,88 @@ export class Tunnel {
     private readonly deviceKey: CryptoKey,
     readonly connectorId: string,
     readonly path: "relayed" | "direct",
-    authzExp: number,
   ) {
-    this.authzExpiresAt = authzExp;
-    const reader = new FrameReader();
-    this.mux = new Mux({
-      role: "client",
-      send: (bytes) => {
-        if (!tls.destroyed) tls.write(bytes);
-      },
-      onFrame: (f) => {
-        if (f.type === "auth_result") {
-          const w = this.authWaiter;
-          this.authWaiter = undefined;
-          if (f.ok) w?.resolve();
-          else
-            w?.reject(new TunnelError("unauthorized", `connector refused the authorization: ${f.message}`));
-        } else if (f.type === "goaway") {
-          this.goingAway = true;
-        }
-      },
-    });
-    // Liveness: a path can die silently (a cut link, a sleeping laptop). Ping every few seconds
-    // and close the tunnel when the connector stops answering, so new streams go elsewhere and
-    // the streams on it are reported failed instead of hanging.
-    this.keepalive = setInterval(() => {
-      if (!this.mux.authenticated) return;
-      if (Date.now() - this.lastInbound > KEEPALIVE_DEAD_MS) {
-        this.hung = true;
-        this.close("the connector stopped answering");
-        return;
-      }
-      try {
-        this.mux.ping(new Uint8Array(8));
-      } catch {
-        this.close("tunnel is closed");
-      }
-    }, KEEPALIVE_MS);
+    const core = new ClientSession(Date.now());
+    this.core = core;
+    core.onWake = () => this.flush();
     tls.on("data", (chunk: Uint8Array) => {
-      this.lastInbound = Date.now();
-      try {
-        for (const frame of reader.push(chunk)) this.mux.receive(frame);
-      } catch (err) {
-        this.close(err instanceof ProtocolError ? `protocol error: ${err.message}` : "protocol error");
-      }
+      core.handleBytes(chunk, Date.now());
+      this.flush();
     });
     tls.on("close", () => this.close("tunnel closed"));
     tls.on("error", (err) => this.close(`tunnel error: ${err.message}`));
+  }
+
+  /** Drain the core: bytes to TLS, events to the waiting callers; then re-arm the one timer. */
+  private flush(): void {
+    if (this.flushing) return;
+    this.flushing = true;
+    const core = this.core;
+    try {
+      for (;;) {
+        const bytes = core.pollTransmit();
+        if (bytes) {
+          if (!this.tls.destroyed) this.tls.write(bytes);
+          continue;
+        }
+        const event = core.pollEvent();
+        if (!event) break;
+        this.handleEvent(event);
+      }
+    } finally {
+      this.flushing = false;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const at = core.pollTimeout();
+    if (at === undefined) return;
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        core.handleTimeout(Date.now());
+        this.flush();
+      },
+      Math.min(Math.max(0, at - Date.now()), MAX_TIMER_MS),
+    );
+  }
+
+  private handleEvent(event: ClientEvent): void {
+    switch (event.type) {
+      case "auth": {
+        const w = this.authWaiters.get(event.id);
+        this.authWaiters.delete(event.id);
+        if (event.ok) w?.resolve();
+        else if (event.timeout) w?.reject(new TunnelError("timeout", event.message));
+        else if (!this.core.alive) w?.reject(new TunnelError("closed", event.message));
+        else
+          w?.reject(new TunnelError("unauthorized", `connector refused the authorization: ${event.message}`));
+        return;
+      }
+      case "open_ok": {
+        const w = this.openWaiters.get(event.stream);
+        this.openWaiters.delete(event.stream);
+        w?.resolve(event.stream);
+        return;
+      }
+      case "open_failed": {
+        const w = this.openWaiters.get(event.stream);
+        this.openWaiters.delete(event.stream);
+        w?.reject(
+          event.tunnelLost
+            ? new TunnelError("closed", event.message)
+            : new StreamRefused(event.code, event.message),
+        );
+        return;
+      }
+      case "goaway":
+        return;
+      case "closed":
+        if (this.timer) clearTimeout(this.timer);
+        this.timer = undefined;
+        this.tls.destroy();
+        this.onClose(event.reason);
+        return;
+    }
   }
 
   /**
@@ -210,8 +233,7 @@ export class Tunnel {
     transport: () => Promise<Duplex>,
   ): Promise<Tunnel> {
     const tls = await connectTls(await transport(), tokens.connector.cert_sha256);
-    const exp = Number(peekClaimNumber(tokens.authorization_token, "exp") ?? 0) * 1000;
-    const tunnel = new Tunnel(tls, exporterValue(tls), deviceKey, tokens.connector.id, path, exp);
+    const tunnel = new Tunnel(tls, exporterValue(tls), deviceKey, tokens.connector.id, path);
     try {
       await tunnel.authorize(tokens.authorization_token);
     } catch (err) {
@@ -226,102 +248,61 @@ export class Tunnel {
     const jti = peekClaim(authz, "jti");
     if (!jti) throw new TunnelError("bad_token", "authorization token has no jti");
     const sig = await signChannelBinding(this.deviceKey, this.exporter, jti, this.connectorId);
-    const done = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new TunnelError("timeout", "connector did not answer AUTH")),
-        AUTH_TIMEOUT_MS,
-      );
-      this.authWaiter = {
-        resolve: () => {
-          clearTimeout(timer);
-          resolve();
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      };
-    });
-    this.mux.auth(JSON.stringify({ v: 1, authz, sig: toBase64Url(sig) }));
+    if (!this.core.alive) throw new TunnelError("closed", this.core.closeReason ?? "tunnel is closed");
+    const exp = Number(peekClaimNumber(authz, "exp") ?? 0) * 1000;
+    const id = this.core.present(JSON.stringify({ v: 1, authz, sig: toBase64Url(sig) }), exp, Date.now());
+    const done = new Promise<void>((resolve, reject) => this.authWaiters.set(id, { resolve, reject }));
+    this.flush();
     await done;
-    this.authzExpiresAt = Number(peekClaimNumber(authz, "exp") ?? 0) * 1000;
   }
 
   get alive(): boolean {
-    return this.closedReason === undefined;
+    return this.core.alive;
+  }
+
+  /** Closed because the connector stopped answering (not by a clean close or a lost transport). */
+  get hung(): boolean {
+    return this.core.hung;
+  }
+
+  /** The connector sent GOAWAY, or the manager retired it: new streams go elsewhere. */
+  get goingAway(): boolean {
+    return this.core.goingAway;
+  }
+
+  set goingAway(v: boolean) {
+    if (v) this.core.markGoingAway();
+  }
+
+  /** Expiry (ms) of the authorization in force on this tunnel. */
+  get authzExpiresAt(): number {
+    return this.core.authzExpiresAt;
   }
 
   get streamCount(): number {
-    return this.mux.streamCount;
+    return this.core.streamCount;
   }
 
   /** Open a stream and wait until the connector has connected to the destination. */
   openStream(host: string, port: number, protocol: "tcp" | "udp" = "tcp"): Promise<MuxStream> {
     if (!this.alive) return Promise.reject(new TunnelError("closed", "tunnel is closed"));
     this.lastUsed = Date.now();
-    const stream = this.mux.open({ host, port, protocol });
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        stream.reset(RESET_CODES.timeout, "open timed out");
-        reject(new StreamRefused(RESET_CODES.timeout, "the connector did not answer in time"));
-      }, OPEN_TIMEOUT_MS);
-      const suspect = setTimeout(() => this.probe(), OPEN_SUSPECT_MS);
-      const settle = () => {
-        clearTimeout(timer);
-        clearTimeout(suspect);
-      };
-      stream.onOpenOk = () => {
-        settle();
-        resolve(stream);
-      };
-      stream.onReset = (code, message) => {
-        settle();
-        // The whole tunnel went (closed as hung, or lost): no answer from this connector at all,
-        // which the caller may retry elsewhere, unlike a refusal by the connector.
-        reject(
-          this.alive
-            ? new StreamRefused(code, message)
-            : new TunnelError("closed", this.closedReason ?? message),
-        );
-      };
-    });
-  }
-
-  /** Ping now; close the tunnel as hung if nothing arrives from the connector within PROBE_MS. */
-  private probe(): void {
-    if (this.probing || !this.alive || !this.mux.authenticated) return;
-    const sent = Date.now();
-    // Something arrived just now: alive.
-    if (sent - this.lastInbound < OPEN_SUSPECT_MS / 2) return;
-    this.probing = true;
-    try {
-      this.mux.ping(new Uint8Array(8));
-    } catch {
-      this.close("tunnel is closed");
-      return;
-    }
-    setTimeout(() => {
-      this.probing = false;
-      if (this.alive && this.lastInbound < sent) {
-        this.hung = true;
-        this.close("the connector stopped answering (hung)");
-      }
-    }, PROBE_MS);
+    const stream = this.core.openStream({ host, port, protocol }, Date.now());
+    const done = new Promise<MuxStream>((resolve, reject) =>
+      this.openWaiters.set(stream, { resolve, reject }),
+    );
+    this.flush();
+    return done;
   }
 
   /** Why the tunnel closed, once it has. */
   get closeReason(): string | undefined {
-    return this.closedReason;
+    return this.core.closeReason;
   }
 
   close(reason: string): void {
-    if (this.closedReason !== undefined) return;
-    this.closedReason = reason;
-    clearInterval(this.keepalive);
-    this.authWaiter?.reject(new TunnelError("closed", reason));
-    this.mux.closeAll(RESET_CODES.cancelled, reason);
-    this.tls.destroy();
-    this.onClose(reason);
+    this.core.close(reason);
+    this.flush();
   }
 }
 

@@ -3,9 +3,18 @@
 // the relay token, and activity-event upload.
 import { hostname } from "node:os";
 import { join } from "node:path";
+import type { z } from "zod";
 import type { Logger } from "../bunlib/log.ts";
 import { VERSION } from "../bunlib/version.ts";
-import { type Revocation, RevocationListSchema } from "../shared/revocations.ts";
+import {
+  EventsResponse,
+  HeartbeatResponse,
+  type HeartbeatResult,
+  RefreshResponse,
+  type Registration,
+  RegistrationResponse,
+  type SessionRef,
+} from "../shared/contracts/connector-api.ts";
 import { peekClaim } from "../shared/tokens.ts";
 import { ensureStateDir, readSecretFile, StateDirError, writeSecretFileAtomic } from "./state-dir.ts";
 
@@ -18,31 +27,7 @@ interface TokenState {
   refresh_token: string;
 }
 
-export interface Registration {
-  connector_id: string;
-  network_id: string;
-  remote_network_id: string;
-  relay_url: string;
-  relay_token: string;
-  relay_token_expires_at: string;
-  issuer: string;
-}
-
-export interface SessionRef {
-  principal_id: string;
-  device_id: string;
-}
-
-export interface HeartbeatResult {
-  relay_token: string;
-  relay_token_expires_at: string;
-  /** Per live principal/device: the Resources it may still reach here, or null when revoked. */
-  sessions?: (SessionRef & { allowed_resource_ids: string[] | null })[];
-  /** The Controller's clock when it answered (ms since the epoch). */
-  server_time?: number;
-  /** Revocations recorded within the last authorization lifetime (shared/revocations.ts). */
-  revocations?: Revocation[];
-}
+export type { HeartbeatResult, Registration, SessionRef } from "../shared/contracts/connector-api.ts";
 
 /** One heartbeat's answer and the connector's clock around it, for the drift estimate. */
 export interface TimedHeartbeat {
@@ -128,7 +113,13 @@ export class ConnectorControllerClient {
     return peekClaim(this.tokens.access_token, "sub");
   }
 
-  private async call<T>(path: string, body: unknown, auth: boolean): Promise<T> {
+  /** POST `path`; the answer is parsed with `schema` (shared/contracts/connector-api.ts), never cast. */
+  private async call<S extends z.ZodType>(
+    path: string,
+    schema: S,
+    body: unknown,
+    auth: boolean,
+  ): Promise<z.output<S>> {
     const res = await fetch(`${this.baseUrl}/connector/v1${path}`, {
       method: "POST",
       headers: {
@@ -153,23 +144,33 @@ export class ConnectorControllerClient {
       const err = (json as { error?: { code?: string; message?: string } }).error;
       throw new ControllerError(res.status, err?.code ?? "error", err?.message ?? `HTTP ${res.status}`);
     }
-    return json as T;
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      const where = parsed.error.issues[0]?.path.join(".") || "body";
+      throw new ControllerError(
+        res.status,
+        "bad_response",
+        `controller sent a malformed answer to ${path} (${where})`,
+      );
+    }
+    return parsed.data;
   }
 
   /** Call with the access token; on 401 refresh once (rotating the refresh token) and retry. */
-  private async authed<T>(path: string, body: unknown): Promise<T> {
+  private async authed<S extends z.ZodType>(path: string, schema: S, body: unknown): Promise<z.output<S>> {
     try {
-      return await this.call<T>(path, body, true);
+      return await this.call(path, schema, body, true);
     } catch (err) {
       if (!(err instanceof ControllerError) || err.status !== 401) throw err;
       await this.refresh();
-      return await this.call<T>(path, body, true);
+      return await this.call(path, schema, body, true);
     }
   }
 
   async refresh(): Promise<void> {
-    const res = await this.call<{ access_token: string; refresh_token: string }>(
+    const res = await this.call(
       "/refresh",
+      RefreshResponse,
       { refresh_token: this.tokens.refresh_token },
       false,
     );
@@ -179,7 +180,7 @@ export class ConnectorControllerClient {
   }
 
   register(certSha256: string, directEndpoints: string[] = []): Promise<Registration> {
-    return this.authed<Registration>("/register", {
+    return this.authed("/register", RegistrationResponse, {
       cert_sha256: certSha256,
       version: CONNECTOR_VERSION,
       hostname: hostname(),
@@ -190,24 +191,16 @@ export class ConnectorControllerClient {
   /** `sent_at` (this clock) lets the Controller record the drift; `server_time` lets us measure it. */
   async heartbeat(sessions: SessionRef[] = []): Promise<TimedHeartbeat> {
     const sentAt = Date.now();
-    const result = await this.authed<HeartbeatResult>("/heartbeat", {
+    const result: HeartbeatResult = await this.authed("/heartbeat", HeartbeatResponse, {
       version: CONNECTOR_VERSION,
       sessions,
       sent_at: sentAt,
     });
-    const receivedAt = Date.now();
-    const revocations = RevocationListSchema.optional().safeParse(result.revocations);
-    if (
-      !revocations.success ||
-      (result.server_time !== undefined && !Number.isSafeInteger(result.server_time))
-    ) {
-      throw new ControllerError(200, "bad_response", "controller sent a malformed heartbeat answer");
-    }
-    return { result: { ...result, revocations: revocations.data }, sentAt, receivedAt };
+    return { result, sentAt, receivedAt: Date.now() };
   }
 
   /** `sent_at` lets the Controller put the events' times on its own clock. */
-  uploadEvents(events: unknown[]): Promise<{ accepted: number }> {
-    return this.authed("/events", { events, sent_at: Date.now() });
+  async uploadEvents(events: unknown[]): Promise<{ accepted: number }> {
+    return await this.authed("/events", EventsResponse, { events, sent_at: Date.now() });
   }
 }

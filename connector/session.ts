@@ -1,6 +1,7 @@
 // One client session at the connector: the data WebSocket the relay asked us to dial, TLS 1.3
 // terminated here, AUTH verified before anything else, then a multiplexer whose streams are
-// checked against the authorization's ACL and proxied to the private network.
+// checked against the authorization's ACL and proxied to the private network. This file is the
+// driver (sockets, TLS, one timer); the tunnel's state is shared/session/connector-session.ts.
 import { connect, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
@@ -12,16 +13,14 @@ import { acceptTls, exporterValue } from "../bunlib/tls.ts";
 import { relayDatagrams, udpConnect } from "../bunlib/udp-relay.ts";
 import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { compileAcl } from "../shared/address.ts";
-import { ProtocolError } from "../shared/protocol/errors.ts";
-import { type Frame, FrameReader, RESET_CODES } from "../shared/protocol/frame.ts";
-import { Mux, type MuxStream } from "../shared/protocol/mux.ts";
+import { RESET_CODES } from "../shared/protocol/frame.ts";
+import type { MuxStream } from "../shared/protocol/mux.ts";
 import { type RevocationList, revocationApplies } from "../shared/revocations.ts";
+import { type ConnectorEvent, ConnectorSession as SessionCore } from "../shared/session/connector-session.ts";
 import { type Authorization, AuthorizationError, authorize } from "./authorize.ts";
 import type { AuthzLedger } from "./authz-ledger.ts";
 import type { EventReporter, Outcome } from "./events.ts";
 import { decide, type Resolver } from "./proxy.ts";
-
-const AUTH_DEADLINE_MS = 10_000;
 
 /** Reports one connection or udp flow as an activity event. */
 type Report = (
@@ -35,6 +34,21 @@ type Report = (
   }>,
 ) => void;
 const CONNECT_TIMEOUT_MS = 10_000;
+/** setTimeout's limit (~24.8 days); a later deadline is re-armed when the timer fires. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A verified authorization as the session core tracks it. */
+type SessionAuth = Authorization & { resourceIds: string[] };
+
+function withIds(auth: Authorization): SessionAuth {
+  return { ...auth, resourceIds: auth.claims.acl.map((e) => e.id) };
+}
+
+/** The same authorization granting only the Resources in `keep`. */
+function restrict(auth: SessionAuth, keep: ReadonlySet<string>): SessionAuth {
+  const acl = auth.claims.acl.filter((e) => keep.has(e.id));
+  return withIds({ ...auth, claims: { ...auth.claims, acl }, acl: compileAcl(acl) });
+}
 
 export interface SessionContext {
   relayUrl: string;
@@ -56,22 +70,19 @@ export interface SessionContext {
   revocations: RevocationList;
 }
 
+/**
+ * The driver: TLS, the one timer, sockets to Resources. Tunnel state (AUTH gate and deadline,
+ * expiry, policy timers, revocation, drain) is the sans-IO core's (shared/session/).
+ */
 export class ConnectorSession {
   private tls: TLSSocket | undefined;
-  private auth: Authorization | undefined;
-  private mux: Mux | undefined;
-  private readonly reader = new FrameReader();
-  private expiryTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Fires at the next Resource Policy timer (`until` of an ACL entry). */
-  private policyTimer: ReturnType<typeof setTimeout> | undefined;
+  private core: SessionCore<SessionAuth> | undefined;
+  private exporter: Uint8Array | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private flushing = false;
   private closed = false;
-  private queue: Promise<void> = Promise.resolve();
-  private pendingAuth: string | undefined;
-  private readonly sockets = new Set<Socket>();
-  /** Open udp flows, closed with the session. */
-  private readonly udpFlows = new Map<MuxStream, () => void>();
-  /** Which Resource each proxied stream reaches, so a revoked Resource closes exactly its streams. */
-  private readonly streamResources = new Map<MuxStream, string | null>();
+  /** Socket or udp flow of each served stream, closed when the core stops the stream. */
+  private readonly closers = new Map<MuxStream, () => void>();
 
   constructor(
     private readonly sid: string,
@@ -95,75 +106,105 @@ export class ConnectorSession {
     const { ctx } = this;
     const tls = await acceptTls(transport, ctx.identity);
     this.tls = tls;
-    const exporter = exporterValue(tls);
-    const deadline = setTimeout(() => this.close("client did not authorize in time"), AUTH_DEADLINE_MS);
+    this.exporter = exporterValue(tls);
+    if (this.closed) {
+      tls.destroy();
+      return;
+    }
+    const core = new SessionCore<SessionAuth>(ctx.controllerNow(), { restrict });
+    this.core = core;
+    core.onWake = () => this.flush();
     tls.on("data", (chunk: Uint8Array) => {
-      let frames: Frame[];
-      try {
-        frames = this.reader.push(chunk);
-      } catch (err) {
-        this.close(err instanceof ProtocolError ? `protocol error: ${err.message}` : "protocol error");
-        return;
-      }
-      // Frames are handled in order; AUTH verification is async, so later frames wait for it.
-      this.queue = this.queue.then(() => this.handleFrames(frames, exporter, deadline));
+      core.handleBytes(chunk, ctx.controllerNow());
+      this.flush();
     });
     tls.on("close", () => this.close("tunnel closed"));
     tls.on("error", () => this.close("tunnel error"));
+    this.flush();
   }
 
-  private async handleFrames(frames: Frame[], exporter: Uint8Array, deadline: ReturnType<typeof setTimeout>) {
-    if (!this.mux) {
-      this.mux = new Mux({
-        role: "connector",
-        send: (bytes) => this.write(bytes),
-        onStream: (stream, open) => this.handleOpen(stream, open),
-        onFrame: (f) => {
-          if (f.type === "auth") this.pendingAuth = f.json;
-        },
-      });
+  /** Drain the core: bytes to TLS, events to their handlers; then re-arm the one timer. */
+  private flush(): void {
+    const core = this.core;
+    if (!core || this.flushing) return;
+    this.flushing = true;
+    try {
+      for (;;) {
+        const bytes = core.pollTransmit();
+        if (bytes) {
+          if (this.tls && !this.tls.destroyed) this.tls.write(bytes);
+          continue;
+        }
+        const event = core.pollEvent();
+        if (!event) break;
+        this.handleEvent(event);
+      }
+    } finally {
+      this.flushing = false;
     }
-    const mux = this.mux;
-    for (const frame of frames) {
-      if (this.closed) return;
-      try {
-        // The mux refuses every frame but AUTH until authResult(true) (DESIGN §4: no data before authz).
-        mux.receive(frame);
-      } catch (err) {
-        this.close(err instanceof ProtocolError ? `protocol error: ${err.message}` : "protocol error");
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const at = core.pollTimeout();
+    if (at === undefined) return;
+    // Policy timers are Controller times; a few ms late is harmless, early would re-arm.
+    const ms = Math.min(Math.max(0, at - this.ctx.controllerNow() + 5), MAX_TIMER_MS);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      core.handleTimeout(this.ctx.controllerNow());
+      this.flush();
+    }, ms);
+  }
+
+  private handleEvent(event: ConnectorEvent<SessionAuth>): void {
+    switch (event.type) {
+      case "verify":
+        void this.verify(event.json, event.current);
         return;
-      }
-      const json = this.pendingAuth;
-      if (json !== undefined) {
-        this.pendingAuth = undefined;
-        clearTimeout(deadline);
-        await this.handleAuth(json, exporter);
-      }
+      case "stream":
+        void this.proxyStream(event.stream, event.destination, event.pre);
+        return;
+      case "stream_closed":
+        this.ctx.log.info(
+          event.reason === "access revoked"
+            ? "access revoked: closing stream"
+            : "policy timer expired: closing stream",
+          { resource: event.resourceId, session: this.sid },
+        );
+        this.closers.get(event.stream)?.();
+        return;
+      case "narrowed":
+        this.ctx.log.info("access narrowed", {
+          principal: this.core?.authorization?.claims.sub,
+          resources: event.resources,
+          session: this.sid,
+        });
+        return;
+      case "closed":
+        this.finish(event.reason, event.lingerMs);
+        return;
     }
   }
 
-  private async handleAuth(json: string, exporter: Uint8Array): Promise<boolean> {
+  private async verify(json: string, current: SessionAuth | undefined): Promise<void> {
     const { ctx } = this;
+    const core = this.core!;
     try {
       const auth = await authorize(json, {
         keys: ctx.keys(),
         issuer: ctx.issuer,
         connectorId: ctx.connectorId,
-        exporter,
+        exporter: this.exporter!,
         now: ctx.controllerNow(),
-        current: this.auth,
+        current,
         ledger: ctx.ledger,
         revocations: ctx.revocations,
       });
-      this.auth = auth;
-      this.mux?.authResult(true, "authorized");
-      this.scheduleExpiry();
+      core.verdict({ ok: true, auth: withIds(auth) }, ctx.controllerNow());
       ctx.log.info("client authorized", {
         principal: auth.claims.sub,
         device: auth.claims.dev,
         session: this.sid,
       });
-      return true;
     } catch (err) {
       const message = err instanceof AuthorizationError ? err.message : "authorization failed";
       ctx.log.warn("client refused", {
@@ -172,79 +213,9 @@ export class ConnectorSession {
         session: this.sid,
         path: this.path,
       });
-      this.mux?.authResult(false, message);
-      if (!this.auth) this.close(message, 50);
-      return false;
+      core.verdict({ ok: false, message }, ctx.controllerNow());
     }
-  }
-
-  private scheduleExpiry(): void {
-    if (this.expiryTimer) clearTimeout(this.expiryTimer);
-    const ms = Math.max(0, (this.auth?.expiresAt ?? 0) - this.ctx.controllerNow());
-    this.expiryTimer = setTimeout(() => {
-      // Authorization expired without renewal: every stream of this client ends, reported.
-      this.mux?.closeAll(RESET_CODES.unauthorized, "authorization expired");
-      this.close("authorization expired");
-    }, ms);
-    this.schedulePolicyTimer();
-  }
-
-  /** Seconds-since-epoch end of a Resource's policy timer in the current authorization. */
-  private untilOf(resourceId: string | null): number | null {
-    return (resourceId && this.auth?.untils.get(resourceId)) || null;
-  }
-
-  /**
-   * Resource Policy timers: at an entry's `until` the person's open streams to that Resource are
-   * closed (a renewed authorization with a later `until` moves the timer instead).
-   */
-  private schedulePolicyTimer(): void {
-    if (this.policyTimer) clearTimeout(this.policyTimer);
-    this.policyTimer = undefined;
-    // Policy timers are Controller times.
-    const now = this.ctx.controllerNow();
-    let next = Number.POSITIVE_INFINITY;
-    for (const until of this.auth?.untils.values() ?? []) {
-      if (until * 1000 > now) next = Math.min(next, until * 1000);
-    }
-    this.expireStreams(now);
-    if (!Number.isFinite(next)) return;
-    // setTimeout's limit is ~24.8 days; a longer timer is re-armed when it fires.
-    this.policyTimer = setTimeout(() => this.schedulePolicyTimer(), Math.min(next - now + 5, 2 ** 31 - 1));
-  }
-
-  private expireStreams(now: number): void {
-    for (const [stream, resourceId] of this.streamResources) {
-      const until = this.untilOf(resourceId);
-      if (until !== null && until * 1000 <= now) {
-        this.ctx.log.info("policy timer expired: closing stream", {
-          resource: resourceId,
-          session: this.sid,
-        });
-        stream.reset(RESET_CODES.unauthorized, "resource policy: authentication expired, sign in again");
-        this.streamResources.delete(stream);
-      }
-    }
-  }
-
-  private write(bytes: Uint8Array): void {
-    if (!this.closed && this.tls && !this.tls.destroyed) this.tls.write(bytes);
-  }
-
-  private handleOpen(stream: MuxStream, open: { host: string; port: number; protocol: "tcp" | "udp" }): void {
-    // Data the client pipelined after OPEN is held (bounded by the stream window) until the
-    // destination is connected; an early FIN or RESET is remembered too.
-    const early: Uint8Array[] = [];
-    let earlyEnd = false;
-    let earlyReset = false;
-    stream.onData = (b) => early.push(b);
-    stream.onEnd = () => {
-      earlyEnd = true;
-    };
-    stream.onReset = () => {
-      earlyReset = true;
-    };
-    void this.proxyStream(stream, open, { early, ended: () => earlyEnd, wasReset: () => earlyReset });
+    this.flush();
   }
 
   private async proxyStream(
@@ -253,7 +224,8 @@ export class ConnectorSession {
     pre: { early: Uint8Array[]; ended: () => boolean; wasReset: () => boolean },
   ) {
     const { ctx } = this;
-    const auth = this.auth!;
+    const core = this.core!;
+    const auth = core.authorization!;
     const started = Date.now();
     const destination = `${open.host}:${open.port}`;
     const report: Report = (outcome, extra) =>
@@ -284,9 +256,7 @@ export class ConnectorSession {
       report(d.outcome, { reason: d.reason, resource: d.resourceId });
       return;
     }
-    const until = this.untilOf(d.resourceId);
-    if (until !== null && until * 1000 <= ctx.controllerNow()) {
-      stream.reset(RESET_CODES.unauthorized, "resource policy: authentication expired, sign in again");
+    if (!core.admit(stream, d.resourceId, ctx.controllerNow())) {
       report("denied", { reason: "frequency: authentication expired", resource: d.resourceId });
       return;
     }
@@ -301,16 +271,16 @@ export class ConnectorSession {
         return undefined;
       });
       if (!sock) continue;
-      if (this.closed || pre.wasReset()) {
+      if (!core.serving(stream) || pre.wasReset()) {
         sock.destroy();
+        core.release(stream);
         return;
       }
-      this.sockets.add(sock);
-      this.streamResources.set(stream, d.resourceId);
+      this.closers.set(stream, () => sock.destroy());
       stream.acceptOpen();
       const r = await pipeSocketAndStream(sock, stream, { early: pre.early, ended: pre.ended() });
-      this.sockets.delete(sock);
-      this.streamResources.delete(stream);
+      this.closers.delete(stream);
+      core.release(stream);
       report("success", {
         resource: d.resourceId,
         ip,
@@ -320,6 +290,7 @@ export class ConnectorSession {
       });
       return;
     }
+    core.release(stream);
     stream.reset(RESET_CODES.unable_to_connect, lastError);
     report("unable_to_connect", { reason: lastError, resource: d.resourceId });
   }
@@ -337,6 +308,7 @@ export class ConnectorSession {
     pre: { early: Uint8Array[]; ended: () => boolean; wasReset: () => boolean },
     report: Report,
   ): Promise<void> {
+    const core = this.core!;
     let lastError = "unable to connect";
     for (const ip of addresses) {
       const sock = await udpConnect(ip, port).catch((err: Error) => {
@@ -344,11 +316,11 @@ export class ConnectorSession {
         return undefined;
       });
       if (!sock) continue;
-      if (this.closed || pre.wasReset()) {
+      if (!core.serving(stream) || pre.wasReset()) {
         sock.close();
+        core.release(stream);
         return;
       }
-      this.streamResources.set(stream, resourceId);
       stream.acceptOpen();
       const relay = relayDatagrams(stream, {
         idleMs: this.ctx.udpIdleMs,
@@ -359,10 +331,10 @@ export class ConnectorSession {
       });
       sock.on("message", (msg: Uint8Array) => relay.toStream(msg));
       sock.on("error", (err: NodeJS.ErrnoException) => relay.socketError(err));
-      this.udpFlows.set(stream, () => relay.close());
+      this.closers.set(stream, () => relay.close());
       const r = await relay.done;
-      this.udpFlows.delete(stream);
-      this.streamResources.delete(stream);
+      this.closers.delete(stream);
+      core.release(stream);
       try {
         sock.close();
       } catch {
@@ -382,27 +354,39 @@ export class ConnectorSession {
       });
       return;
     }
+    core.release(stream);
     stream.reset(RESET_CODES.unable_to_connect, lastError);
     report("unable_to_connect", { reason: lastError, resource: resourceId });
   }
 
-  close(reason: string, delayMs = 0): void {
+  /** Close the tunnel (transport lost, connector stopping). */
+  close(reason: string, lingerMs = 0): void {
+    if (this.core) {
+      this.core.close(reason, lingerMs);
+      this.flush();
+    } else {
+      this.finish(reason, lingerMs);
+    }
+  }
+
+  /** The core closed the tunnel: sockets to Resources go, the TLS session after `lingerMs`. */
+  private finish(reason: string, lingerMs: number): void {
     if (this.closed) return;
     this.closed = true;
     this.onClosed();
-    if (this.expiryTimer) clearTimeout(this.expiryTimer);
-    if (this.policyTimer) clearTimeout(this.policyTimer);
-    this.mux?.closeAll(RESET_CODES.cancelled, reason);
-    for (const s of this.sockets) s.destroy();
-    for (const close of this.udpFlows.values()) close();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const close of this.closers.values()) close();
+    this.closers.clear();
     this.ctx.log.debug("session closed", { session: this.sid, reason });
     const tls = this.tls;
-    if (tls) setTimeout(() => tls.destroy(), delayMs);
+    if (tls) setTimeout(() => tls.destroy(), lingerMs);
   }
 
   /** The principal and device of this tunnel, once authorized. */
   get identity(): { principal_id: string; device_id: string } | undefined {
-    return this.auth ? { principal_id: this.auth.claims.sub, device_id: this.auth.claims.dev } : undefined;
+    const auth = this.core?.authorization;
+    return auth ? { principal_id: auth.claims.sub, device_id: auth.claims.dev } : undefined;
   }
 
   /**
@@ -412,7 +396,7 @@ export class ConnectorSession {
    * before it restores nothing, on this tunnel or another.
    */
   applyRevocation(allowed: string[] | null, at: number): void {
-    const auth = this.auth;
+    const auth = this.core?.authorization;
     if (!auth || this.closed) return;
     const { sub, dev } = auth.claims;
     const now = this.ctx.controllerNow();
@@ -430,12 +414,13 @@ export class ConnectorSession {
         now,
       );
     }
-    this.narrow(keep);
+    this.core?.narrow(keep);
+    this.flush();
   }
 
   /** Check the authorization in force against the revocation list (after a heartbeat or a push). */
   applyRevocations(list: RevocationList): void {
-    const auth = this.auth;
+    const auth = this.core?.authorization;
     if (!auth || this.closed) return;
     const facts = {
       principalId: auth.claims.sub,
@@ -451,47 +436,28 @@ export class ConnectorSession {
       }
       if (r.resource_id) drop.add(r.resource_id);
     }
-    if (drop.size > 0) this.narrow(new Set(facts.resourceIds.filter((id) => !drop.has(id))));
+    if (drop.size > 0) {
+      this.core?.narrow(new Set(facts.resourceIds.filter((id) => !drop.has(id))));
+      this.flush();
+    }
   }
 
   private revoke(reason: string): void {
-    const auth = this.auth;
-    this.ctx.log.info("access revoked: closing tunnel", { principal: auth?.claims.sub, session: this.sid });
-    // GOAWAY first: the client opens its next stream on a new tunnel, whose token request the
-    // Controller answers with the reason (rather than on this one, which is about to close).
-    if (this.mux?.authenticated) this.mux.goAway(RESET_CODES.unauthorized, reason);
-    this.mux?.resetAll(RESET_CODES.unauthorized, reason);
-    this.close(reason, 50);
-  }
-
-  /** Only the Resources in `keep` stay in the ACL; open streams to the others are reset. */
-  private narrow(keep: Set<string>): void {
-    const auth = this.auth;
-    if (!auth) return;
-    const acl = auth.claims.acl.filter((e) => keep.has(e.id));
-    if (acl.length === auth.claims.acl.length) return;
-    this.auth = { ...auth, claims: { ...auth.claims, acl }, acl: compileAcl(acl) };
-    for (const [stream, resourceId] of this.streamResources) {
-      if (resourceId !== null && !keep.has(resourceId)) {
-        stream.reset(RESET_CODES.unauthorized, "access revoked");
-        // A local reset raises no onReset: end a udp flow's relay (and its socket) here.
-        this.udpFlows.get(stream)?.();
-      }
-    }
-    this.ctx.log.info("access narrowed", {
-      principal: auth.claims.sub,
-      resources: acl.length,
+    this.ctx.log.info("access revoked: closing tunnel", {
+      principal: this.core?.authorization?.claims.sub,
       session: this.sid,
     });
+    this.core?.revoke(reason);
+    this.flush();
   }
 
   goAway(): void {
-    if (!this.closed && this.mux?.authenticated)
-      this.mux.goAway(RESET_CODES.going_away, "connector is shutting down");
+    this.core?.goAway();
+    this.flush();
   }
 
   get streamCount(): number {
-    return this.mux?.streamCount ?? 0;
+    return this.core?.streamCount ?? 0;
   }
 }
 

@@ -219,6 +219,42 @@ describe("streams", () => {
     expect(clientSide.reset ?? connectorSide.reset).toBeUndefined();
   });
 
+  test("data and FIN that arrive before the owner sets its callbacks are held and handed over in order", () => {
+    // The client's owner takes a stream over when its open promise resolves, a few tasks after
+    // OPEN_OK: a server that speaks first (an SSH banner) must not lose its first bytes.
+    const t = tunnel();
+    t.authenticate();
+    const local = t.client.open({ host: "ssh.internal", port: 22, protocol: "tcp" });
+    t.deliver();
+    const remote = t.accepted[0]!.stream;
+    remote.acceptOpen();
+    remote.write(text("SSH-2.0-banner\r\n"));
+    remote.end();
+    t.deliver();
+    const late = sink(local);
+    expect(late.text).toBe("SSH-2.0-banner\r\n");
+    expect(late.ended).toBe(true);
+    expect(t.client.streamCount).toBe(1); // our side is still open: the owner may answer
+  });
+
+  test("a reset drops what is held and reaches the owner as soon as it listens", () => {
+    const t = tunnel();
+    t.authenticate();
+    const local = t.client.open({ host: "db.internal", port: 5432, protocol: "tcp" });
+    t.deliver();
+    const remote = t.accepted[0]!.stream;
+    remote.acceptOpen();
+    remote.write(text("partial"));
+    t.deliver();
+    remote.reset(RESET_CODES.internal, "gone");
+    t.deliver();
+    const resets: number[] = [];
+    local.onReset = (code) => resets.push(code);
+    expect(resets).toEqual([RESET_CODES.internal]);
+    const late = sink(local);
+    expect(late.chunks).toEqual([]);
+  });
+
   test("client ids are odd and ascending", () => {
     const t = tunnel();
     t.authenticate();

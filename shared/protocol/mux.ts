@@ -101,25 +101,93 @@ interface StreamOps {
 
 const noop = (): void => {};
 
+/** Only the mux hands events to a stream (the symbol is not exported). */
+const deliver = Symbol("deliver");
+
+type StreamEvent =
+  | { kind: "data"; bytes: Uint8Array }
+  | { kind: "end" }
+  | { kind: "reset"; code: number; message: string };
+
 /**
  * One bidirectional byte stream inside the tunnel. Created by the mux (`Mux.open` on the client,
- * `onStream` on the connector). Set the callbacks right away; events without a callback are dropped.
+ * `onStream` on the connector). Data, end and reset that arrive before their callback is set are
+ * held (data is bounded by the stream window, since it is not consumed) and handed over, in order,
+ * when it is: the owner may take a stream over a few tasks after OPEN_OK without losing a byte.
  */
 export class MuxStream {
   readonly id: number;
-  /** Bytes from the peer. Call `consumed(n)` once they are processed, or the peer runs out of credit. */
-  onData: (bytes: Uint8Array) => void = noop;
-  /** The peer half-closed: no more data will arrive. */
-  onEnd: () => void = noop;
-  /**
-   * The stream was aborted by the peer, by the peer's GOAWAY, or locally by `closeAll`/`resetAll`
-   * (tunnel lost, authorization expired). Data written but not yet sent is lost.
-   */
-  onReset: (code: number, message: string) => void = noop;
   /** Client: the connector reached the destination. */
   onOpenOk: () => void = noop;
   /** `write` returned false earlier and the queue has gone down; writing may resume. */
   onDrain: () => void = noop;
+
+  #onData: ((bytes: Uint8Array) => void) | undefined;
+  #onEnd: (() => void) | undefined;
+  #onReset: ((code: number, message: string) => void) | undefined;
+  #held: StreamEvent[] = [];
+
+  /** Bytes from the peer. Call `consumed(n)` once they are processed, or the peer runs out of credit. */
+  get onData(): (bytes: Uint8Array) => void {
+    return this.#onData ?? noop;
+  }
+  set onData(fn: (bytes: Uint8Array) => void) {
+    this.#onData = fn;
+    this.#replay();
+  }
+
+  /** The peer half-closed: no more data will arrive. */
+  get onEnd(): () => void {
+    return this.#onEnd ?? noop;
+  }
+  set onEnd(fn: () => void) {
+    this.#onEnd = fn;
+    this.#replay();
+  }
+
+  /**
+   * The stream was aborted by the peer, by the peer's GOAWAY, or locally by `closeAll`/`resetAll`
+   * (tunnel lost, authorization expired). Data written but not yet sent is lost.
+   */
+  get onReset(): (code: number, message: string) => void {
+    return this.#onReset ?? noop;
+  }
+  set onReset(fn: (code: number, message: string) => void) {
+    this.#onReset = fn;
+    this.#replay();
+  }
+
+  /** The mux's way in: hand `event` to its callback, or hold it (in order) until one is set. */
+  [deliver](event: StreamEvent): void {
+    // The common case, on every DATA frame: nothing held and the owner listening.
+    if (event.kind === "data" && this.#held.length === 0 && this.#onData) {
+      this.#onData(event.bytes);
+      return;
+    }
+    // A reset ends the stream at once: what is still held is dropped (its credit goes back with it).
+    if (event.kind === "reset") this.#held = [];
+    this.#held.push(event);
+    this.#replay();
+  }
+
+  #replay(): void {
+    while (this.#held.length > 0) {
+      const e = this.#held[0]!;
+      if (e.kind === "data") {
+        if (!this.#onData) return;
+        this.#held.shift();
+        this.#onData(e.bytes);
+      } else if (e.kind === "end") {
+        if (!this.#onEnd) return;
+        this.#held.shift();
+        this.#onEnd();
+      } else {
+        if (!this.#onReset) return;
+        this.#held = [];
+        this.#onReset(e.code, e.message);
+      }
+    }
+  }
 
   readonly #ops: StreamOps;
 
@@ -390,7 +458,7 @@ export class Mux {
     for (const state of [...this.#streams.values()]) {
       if (state.closed) continue;
       this.#resetStream(state, code, message);
-      state.handle.onReset(code, message);
+      state.handle[deliver]({ kind: "reset", code, message });
     }
   }
 
@@ -408,7 +476,7 @@ export class Mux {
       state.closed = true;
       state.queue.clear();
     }
-    for (const state of states) state.handle.onReset(code, message);
+    for (const state of states) state.handle[deliver]({ kind: "reset", code, message });
   }
 
   // ------------------------------------------------------------------------------------------
@@ -540,7 +608,7 @@ export class Mux {
     } else {
       state.owed += n;
     }
-    state.handle.onData(data);
+    state.handle[deliver]({ kind: "data", bytes: data });
   }
 
   #receiveFin(id: number): void {
@@ -548,7 +616,7 @@ export class Mux {
     if (state === undefined) return;
     this.#checkPeerMaySend(state, "FIN");
     state.remoteEnded = true;
-    state.handle.onEnd();
+    state.handle[deliver]({ kind: "end" });
     this.#removeIfDone(state);
   }
 
@@ -556,7 +624,7 @@ export class Mux {
     const state = this.#lookup(id, "reset");
     if (state === undefined) return;
     this.#remove(state, false);
-    state.handle.onReset(code, message);
+    state.handle[deliver]({ kind: "reset", code, message });
   }
 
   #receiveCredit(id: number, increment: number): void {

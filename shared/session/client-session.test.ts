@@ -1,0 +1,183 @@
+import { describe, expect, test } from "bun:test";
+import { type Frame, FrameReader, RESET_CODES } from "../protocol/frame.ts";
+import { Mux, type MuxStream } from "../protocol/mux.ts";
+import {
+  AUTH_TIMEOUT_MS,
+  type ClientEvent,
+  ClientSession,
+  KEEPALIVE_DEAD_MS,
+  KEEPALIVE_MS,
+  OPEN_SUSPECT_MS,
+  OPEN_TIMEOUT_MS,
+  PROBE_MS,
+} from "./client-session.ts";
+
+/** A client core and a bare connector-side mux, bytes carried by hand (`toConnector`, `toClient`). */
+function pair() {
+  const core = new ClientSession(0);
+  const fromConnector: Uint8Array[] = [];
+  const opened: MuxStream[] = [];
+  const connector = new Mux({
+    role: "connector",
+    send: (b) => fromConnector.push(b),
+    onStream: (s) => opened.push(s),
+  });
+  const reader = new FrameReader();
+  const sent: Frame[] = [];
+  const toConnector = () => {
+    for (let t = core.pollTransmit(); t; t = core.pollTransmit()) {
+      for (const f of reader.push(t)) {
+        sent.push(f);
+        connector.receive(f);
+      }
+    }
+  };
+  const toClient = (now: number) => {
+    for (const b of fromConnector.splice(0)) core.handleBytes(b, now);
+  };
+  const events = () => {
+    const out: ClientEvent[] = [];
+    for (let e = core.pollEvent(); e; e = core.pollEvent()) out.push(e);
+    return out;
+  };
+  return { core, connector, opened, sent, toConnector, toClient, events };
+}
+
+function authorized() {
+  const p = pair();
+  p.core.present('{"v":1}', 600_000, 0);
+  p.toConnector();
+  p.connector.authResult(true, "authorized");
+  p.toClient(10);
+  p.events();
+  return p;
+}
+
+describe("ClientSession", () => {
+  test("AUTH answers are matched in order; the accepted expiry is the tunnel's", () => {
+    const p = pair();
+    const a = p.core.present("{}", 60_000, 0);
+    p.toConnector();
+    p.connector.authResult(true, "authorized");
+    p.toClient(10);
+    const b = p.core.present("{}", 120_000, 20);
+    const c = p.core.present("{}", 180_000, 21);
+    p.toConnector();
+    p.connector.authResult(false, "not newer");
+    p.connector.authResult(true, "authorized");
+    p.toClient(30);
+    expect(p.events()).toEqual([
+      { type: "auth", id: a, ok: true, message: "authorized", timeout: false },
+      { type: "auth", id: b, ok: false, message: "not newer", timeout: false },
+      { type: "auth", id: c, ok: true, message: "authorized", timeout: false },
+    ]);
+    expect(p.core.authzExpiresAt).toBe(180_000);
+  });
+
+  test("an unanswered AUTH times out", () => {
+    const p = pair();
+    const id = p.core.present("{}", 60_000, 0);
+    expect(p.core.pollTimeout()).toBe(AUTH_TIMEOUT_MS);
+    p.core.handleTimeout(AUTH_TIMEOUT_MS);
+    expect(p.events()).toEqual([
+      { type: "auth", id, ok: false, message: "connector did not answer AUTH", timeout: true },
+    ]);
+  });
+
+  test("no stream before AUTH succeeded", () => {
+    const p = pair();
+    p.core.present("{}", 60_000, 0);
+    expect(() => p.core.openStream({ host: "a", port: 1, protocol: "tcp" }, 1)).toThrow();
+  });
+
+  test("a frozen connector: a waiting stream makes the tunnel hung within OPEN_SUSPECT_MS + PROBE_MS", () => {
+    const p = authorized();
+    const t = 1_000; // before the first keepalive (3 s), which would come first
+    const stream = p.core.openStream({ host: "a", port: 1, protocol: "tcp" }, t);
+    p.toConnector(); // the OPEN leaves; nothing comes back
+    expect(p.core.pollTimeout()).toBe(t + OPEN_SUSPECT_MS);
+    p.core.handleTimeout(t + OPEN_SUSPECT_MS);
+    p.toConnector();
+    expect(p.sent.at(-1)).toMatchObject({ type: "ping", ack: false });
+    expect(p.core.pollTimeout()).toBe(t + OPEN_SUSPECT_MS + PROBE_MS);
+    p.core.handleTimeout(t + OPEN_SUSPECT_MS + PROBE_MS);
+    expect(p.core.hung).toBe(true);
+    expect(p.events()).toEqual([
+      {
+        type: "open_failed",
+        stream,
+        code: RESET_CODES.cancelled,
+        message: "the connector stopped answering (hung)",
+        tunnelLost: true,
+      },
+      { type: "closed", reason: "the connector stopped answering (hung)", hung: true },
+    ]);
+  });
+
+  test("any byte after the probe's ping is life, and a live connector is never hung", () => {
+    const p = authorized();
+    p.core.openStream({ host: "a", port: 1, protocol: "tcp" }, 1_000);
+    p.toConnector();
+    p.core.handleTimeout(1_000 + OPEN_SUSPECT_MS);
+    p.toConnector(); // the ping reaches the connector, whose mux answers it
+    p.toClient(1_000 + OPEN_SUSPECT_MS + 900);
+    p.core.handleTimeout(1_000 + OPEN_SUSPECT_MS + PROBE_MS);
+    expect(p.core.alive).toBe(true);
+    expect(p.core.hung).toBe(false);
+  });
+
+  test("a probe waits until the last byte has aged, so a connector frozen right after it is still caught", () => {
+    const p = authorized();
+    p.core.openStream({ host: "a", port: 1, protocol: "tcp" }, 1_000);
+    p.toConnector();
+    // Something arrived just before the suspicion time: the probe is deferred, not dropped.
+    p.connector.ping(new Uint8Array(8));
+    p.toClient(1_700);
+    const due = p.core.pollTimeout()!;
+    expect(due).toBe(1_700 + OPEN_SUSPECT_MS / 2);
+    p.core.handleTimeout(due);
+    p.toConnector();
+    expect(p.sent.at(-1)).toMatchObject({ type: "ping", ack: false });
+    p.core.handleTimeout(due + PROBE_MS);
+    expect(p.core.hung).toBe(true);
+  });
+
+  test("keepalive: a ping every KEEPALIVE_MS, closed after KEEPALIVE_DEAD_MS of silence", () => {
+    const p = authorized();
+    let now = 10;
+    let pings = 0;
+    while (p.core.alive) {
+      now = p.core.pollTimeout()!;
+      p.core.handleTimeout(now);
+      p.toConnector();
+      pings = p.sent.filter((f) => f.type === "ping").length;
+    }
+    expect(pings).toBe(Math.floor(KEEPALIVE_DEAD_MS / KEEPALIVE_MS));
+    expect(now).toBeGreaterThan(10 + KEEPALIVE_DEAD_MS);
+    expect(now).toBeLessThanOrEqual(10 + KEEPALIVE_DEAD_MS + KEEPALIVE_MS);
+    expect(p.core.hung).toBe(true);
+  });
+
+  test("an open the connector never answers times out (RESET 9), the tunnel stays", () => {
+    const p = authorized();
+    const stream = p.core.openStream({ host: "a", port: 1, protocol: "tcp" }, 100);
+    // The connector keeps talking (so no probe fires) but never answers the OPEN.
+    let now = 100;
+    while (now < 100 + OPEN_TIMEOUT_MS) {
+      now += 300;
+      p.connector.ping(new Uint8Array(8));
+      p.toClient(now);
+      p.core.handleTimeout(now);
+      p.toConnector();
+    }
+    const failed = p.events().find((e) => e.type === "open_failed");
+    expect(failed).toEqual({
+      type: "open_failed",
+      stream,
+      code: RESET_CODES.timeout,
+      message: "the connector did not answer in time",
+      tunnelLost: false,
+    });
+    expect(p.core.alive).toBe(true);
+  });
+});

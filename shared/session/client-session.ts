@@ -1,0 +1,348 @@
+/**
+ * The client's side of one tunnel, as a sans-IO state machine (docs/protocol.md §7,
+ * docs/architecture.md "Session core").
+ *
+ * Contract: fed the plaintext bytes of the tunnel's TLS session (`handleBytes`) and the time
+ * (`handleTimeout`), every input with `now` in ms on the client's clock; drained of bytes to send
+ * (`pollTransmit`), events (`pollEvent`) and the next time it must be woken (`pollTimeout`). No
+ * clock, timer or socket here: the driver (client/tunnel.ts) has them, with one timer.
+ *
+ * What it owns: the AUTH exchange and its deadline (renewals answered in order), open deadlines,
+ * keepalive, and the hung-tunnel probe: a stream waiting OPEN_SUSPECT_MS for OPEN_OK makes the
+ * tunnel prove it is alive; a ping goes out, and when nothing at all arrives within PROBE_MS the
+ * tunnel is declared hung and closed, so the stream can be retried on a peer at once instead of
+ * after the keepalive verdict. Any byte counts as life, not only the pong: on a slow link the pong
+ * may queue behind data, but a live connector keeps sending something. Signing the channel
+ * binding is asynchronous and stays outside: the driver signs, then `present`s the AUTH message.
+ */
+
+import { ProtocolError } from "../protocol/errors.ts";
+import { FrameReader, RESET_CODES } from "../protocol/frame.ts";
+import { type Destination, Mux, type MuxOptions, type MuxStream } from "../protocol/mux.ts";
+
+/** The connector must answer an AUTH within this. */
+export const AUTH_TIMEOUT_MS = 10_000;
+/** An idle tunnel is pinged this often. */
+export const KEEPALIVE_MS = 3_000;
+/** Nothing at all from the connector for this long, pings unanswered: the path is dead. */
+export const KEEPALIVE_DEAD_MS = 10_000;
+/** A stream waiting this long for OPEN_OK makes the tunnel prove it is alive. */
+export const OPEN_SUSPECT_MS = 750;
+/** The proof: something from the connector within this long after the probe's ping. */
+export const PROBE_MS = 1_000;
+/** A stream the connector has not answered within this long is given up (RESET 9). */
+export const OPEN_TIMEOUT_MS = 30_000;
+
+export type ClientEvent =
+  /** The connector answered the AUTH `id` (or did not in time: `ok` false, `timeout` true). */
+  | { type: "auth"; id: number; ok: boolean; message: string; timeout: boolean }
+  /** The connector reached the destination of `stream`. */
+  | { type: "open_ok"; stream: MuxStream }
+  /**
+   * `stream` did not open: refused by the connector (`code`), timed out, or the whole tunnel went
+   * before the connector answered (`tunnelLost`: nothing reached the application; retry elsewhere).
+   */
+  | { type: "open_failed"; stream: MuxStream; code: number; message: string; tunnelLost: boolean }
+  /** The connector is draining: open new streams elsewhere. */
+  | { type: "goaway"; code: number; message: string }
+  /** The tunnel is over; `hung` when the connector stopped answering. */
+  | { type: "closed"; reason: string; hung: boolean };
+
+export interface ClientSessionTimers {
+  authTimeoutMs: number;
+  keepaliveMs: number;
+  keepaliveDeadMs: number;
+  openSuspectMs: number;
+  probeMs: number;
+  openTimeoutMs: number;
+}
+
+export const CLIENT_TIMERS: ClientSessionTimers = {
+  authTimeoutMs: AUTH_TIMEOUT_MS,
+  keepaliveMs: KEEPALIVE_MS,
+  keepaliveDeadMs: KEEPALIVE_DEAD_MS,
+  openSuspectMs: OPEN_SUSPECT_MS,
+  probeMs: PROBE_MS,
+  openTimeoutMs: OPEN_TIMEOUT_MS,
+};
+
+export interface ClientSessionOptions {
+  timers?: Partial<ClientSessionTimers>;
+  /** Multiplexer tuning (tests). */
+  mux?: Omit<MuxOptions, "role" | "send" | "onStream" | "onFrame">;
+}
+
+interface PendingAuth {
+  id: number;
+  deadline: number;
+  expiresAt: number;
+}
+
+interface PendingOpen {
+  /** Given up (RESET 9) at this time. */
+  deadline: number;
+  /** From this time on, the tunnel must prove it is alive. */
+  suspectAt: number;
+}
+
+export class ClientSession {
+  readonly #reader = new FrameReader();
+  readonly #mux: Mux;
+  readonly #t: ClientSessionTimers;
+  readonly #transmits: Uint8Array[] = [];
+  readonly #events: ClientEvent[] = [];
+  /** AUTHs sent and not answered yet, oldest first: the connector answers them in order. */
+  readonly #auths: PendingAuth[] = [];
+  #nextAuthId = 1;
+  readonly #opens = new Map<MuxStream, PendingOpen>();
+  /** When the last byte arrived from the connector (any frame counts as life). */
+  #lastInbound: number;
+  /** A probe's ping left at this time; the tunnel is hung unless a byte arrives after it. */
+  #probeSentAt: number | undefined;
+  #nextKeepalive: number | undefined;
+  #authzExpiresAt = 0;
+  #goingAway = false;
+  #closed: { reason: string; hung: boolean } | undefined;
+  /** Called when output appears outside a handle*() call (a stream write by the driver). */
+  onWake: () => void = () => {};
+
+  constructor(now: number, options: ClientSessionOptions = {}) {
+    this.#t = { ...CLIENT_TIMERS, ...options.timers };
+    this.#lastInbound = now;
+    this.#mux = new Mux({
+      ...options.mux,
+      role: "client",
+      send: (bytes) => {
+        this.#transmits.push(bytes);
+        this.onWake();
+      },
+      onFrame: (f) => {
+        if (f.type === "auth_result") this.#authResult(f.ok, f.message);
+        else if (f.type === "goaway") {
+          this.#goingAway = true;
+          this.#events.push({ type: "goaway", code: f.code, message: f.message });
+        }
+      },
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Inputs
+
+  /** Plaintext bytes from the connector. */
+  handleBytes(chunk: Uint8Array, now: number): void {
+    if (this.#closed) return;
+    this.#lastInbound = now;
+    try {
+      for (const frame of this.#reader.push(chunk)) {
+        this.#mux.receive(frame);
+        if (this.#closed) return;
+      }
+    } catch (err) {
+      this.close(err instanceof ProtocolError ? `protocol error: ${err.message}` : "protocol error");
+      return;
+    }
+    // Authenticated by this input: keepalive starts.
+    if (this.#mux.authenticated && this.#nextKeepalive === undefined)
+      this.#nextKeepalive = now + this.#t.keepaliveMs;
+  }
+
+  handleTimeout(now: number): void {
+    if (this.#closed) return;
+    for (const a of this.#auths) {
+      if (now < a.deadline) continue;
+      // The connector answers in order: with the oldest unanswered, every later one is lost too.
+      for (const lost of this.#auths.splice(0)) {
+        this.#events.push({
+          type: "auth",
+          id: lost.id,
+          ok: false,
+          message: "connector did not answer AUTH",
+          timeout: true,
+        });
+      }
+      break;
+    }
+    for (const [stream, open] of this.#opens) {
+      if (now < open.deadline) continue;
+      this.#opens.delete(stream);
+      stream.reset(RESET_CODES.timeout, "open timed out");
+      this.#events.push({
+        type: "open_failed",
+        stream,
+        code: RESET_CODES.timeout,
+        message: "the connector did not answer in time",
+        tunnelLost: false,
+      });
+    }
+    if (this.#probeSentAt !== undefined && now >= this.#probeSentAt + this.#t.probeMs) {
+      // Answered (a byte after the ping) or not: either way this probe is over.
+      const sent = this.#probeSentAt;
+      this.#probeSentAt = undefined;
+      if (this.#lastInbound < sent) {
+        this.close("the connector stopped answering (hung)", true);
+        return;
+      }
+    }
+    this.#maybeProbe(now);
+    if (this.#nextKeepalive !== undefined && now >= this.#nextKeepalive) {
+      // Liveness: a path can die silently (a cut link, a sleeping laptop). Ping every few seconds
+      // and close the tunnel when the connector stops answering, so new streams go elsewhere and
+      // the streams on it are reported failed instead of hanging.
+      if (now - this.#lastInbound > this.#t.keepaliveDeadMs) {
+        this.close("the connector stopped answering", true);
+        return;
+      }
+      this.#nextKeepalive = now + this.#t.keepaliveMs;
+      this.#mux.ping(new Uint8Array(8));
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Commands
+
+  /**
+   * Sends (or renews) the authorization: `message` is the AUTH JSON, signed by the driver.
+   * `expiresAt` (ms) becomes the tunnel's authorization expiry if the connector accepts it.
+   * Returns the id its `auth` event will carry.
+   */
+  present(message: string, expiresAt: number, now: number): number {
+    if (this.#closed) throw new Error("the tunnel is closed");
+    const id = this.#nextAuthId++;
+    this.#auths.push({ id, deadline: now + this.#t.authTimeoutMs, expiresAt });
+    this.#mux.auth(message);
+    return id;
+  }
+
+  /**
+   * Opens a stream. Its outcome comes as `open_ok` or `open_failed`; data may be written at once
+   * (it is sent as credit allows, and the connector holds it until connected).
+   */
+  openStream(destination: Destination, now: number): MuxStream {
+    if (this.#closed) throw new Error("the tunnel is closed");
+    const stream = this.#mux.open(destination);
+    this.#opens.set(stream, {
+      deadline: now + this.#t.openTimeoutMs,
+      suspectAt: now + this.#t.openSuspectMs,
+    });
+    stream.onOpenOk = () => {
+      this.#opens.delete(stream);
+      this.#events.push({ type: "open_ok", stream });
+    };
+    stream.onReset = (code, message) => {
+      if (!this.#opens.delete(stream)) return;
+      // The whole tunnel went (closed as hung, or lost): no answer from this connector at all,
+      // which the caller may retry elsewhere, unlike a refusal by the connector.
+      const lost = this.#closed !== undefined;
+      this.#events.push({
+        type: "open_failed",
+        stream,
+        code,
+        message: lost ? this.#closed!.reason : message,
+        tunnelLost: lost,
+      });
+    };
+    return stream;
+  }
+
+  /** New streams should go elsewhere (the connector is no longer offered); this one drains. */
+  markGoingAway(): void {
+    this.#goingAway = true;
+  }
+
+  /** The tunnel ends: every stream is reset locally, so none is mistaken for complete. */
+  close(reason: string, hung = false): void {
+    if (this.#closed) return;
+    this.#closed = { reason, hung };
+    this.#nextKeepalive = undefined;
+    this.#probeSentAt = undefined;
+    const lostAuths = this.#auths.splice(0);
+    this.#mux.closeAll(RESET_CODES.cancelled, reason);
+    for (const a of lostAuths)
+      this.#events.push({ type: "auth", id: a.id, ok: false, message: reason, timeout: false });
+    this.#events.push({ type: "closed", reason, hung });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Outputs
+
+  pollTransmit(): Uint8Array | undefined {
+    return this.#transmits.shift();
+  }
+
+  pollEvent(): ClientEvent | undefined {
+    return this.#events.shift();
+  }
+
+  /** The next time `handleTimeout` must run, or undefined when no timer is due. */
+  pollTimeout(): number | undefined {
+    if (this.#closed) return undefined;
+    let next = this.#nextKeepalive ?? Number.POSITIVE_INFINITY;
+    const first = this.#auths[0];
+    if (first) next = Math.min(next, first.deadline);
+    if (this.#probeSentAt !== undefined) next = Math.min(next, this.#probeSentAt + this.#t.probeMs);
+    for (const open of this.#opens.values()) {
+      next = Math.min(next, open.deadline);
+      if (this.#probeSentAt === undefined && this.#mux.authenticated)
+        next = Math.min(next, Math.max(open.suspectAt, this.#lastInbound + this.#t.openSuspectMs / 2));
+    }
+    return Number.isFinite(next) ? next : undefined;
+  }
+
+  get alive(): boolean {
+    return this.#closed === undefined;
+  }
+
+  get authenticated(): boolean {
+    return this.#mux.authenticated;
+  }
+
+  /** Closed because the connector stopped answering (not by a clean close or a lost transport). */
+  get hung(): boolean {
+    return this.#closed?.hung ?? false;
+  }
+
+  get closeReason(): string | undefined {
+    return this.#closed?.reason;
+  }
+
+  get goingAway(): boolean {
+    return this.#goingAway;
+  }
+
+  /** Expiry (ms) of the authorization the connector last accepted; 0 before the first. */
+  get authzExpiresAt(): number {
+    return this.#authzExpiresAt;
+  }
+
+  get streamCount(): number {
+    return this.#mux.streamCount;
+  }
+
+  /** Bytes received and not yet consumed by the application, over all streams. */
+  get unconsumedBytes(): number {
+    return this.#mux.unconsumedBytes;
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  #authResult(ok: boolean, message: string): void {
+    const a = this.#auths.shift();
+    if (!a) return;
+    if (ok) this.#authzExpiresAt = a.expiresAt;
+    this.#events.push({ type: "auth", id: a.id, ok, message, timeout: false });
+  }
+
+  /**
+   * A stream has waited OPEN_SUSPECT_MS: ping, unless something arrived recently (then look again
+   * when that has aged), so a connector that froze just after its last byte is still caught.
+   */
+  #maybeProbe(now: number): void {
+    if (this.#probeSentAt !== undefined || !this.#mux.authenticated) return;
+    let due = false;
+    for (const open of this.#opens.values()) if (now >= open.suspectAt) due = true;
+    if (!due || now - this.#lastInbound < this.#t.openSuspectMs / 2) return;
+    this.#probeSentAt = now;
+    this.#mux.ping(new Uint8Array(8));
+  }
+}
