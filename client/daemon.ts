@@ -23,6 +23,7 @@ import {
   type Upstream,
 } from "./dns-server.ts";
 import { buildPac, handleHttpProxyConnection } from "./http-proxy.ts";
+import { ClientMetrics, type ClientMetricsSnapshot } from "./metrics.ts";
 import { buildRuleset, captureRanges, NftTable, removeTableSync, splitByFamily } from "./nft.ts";
 import { findOverlaps } from "./overlap.ts";
 import { deviceLogin, signedPosture } from "./signin.ts";
@@ -75,6 +76,7 @@ export class Daemon {
   private readonly keys: JWTVerifyGetKey;
   private readonly tunnels: TunnelManager;
   private timer: ReturnType<typeof setInterval> | undefined;
+  readonly metrics = new ClientMetrics();
   /** Set by `sallyport up`: what `sallyport down` (POST /stop on the control socket) does. */
   onStopRequest: () => void = () => {};
   private socks: { port: number; close(): Promise<void> } | undefined;
@@ -443,6 +445,7 @@ export class Daemon {
     const { resource, host } = r;
     try {
       const stream = await this.openResourceStream(resource, host, port, "tcp");
+      this.metrics.observe("success");
       return {
         ok: true,
         attach: (socket, head) => {
@@ -638,6 +641,7 @@ export class Daemon {
     destination: string,
     cause: { outcome: string; message: string },
   ): void {
+    this.metrics.observe(cause.outcome);
     this.failures.set(resourceId, {
       time: new Date().toISOString(),
       resource_id: resourceId,
@@ -648,6 +652,7 @@ export class Daemon {
   }
 
   private recordDenial(resourceId: string, destination: string, reason: string, message: string): void {
+    this.metrics.observe("denied");
     this.denials.unshift({
       time: new Date().toISOString(),
       resource_id: resourceId,
@@ -818,6 +823,17 @@ export class Daemon {
       this.controllerReachable = false;
       this.lastError = `controller unreachable: ${(err as Error).message}`;
     }
+  }
+
+  /** What `--metrics-listen` serves (the Controller's reachability as of the last probe). */
+  metricsSnapshot(version: string): ClientMetricsSnapshot {
+    return {
+      version,
+      controllerReachable: this.controllerReachable,
+      tunnels: this.tunnels.status(),
+      resources: this.acl?.resources.length ?? 0,
+      reauthPending: this.reauth !== undefined,
+    };
   }
 
   status() {

@@ -143,6 +143,11 @@ const COMMANDS: Record<
         default: DEFAULT_DNS_ADDRESS,
       },
       {
+        flag: "metrics-listen",
+        env: "SALLYPORT_METRICS_LISTEN",
+        description: "Serve Prometheus metrics (/metrics) and health (/healthz) on HOST:PORT; off when unset",
+      },
+      {
         flag: "dns-upstream",
         env: "SALLYPORT_DNS_UPSTREAM",
         description: "Resolvers for non-Resource names, IP[:PORT],... (default: /etc/resolv.conf)",
@@ -652,6 +657,37 @@ async function cmdUp(
     }
     throw err;
   }
+  let metricsServer: ReturnType<typeof Bun.serve> | undefined;
+  if (values["metrics-listen"]) {
+    let m: { host: string; port: number };
+    try {
+      m = parseListenAddress(values["metrics-listen"]);
+    } catch (err) {
+      await daemon.stop().catch(() => {});
+      throw new UsageError(`--metrics-listen: ${(err as Error).message}`);
+    }
+    try {
+      metricsServer = Bun.serve({
+        hostname: m.host,
+        port: m.port,
+        fetch(req) {
+          const path = new URL(req.url).pathname;
+          if (path === "/metrics")
+            return new Response(daemon.metrics.render(daemon.metricsSnapshot(VERSION)), {
+              headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+            });
+          if (path === "/healthz") {
+            const ok = daemon.metricsSnapshot(VERSION).controllerReachable;
+            return Response.json({ ok }, { status: ok ? 200 : 503 });
+          }
+          return new Response("not found\n", { status: 404 });
+        },
+      });
+    } catch (err) {
+      await daemon.stop().catch(() => {});
+      throw new StartupError(`cannot listen on ${m.host}:${m.port} for metrics: ${(err as Error).message}`);
+    }
+  }
   let splitDns: { sd: ResolvedSplitDns; saved: SavedLink } | undefined;
   if (started.transparent && dns && !stopRequested) {
     splitDns = await sessionSplitDns(daemon.resourceEntries(), dns, session.controller, log);
@@ -675,6 +711,7 @@ async function cmdUp(
     await splitDns.sd
       .undo(splitDns.saved)
       .catch((err: Error) => log.error("could not revert split DNS", { error: err.message }));
+  metricsServer?.stop(true);
   await daemon.stop();
   return 0;
 }

@@ -19,6 +19,7 @@ let connector: Proc;
 let client: Proc & { socks: string };
 let http: { port: number; close: () => void };
 let metricsPort = 0;
+let clientMetricsPort = 0;
 const tmp = mkdtempSync(join(tmpdir(), "sallyport-logs-"));
 
 beforeAll(async () => {
@@ -26,6 +27,7 @@ beforeAll(async () => {
   edge = await startEdge();
   p = await provisionNetwork(edge, [{ name: HOST, address: HOST }], "Logs");
   metricsPort = await freePort();
+  clientMetricsPort = await freePort();
   connector = await startConnector({
     args: ["--log-format", "json", "--metrics-listen", `127.0.0.1:${metricsPort}`],
     controller: edge.url,
@@ -38,7 +40,14 @@ beforeAll(async () => {
     controller: edge.url,
     serviceKey: p.serviceKey,
     stateDir: join(tmp, "client"),
-    args: ["--log-format", "json", "--log-level", "debug"],
+    args: [
+      "--log-format",
+      "json",
+      "--log-level",
+      "debug",
+      "--metrics-listen",
+      `127.0.0.1:${clientMetricsPort}`,
+    ],
   });
 }, 120_000);
 
@@ -90,9 +99,9 @@ test("json logs parse line by line, and no secret of the run is in any log line"
   }
 });
 
-test("the connector's metrics move with traffic, and /healthz says it is attached and heartbeating", async () => {
-  const scrape = async () => {
-    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+test("the connector's and the client's metrics move with traffic, and /healthz says they are healthy", async () => {
+  const scrape = async (port = metricsPort) => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const v = new Map<string, number>();
     for (const line of text.split("\n")) {
       if (!line || line.startsWith("#")) continue;
@@ -102,6 +111,7 @@ test("the connector's metrics move with traffic, and /healthz says it is attache
     return v;
   };
   const before = await scrape();
+  const clientBefore = await scrape(clientMetricsPort);
   const ok = 'sallyport_connector_connections_total{outcome="success",path="relayed",protocol="tcp"}';
   for (let i = 0; i < 3; i++)
     expect(await curlVia(client.socks, `http://${HOST}:${http.port}/`)).toBe("logs ok");
@@ -115,6 +125,12 @@ test("the connector's metrics move with traffic, and /healthz says it is attache
   expect(after.get("sallyport_connector_relay_attached")).toBe(1);
   expect(after.get("sallyport_connector_controller_reachable")).toBe(1);
   expect(after.get('sallyport_connector_build_info{version="0.1.0"}')).toBe(1);
+  const clientAfter = await scrape(clientMetricsPort);
+  const success = 'sallyport_client_connections_total{outcome="success"}';
+  expect((clientAfter.get(success) ?? 0) - (clientBefore.get(success) ?? 0)).toBe(3);
+  expect(clientAfter.get('sallyport_client_tunnels{path="relayed"}')).toBe(1);
+  expect(clientAfter.get("sallyport_client_controller_reachable")).toBe(1);
+  expect((await fetch(`http://127.0.0.1:${clientMetricsPort}/healthz`)).status).toBe(200);
   const health = await fetch(`http://127.0.0.1:${metricsPort}/healthz`);
   expect(health.status).toBe(200);
   expect(await health.json()).toMatchObject({ ok: true, attached: true });
