@@ -2,6 +2,7 @@
 // mounts these and openapi.ts documents the very same list, so the document cannot drift from the
 // routes that exist.
 
+import { MANAGEMENT_ROUTES } from "./management-routes.ts";
 import { POLICY_ROUTES } from "./policy-routes.ts";
 import type { AdminRoute } from "./route-def.ts";
 import { p, route } from "./route-def.ts";
@@ -346,7 +347,7 @@ const CORE_ROUTES: readonly AdminRoute[] = [
     method: "get",
     path: "/events",
     tag: "events",
-    summary: "Resource activity events, newest first",
+    summary: "Resource activity events, newest first; next_cursor continues; unknown parameters are 400",
     query: S.EventQuery,
     handle: (s, r) => s.listEvents(r.query),
   }),
@@ -357,4 +358,5 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   ...POLICY_ROUTES,
   ...SCIM_ADMIN_ROUTES,
   ...SIGNIN_EVENT_ROUTES,
+  ...MANAGEMENT_ROUTES,
 ];
