@@ -11,7 +11,7 @@ import type { Page } from "playwright-core";
 import { type Idp, type IdpUser, startIdp } from "../../scripts/lib/idp.ts";
 import { type Proc, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
-import { call, randomCertDigest } from "../../workers/controller/helpers.test.ts";
+import { call, deviceKey, randomCertDigest } from "../../workers/controller/helpers.test.ts";
 import { launchBrowser, signInAtIdp, type TestBrowser } from "../helpers/browser.ts";
 import { adminApi, type Edge, startEdge } from "../helpers/edge.ts";
 
@@ -27,6 +27,7 @@ const admin = (sub: string, group: string): IdpUser & { login: string } => ({
 const ADMIN = admin("admin", "sallyport-admins");
 const DEVOPS = admin("ops", "platform");
 const AUDITOR = admin("audit", "auditors");
+const SUPPORT = admin("helpdesk", "helpdesk");
 const NOBODY = admin("nobody", "sales");
 const SHOTS = process.env.SALLYPORT_SCREENSHOTS;
 
@@ -79,7 +80,7 @@ beforeAll(async () => {
     );
   }
   idp = await startIdp({
-    users: [ADMIN, DEVOPS, AUDITOR, NOBODY],
+    users: [ADMIN, DEVOPS, AUDITOR, SUPPORT, NOBODY],
     clients: [
       {
         client_id: "sallyport",
@@ -100,6 +101,7 @@ beforeAll(async () => {
       { idp_group: "sallyport-admins", role: "admin" },
       { idp_group: "platform", role: "devops" },
       { idp_group: "auditors", role: "auditor" },
+      { idp_group: "helpdesk", role: "support" },
     ],
   });
   evil = Bun.serve({
@@ -271,7 +273,7 @@ describe("admin", () => {
       expect(await text(s.page, "#verify-result")).toMatch(/^The chain of \d+ entries is intact\.$/);
       await shot(s.page, "audit");
 
-      for (const page of ["users", "activity", "roles"]) {
+      for (const page of ["users", "service-accounts", "policies", "activity", "idp", "roles"]) {
         await s.page.goto(`${base}/${page}`);
         await shot(s.page, page);
       }
@@ -296,7 +298,7 @@ describe("roles, checked by the server", () => {
       expect(users.users.map((u) => u.email)).not.toContain("sneaky@example.com");
       expect(
         (await api<{ admin_roles: { role: string }[] }>("GET", "/admin-roles")).admin_roles,
-      ).toHaveLength(3);
+      ).toHaveLength(4);
       // The audit log is not the devops role's to read.
       const res = await s.page.goto(`${base}/audit`);
       expect(res?.status()).toBe(403);
@@ -322,6 +324,35 @@ describe("roles, checked by the server", () => {
       }
       const res = await s.page.goto(`${base}/audit`);
       expect(res?.status()).toBe(200);
+    });
+  }, 90_000);
+
+  test("support blocks a device from the Devices page, and changes nothing else", async () => {
+    const key = await deviceKey();
+    const login = await call(edge, "POST", "/client/v1/login", {
+      body: { service_key: p.serviceKey, device: { public_jwk: key.publicJwk, name: "build-box" } },
+    });
+    expect(login.status).toBe(200);
+    await withSession(SUPPORT, async (s) => {
+      expect(await text(s.page, "#role")).toBe("support");
+      await s.page.goto(`${base}/devices`);
+      const row = s.page.locator("#devices tr", { hasText: "build-box" });
+      await row.locator('button:has-text("Block")').click();
+      await s.page.locator("#notice").waitFor();
+      const device = await api<{ device: { blocked: boolean } }>("GET", `/devices/${login.body.device_id}`);
+      expect(device.device.blocked).toBe(true);
+      await shot(s.page, "devices");
+      const csrf = await csrfOf(s.page);
+      expect(
+        await crafted(s.page, "create-resource", {
+          csrf,
+          name: "n",
+          address: "n.internal",
+          remote_network_id: p.remoteNetworkId,
+        }),
+      ).toBe(403);
+      expect(await crafted(s.page, "disable-user", { csrf, id: "us_AAAAAAAAAAAAAAAA" })).toBe(403);
+      expect(await crafted(s.page, "unblock-device", { csrf, id: login.body.device_id })).toBe(200);
     });
   }, 90_000);
 

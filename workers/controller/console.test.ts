@@ -156,6 +156,68 @@ describe("console changes", () => {
   });
 });
 
+describe("pages", () => {
+  test("every page answers 200 to an admin and names no secret", async () => {
+    const b = await signedInAdmin();
+    const scim = await admin("POST", "/scim-tokens", { name: "Okta" });
+    for (const page of [
+      "",
+      "connectors",
+      "resources",
+      "groups",
+      "users",
+      "devices",
+      "service-accounts",
+      "policies",
+      "activity",
+      "audit",
+      "api-keys",
+      "idp",
+      "roles",
+    ]) {
+      const res = await b.go("GET", `/admin/${edge.networkId}/${page}`);
+      expect(res.status).toBe(200);
+      expect(res.text).not.toContain(scim.body.token);
+      expect(res.text).not.toContain(edge.apiKey);
+    }
+    const bad = await b.go("GET", `/admin/${edge.networkId}/activity?outcom=denied`);
+    expect(bad.status).toBe(400);
+  });
+});
+
+describe("SCIM", () => {
+  test("a SCIM change is an audit entry naming the token, with before and after", async () => {
+    const token = (await admin("POST", "/scim-tokens", { name: "IdP" })).body;
+    const scim = (method: string, path: string, body?: unknown) =>
+      call(edge, method, `/scim/v2${path}`, {
+        token: token.token,
+        body,
+        contentType: "application/scim+json",
+      });
+    const created = await scim("POST", "/Users", {
+      schemas: ["urn:ietf:params:scim:schemas:core:2.0:User"],
+      userName: "sam@example.com",
+      active: true,
+    });
+    expect(created.status).toBe(201);
+    const patched = await scim("PATCH", `/Users/${created.body.id}`, {
+      schemas: ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+      Operations: [{ op: "replace", path: "active", value: false }],
+    });
+    expect(patched.status).toBe(200);
+    const entries = (await admin("GET", `/audit-log?object_id=${created.body.id}`)).body.entries;
+    expect(entries.map((e: { action: string }) => e.action)).toEqual([
+      "SCIM PATCH /scim/v2/Users/:id",
+      "SCIM POST /scim/v2/Users",
+    ]);
+    expect(entries[0]).toMatchObject({
+      actor: { type: "scim_token", id: token.id },
+      changes: { active: [true, false] },
+    });
+    expect(JSON.stringify(entries)).not.toContain(token.token);
+  });
+});
+
 describe("API key scopes", () => {
   test("read reads, provision creates connectors/resources/groups only, an expired key is refused", async () => {
     const read = (await admin("POST", "/api-keys", { name: "ro", scope: "read" })).body.token;

@@ -14,7 +14,7 @@ header.top{display:flex;flex-wrap:wrap;align-items:center;gap:.5rem 1.5rem;paddi
 header.top a{color:#fff;text-decoration:none}
 header.top .brand{font-weight:700;letter-spacing:.02em}
 nav.main{display:flex;flex-wrap:wrap;gap:.25rem}
-nav.main a{padding:.3rem .6rem;border-radius:6px;color:#cfd8ea}
+nav.main a{padding:.25rem .5rem;border-radius:6px;color:#cfd8ea;font-size:.92rem}
 nav.main a[aria-current=page],nav.main a:hover{background:#26324f;color:#fff}
 .who{margin-left:auto;display:flex;align-items:center;gap:.6rem;font-size:.9rem;color:#cfd8ea}
 .who form{margin:0}
@@ -33,7 +33,9 @@ td.mono,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:
 .state{display:inline-block;padding:.05rem .5rem;border-radius:999px;font-size:.8rem;font-weight:600;border:1px solid}
 .state-online,.state-success,.state-ok{color:var(--ok);border-color:#a8d5b5;background:#eef8f1}
 .state-offline,.state-denied,.state-bad,.state-unable_to_connect,.state-dns_lookup_error{color:var(--bad);border-color:#efb3bd;background:#fdf0f2}
-.state-pending{color:var(--warn);border-color:#e7cf94;background:#fdf7e6}
+.state-pending,.state-expired,.state-disabled{color:var(--warn);border-color:#e7cf94;background:#fdf7e6}
+.state-active,.state-trusted{color:var(--ok);border-color:#a8d5b5;background:#eef8f1}
+.state-blocked,.state-revoked{color:var(--bad);border-color:#efb3bd;background:#fdf0f2}
 form.inline{display:inline}
 form.panel{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:.75rem 1rem;display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:flex-end;margin:.75rem 0}
 label{display:flex;flex-direction:column;font-size:.85rem;color:var(--muted);gap:.15rem}

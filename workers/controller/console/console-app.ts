@@ -194,6 +194,40 @@ only now; start it with:</p>
 was created. Copy its secret now: it is never shown again.</p><code class="secret" id="api-key-secret">${r.token}</code>`,
   },
   "delete-api-key": { method: "delete", path: (f) => `/api-keys/${f.id}`, back: "api-keys" },
+  "trust-device": { method: "post", path: (f) => `/devices/${f.id}/trust`, back: "devices" },
+  "untrust-device": { method: "post", path: (f) => `/devices/${f.id}/untrust`, back: "devices" },
+  "block-device": { method: "post", path: (f) => `/devices/${f.id}/block`, back: "devices" },
+  "unblock-device": { method: "post", path: (f) => `/devices/${f.id}/unblock`, back: "devices" },
+  "delete-device": { method: "delete", path: (f) => `/devices/${f.id}`, back: "devices" },
+  "create-service-account": {
+    method: "post",
+    path: () => "/service-accounts",
+    body: (f) => ({ name: f.name ?? "" }),
+    back: "service-accounts",
+  },
+  "disable-service-account": {
+    method: "patch",
+    path: (f) => `/service-accounts/${f.id}`,
+    body: () => ({ disabled: true }),
+    back: "service-accounts",
+  },
+  "enable-service-account": {
+    method: "patch",
+    path: (f) => `/service-accounts/${f.id}`,
+    body: () => ({ disabled: false }),
+    back: "service-accounts",
+  },
+  "create-scim-token": {
+    method: "post",
+    path: () => "/scim-tokens",
+    body: (f) => ({ name: f.name ?? "" }),
+    back: "idp",
+    shows: (
+      r,
+    ) => html`<p>SCIM token <strong id="created-name">${r.name}</strong> was created. Give this secret to your
+IdP's SCIM provisioning now: it is never shown again.</p><code class="secret" id="scim-token-secret">${r.token}</code>`,
+  },
+  "delete-scim-token": { method: "delete", path: (f) => `/scim-tokens/${f.id}`, back: "idp" },
   "add-role": {
     method: "put",
     path: () => "/admin-roles",
@@ -628,6 +662,104 @@ ${table(
   "No entries match.",
 )}
 <div class="pager">${next ? html`<a id="older" href="${next}">Older →</a>` : ""}</div>`;
+  });
+
+  // --- Devices -------------------------------------------------------------------------------------
+  pageRoute("devices", "Devices", async (c, s) => {
+    const devices = (await read(c, s, "/devices")).devices as Json[];
+    const users = (await read(c, s, "/users")).users as Json[];
+    const accounts = (await read(c, s, "/service-accounts")).service_accounts as Json[];
+    const owner = (id: string) =>
+      users.find((u) => u.id === id)?.email ?? accounts.find((a2) => a2.id === id)?.name ?? id;
+    const edit = can(s, "POST", "/devices/x/block");
+    const button = (d: Json, action: string, label: string, cls = "secondary") =>
+      html`<form class="inline" method="post" action="${consoleBase0(s)}/do/${action}">${csrfField(s)}<input type="hidden" name="id" value="${d.id}"><button class="${cls}" type="submit">${label}</button></form>`;
+    return html`<p class="muted">Devices that signed in. A trusted device passes every trusted-device requirement;
+a blocked one may not sign in. Deleting a device ends its sessions.</p>
+${table(
+  ["Device", "Owner", "Operating system", "Trust", "Last seen", ""],
+  devices.map(
+    (d) =>
+      html`<tr><td>${d.name ?? d.hostname ?? d.id}<div class="mono muted">${d.id}</div></td><td>${owner(d.principal_id)}</td><td>${d.posture ? `${d.posture.os} ${d.posture.os_version}` : (d.os ?? "")}</td><td>${d.blocked ? state("blocked") : d.trusted ? state("trusted") : html`<span class="muted">—</span>`}</td><td>${when(d.last_seen_at)}</td><td>${
+        edit
+          ? html`${d.trusted ? button(d, "untrust-device", "Untrust") : button(d, "trust-device", "Trust")}
+${d.blocked ? button(d, "unblock-device", "Unblock") : button(d, "block-device", "Block", "danger")}
+${del(s, "delete-device", d.id, d.name ?? "this device")}`
+          : ""
+      }</td></tr>`,
+  ),
+  "devices",
+  "No device has signed in yet.",
+)}`;
+  });
+
+  // --- Service accounts ----------------------------------------------------------------------------
+  pageRoute("service-accounts", "Service accounts", async (c, s) => {
+    const accounts = (await read(c, s, "/service-accounts")).service_accounts as Json[];
+    const edit = can(s, "POST", "/service-accounts");
+    return html`<p class="muted">Identities of headless clients (servers, CI). Their keys are made with
+<code>POST /api/v1/service-accounts/:id/keys</code>.</p>
+${table(
+  ["Name", "ID", "Status", "Keys", ""],
+  accounts.map(
+    (a2) =>
+      html`<tr><td>${a2.name}</td><td class="mono">${a2.id}</td><td>${state(a2.disabled ? "disabled" : "active")}</td><td>${a2.keys.map((k: Json) => html`<div>${k.name ?? k.id} ${state(k.state)}</div>`)}</td><td>${
+        edit
+          ? html`<form class="inline" method="post" action="${consoleBase0(s)}/do/${a2.disabled ? "enable-service-account" : "disable-service-account"}">${csrfField(s)}<input type="hidden" name="id" value="${a2.id}"><button class="secondary" type="submit">${a2.disabled ? "Enable" : "Disable"}</button></form>`
+          : ""
+      }</td></tr>`,
+  ),
+  "service-accounts",
+  "No service accounts yet.",
+)}
+${edit ? form(s, "create-service-account", html`<label>Name <input name="name" required maxlength="200"></label>`, "Create service account", "form-service-account") : ""}`;
+  });
+
+  // --- Resource Policies ---------------------------------------------------------------------------
+  pageRoute("policies", "Resource Policies", async (c, s) => {
+    const policies = (await read(c, s, "/policies")).policies as Json[];
+    const auth = (a2: Json) =>
+      a2?.required ? `every ${a2.frequency_hours} h${a2.mfa ? ", with MFA" : ""}` : "not required";
+    return html`<p class="muted">What a connection needs besides a Group's grant. Every Resource uses the Default
+Policy unless it names another (edit with <code>PATCH /api/v1/policies/:id</code>).</p>
+${table(
+  ["Name", "Sign-in", "Device", "Location"],
+  policies.map(
+    (po) =>
+      html`<tr><td>${po.name}${po.is_default ? html` <span class="state state-ok">default</span>` : ""}<div class="mono muted">${po.id}</div></td><td>${auth(po.authentication)}</td><td>${po.device?.mode ?? ""}</td><td>${po.location?.mode ?? ""}</td></tr>`,
+  ),
+  "policies",
+  "No policies.",
+)}`;
+  });
+
+  // --- Identity provider and SCIM ------------------------------------------------------------------
+  pageRoute("idp", "Identity provider and SCIM", async (c, s) => {
+    const idp = (await read(c, s, "/idp")).idp as Json;
+    const tokens = (await read(c, s, "/scim-tokens")).scim_tokens as Json[];
+    const edit = can(s, "POST", "/scim-tokens");
+    return html`<h2>Identity provider</h2>
+${
+  idp
+    ? html`<div class="table"><table id="idp"><tbody>
+<tr><th scope="row">Preset</th><td>${idp.preset}</td></tr><tr><th scope="row">Issuer</th><td class="mono">${idp.issuer}</td></tr>
+<tr><th scope="row">Client ID</th><td class="mono">${idp.client_id}</td></tr><tr><th scope="row">Client secret</th><td>${idp.client_secret_set ? "set (never shown)" : "not set"}</td></tr>
+<tr><th scope="row">Scopes</th><td>${(idp.scopes ?? []).join(" ")}</td></tr><tr><th scope="row">Groups claim</th><td>${idp.groups_claim ?? ""}</td></tr>
+<tr><th scope="row">Sign-in allowed for</th><td>${idp.allowed_groups?.length ? idp.allowed_groups.join(", ") : "everyone the IdP vouches for"}</td></tr>
+</tbody></table></div><p class="muted">Change it with <code>PUT /api/v1/idp</code>.</p>`
+    : html`<p id="idp-empty">No identity provider is set: set one with <code>PUT /api/v1/idp</code>.</p>`
+}
+<h2>SCIM provisioning tokens</h2>
+${table(
+  ["Name", "ID", "Last used", "Created", ""],
+  tokens.map(
+    (t) =>
+      html`<tr><td>${t.name}</td><td class="mono">${t.id}</td><td>${when(t.last_used_at ?? null)}</td><td>${when(t.created_at ?? null)}</td><td>${edit ? del(s, "delete-scim-token", t.id, t.name) : ""}</td></tr>`,
+  ),
+  "scim-tokens",
+  "No SCIM tokens.",
+)}
+${edit ? form(s, "create-scim-token", html`<label>Name <input name="name" required maxlength="200" placeholder="Okta"></label>`, "Create SCIM token", "form-scim-token") : ""}`;
   });
 
   // --- API keys ------------------------------------------------------------------------------------

@@ -38,9 +38,13 @@ export const NAV: readonly { path: string; label: string; audit?: boolean }[] = 
   { path: "resources", label: "Resources" },
   { path: "groups", label: "Groups" },
   { path: "users", label: "Users" },
+  { path: "devices", label: "Devices" },
+  { path: "service-accounts", label: "Service accounts" },
+  { path: "policies", label: "Policies" },
   { path: "activity", label: "Activity" },
   { path: "audit", label: "Audit log", audit: true },
   { path: "api-keys", label: "API keys" },
+  { path: "idp", label: "Identity provider" },
   { path: "roles", label: "Admins and roles" },
 ];
 
