@@ -320,6 +320,41 @@ describe("activity", () => {
       await admin("GET", `/events?since=${new Date(t0 + 1000).toISOString()}&until=${t0 + 3000}`)
     ).body.events;
     expect(range.map((e: { destination: string }) => e.destination)).toEqual(["h2:80", "h1:80"]);
+    // The console's downloads: the same filters, every page, CSV safe to open in a spreadsheet.
+    await call(edge, "POST", "/connector/v1/events", {
+      token: c.accessToken,
+      body: {
+        events: [
+          {
+            ...events[0],
+            time: t0 + 4500,
+            destination: "z:80",
+            reason: '=HYPERLINK("x", "y")',
+            outcome: "denied",
+          },
+        ],
+      },
+    });
+    const b = await signedInAdmin();
+    const csv = await b.go("GET", `/admin/${edge.networkId}/activity.csv?connector_id=${c.id}`);
+    expect(csv.status).toBe(200);
+    expect(csv.headers.get("content-type")).toStartWith("text/csv");
+    const lines = csv.text.trim().split("\n");
+    expect(lines[0]).toStartWith("id,time,");
+    expect(lines).toHaveLength(7);
+    expect(lines[1]).toContain(`"'=HYPERLINK(""x"", ""y"")"`);
+    const nd = await b.go(
+      "GET",
+      `/admin/${edge.networkId}/activity.ndjson?outcome=denied&connector_id=${c.id}`,
+    );
+    expect(
+      nd.text
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l).destination),
+    ).toEqual(["z:80"]);
+    const audit = await b.go("GET", `/admin/${edge.networkId}/audit.ndjson`);
+    expect(JSON.parse(audit.text.trim().split("\n").at(-1) ?? "{}").action).toBe("bootstrap");
     const unknown = await admin("GET", "/events?outcom=denied");
     expect(unknown.status).toBe(400);
     expect(unknown.body.error.message).toContain("outcom");

@@ -242,7 +242,10 @@ export function adminSignedIn(c: C, flowId: string, identity: IdpIdentity): Resp
     );
   }
   const who = { subject: identity.subject, email: identity.email, groups: identity.groups };
-  ctx.db.run`UPDATE login_flows SET admin_identity = ${JSON.stringify(who)} WHERE id = ${flowId}`;
+  // Once: a second callback for the same flow (a replayed redirect) records nothing.
+  const recorded = ctx.db.one`UPDATE login_flows SET admin_identity = ${JSON.stringify(who)}
+    WHERE id = ${flowId} AND admin_identity IS NULL RETURNING id`;
+  if (!recorded) return signInError(c, "This sign-in has expired or was already used.");
   const next = `${consoleBase(ctx)}/continue`;
   return render(
     c,

@@ -251,6 +251,37 @@ IdP's SCIM provisioning now: it is never shown again.</p><code class="secret" id
 
 const ID_FIELD = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** A download stops here; narrow the filters (time range) for more. */
+const MAX_DOWNLOAD_ROWS = 100_000;
+
+/** The filters of a page's query, without its paging. */
+const filtersOnly = (q: Record<string, string>) => {
+  const { cursor: _c, limit: _l, ...rest } = q;
+  return rest;
+};
+
+/** One level of nesting flattened (`actor.id`), for CSV columns. */
+function flat(item: Record<string, unknown>, prefix = ""): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(item)) {
+    if (v && typeof v === "object" && !Array.isArray(v) && !prefix)
+      Object.assign(out, flat(v as Record<string, unknown>, `${k}.`));
+    else out[`${prefix}${k}`] = v;
+  }
+  return out;
+}
+
+/**
+ * One CSV field (RFC 4180 quoting). A text starting with = + - @ or a tab is prefixed with `'`, so a
+ * spreadsheet never runs a destination or a reason as a formula (CSV injection).
+ */
+export function csvField(v: unknown): string {
+  if (v === null || v === undefined) return "";
+  let t = typeof v === "string" ? v : typeof v === "object" ? JSON.stringify(v) : String(v);
+  if (typeof v === "string" && /^[=+\-@\t\r]/.test(t)) t = `'${t}`;
+  return /[",\r\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
+}
+
 export function registerConsole(a: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
   registerAdminSignIn(a);
 
@@ -592,6 +623,63 @@ ${table(
 ${edit ? form(s, "create-user", html`<label>Email <input name="email" type="email" required></label><label>Name <input name="name"></label>`, "Create user", "form-user") : ""}`;
   });
 
+  // --- Downloads: Activity as CSV or NDJSON, the audit log as NDJSON ---------------------------------
+  // Same filters as the pages (and the same role checks, through `read`), streamed a page at a time.
+  const download = (name: string, path: string, key: "events" | "entries", format: "csv" | "ndjson") => {
+    a.get(`/admin/:net/${name}.${format}`, async (c) => {
+      const s = await session(c);
+      if (!s) return c.redirect(`${consoleBase(c.get("ctx"))}/signin`, 302);
+      const query: Record<string, string> = {};
+      for (const [k, v] of Object.entries(c.req.query())) if (v !== "" && k !== "limit") query[k] = v;
+      let first: Json;
+      try {
+        first = await read(c, s, path, { ...query, limit: "1000" });
+      } catch (err) {
+        if (err instanceof ControllerError)
+          return shellError(c, s, err.message, err.status as 400 | 403, name);
+        throw err;
+      }
+      const encoder = new TextEncoder();
+      let page: Json = first;
+      let rows = 0;
+      let header = format === "csv";
+      const stream = new ReadableStream<Uint8Array>({
+        pull: async (controller) => {
+          if (!page) return controller.close();
+          const items = page[key] as Json[];
+          let out = "";
+          if (header && items[0]) {
+            out += `${Object.keys(flat(items[0])).join(",")}\n`;
+            header = false;
+          }
+          for (const item of items) {
+            out +=
+              format === "csv"
+                ? `${Object.values(flat(item)).map(csvField).join(",")}\n`
+                : `${JSON.stringify(item)}\n`;
+          }
+          rows += items.length;
+          controller.enqueue(encoder.encode(out));
+          page =
+            page.next_cursor && rows < MAX_DOWNLOAD_ROWS
+              ? await read(c, s, path, { ...query, limit: "1000", cursor: page.next_cursor })
+              : null;
+        },
+      });
+      return new Response(stream, {
+        headers: {
+          "content-type": format === "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson",
+          "content-disposition": `attachment; filename="sallyport-${name}.${format}"`,
+          "cache-control": "no-store",
+          "x-content-type-options": "nosniff",
+        },
+      });
+    });
+  };
+  download("activity", "/events", "events", "csv");
+  download("activity", "/events", "events", "ndjson");
+  download("audit", "/audit-log", "entries", "ndjson");
+
   // --- Activity ------------------------------------------------------------------------------------
   pageRoute("activity", "Activity", async (c, s) => {
     const query: Record<string, string> = {};
@@ -621,7 +709,9 @@ ${table(
   "events",
   "No activity matches.",
 )}
-<div class="pager">${next ? html`<a id="older" href="${next}">Older →</a>` : ""}</div>`;
+<div class="pager">${next ? html`<a id="older" href="${next}">Older →</a>` : ""}
+<a id="download-csv" href="${base}/activity.csv?${new URLSearchParams(filtersOnly(query))}">Download CSV</a>
+<a id="download-ndjson" href="${base}/activity.ndjson?${new URLSearchParams(filtersOnly(query))}">Download NDJSON</a></div>`;
   });
 
   // --- Audit log -----------------------------------------------------------------------------------
@@ -661,7 +751,8 @@ ${table(
   "audit",
   "No entries match.",
 )}
-<div class="pager">${next ? html`<a id="older" href="${next}">Older →</a>` : ""}</div>`;
+<div class="pager">${next ? html`<a id="older" href="${next}">Older →</a>` : ""}
+<a id="download-ndjson" href="${base}/audit.ndjson?${new URLSearchParams(filtersOnly(query))}">Download NDJSON</a></div>`;
   });
 
   // --- Devices -------------------------------------------------------------------------------------
