@@ -1,84 +1,25 @@
-// Who may read and change what (docs/console.md "Roles and scopes"): admin roles for people who
-// sign in to the console, scopes for admin API keys, and the one check both go through for every
-// request, on the server. Also the console's sessions, its single-use sign-in links, and the
-// IdP-group → role mapping. A route this file does not classify is admin-only (fails closed).
+// Who is asking (docs/console.md): admin API keys with their scope and expiry, the console's
+// sessions and single-use sign-in links, and the IdP-group → role mapping. What each role and scope
+// may do is decided in roles.ts.
 import { randomId, timingSafeEqual, toBase64Url } from "../../shared/encoding.ts";
 import type { NetworkContext } from "./context.ts";
 import type { Db } from "./db.ts";
-import { ControllerError, conflict, unauthorized } from "./errors.ts";
+import { conflict, unauthorized } from "./errors.ts";
 import { readIdpConfig } from "./oidc.ts";
+import { type Actor, ROLES, type Role, SCOPES, type Scope } from "./roles.ts";
 import { hashSecret, parseSecret } from "./secrets.ts";
 import type { ApiKeyRow } from "./views.ts";
 
-export const ROLES = ["admin", "devops", "support", "auditor"] as const;
-export type Role = (typeof ROLES)[number];
-export const SCOPES = ["read", "write", "provision"] as const;
-export type Scope = (typeof SCOPES)[number];
-
-/** Who makes a request or a change; recorded in the audit log. */
-export type Actor =
-  | { kind: "api_key"; id: string; scope: Scope }
-  | { kind: "admin"; sessionId: string; email: string; role: Role }
-  | { kind: "scim"; id: string }
-  | { kind: "bootstrap" };
-
-/**
- * What a request does, by area:
- * - read: any GET except the audit log; audit: reading the audit log;
- * - infra: changes to remote networks, connectors and Resources (not a Resource's per-Group
- *   policies: those are access decisions);
- * - devices: trusting, blocking or deleting a device (deleting ends its sessions);
- * - provision: creating a connector, a Resource or a Group (also in infra or admin);
- * - admin: every other change (people, groups, policies, keys, IdP, SCIM, roles).
- */
-export type Area = "read" | "audit" | "infra" | "devices" | "admin";
-
-/** `path` is relative to /api/v1 (a concrete path or a route pattern). */
-export function areaOf(method: string, path: string): Area {
-  const m = method.toUpperCase();
-  if (m === "GET" || m === "HEAD") return /^\/audit-log(\/|$)/.test(path) ? "audit" : "read";
-  if (/^\/resources\/[^/]+\/groups(\/|$)/.test(path)) return "admin";
-  if (/^\/(remote-networks|connectors|resources)(\/|$)/.test(path)) return "infra";
-  if (/^\/devices\/[^/]+\/(trust|untrust|block|unblock)$/.test(path)) return "devices";
-  if (m === "DELETE" && /^\/devices\/[^/]+$/.test(path)) return "devices";
-  return "admin";
-}
-
-const isProvisionCreate = (method: string, path: string) =>
-  method.toUpperCase() === "POST" && /^\/(connectors|resources|groups)$/.test(path);
-
-const ROLE_AREAS: Record<Role, readonly Area[]> = {
-  admin: ["read", "audit", "infra", "devices", "admin"],
-  devops: ["read", "infra"],
-  support: ["read", "devices"],
-  auditor: ["read", "audit"],
-};
-
-/** Whether `actor` may make this request. */
-export function isAllowed(actor: Actor, method: string, path: string): boolean {
-  const area = areaOf(method, path);
-  switch (actor.kind) {
-    case "admin":
-      return ROLE_AREAS[actor.role].includes(area);
-    case "api_key":
-      if (actor.scope === "write") return true;
-      if (actor.scope === "read") return area === "read" || area === "audit";
-      return area === "read" || isProvisionCreate(method, path);
-    default:
-      return false;
-  }
-}
-
-export function assertAllowed(actor: Actor, method: string, path: string): void {
-  if (isAllowed(actor, method, path)) return;
-  const who =
-    actor.kind === "admin"
-      ? `the ${actor.role} role`
-      : actor.kind === "api_key"
-        ? `an API key with scope ${actor.scope}`
-        : "this caller";
-  throw new ControllerError("forbidden", `${who} may not ${method.toUpperCase()} ${path}`);
-}
+export {
+  type Actor,
+  areaOf,
+  assertAllowed,
+  isAllowed,
+  ROLES,
+  type Role,
+  SCOPES,
+  type Scope,
+} from "./roles.ts";
 
 const LAST_USED_GRANULARITY_MS = 60_000;
 

@@ -185,6 +185,38 @@ describe("pages", () => {
   });
 });
 
+describe("a user's page", () => {
+  test("shows what the user can reach, from the Controller's evaluator; sessions can be ended", async () => {
+    const b = await signedInAdmin();
+    const rn = (await admin("POST", "/remote-networks", { name: "reach" })).body.remote_network.id;
+    const granted = (
+      await admin("POST", "/resources", {
+        name: "Granted",
+        address: "granted.internal",
+        remote_network_id: rn,
+      })
+    ).body.resource;
+    await admin("POST", "/resources", { name: "Other", address: "other.internal", remote_network_id: rn });
+    const user = (await admin("POST", "/users", { email: "rita@example.com" })).body.user;
+    await admin("POST", "/groups", { name: "rita-team", user_ids: [user.id], resource_ids: [granted.id] });
+    const page = await b.go("GET", `/admin/${edge.networkId}/users/${user.id}`);
+    expect(page.status).toBe(200);
+    const row = (name: string) => page.text.split("<tr>").find((r) => r.includes(`>${name}<`)) ?? "";
+    // Granted through rita-team under the Default Policy, but nobody has signed in yet.
+    expect(row("Granted")).toContain('rita-team: <span class="mono">po_default</span>');
+    expect(row("Granted")).toContain("state-denied");
+    expect(row("Other")).toContain("no Group grants it");
+    const ended = await b.go("POST", `/admin/${edge.networkId}/do/end-user-sessions`, {
+      csrf: csrfOf(page.text),
+      id: user.id,
+    });
+    expect(ended.status).toBe(303);
+    const [entry] = (await admin("GET", `/audit-log?object_id=${user.id}&limit=1`)).body.entries;
+    expect(entry.action).toBe("DELETE /users/:id/sessions");
+    expect((await b.go("GET", `/admin/${edge.networkId}/users/us_AAAAAAAAAAAAAAAA`)).status).toBe(404);
+  });
+});
+
 describe("SCIM", () => {
   test("a SCIM change is an audit entry naming the token, with before and after", async () => {
     const token = (await admin("POST", "/scim-tokens", { name: "IdP" })).body;

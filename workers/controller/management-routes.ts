@@ -3,8 +3,9 @@
 import { z } from "zod";
 import { createAdminLink, listAdminRoles, putAdminRoles, ROLES } from "./admin-auth.ts";
 import { listAudit, verifyAudit } from "./audit.ts";
+import { notFound } from "./errors.ts";
 import type { AdminRoute } from "./route-def.ts";
-import { route } from "./route-def.ts";
+import { p, route } from "./route-def.ts";
 
 const AdminRolesPut = z.strictObject({
   admin_roles: z
@@ -41,6 +42,17 @@ export const AuditQuery = z.strictObject({
 });
 
 export const MANAGEMENT_ROUTES: readonly AdminRoute[] = [
+  route({
+    method: "delete",
+    path: "/users/:id/sessions",
+    tag: "users",
+    summary: "End every session of a user (each of their clients must sign in again)",
+    handle: (s, r) => {
+      const id = p(r, "id");
+      if (!s.ctx.db.one`SELECT id FROM users WHERE id = ${id}`) throw notFound("user");
+      s.ctx.db.run`DELETE FROM sessions WHERE principal_id = ${id}`;
+    },
+  }),
   route({
     method: "get",
     path: "/admin-roles",

@@ -34,7 +34,7 @@ td.mono,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:
 .state-online,.state-success,.state-ok{color:var(--ok);border-color:#a8d5b5;background:#eef8f1}
 .state-offline,.state-denied,.state-bad,.state-unable_to_connect,.state-dns_lookup_error{color:var(--bad);border-color:#efb3bd;background:#fdf0f2}
 .state-pending,.state-expired,.state-disabled{color:var(--warn);border-color:#e7cf94;background:#fdf7e6}
-.state-active,.state-trusted{color:var(--ok);border-color:#a8d5b5;background:#eef8f1}
+.state-active,.state-trusted,.state-allowed{color:var(--ok);border-color:#a8d5b5;background:#eef8f1}
 .state-blocked,.state-revoked{color:var(--bad);border-color:#efb3bd;background:#fdf0f2}
 form.inline{display:inline}
 form.panel{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:.75rem 1rem;display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:flex-end;margin:.75rem 0}

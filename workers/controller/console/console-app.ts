@@ -179,6 +179,11 @@ only now; start it with:</p>
     body: () => ({ disabled: false }),
     back: "users",
   },
+  "end-user-sessions": {
+    method: "delete",
+    path: (f) => `/users/${f.id}/sessions`,
+    back: "users",
+  },
   "create-api-key": {
     method: "post",
     path: () => "/api-keys",
@@ -609,7 +614,7 @@ ${table(
   ["Email", "Name", "Status", "Groups", ""],
   users.map(
     (u) =>
-      html`<tr><td>${u.email}</td><td>${u.name ?? ""}</td><td>${state(u.disabled ? "disabled" : "active")}</td><td>${groups
+      html`<tr><td><a href="${consoleBase0(s)}/users/${u.id}">${u.email}</a></td><td>${u.name ?? ""}</td><td>${state(u.disabled ? "disabled" : "active")}</td><td>${groups
         .filter((g) => g.user_ids.includes(u.id))
         .map((g) => html`<div>${g.name}</div>`)}</td><td>${
         edit
@@ -679,6 +684,67 @@ ${edit ? form(s, "create-user", html`<label>Email <input name="email" type="emai
   download("activity", "/events", "events", "csv");
   download("activity", "/events", "events", "ndjson");
   download("audit", "/audit-log", "entries", "ndjson");
+
+  // --- One user: groups, devices, and what they can reach ----------------------------------------
+  a.get("/admin/:net/users/:id", async (c) => {
+    const s = await session(c);
+    if (!s) return c.redirect(`${consoleBase(c.get("ctx"))}/signin`, 302);
+    const id = c.req.param("id") ?? "";
+    try {
+      if (!ID_FIELD.test(id)) throw notFound("user");
+      const user = (await read(c, s, `/users/${id}`)).user as Json;
+      const groups = ((await read(c, s, "/groups")).groups as Json[]).filter((g) => g.user_ids.includes(id));
+      const devices = ((await read(c, s, "/devices")).devices as Json[]).filter((d) => d.principal_id === id);
+      const resources = (await read(c, s, "/resources")).resources as Json[];
+      // The Controller's own evaluator, per Resource (GET /api/v1/access-check).
+      const reach: Fragment[] = [];
+      for (const r of resources) {
+        const check = await read(c, s, "/access-check", { user_id: id, resource_id: r.id });
+        reach.push(
+          html`<tr><td class="resource-name">${r.name}<div class="mono muted">${r.address}</div></td><td>${check.allowed ? state("allowed") : state("denied")}</td><td>${
+            check.allowed
+              ? check.until
+                ? html`until ${when(check.until)}`
+                : ""
+              : (check.message ?? check.reason)
+          }</td><td>${
+            check.policies.length === 0
+              ? html`<span class="muted">no Group grants it</span>`
+              : check.policies.map(
+                  (g: Json) =>
+                    html`<div>${g.group_name}: <span class="mono">${g.policy_id}</span>${g.overridden ? " (Group's own policy)" : ""}</div>`,
+                )
+          }</td></tr>`,
+        );
+      }
+      const edit = can(s, "DELETE", `/users/${id}/sessions`);
+      return render(
+        c,
+        user.email,
+        html`<p>${user.name ?? ""} ${state(user.disabled ? "disabled" : "active")} <span class="mono muted">${user.id}</span></p>
+<p>Groups: ${groups.length ? groups.map((g) => html`<strong>${g.name}</strong> `) : html`<span class="muted">none</span>`}</p>
+${edit ? html`<form class="inline" method="post" action="${s.base}/do/end-user-sessions" data-confirm="End every session of this user?">${csrfField(s)}<input type="hidden" name="id" value="${id}"><button class="danger" type="submit" id="end-sessions">End all sessions</button></form>` : ""}
+<h2>What can this user reach</h2>
+<p class="muted">Every Resource, decided now by the evaluator connectors use, with the user's newest session.</p>
+${table(["Resource", "Now", "Why", "Granted by (policy)"], reach, "reach", "No resources yet.")}
+<h2>Devices</h2>
+${table(
+  ["Device", "Operating system", "Trust", "Last seen"],
+  devices.map(
+    (d) =>
+      html`<tr><td>${d.name ?? d.hostname ?? d.id}</td><td>${d.posture ? `${d.posture.os} ${d.posture.os_version}` : (d.os ?? "")}</td><td>${d.blocked ? state("blocked") : d.trusted ? state("trusted") : ""}</td><td>${when(d.last_seen_at)}</td></tr>`,
+  ),
+  "user-devices",
+  "No device has signed in as this user.",
+)}`,
+        shellOf(c, s, "users"),
+      );
+    } catch (err) {
+      if (err instanceof ControllerError)
+        return shellError(c, s, err.message, err.status as 400 | 403 | 404, "users");
+      throw err;
+    }
+  });
 
   // --- Activity ------------------------------------------------------------------------------------
   pageRoute("activity", "Activity", async (c, s) => {
