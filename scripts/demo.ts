@@ -34,6 +34,8 @@ async function startHello(): Promise<{ port: number; close: () => void }> {
 /** The demo IdP's port and its demo person (a local demo account, not a secret). */
 const IDP_PORT = Number(process.env.SALLYPORT_DEMO_IDP_PORT ?? 8788);
 const DEMO_PERSON = { email: "demo@example.com", password: "demo-password" };
+/** The demo's console admin: IdP group `sallyport-admins`, mapped to the `admin` role. */
+const DEMO_ADMIN = { email: "admin@example.com", password: "demo-password", group: "sallyport-admins" };
 const DEMO_CLIENT_SECRET = "sallyport-demo-client-secret";
 const children: Proc[] = [];
 let stopEdge: (() => Promise<void>) | undefined;
@@ -115,6 +117,13 @@ try {
         password: DEMO_PERSON.password,
         groups: ["demo-people"],
       },
+      {
+        sub: "demo-admin",
+        email: DEMO_ADMIN.email,
+        name: "Demo Admin",
+        password: DEMO_ADMIN.password,
+        groups: [DEMO_ADMIN.group],
+      },
     ],
     clients: [{ client_id: "sallyport-demo", client_secret: DEMO_CLIENT_SECRET, redirect_uris: [callback] }],
   });
@@ -129,7 +138,9 @@ try {
   });
   const people = await api<{ group: { id: string } }>("POST", "/groups", { name: "demo-people" });
   await api("POST", `/groups/${people.group.id}/resources`, { resource_ids: Object.values(p.resources) });
+  await api("PUT", "/admin-roles", { admin_roles: [{ idp_group: DEMO_ADMIN.group, role: "admin" }] });
   const consoleUrl = `${edge.url}/auth/${edge.networkId}`;
+  const adminUrl = `${edge.url}/admin/`;
 
   const client = await startClient({
     controller: edge.url,
@@ -141,7 +152,7 @@ try {
   children.push(client);
   const url = `http://${HELLO_NAME}${helloPort === 80 ? "" : `:${helloPort}`}/`;
   console.log(
-    `READY controller=${edge.url} socks=${client.socks} http_proxy=${client.socks} dns=${client.dns ?? "off"} admin_api_key=${edge.apiKey} network=${edge.networkId} resource=${url} idp=${idp.issuer} console=${consoleUrl}`,
+    `READY controller=${edge.url} socks=${client.socks} http_proxy=${client.socks} dns=${client.dns ?? "off"} admin_api_key=${edge.apiKey} network=${edge.networkId} resource=${url} idp=${idp.issuer} console=${consoleUrl} admin=${adminUrl}`,
   );
   console.log(`
 Try this:
@@ -152,6 +163,8 @@ Try this:
 Admin API (the key above is shown once):
   curl -H "Authorization: Bearer ${edge.apiKey}" ${edge.url}/api/v1/events
   curl -H "Authorization: Bearer ${edge.apiKey}" ${edge.url}/api/v1/connectors
+
+Admin console: ${adminUrl}  (sign in at the demo IdP as ${DEMO_ADMIN.email}, password ${DEMO_ADMIN.password})
 
 Sign in as a person (the demo IdP's ${DEMO_PERSON.email}, password ${DEMO_PERSON.password}):
   export SALLYPORT_STATE_DIR=${join(demoDir, "person")}

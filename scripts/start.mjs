@@ -76,10 +76,15 @@ Created network ${body.network.id}. Admin API key (shown once, keep it safe):
   ${body.api_key}
 
 Try: curl -H "Authorization: Bearer ${body.api_key}" ${url}/api/v1/remote-networks
+
+Admin console: ${url}/admin/
+Sign in to it with this single-use link (15 minutes; until an identity provider is set):
+
+  ${body.admin_signin_url}
 `);
   } else if (res.status === 409) {
     console.log(
-      `\nSallyport edge is up on ${url} (existing state in ${stateDir}; use the admin API key printed at first start, or delete ${stateDir} to start over)\n`,
+      `\nSallyport edge is up on ${url} (existing state in ${stateDir}; use the admin API key printed at first start, or delete ${stateDir} to start over; admin console: ${url}/admin/)\n`,
     );
   } else {
     console.error(`bootstrap failed: ${res.status} ${await res.text()}`);

@@ -4,6 +4,7 @@
 
 import { EXPLAIN_ROUTES } from "./explain.ts";
 import { LOG_SINK_ROUTES } from "./log-sinks.ts";
+import { MANAGEMENT_ROUTES } from "./management-routes.ts";
 import { POLICY_ROUTES } from "./policy-routes.ts";
 import type { AdminRoute } from "./route-def.ts";
 import { p, route } from "./route-def.ts";
@@ -348,7 +349,7 @@ const CORE_ROUTES: readonly AdminRoute[] = [
     method: "get",
     path: "/events",
     tag: "events",
-    summary: "Resource activity events, newest first",
+    summary: "Resource activity events, newest first; next_cursor continues; unknown parameters are 400",
     query: S.EventQuery,
     handle: (s, r) => s.listEvents(r.query),
   }),
@@ -361,4 +362,5 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   ...SIGNIN_EVENT_ROUTES,
   ...EXPLAIN_ROUTES,
   ...LOG_SINK_ROUTES,
+  ...MANAGEMENT_ROUTES,
 ];

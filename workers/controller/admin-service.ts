@@ -1,13 +1,14 @@
 // Admin API operations on one network (docs/architecture.md "Admin API"). Synchronous SQL over the
 // NetworkObject's database; deletes cascade to the rows that refer to the deleted object.
 import type { Protocols } from "../../shared/address.ts";
-import { timingSafeEqual } from "../../shared/encoding.ts";
 import { DEFAULT_POLICY_ID } from "./access.ts";
+import { createAdminLink } from "./admin-auth.ts";
+import { recordAudit } from "./audit.ts";
 import { issueConnectorTokens } from "./connector-service.ts";
 import type { NetworkContext } from "./context.ts";
 import type { Db } from "./db.ts";
-import { conflict, invalidRequest, notFound, unauthorized } from "./errors.ts";
-import { hashSecret, newId, newSecret, parseSecret } from "./secrets.ts";
+import { conflict, invalidRequest, notFound } from "./errors.ts";
+import { newId, newSecret } from "./secrets.ts";
 import {
   type ApiKeyRow,
   apiKeyView,
@@ -30,21 +31,6 @@ import {
   type UserRow,
   userView,
 } from "./views.ts";
-
-const LAST_USED_GRANULARITY_MS = 60_000;
-
-/** Checks an admin API key `spk_…` of this network; returns its ID. */
-export async function authenticateApiKey(ctx: NetworkContext, token: string | undefined): Promise<string> {
-  const parsed = parseSecret("spk", token);
-  if (!token || !parsed || parsed.networkId !== ctx.networkId) throw unauthorized();
-  const hash = await hashSecret(token);
-  const row = ctx.db.one<ApiKeyRow>`SELECT * FROM api_keys WHERE id = ${parsed.objectId}`;
-  if (!row || !timingSafeEqual(row.secret_hash, hash)) throw unauthorized();
-  if (row.last_used_at === null || ctx.now - row.last_used_at > LAST_USED_GRANULARITY_MS) {
-    ctx.db.run`UPDATE api_keys SET last_used_at = ${ctx.now} WHERE id = ${row.id}`;
-  }
-  return row.id;
-}
 
 type PrincipalKind = "user" | "service_account";
 
@@ -534,11 +520,19 @@ export class AdminService {
   }
 
   /** Creates an admin API key; its secret (`spk_…`) is shown only in this response. */
-  async createApiKey(body: { name: string }) {
+  async createApiKey(body: { name: string; scope?: string; expires_in_days?: number; expires_at?: string }) {
+    if (body.expires_at !== undefined && body.expires_in_days !== undefined) {
+      throw invalidRequest("expires_at: give either expires_at or expires_in_days");
+    }
+    const at = body.expires_at !== undefined ? Date.parse(body.expires_at) : null;
+    if (at !== null && (at <= this.now || at > this.now + 3650 * 86_400_000)) {
+      throw invalidRequest("expires_at: must be in the future, at most 10 years ahead");
+    }
     const id = newId("ak");
     const secret = await newSecret("spk", this.ctx.networkId, id);
-    this.db.run`INSERT INTO api_keys (id, name, secret_hash, created_at)
-      VALUES (${id}, ${body.name}, ${secret.hash}, ${this.now})`;
+    const expiresAt = body.expires_in_days ? this.now + body.expires_in_days * 86_400_000 : at;
+    this.db.run`INSERT INTO api_keys (id, name, secret_hash, created_at, scope, expires_at)
+      VALUES (${id}, ${body.name}, ${secret.hash}, ${this.now}, ${body.scope ?? "write"}, ${expiresAt})`;
     const row = this.db.one<ApiKeyRow>`SELECT * FROM api_keys WHERE id = ${id}`;
     return { api_key: apiKeyView(row!), token: secret.token };
   }
@@ -582,16 +576,44 @@ export class AdminService {
 
   // --- Activity events -----------------------------------------------------------------------------
 
-  listEvents(query: { limit: number; outcome?: string; resource_id?: string; connector_id?: string }) {
+  /**
+   * Newest first, a page at a time: `next_cursor` (time.seq of the page's last event) continues
+   * after it. Served by the (time, seq) index, or the resource's / connector's / principal's.
+   */
+  listEvents(query: {
+    limit: number;
+    outcome?: string;
+    resource_id?: string;
+    connector_id?: string;
+    principal_id?: string;
+    since?: number;
+    until?: number;
+    cursor?: string;
+  }) {
     const outcome = query.outcome ?? null;
     const resource = query.resource_id ?? null;
     const connector = query.connector_id ?? null;
+    const principal = query.principal_id ?? null;
+    const since = query.since ?? null;
+    const until = query.until ?? null;
+    const [cTime, cSeq] = query.cursor ? query.cursor.split(".").map(Number) : [null, null];
+    const curTime = cTime ?? null;
+    const curSeq = cSeq ?? null;
     const rows = this.db.all<EventRow>`SELECT * FROM events
       WHERE (${outcome} IS NULL OR outcome = ${outcome})
         AND (${resource} IS NULL OR resource_id = ${resource})
         AND (${connector} IS NULL OR connector_id = ${connector})
-      ORDER BY time DESC, seq DESC LIMIT ${query.limit}`;
-    return { events: rows.map(eventView) };
+        AND (${principal} IS NULL OR principal_id = ${principal})
+        AND (${since} IS NULL OR time >= ${since})
+        AND (${until} IS NULL OR time < ${until})
+        AND (${curTime} IS NULL OR time < ${curTime} OR (time = ${curTime} AND seq < ${curSeq}))
+      ORDER BY time DESC, seq DESC LIMIT ${query.limit + 1}`;
+    const page = rows.slice(0, query.limit);
+    const last = page[page.length - 1];
+    return {
+      events: page.map(eventView),
+      next_cursor: rows.length > query.limit && last ? `${last.time}.${last.seq}` : null,
+    };
   }
 }
 
@@ -609,7 +631,10 @@ export function readNetworkId(db: Db): string | undefined {
 }
 
 /** First-time setup of a NetworkObject by ControllerRoot: its identity and first admin API key. */
-export async function initializeNetwork(ctx: NetworkContext, name: string): Promise<{ api_key: string }> {
+export async function initializeNetwork(
+  ctx: NetworkContext,
+  name: string,
+): Promise<{ api_key: string; admin_signin_url: string }> {
   const existing = readNetworkId(ctx.db);
   if (existing !== undefined && existing !== ctx.networkId) {
     throw new Error("this network object already belongs to another network");
@@ -618,6 +643,16 @@ export async function initializeNetwork(ctx: NetworkContext, name: string): Prom
     ctx.db.run`INSERT OR REPLACE INTO meta (key, value) VALUES ('network_id', ${ctx.networkId})`;
     ctx.db.run`INSERT OR REPLACE INTO meta (key, value) VALUES ('name', ${name})`;
   });
-  const { token } = await new AdminService(ctx).createApiKey({ name: "bootstrap" });
-  return { api_key: token };
+  const created = await new AdminService(ctx).createApiKey({ name: "bootstrap" });
+  const link = await createAdminLink(ctx);
+  await recordAudit(ctx.db, {
+    time: ctx.now,
+    actor: { kind: "bootstrap" },
+    action: "bootstrap",
+    objectType: "network",
+    objectId: ctx.networkId,
+    changes: { name: [null, name], api_key: [null, created.api_key.id] },
+    ip: null,
+  });
+  return { api_key: created.token, admin_signin_url: link.url };
 }

@@ -7,6 +7,7 @@ import { z } from "zod";
 import { sha256, timingSafeEqual, toHex } from "../../shared/encoding.ts";
 import { peekClaim } from "../../shared/tokens.ts";
 import type { Env } from "../env.ts";
+import { CONSOLE_CSS, CONSOLE_JS } from "./console/assets.ts";
 import { ControllerError, conflict, notFound, toErrorResponse, unauthorized } from "./errors.ts";
 import { bearer, parseBody, parseWith, readBody, readJson } from "./http.ts";
 import { COUNTRY_HEADER } from "./network-app.ts";
@@ -110,7 +111,7 @@ async function createNetwork(c: { req: { raw: Request }; env: Env }, first: bool
   if (!result.ok) throw conflict(result.message);
   knownNetworks.add(result.network.id);
   return Response.json(
-    { network: result.network, api_key: result.api_key },
+    { network: result.network, api_key: result.api_key, admin_signin_url: result.admin_signin_url },
     { status: 201, headers: { "cache-control": "no-store" } },
   );
 }
@@ -142,6 +143,30 @@ controllerApp.post("/connector/v1/refresh", (c) =>
 );
 controllerApp.all("/connector/v1/*", (c) => forwardByJwt(c.env, c.req.raw));
 
+// The admin console (console/): its two static files, and its pages in the network's object.
+// `/admin/` leads to the first network's console; another tenant's is at /admin/<network ID>/.
+const asset = (body: string, type: string) => () =>
+  new Response(body, {
+    headers: {
+      "content-type": type,
+      "cache-control": "public, max-age=300",
+      "x-content-type-options": "nosniff",
+    },
+  });
+controllerApp.get("/admin/assets/console.css", asset(CONSOLE_CSS, "text/css; charset=utf-8"));
+controllerApp.get("/admin/assets/console.js", asset(CONSOLE_JS, "text/javascript; charset=utf-8"));
+for (const path of ["/admin", "/admin/"]) {
+  controllerApp.get(path, async (c) => {
+    const first = await root(c.env).firstNetworkId();
+    if (!first) {
+      return c.text("This Controller has no network yet: run `npm start` (or POST /api/v1/bootstrap).", 404);
+    }
+    return c.redirect(`/admin/${first}/`, 302);
+  });
+}
+controllerApp.all("/admin/:net", (c) => forward(c.env, c.req.param("net"), c.req.raw));
+controllerApp.all("/admin/:net/*", (c) => forward(c.env, c.req.param("net"), c.req.raw));
+
 function forwardByJwt(env: Env, request: Request): Promise<Response> {
   const token = bearer(request);
   return forward(env, token ? peekClaim(token, "net") : undefined, request);
@@ -149,7 +174,7 @@ function forwardByJwt(env: Env, request: Request): Promise<Response> {
 
 // Everything else under the Controller's prefixes is a JSON 404 (the Worker entry mounts this app
 // beside the relay, so the app's own notFound handler is not the one that runs there).
-for (const prefix of ["/api/*", "/client/*", "/connector/*", "/.well-known/*", "/auth/*"]) {
+for (const prefix of ["/api/*", "/client/*", "/connector/*", "/.well-known/*", "/auth/*", "/admin/*"]) {
   controllerApp.all(prefix, () => {
     throw new ControllerError("not_found", "route not found");
   });

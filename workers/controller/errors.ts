@@ -11,6 +11,8 @@ export type ErrorCode =
   | "unauthorized"
   /** Authenticated, but a policy requirement failed; `requirement` says which. */
   | "denied"
+  /** Authenticated, but this admin's role or this API key's scope does not allow the request. */
+  | "forbidden"
   | "not_found"
   /** The request conflicts with the current state (already bootstrapped, name taken, still in use). */
   | "conflict"
@@ -32,6 +34,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   invalid_request: 400,
   unauthorized: 401,
   denied: 403,
+  forbidden: 403,
   not_found: 404,
   conflict: 409,
   payload_too_large: 413,

@@ -14,11 +14,19 @@ const admin = <T = any>(method: string, path: string, body?: unknown) =>
 
 let receiver: Server<undefined>;
 /** Every line received, in arrival order, and how many requests were refused on purpose. */
-const received: { stream: string; id?: string; seq: number; destination?: string }[] = [];
+const received: {
+  stream: string;
+  id?: string;
+  seq: number;
+  destination?: string;
+  action?: string;
+  object?: { type: string; id: string | null };
+}[] = [];
+/** Each sink's signing secret, by sink ID (the x-sallyport-sink header). */
+const secrets = new Map<string, string>();
 const signatures: boolean[] = [];
 let refuseNext = 0;
 let refused = 0;
-let secret = "";
 
 beforeAll(async () => {
   edge = await startEdge();
@@ -35,7 +43,10 @@ beforeAll(async () => {
       const sig = req.headers.get("x-sallyport-signature") ?? "";
       const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(sig);
       signatures.push(
-        m !== null && createHmac("sha256", secret).update(`${m[1]}.${body}`).digest("hex") === m[2],
+        m !== null &&
+          createHmac("sha256", secrets.get(req.headers.get("x-sallyport-sink") ?? "") ?? "")
+            .update(`${m[1]}.${body}`)
+            .digest("hex") === m[2],
       );
       for (const line of body.split("\n").filter(Boolean)) received.push(JSON.parse(line));
       return new Response(null, { status: 204 });
@@ -90,7 +101,8 @@ describe("log sinks", () => {
       streams: ["activity"],
     });
     expect(created.status).toBe(201);
-    secret = created.body.secret;
+    const secret = created.body.secret as string;
+    secrets.set(created.body.log_sink.id, secret);
     expect(secret).toMatch(/^whsec_[0-9a-f]{64}$/);
     const listed = await admin("GET", "/log-sinks");
     expect(JSON.stringify(listed.body)).not.toContain(secret);
@@ -112,13 +124,32 @@ describe("log sinks", () => {
     refuseNext = 2;
     expect((await post(30, 20)).status).toBe(200);
     expect((await post(50, 10)).status).toBe(200);
-    await until(() => received.length >= 60, 30_000);
+    await until(() => received.filter((r) => r.stream === "activity").length >= 60, 30_000);
     expect(refused).toBe(2);
-    const destinations = received.map((r) => r.destination);
+    const destinations = received.filter((r) => r.stream === "activity").map((r) => r.destination);
     expect(destinations).toEqual(Array.from({ length: 60 }, (_, i) => `db-${i}.corp:5432`));
-    expect(new Set(received.map((r) => r.id)).size).toBe(60);
+    expect(new Set(received.filter((r) => r.stream === "activity").map((r) => r.id)).size).toBe(60);
     expect(signatures.every(Boolean)).toBe(true);
     const sink = (await admin("GET", "/log-sinks")).body.log_sinks[0];
     expect(sink).toMatchObject({ failures: 0, pending: 0, last_error: null });
   }, 60_000);
+
+  test("the audit log streams too: every admin change arrives as an entry", async () => {
+    const created = await admin("POST", "/log-sinks", {
+      name: "audit receiver",
+      url: `http://127.0.0.1:${receiver.port}/audit`,
+      streams: ["audit"],
+    });
+    secrets.set(created.body.log_sink.id, created.body.secret);
+    const group = (await admin("POST", "/groups", { name: "streamed" })).body.group.id;
+    await admin("PATCH", `/groups/${group}`, { name: "streamed, renamed" });
+    await until(
+      () => received.filter((r) => r.stream === "audit" && r.object?.id === group).length >= 2,
+      15_000,
+    );
+    const entries = received.filter((r) => r.stream === "audit" && r.object?.id === group);
+    expect(entries.length).toBe(2);
+    expect(entries[0]?.seq).toBeLessThan(entries[1]?.seq ?? 0);
+    expect(signatures.every(Boolean)).toBe(true);
+  }, 30_000);
 });

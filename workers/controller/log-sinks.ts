@@ -8,6 +8,7 @@
 // The NetworkObject's alarm drives delivery; nothing here reads the clock or schedules anything.
 import { z } from "zod";
 import { toHex } from "../../shared/encoding.ts";
+import { type AuditRow, auditView } from "./audit.ts";
 import type { NetworkContext } from "./context.ts";
 import type { Db } from "./db.ts";
 import { invalidRequest, notFound } from "./errors.ts";
@@ -16,7 +17,7 @@ import { p, route } from "./route-def.ts";
 import { newId } from "./secrets.ts";
 import { type EventRow, eventView, iso } from "./views.ts";
 
-export const LOG_STREAMS = ["activity", "signin"] as const;
+export const LOG_STREAMS = ["activity", "signin", "audit"] as const;
 type Stream = (typeof LOG_STREAMS)[number];
 const BATCH = 500;
 const MAX_BACKOFF_MS = 5 * 60_000;
@@ -32,6 +33,7 @@ interface SinkRow {
   streams: string;
   activity_cursor: number;
   signin_cursor: number;
+  audit_cursor: number;
   failures: number;
   next_attempt_at: number;
   last_error: string | null;
@@ -69,8 +71,14 @@ function maxSeq(db: Db, stream: Stream): number {
   const row =
     stream === "activity"
       ? db.one<{ m: number | null }>`SELECT MAX(seq) AS m FROM events`
-      : db.one<{ m: number | null }>`SELECT MAX(seq) AS m FROM signin_events`;
+      : stream === "signin"
+        ? db.one<{ m: number | null }>`SELECT MAX(seq) AS m FROM signin_events`
+        : db.one<{ m: number | null }>`SELECT MAX(seq) AS m FROM audit_log`;
   return row?.m ?? 0;
+}
+
+function cursorOf(r: SinkRow, stream: Stream): number {
+  return stream === "activity" ? r.activity_cursor : stream === "signin" ? r.signin_cursor : r.audit_cursor;
 }
 
 function view(r: SinkRow, db: Db) {
@@ -81,10 +89,7 @@ function view(r: SinkRow, db: Db) {
     url: r.url,
     streams,
     // How many rows wait for this sink.
-    pending: streams.reduce(
-      (n, s) => n + Math.max(0, maxSeq(db, s) - (s === "activity" ? r.activity_cursor : r.signin_cursor)),
-      0,
-    ),
+    pending: streams.reduce((n, s) => n + Math.max(0, maxSeq(db, s) - cursorOf(r, s)), 0),
     failures: r.failures,
     last_error: r.last_error,
     next_attempt_at: r.failures > 0 ? iso(r.next_attempt_at) : null,
@@ -99,9 +104,10 @@ export function createLogSink(ctx: NetworkContext, body: z.output<typeof LogSink
   const secret = `whsec_${toHex(crypto.getRandomValues(new Uint8Array(32)))}`;
   const streams = [...new Set(body.streams ?? LOG_STREAMS)];
   // A new sink gets what happens from now on, not the history.
-  ctx.db.run`INSERT INTO log_sinks (id, name, url, secret, streams, activity_cursor, signin_cursor, failures,
-    next_attempt_at, created_at) VALUES (${id}, ${body.name}, ${url}, ${secret}, ${JSON.stringify(streams)},
-    ${maxSeq(ctx.db, "activity")}, ${maxSeq(ctx.db, "signin")}, 0, 0, ${ctx.now})`;
+  ctx.db.run`INSERT INTO log_sinks (id, name, url, secret, streams, activity_cursor, signin_cursor,
+    audit_cursor, failures, next_attempt_at, created_at) VALUES (${id}, ${body.name}, ${url}, ${secret},
+    ${JSON.stringify(streams)}, ${maxSeq(ctx.db, "activity")}, ${maxSeq(ctx.db, "signin")},
+    ${maxSeq(ctx.db, "audit")}, 0, 0, ${ctx.now})`;
   const row = ctx.db.one<SinkRow>`SELECT * FROM log_sinks WHERE id = ${id}`!;
   // The signing secret is shown once; the Controller needs it in clear to sign every batch.
   return { log_sink: view(row, ctx.db), secret };
@@ -144,6 +150,13 @@ function batchOf(db: Db, stream: Stream, after: number): { last: number; lines: 
       lines: rows.map((r) => JSON.stringify({ stream, seq: r.seq, ...eventView(r) })),
     };
   }
+  if (stream === "audit") {
+    const rows = db.all<AuditRow>`SELECT * FROM audit_log WHERE seq > ${after} ORDER BY seq LIMIT ${BATCH}`;
+    return {
+      last: rows.at(-1)?.seq ?? after,
+      lines: rows.map((r) => JSON.stringify({ stream, ...auditView(r) })),
+    };
+  }
   const rows = db.all<{
     seq: number;
     time: number;
@@ -181,12 +194,11 @@ export async function deliverLogSinks(
     let batches = 0;
     let failed = false;
     for (const stream of JSON.parse(sink.streams) as Stream[]) {
-      const column = stream === "activity" ? "activity_cursor" : "signin_cursor";
       for (;;) {
         // Re-read: the sink may have been deleted or its cursor moved while we awaited.
         const row = db.one<SinkRow>`SELECT * FROM log_sinks WHERE id = ${sink.id}`;
         if (!row) break;
-        const after = column === "activity_cursor" ? row.activity_cursor : row.signin_cursor;
+        const after = cursorOf(row, stream);
         const { last, lines } = batchOf(db, stream, after);
         if (lines.length === 0) break;
         if (batches++ >= MAX_BATCHES_PER_RUN) {
@@ -223,13 +235,14 @@ export async function deliverLogSinks(
           failed = true;
           break;
         }
-        if (column === "activity_cursor") {
-          db.run`UPDATE log_sinks SET activity_cursor = ${last}, failures = 0, next_attempt_at = 0,
-            last_error = NULL, last_delivered_at = ${now()} WHERE id = ${sink.id}`;
-        } else {
-          db.run`UPDATE log_sinks SET signin_cursor = ${last}, failures = 0, next_attempt_at = 0,
-            last_error = NULL, last_delivered_at = ${now()} WHERE id = ${sink.id}`;
-        }
+        // One statement per stream: column names are never built from data.
+        if (stream === "activity")
+          db.run`UPDATE log_sinks SET activity_cursor = ${last} WHERE id = ${sink.id}`;
+        else if (stream === "signin")
+          db.run`UPDATE log_sinks SET signin_cursor = ${last} WHERE id = ${sink.id}`;
+        else db.run`UPDATE log_sinks SET audit_cursor = ${last} WHERE id = ${sink.id}`;
+        db.run`UPDATE log_sinks SET failures = 0, next_attempt_at = 0, last_error = NULL,
+          last_delivered_at = ${now()} WHERE id = ${sink.id}`;
       }
       if (failed) break;
     }

@@ -3,8 +3,10 @@
 // verified here against this network's own state, never trusted from the routing.
 import { Hono } from "hono";
 import type { Env } from "../env.ts";
+import { type Actor, assertAllowed, authenticateApiKeyActor } from "./admin-auth.ts";
+import { runAdminRoute } from "./admin-dispatch.ts";
 import { ADMIN_ROUTES } from "./admin-routes.ts";
-import { AdminService, authenticateApiKey } from "./admin-service.ts";
+import { diff, recordAudit } from "./audit.ts";
 import { accessCheck, authenticateSession, clientAcl, connectionTokens, login } from "./client-service.ts";
 import {
   authenticateConnector,
@@ -13,6 +15,7 @@ import {
   registerConnector,
   storeEvents,
 } from "./connector-service.ts";
+import { registerConsole } from "./console/console-app.ts";
 import type { NetworkContext } from "./context.ts";
 import type { Db } from "./db.ts";
 import { notFound, toErrorResponse, unauthorized } from "./errors.ts";
@@ -36,6 +39,7 @@ import {
   SessionRenewRequest,
 } from "./schemas.ts";
 import { createScimApp } from "./scim.ts";
+import { parseSecret } from "./secrets.ts";
 import {
   ageDeviceCode,
   pollDeviceAuthorization,
@@ -55,10 +59,16 @@ export interface NetworkAppDeps {
   nudgeConnectors?: (alsoConnectorIds: string[]) => void;
 }
 
-type AppEnv = { Variables: { ctx: NetworkContext } };
+/** `actor`: who made an admin API request (set by its authentication middleware). */
+type AppEnv = { Variables: { ctx: NetworkContext; actor?: Actor } };
 
 /** Header the Worker sets to the edge's view of the caller's country (see app.ts). */
 export const COUNTRY_HEADER = "x-sallyport-country";
+
+/** The caller's address as the edge saw it (Cloudflare sets it; absent locally), for the audit log. */
+export function ipOf(request: Request): string | null {
+  return request.headers.get("cf-connecting-ip")?.slice(0, 64) ?? null;
+}
 
 function countryOf(request: Request): string | null {
   const c = request.headers.get(COUNTRY_HEADER);
@@ -95,8 +105,11 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
   });
 
   // --- Admin API ---------------------------------------------------------------------------------
+  // Every request is checked against the key's scope here, before its body is read (admin-auth.ts).
   app.use("/api/v1/*", async (c, next) => {
-    await authenticateApiKey(c.get("ctx"), bearer(c.req.raw));
+    const actor = await authenticateApiKeyActor(c.get("ctx"), bearer(c.req.raw));
+    assertAllowed(actor, c.req.method, c.req.path.slice("/api/v1".length));
+    c.set("actor", actor);
     await next();
   });
   // Whatever an admin or SCIM change takes away is recorded as a revocation (before/after), with the
@@ -120,7 +133,9 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
       const touched = route.path.startsWith("/connectors/:id") && params.id ? [params.id] : [];
       const body = route.body ? await parseBody(c.req.raw, route.body, { allowEmpty }) : undefined;
       const query = route.query ? parseWith(route.query, c.req.query(), "query") : undefined;
-      const result = await route.handle(new AdminService(c.get("ctx")), {
+      const actor = c.get("actor");
+      if (!actor) throw unauthorized();
+      const result = await runAdminRoute(c.get("ctx"), actor, ipOf(c.req.raw), route, {
         params: c.req.param(),
         body,
         query,
@@ -150,6 +165,38 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
 
   // --- SCIM provisioning (scim.ts) ----------------------------------------------------------------
   // A deactivation or a membership change may revoke access: nudge connectors, as for the admin API.
+  // Every SCIM change is an audit entry: the object as SCIM showed it before and after.
+  app.use("/scim/v2/*", async (c, next) => {
+    if (c.req.method === "GET") return await next();
+    const ctx = c.get("ctx");
+    const url = new URL(c.req.url);
+    const auth = c.req.header("authorization") ?? "";
+    const show = async () => {
+      if (!/^\/scim\/v2\/(Users|Groups)\/[^/]+$/.test(url.pathname)) return null;
+      const res = await app.fetch(new Request(url, { headers: { authorization: auth } }));
+      return res.ok ? ((await res.json()) as Record<string, unknown>) : null;
+    };
+    const before = await show();
+    await next();
+    if (c.res.status >= 300) return;
+    const after =
+      c.req.method === "DELETE" ? null : ((await c.res.clone().json()) as Record<string, unknown>);
+    const strip = (o: Record<string, unknown> | null) => {
+      if (!o) return null;
+      const { meta: _m, schemas: _s, ...rest } = o;
+      return rest;
+    };
+    const objectId = typeof after?.id === "string" ? after.id : (url.pathname.split("/")[4] ?? null);
+    await recordAudit(ctx.db, {
+      time: ctx.now,
+      actor: { kind: "scim", id: parseSecret("sps", bearer(c.req.raw))?.objectId ?? "unknown" },
+      action: `SCIM ${c.req.method} ${url.pathname.replace(/\/[^/]+$/, (m) => (m.includes("_") ? "/:id" : m))}`,
+      objectType: (url.pathname.split("/")[3] ?? "scim").toLowerCase(),
+      objectId,
+      changes: diff(strip(before), strip(after)),
+      ip: ipOf(c.req.raw),
+    });
+  });
   app.route(
     "/scim/v2",
     createScimApp({ onChange: () => deps.nudgeConnectors?.([]), aroundWrite: recordingRevocations }),
@@ -208,6 +255,9 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
 
   // --- Sign-in pages (the "console" people meet) ----------------------------------------------------
   registerSignInPages(app);
+
+  // --- Admin console (console/console-app.ts) -------------------------------------------------------
+  registerConsole(app, { aroundWrite: recordingRevocations, nudge: (ids) => deps.nudgeConnectors?.(ids) });
 
   // --- Connector API -----------------------------------------------------------------------------
   app.post("/connector/v1/refresh", async (c) => {

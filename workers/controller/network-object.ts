@@ -69,7 +69,7 @@ export class NetworkObject extends DurableObject<Env> {
   }
 
   /** Called once by ControllerRoot when it creates the network. Returns the first admin API key. */
-  async initialize(networkId: string, name: string): Promise<{ api_key: string }> {
+  async initialize(networkId: string, name: string): Promise<{ api_key: string; admin_signin_url: string }> {
     const result = await initializeNetwork(
       {
         db: this.db,

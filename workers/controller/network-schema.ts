@@ -242,7 +242,55 @@ export const NETWORK_MIGRATIONS: readonly (readonly string[])[] = [
     // Only members of these IdP groups may sign in at all (JSON array); NULL: anyone the IdP vouches for.
     "ALTER TABLE idp_config ADD COLUMN allowed_groups TEXT",
   ],
-  // v6: log sinks (log-sinks.ts): a webhook, its signing secret, and a cursor per stream.
+  // v6: the admin console (docs/console.md): admin roles, sessions and sign-in links, API key
+  // scopes and expiry, and the hash-chained audit log.
+  [
+    "ALTER TABLE api_keys ADD COLUMN scope TEXT NOT NULL DEFAULT 'write'",
+    "ALTER TABLE api_keys ADD COLUMN expires_at INTEGER",
+    // Which IdP group makes its members which admin role.
+    `CREATE TABLE admin_roles (
+      idp_group TEXT PRIMARY KEY, role TEXT NOT NULL, updated_at INTEGER NOT NULL)`,
+    // A console session: the cookie holds the ID and a secret whose hash is kept; `groups` are the
+    // IdP groups at sign-in (the role follows the current mapping), `role` is fixed for link sign-ins.
+    `CREATE TABLE admin_sessions (
+      id TEXT PRIMARY KEY,
+      secret_hash TEXT NOT NULL,
+      csrf TEXT NOT NULL,
+      subject TEXT,
+      email TEXT NOT NULL,
+      groups TEXT NOT NULL DEFAULT '[]',
+      role TEXT,
+      via TEXT NOT NULL,
+      expires_at INTEGER NOT NULL,
+      created_at INTEGER NOT NULL)`,
+    // Single-use, short-lived console sign-in links (bootstrap, before any IdP is set).
+    `CREATE TABLE admin_links (
+      id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER,
+      created_at INTEGER NOT NULL)`,
+    // An admin sign-in reuses login_flows: `purpose` 'admin' (NULL: a device sign-in) and the
+    // identity the IdP vouched for, kept until the browser-bound continue step.
+    "ALTER TABLE login_flows ADD COLUMN purpose TEXT",
+    "ALTER TABLE login_flows ADD COLUMN admin_identity TEXT",
+    // Every change, one row; `hash` covers the row and the previous row's hash (audit.ts).
+    `CREATE TABLE audit_log (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      time INTEGER NOT NULL,
+      actor_type TEXT NOT NULL,
+      actor_id TEXT NOT NULL,
+      actor_name TEXT,
+      actor_role TEXT,
+      action TEXT NOT NULL,
+      object_type TEXT NOT NULL,
+      object_id TEXT,
+      changes TEXT NOT NULL,
+      ip TEXT,
+      prev_hash TEXT NOT NULL,
+      hash TEXT NOT NULL)`,
+    "CREATE INDEX audit_log_by_time ON audit_log (time, seq)",
+    "CREATE INDEX audit_log_by_object ON audit_log (object_id, seq)",
+    "CREATE INDEX events_by_principal ON events (principal_id, time)",
+  ],
+  // v7: log sinks (log-sinks.ts): a webhook, its signing secret, and a cursor per stream.
   [
     `CREATE TABLE log_sinks (
       id TEXT PRIMARY KEY,
@@ -252,6 +300,7 @@ export const NETWORK_MIGRATIONS: readonly (readonly string[])[] = [
       streams TEXT NOT NULL,
       activity_cursor INTEGER NOT NULL,
       signin_cursor INTEGER NOT NULL,
+      audit_cursor INTEGER NOT NULL DEFAULT 0,
       failures INTEGER NOT NULL DEFAULT 0,
       next_attempt_at INTEGER NOT NULL DEFAULT 0,
       last_error TEXT,

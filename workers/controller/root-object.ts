@@ -10,7 +10,7 @@ import { ROOT_MIGRATIONS, RootStore } from "./root-store.ts";
 import { newId } from "./secrets.ts";
 
 export type CreateNetworkResult =
-  | { ok: true; network: { id: string; name: string }; api_key: string }
+  | { ok: true; network: { id: string; name: string }; api_key: string; admin_signin_url: string }
   | { ok: false; code: "conflict"; message: string };
 
 export class ControllerRoot extends DurableObject<Env> {
@@ -60,6 +60,11 @@ export class ControllerRoot extends DurableObject<Env> {
     return await this.initialize(id, name);
   }
 
+  /** The first network (the one bootstrap made): where /admin/ leads. */
+  async firstNetworkId(): Promise<string | undefined> {
+    return this.store.firstNetworkId();
+  }
+
   async networkExists(id: string): Promise<boolean> {
     return this.store.networkExists(id);
   }
@@ -67,9 +72,9 @@ export class ControllerRoot extends DurableObject<Env> {
   private async initialize(id: string, name: string): Promise<CreateNetworkResult> {
     try {
       const network = this.env.NETWORK.get(this.env.NETWORK.idFromName(id));
-      const { api_key } = await network.initialize(id, name);
+      const { api_key, admin_signin_url } = await network.initialize(id, name);
       this.store.markReady(id);
-      return { ok: true, network: { id, name }, api_key };
+      return { ok: true, network: { id, name }, api_key, admin_signin_url };
     } catch (err) {
       this.store.removeNetwork(id);
       throw err;

@@ -111,6 +111,12 @@ export class RootStore {
     this.db.run`DELETE FROM networks WHERE id = ${id} AND ready = 0`;
   }
 
+  firstNetworkId(): string | undefined {
+    return this.db.one<{
+      id: string;
+    }>`SELECT id FROM networks WHERE ready = 1 ORDER BY created_at, rowid LIMIT 1`?.id;
+  }
+
   networkExists(id: string): boolean {
     return this.db.one`SELECT id FROM networks WHERE id = ${id} AND ready = 1` !== undefined;
   }

@@ -165,7 +165,17 @@ export const ServiceAccountKeyCreate = z.strictObject({
   expires_in_days: z.number().int().min(1).max(3650).optional().meta({ description: "default: never" }),
 });
 
-export const ApiKeyCreate = z.strictObject({ name });
+export const ApiKeyCreate = z.strictObject({
+  name,
+  scope: z.enum(["read", "write", "provision"]).default("write").meta({
+    description: "read: GET only; write: everything; provision: create connectors, resources, groups",
+  }),
+  expires_in_days: z.number().int().min(1).max(3650).optional(),
+  expires_at: z.iso
+    .datetime({ offset: true })
+    .optional()
+    .meta({ description: "an exact expiry (RFC 3339); instead of expires_in_days" }),
+});
 
 // --- Bootstrap ------------------------------------------------------------------------------------
 
@@ -206,11 +216,32 @@ export const EventBatch = z.object({
   sent_at: z.number().int().min(0).optional(),
 });
 
-export const EventQuery = z.object({
+const queryTime = z
+  .string()
+  .max(40)
+  .transform((t, c) => {
+    const ms = /^\d+$/.test(t) ? Number(t) : Date.parse(t);
+    if (!Number.isFinite(ms)) {
+      c.addIssue({ code: "custom", message: "an RFC 3339 time or milliseconds since the epoch" });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+/** Strict: an unknown query parameter (a misspelt filter) is a 400, never silently ignored. */
+export const EventQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   outcome: z.enum(OUTCOMES).optional(),
   resource_id: ref.optional(),
   connector_id: ref.optional(),
+  principal_id: ref.optional(),
+  since: queryTime.optional().meta({ description: "events at or after this time" }),
+  until: queryTime.optional().meta({ description: "events before this time" }),
+  cursor: z
+    .string()
+    .regex(/^\d+\.\d+$/)
+    .optional()
+    .meta({ description: "next_cursor of the previous page" }),
 });
 
 // --- Connector API --------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import { toBase64Url } from "../../shared/encoding.ts";
 import { verifyPosture } from "../../shared/posture.ts";
 import { grantPolicies, networkDeviceSettings, trustedProfiles } from "./access.ts";
 import type { ClientSession } from "./client-service.ts";
+import { adminSignedIn } from "./console/admin-signin.ts";
 import { type NetworkContext, newJti, sign } from "./context.ts";
 import type { Db } from "./db.ts";
 import { ControllerError, invalidRequest, notFound, unauthorized } from "./errors.ts";
@@ -89,6 +90,8 @@ interface FlowRow {
   /** The flow's CSRF token, in every form of the bound pages. */
   csrf: string | null;
   mfa_failures: number;
+  /** 'admin' for a console sign-in (console/admin-signin.ts); null for a device sign-in. */
+  purpose: string | null;
 }
 
 function newUserCode(): string {
@@ -542,6 +545,8 @@ export function registerSignInPages(app: Hono<PageCtx>): void {
         502,
       );
     }
+    // An admin signing in to the console (console/admin-signin.ts): the same flow, another end.
+    if (flow.purpose === "admin") return adminSignedIn(c, flow.id, identity);
     const person = resolvePerson(ctx.db, identity, cfg, ctx.now);
     if ("refused" in person) {
       recordSignInEvent(ctx, {

@@ -83,6 +83,9 @@ export interface ApiKeyRow {
   secret_hash: string;
   last_used_at: number | null;
   created_at: number;
+  /** read, write or provision (admin-auth.ts). */
+  scope: string;
+  expires_at: number | null;
 }
 
 export interface DeviceRow {
@@ -220,6 +223,8 @@ export const serviceAccountView = (r: ServiceAccountRow, keys: ServiceAccountKey
 export const apiKeyView = (r: ApiKeyRow) => ({
   id: r.id,
   name: r.name,
+  scope: r.scope,
+  expires_at: iso(r.expires_at),
   last_used_at: iso(r.last_used_at),
   created_at: iso(r.created_at),
 });

@@ -1,0 +1,448 @@
+// The admin console as admins meet it, with real parts: the edge on workerd, a real OpenID provider
+// (oidc-provider), two real connectors, headless Chromium, and another site served from another
+// origin. Admins sign in through the IdP; their IdP groups decide their role, and the server
+// refuses what the role may not do, also for requests crafted past the pages. With
+// SALLYPORT_SCREENSHOTS=<dir> the test saves a screenshot of every page there (docs/console.md).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { Server } from "bun";
+import type { Page } from "playwright-core";
+import { type Idp, type IdpUser, startIdp } from "../../scripts/lib/idp.ts";
+import { type Proc, startConnector } from "../../scripts/lib/processes.ts";
+import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
+import { call, deviceKey, randomCertDigest } from "../../workers/controller/helpers.test.ts";
+import { launchBrowser, signInAtIdp, type TestBrowser } from "../helpers/browser.ts";
+import { adminApi, type Edge, startEdge } from "../helpers/edge.ts";
+
+const MARKUP = "<img src=x onerror=alert(1)>";
+const admin = (sub: string, group: string): IdpUser & { login: string } => ({
+  sub,
+  login: `${sub}@example.com`,
+  email: `${sub}@example.com`,
+  name: sub,
+  password: `${sub}-pw`,
+  groups: [group],
+});
+const ADMIN = admin("admin", "sallyport-admins");
+const DEVOPS = admin("ops", "platform");
+const AUDITOR = admin("audit", "auditors");
+const SUPPORT = admin("helpdesk", "helpdesk");
+const NOBODY = admin("nobody", "sales");
+const SHOTS = process.env.SALLYPORT_SCREENSHOTS;
+
+/** The little of the DOM the page functions below use (the tests are type-checked without DOM types). */
+interface Doc {
+  querySelector(selector: string): { textContent: string | null } | null;
+  querySelectorAll(selector: string): ArrayLike<{ textContent: string | null }>;
+}
+
+let edge: Edge;
+let idp: Idp;
+let p: Provisioned;
+let api: ReturnType<typeof adminApi>;
+let base: string;
+const connectors: Proc[] = [];
+let evil: Server<undefined>;
+let evilOrigin: string;
+let evilPage = "";
+
+beforeAll(async () => {
+  edge = await startEdge();
+  api = adminApi(edge);
+  base = `${edge.url}/admin/${edge.networkId}`;
+  p = await provisionNetwork(
+    edge,
+    [{ name: "wiki.console.internal", address: "wiki.console.internal" }],
+    "Office",
+  );
+  const second = await api<{ tokens: { access_token: string; refresh_token: string } }>(
+    "POST",
+    "/connectors",
+    {
+      remote_network_id: p.remoteNetworkId,
+      name: "Office connector 2",
+    },
+  );
+  const tmp = join(edge.stateDir, "connectors");
+  for (const [i, t] of [
+    { access: p.connector.accessToken, refresh: p.connector.refreshToken },
+    { access: second.tokens.access_token, refresh: second.tokens.refresh_token },
+  ].entries()) {
+    connectors.push(
+      await startConnector({
+        controller: edge.url,
+        accessToken: t.access,
+        refreshToken: t.refresh,
+        stateDir: join(tmp, `c${i}`),
+        label: `c${i}`,
+      }),
+    );
+  }
+  idp = await startIdp({
+    users: [ADMIN, DEVOPS, AUDITOR, SUPPORT, NOBODY],
+    clients: [
+      {
+        client_id: "sallyport",
+        client_secret: "s3cret-for-tests",
+        redirect_uris: [`${edge.url}/auth/${edge.networkId}/callback`],
+      },
+    ],
+  });
+  await api("PUT", "/idp", {
+    preset: "generic",
+    issuer: idp.issuer,
+    client_id: "sallyport",
+    client_secret: "s3cret-for-tests",
+    scopes: ["openid", "email", "profile", "groups"],
+  });
+  await api("PUT", "/admin-roles", {
+    admin_roles: [
+      { idp_group: "sallyport-admins", role: "admin" },
+      { idp_group: "platform", role: "devops" },
+      { idp_group: "auditors", role: "auditor" },
+      { idp_group: "helpdesk", role: "support" },
+    ],
+  });
+  evil = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: () => new Response(evilPage, { headers: { "content-type": "text/html" } }),
+  });
+  evilOrigin = `http://localhost:${evil.port}`;
+}, 120_000);
+
+afterAll(async () => {
+  for (const c of connectors) await c.stop("SIGINT");
+  evil?.stop(true);
+  await idp?.stop();
+  await edge?.stop();
+}, 60_000);
+
+interface Session extends TestBrowser {
+  /** Every script URL any page of this browser loaded, and every dialog it opened. */
+  scripts: string[];
+  dialogs: string[];
+}
+
+/** A browser in which `who` signed in to the console through the IdP. */
+async function signIn(who: { login: string; password: string }): Promise<Session> {
+  const b = await launchBrowser();
+  const s: Session = { ...b, scripts: [], dialogs: [] };
+  b.page.on("request", (r) => {
+    if (r.resourceType() === "script") s.scripts.push(r.url());
+  });
+  b.page.on("dialog", (d) => {
+    s.dialogs.push(d.message());
+    void d.dismiss();
+  });
+  await b.page.goto(`${edge.url}/admin/`);
+  await b.page.locator("#signin-idp").click();
+  await signInAtIdp(b.page, who);
+  await b.page.locator("main h1, #error").first().waitFor({ timeout: 15_000 });
+  return s;
+}
+
+async function withSession<T>(who: { login: string; password: string }, fn: (s: Session) => Promise<T>) {
+  const s = await signIn(who);
+  try {
+    return await fn(s);
+  } finally {
+    await s.close();
+  }
+}
+
+const text = async (page: Page, sel: string) =>
+  ((await page.locator(sel).first().textContent()) ?? "").trim();
+
+/** The session's CSRF token as the page holds it, for requests crafted past the page's forms. */
+const csrfOf = (page: Page) => page.locator('input[name="csrf"]').first().inputValue();
+
+/** A POST made from inside the page (same origin, with its cookies), as a script there could. */
+async function crafted(page: Page, action: string, form: Record<string, string>): Promise<number> {
+  return await page.evaluate(
+    async ([url, body]) => (await fetch(url, { method: "POST", body: new URLSearchParams(body) })).status,
+    [`${base}/do/${action}`, form] as const,
+  );
+}
+
+async function shot(page: Page, name: string) {
+  if (!SHOTS) return;
+  mkdirSync(SHOTS, { recursive: true });
+  await page.setViewportSize({ width: 1200, height: 760 });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+describe("admin", () => {
+  test("signs in through the IdP and lands on the overview with both connectors online", async () => {
+    await withSession(ADMIN, async (s) => {
+      expect(s.page.url()).toBe(`${base}/`);
+      expect(await text(s.page, "main h1")).toBe("Overview");
+      expect(await text(s.page, "#who")).toBe("admin@example.com · admin");
+      // Connectors start online within a heartbeat; the page follows without a reload.
+      const states = s.page.locator("#overview-connectors [data-connector]");
+      expect(await states.count()).toBe(2);
+      // (A function, not a string: the console's CSP forbids eval, and Playwright obeys it.)
+      await s.page.waitForFunction(
+        () =>
+          Array.from(
+            (globalThis as unknown as { document: Doc }).document.querySelectorAll(
+              "#overview-connectors [data-connector]",
+            ),
+          ).every((e) => e.textContent === "online"),
+        undefined,
+        { timeout: 30_000 },
+      );
+      await shot(s.page, "overview");
+    });
+  }, 90_000);
+
+  test("a connector that comes online flips to online on the open page, with no reload", async () => {
+    const created = await api<{ connector: { id: string }; tokens: { access_token: string } }>(
+      "POST",
+      "/connectors",
+      { remote_network_id: p.remoteNetworkId, name: "late" },
+    );
+    await withSession(ADMIN, async (s) => {
+      await s.page.goto(`${base}/connectors`);
+      const cell = s.page.locator(`[data-connector="${created.connector.id}"]`);
+      expect(await cell.textContent()).toBe("pending");
+      let navigations = 0;
+      s.page.on("framenavigated", () => navigations++);
+      const token = created.tokens.access_token;
+      await call(edge, "POST", "/connector/v1/register", {
+        token,
+        body: { cert_sha256: randomCertDigest(), version: "0.1.0", hostname: "late.local" },
+      });
+      await call(edge, "POST", "/connector/v1/heartbeat", { token, body: {} });
+      await s.page.waitForFunction(
+        (id) =>
+          (globalThis as unknown as { document: Doc }).document.querySelector(`[data-connector="${id}"]`)
+            ?.textContent === "online",
+        created.connector.id,
+        { timeout: 10_000 },
+      );
+      expect(navigations).toBe(0);
+      await shot(s.page, "connectors");
+      await api("DELETE", `/connectors/${created.connector.id}`);
+    });
+  }, 90_000);
+
+  test("creates a resource, a group and an API key; each change is in the audit log; the chain verifies", async () => {
+    await withSession(ADMIN, async (s) => {
+      await s.page.goto(`${base}/resources`);
+      await s.page.locator('#form-resource input[name="name"]').fill("Billing");
+      await s.page.locator('#form-resource input[name="address"]').fill("billing.console.internal");
+      await s.page.locator("#form-resource button").click();
+      await s.page.locator("#notice").waitFor();
+      expect(await s.page.locator("#resources").textContent()).toContain("billing.console.internal");
+      await shot(s.page, "resources");
+
+      await s.page.goto(`${base}/groups`);
+      await s.page.locator('#form-group input[name="name"]').fill("finance");
+      await s.page.locator("#form-group button").click();
+      await s.page.locator("#notice").waitFor();
+      await shot(s.page, "groups");
+
+      await s.page.goto(`${base}/api-keys`);
+      await s.page.locator('#form-api-key input[name="name"]').fill("reporting");
+      await s.page.locator('#form-api-key select[name="scope"]').selectOption("read");
+      await s.page.locator("#form-api-key button").click();
+      const secret = await text(s.page, "#api-key-secret");
+      expect(secret).toMatch(/^spk_/);
+      // Shown once: the list never shows it again; the key reads but cannot write.
+      await s.page.goto(`${base}/api-keys`);
+      expect(await s.page.content()).not.toContain(secret);
+      await shot(s.page, "api-keys");
+      const readKey = (path: string, method = "GET") =>
+        call(edge, method, `/api/v1${path}`, {
+          token: secret,
+          body: method === "GET" ? undefined : { name: "x" },
+        });
+      expect((await readKey("/resources")).status).toBe(200);
+      expect((await readKey("/groups", "POST")).status).toBe(403);
+
+      await s.page.goto(`${base}/audit`);
+      const audit = (await s.page.locator("#audit").textContent()) ?? "";
+      expect(audit).toContain("POST /resources");
+      expect(audit).toContain("POST /groups");
+      expect(audit).toContain("POST /api-keys");
+      expect(audit).toContain("admin@example.com");
+      expect(audit).not.toContain(secret);
+      await s.page.locator("#verify").click();
+      expect(await text(s.page, "#verify-result")).toMatch(/^The chain of \d+ entries is intact\.$/);
+      await shot(s.page, "audit");
+
+      for (const page of ["users", "service-accounts", "policies", "activity", "idp", "roles"]) {
+        await s.page.goto(`${base}/${page}`);
+        await shot(s.page, page);
+      }
+      // Every script any page loaded came from the Controller.
+      expect(s.scripts.length).toBeGreaterThan(0);
+      for (const url of s.scripts) expect(new URL(url).origin).toBe(edge.url);
+    });
+  }, 120_000);
+});
+
+describe("roles, checked by the server", () => {
+  test("devops changes infrastructure but not users or policies, also with crafted requests", async () => {
+    await withSession(DEVOPS, async (s) => {
+      expect(await text(s.page, "#role")).toBe("devops");
+      await s.page.goto(`${base}/users`);
+      expect(await s.page.locator("#form-user").count()).toBe(0); // a courtesy, not the check:
+      const csrf = await csrfOf(s.page);
+      expect(await crafted(s.page, "create-user", { csrf, email: "sneaky@example.com" })).toBe(403);
+      expect(await crafted(s.page, "add-role", { csrf, idp_group: "platform", role: "admin" })).toBe(403);
+      expect(await crafted(s.page, "create-group", { csrf, name: "sneaky" })).toBe(403);
+      const users = await api<{ users: { email: string }[] }>("GET", "/users");
+      expect(users.users.map((u) => u.email)).not.toContain("sneaky@example.com");
+      expect(
+        (await api<{ admin_roles: { role: string }[] }>("GET", "/admin-roles")).admin_roles,
+      ).toHaveLength(4);
+      // The audit log is not the devops role's to read.
+      const res = await s.page.goto(`${base}/audit`);
+      expect(res?.status()).toBe(403);
+      // Infrastructure is.
+      expect(await crafted(s.page, "create-remote-network", { csrf, name: "Ops lab" })).toBe(200);
+      const rns = await api<{ remote_networks: { name: string }[] }>("GET", "/remote-networks");
+      expect(rns.remote_networks.map((r) => r.name)).toContain("Ops lab");
+    });
+  }, 90_000);
+
+  test("an auditor can change nothing, and reads the audit log", async () => {
+    await withSession(AUDITOR, async (s) => {
+      expect(await text(s.page, "#role")).toBe("auditor");
+      const csrf = await csrfOf(s.page);
+      for (const [action, form] of [
+        ["create-remote-network", { name: "nope" }],
+        ["create-resource", { name: "nope", address: "nope.internal", remote_network_id: p.remoteNetworkId }],
+        ["delete-connector", { id: p.connector.id }],
+        ["create-api-key", { name: "nope", scope: "write" }],
+        ["disable-user", { id: "us_AAAAAAAAAAAAAAAA" }],
+      ] as const) {
+        expect(await crafted(s.page, action, { csrf, ...form })).toBe(403);
+      }
+      const res = await s.page.goto(`${base}/audit`);
+      expect(res?.status()).toBe(200);
+    });
+  }, 90_000);
+
+  test("support blocks a device from the Devices page, and changes nothing else", async () => {
+    const key = await deviceKey();
+    const login = await call(edge, "POST", "/client/v1/login", {
+      body: { service_key: p.serviceKey, device: { public_jwk: key.publicJwk, name: "build-box" } },
+    });
+    expect(login.status).toBe(200);
+    await withSession(SUPPORT, async (s) => {
+      expect(await text(s.page, "#role")).toBe("support");
+      await s.page.goto(`${base}/devices`);
+      const row = s.page.locator("#devices tr", { hasText: "build-box" });
+      await row.locator('button:has-text("Block")').click();
+      await s.page.locator("#notice").waitFor();
+      const device = await api<{ device: { blocked: boolean } }>("GET", `/devices/${login.body.device_id}`);
+      expect(device.device.blocked).toBe(true);
+      await shot(s.page, "devices");
+      const csrf = await csrfOf(s.page);
+      expect(
+        await crafted(s.page, "create-resource", {
+          csrf,
+          name: "n",
+          address: "n.internal",
+          remote_network_id: p.remoteNetworkId,
+        }),
+      ).toBe(403);
+      expect(await crafted(s.page, "disable-user", { csrf, id: "us_AAAAAAAAAAAAAAAA" })).toBe(403);
+      expect(await crafted(s.page, "unblock-device", { csrf, id: login.body.device_id })).toBe(200);
+    });
+  }, 90_000);
+
+  test("a person with no admin role gets no console", async () => {
+    const b = await launchBrowser();
+    try {
+      await b.page.goto(`${edge.url}/admin/`);
+      await b.page.locator("#signin-idp").click();
+      await signInAtIdp(b.page, NOBODY);
+      await b.page.locator("#error").waitFor({ timeout: 15_000 });
+      expect(await text(b.page, "#error")).toContain("no admin role");
+      const res = await b.page.goto(`${base}/users`);
+      expect(new URL(b.page.url()).pathname).toBe(`/admin/${edge.networkId}/signin`);
+      expect(res?.status()).toBe(200);
+    } finally {
+      await b.close();
+    }
+  }, 90_000);
+});
+
+describe("attacks", () => {
+  test("markup in a Resource's name renders as text on every page", async () => {
+    const r = await api<{ resource: { id: string } }>("POST", "/resources", {
+      name: MARKUP,
+      address: "xss.console.internal",
+      remote_network_id: p.remoteNetworkId,
+    });
+    const g = await api<{ group: { id: string } }>("POST", "/groups", { name: MARKUP });
+    await api("POST", `/groups/${g.group.id}/resources`, { resource_ids: [r.resource.id] });
+    await withSession(ADMIN, async (s) => {
+      for (const page of [
+        "",
+        "connectors",
+        "resources",
+        "groups",
+        "users",
+        "activity",
+        "audit",
+        "api-keys",
+        "roles",
+      ]) {
+        await s.page.goto(`${base}/${page}`);
+        expect(await s.page.locator("main img").count()).toBe(0);
+      }
+      await s.page.goto(`${base}/resources`);
+      expect(await s.page.locator(".resource-name", { hasText: "onerror" }).textContent()).toBe(MARKUP);
+      await s.page.goto(`${base}/audit`);
+      expect(await s.page.locator("#audit").textContent()).toContain(MARKUP);
+      expect(s.dialogs).toEqual([]);
+    });
+  }, 90_000);
+
+  test("a cross-site form POST and a text/plain POST are refused", async () => {
+    await withSession(ADMIN, async (s) => {
+      const csrf = await csrfOf(s.page);
+      // Another site auto-submits a console form (even knowing the CSRF token) and a text/plain one.
+      for (const enctype of ["application/x-www-form-urlencoded", "text/plain"]) {
+        evilPage = `<!doctype html><body onload="document.forms[0].submit()">
+<form method="post" enctype="${enctype}" action="${base}/do/create-remote-network">
+<input name="csrf" value="${csrf}"><input name="name" value="evil-${enctype}"></form></body>`;
+        const answered = s.page.waitForResponse((r) => r.url().endsWith("/do/create-remote-network"));
+        // The page's own onload navigation interrupts goto's wait: the answer is what counts.
+        await s.page.goto(evilOrigin).catch(() => undefined);
+        expect((await answered).status()).toBe(403);
+      }
+      // A text/plain JSON body to the admin API is refused even with a valid key.
+      const plain = await fetch(`${edge.url}/api/v1/remote-networks`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${edge.apiKey}`, "content-type": "text/plain" },
+        body: JSON.stringify({ name: "evil-plain" }),
+      });
+      expect(plain.status).toBe(415);
+      const rns = await api<{ remote_networks: { name: string }[] }>("GET", "/remote-networks");
+      expect(rns.remote_networks.map((r) => r.name).filter((n) => n.startsWith("evil"))).toEqual([]);
+    });
+  }, 90_000);
+
+  test("every console page has a CSP without unsafe-inline that allows scripts only from the Controller", async () => {
+    await withSession(ADMIN, async (s) => {
+      for (const page of ["", "connectors", "resources", "activity", "audit"]) {
+        const res = await s.page.goto(`${base}/${page}`);
+        const csp = res?.headers()["content-security-policy"] ?? "";
+        expect(csp).toContain("script-src 'self'");
+        expect(csp).toContain("default-src 'none'");
+        expect(csp).not.toContain("unsafe-inline");
+        expect(res?.headers()["x-frame-options"]).toBe("DENY");
+      }
+      const cookies = await s.context.cookies(edge.url);
+      const session = cookies.find((c) => c.name === `sp_admin_${edge.networkId}`);
+      expect(session).toMatchObject({ httpOnly: true, sameSite: "Strict" });
+    });
+  }, 90_000);
+});
