@@ -4,6 +4,7 @@
 // one line; the walk stops at the first failure, so the exit status says whether everything held.
 import { promises as dnsPromises, Resolver } from "node:dns";
 import { isIPv4, isIPv6 } from "node:net";
+import ipaddr from "ipaddr.js";
 import { accessCheck, ClientApiError, fetchAcl } from "./controller-api.ts";
 import type { Overlap } from "./overlap.ts";
 import type { SessionState } from "./state.ts";
@@ -70,6 +71,18 @@ function splitTarget(target: string): { host: string; port: number | undefined }
     return { host: target.slice(0, i), port: Number(target.slice(i + 1)) };
   }
   return { host: target, port: undefined };
+}
+
+/** Whether `host` is an IP address inside `cidr`. */
+function inNetwork(host: string, cidr: string): boolean {
+  try {
+    if (!ipaddr.isValid(host)) return false;
+    const [net, prefix] = ipaddr.parseCIDR(cidr);
+    const addr = ipaddr.parse(host);
+    return addr.kind() === net.kind() && addr.match(net as typeof addr, prefix);
+  } catch {
+    return false;
+  }
 }
 
 /** This host's clock minus the Controller's (ms, from its Date header: ±1 s), or null. */
@@ -248,9 +261,25 @@ export async function runDoctor(deps: DoctorDeps, target: string | undefined): P
   }
 
   // 4. Routing
+  // A destination inside a local network that a Resource overlaps: connections there go to the
+  // Resource through Sallyport, not to the device on the local network (a broken link when the
+  // person meant the local one; the admin narrows the Resource).
+  const routed = (await deps.daemon(
+    `/route?host=${encodeURIComponent(host)}&port=${port ?? 443}&protocol=tcp`,
+  )) as { kind: string; resource_id?: string } | undefined;
   const overlaps = (status.overlaps ?? []).filter(
-    (o) => o.resource_address === host || o.resource_name === host,
+    (o) => o.resource_id === routed?.resource_id || o.resource_address === host || o.resource_name === host,
   );
+  const local = overlaps.find((o) => inNetwork(host, o.local_network));
+  if (local) {
+    add({
+      link: "routing",
+      ok: false,
+      evidence: `${host} is on this host's network ${local.local_network} (${local.interface}), and the Resource ${local.resource_name} (${local.resource_address}) overlaps it: connections to ${host} go to the Resource through Sallyport, not to the local network`,
+      next: "if you meant the local device, ask your admin to narrow the Resource's address; if you meant the Resource, the overlap shadows that part of your local network",
+    });
+    return checks;
+  }
   add({
     link: "routing",
     ok: null,

@@ -30,7 +30,15 @@ beforeAll(async () => {
   // The Resource lives on the test machine; connectors reach it through their own link.
   web = await startHttp("private web", "0.0.0.0");
   edge = await startEdge({ listen: "0.0.0.0", publicHost: EDGE_IP });
-  lan = await provisionNetwork(edge, [{ name: "lan-app", address: "app.lan.internal" }], "LAN");
+  lan = await provisionNetwork(
+    edge,
+    [
+      { name: "lan-app", address: "app.lan.internal" },
+      // A Resource CIDR that overlaps the client host's own network (its uplink 10.99.1.0/24).
+      { name: "lan-subnet", address: "10.99.1.0/24" },
+    ],
+    "LAN",
+  );
   far = await provisionNetwork(edge, [{ name: "far-app", address: "app.far.internal" }], "Far");
   // The client's service account must reach both networks: add the far Resource to its group.
   await adminApi(edge)("POST", `/groups/${lan.groupId}/resources`, {
@@ -191,3 +199,18 @@ test("the LAN is cut: the dead direct tunnel is noticed and traffic moves to the
   }
   expect(await curlFromClient("app.lan.internal")).toBe("private web");
 }, 60_000);
+
+test("a Resource CIDR that overlaps the client's local network: doctor names the routing link", () => {
+  const doctor = Bun.spawnSync(
+    ["ip", "netns", "exec", "sp-cli", CLIENT_BIN, "doctor", "10.99.1.77:80", "--json"],
+    { env: { ...process.env, SALLYPORT_STATE_DIR: join(tmp, "client") }, stdout: "pipe" },
+  );
+  expect(doctor.exitCode).toBe(1);
+  const report = JSON.parse(doctor.stdout.toString()) as {
+    checks: { link: string; ok: boolean | null; evidence: string; next?: string }[];
+  };
+  const broken = report.checks.find((c) => c.ok === false);
+  expect(broken?.link).toBe("routing");
+  expect(broken?.evidence).toContain("10.99.1.0/24");
+  expect(broken?.next).toContain("narrow");
+});
