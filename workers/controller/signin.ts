@@ -455,6 +455,26 @@ const expiredForm = (c: Context<PageCtx>) =>
     403,
   );
 
+/**
+ * A POST of the bound pages after the IdP (MFA, confirmation): from this origin, in the browser
+ * that started the flow, with the flow's CSRF token, after the IdP vouched for someone. Anything
+ * else is the refusal page to return.
+ */
+async function signedInPost(
+  c: Context<PageCtx>,
+): Promise<
+  { flow: FlowRow & { user_id: string; auth_at: number }; form: Record<string, string> } | Response
+> {
+  const crossSite = refusedCrossSite(c);
+  if (crossSite) return crossSite;
+  const flow = await boundFlow(c);
+  if (flow instanceof Response) return flow;
+  if (!flow.user_id || flow.auth_at === null) return errorPage(c, "This sign-in has expired.");
+  const form = await formOf(c);
+  if (!csrfOk(form, flow)) return expiredForm(c);
+  return { flow: { ...flow, user_id: flow.user_id, auth_at: flow.auth_at }, form };
+}
+
 const redirectUri = (ctx: NetworkContext) => `${signInBase(ctx)}/callback`;
 
 export function registerSignInPages(app: Hono<PageCtx>): void {
@@ -589,13 +609,9 @@ export function registerSignInPages(app: Hono<PageCtx>): void {
 
   app.post("/auth/:net/mfa", async (c) => {
     const ctx = c.get("ctx");
-    const crossSite = refusedCrossSite(c);
-    if (crossSite) return crossSite;
-    const flow = await boundFlow(c);
-    if (flow instanceof Response) return flow;
-    if (!flow.user_id || flow.auth_at === null) return errorPage(c, "This sign-in has expired.");
-    const form = await formOf(c);
-    if (!csrfOk(form, flow)) return expiredForm(c);
+    const posted = await signedInPost(c);
+    if (posted instanceof Response) return posted;
+    const { flow, form } = posted;
     const userId = flow.user_id;
     const locked = lockedPage(c, userId);
     if (locked) return locked;
@@ -653,13 +669,9 @@ export function registerSignInPages(app: Hono<PageCtx>): void {
 
   app.post("/auth/:net/confirm", async (c) => {
     const ctx = c.get("ctx");
-    const crossSite = refusedCrossSite(c);
-    if (crossSite) return crossSite;
-    const flow = await boundFlow(c);
-    if (flow instanceof Response) return flow;
-    if (!flow.user_id || flow.auth_at === null) return errorPage(c, "This sign-in has expired.");
-    const form = await formOf(c);
-    if (!csrfOk(form, flow)) return expiredForm(c);
+    const posted = await signedInPost(c);
+    if (posted instanceof Response) return posted;
+    const { flow, form } = posted;
     if (flow.mfa_at === null && mfaNeeded(ctx.db, flow.user_id))
       return c.redirect(`${signInBase(ctx)}/mfa`, 302);
     const email = ctx.db.one<{ email: string }>`SELECT email FROM users WHERE id = ${flow.user_id}`?.email;
