@@ -1,0 +1,214 @@
+// npm run soak [-- --minutes N] [--no-new-tunnels] [--no-bulk] [--out FILE]: mixed traffic through
+// the real edge, connector and client for N minutes, sampling every process's RSS, to see whether
+// anything grows without levelling off. Traffic, all checked:
+// - short HTTP requests through the client's SOCKS port, one new stream each (about 20/s);
+// - one long echo stream moving 64 KiB chunks, verified byte for byte;
+// - (unless --no-new-tunnels) a new relayed tunnel every 2 s, opened, used and closed, which makes a
+//   fresh splice object, a connection token and an authorization each time.
+// Prints a table of RSS start → end and the growth rate over the second half (MiB/min, least
+// squares), and writes the samples to bench/results/soak.json. Loopback only; stops by itself.
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { requestConnectionTokens } from "../client/controller-api.ts";
+import { loadOrCreateDeviceKey, loadSession } from "../client/state.ts";
+import { Tunnel } from "../client/tunnel.ts";
+import { ROOT, startEdge } from "../scripts/lib/local-edge.ts";
+import { startClient, startConnector } from "../scripts/lib/processes.ts";
+import { provisionNetwork } from "../scripts/lib/provision.ts";
+import { startEcho, startHttp } from "../test/helpers/servers.ts";
+import { socksConnect } from "../test/helpers/socks-client.ts";
+import { rssBytes, workerdPids } from "./lib/procfs.ts";
+
+const { values } = parseArgs({
+  options: {
+    minutes: { type: "string", default: "10" },
+    "no-new-tunnels": { type: "boolean", default: false },
+    "no-bulk": { type: "boolean", default: false },
+    out: { type: "string", default: join(ROOT, "bench/results/soak.json") },
+    help: { type: "boolean", default: false },
+  },
+});
+if (values.help) {
+  process.stdout.write(
+    "npm run soak [-- --minutes N] [--no-new-tunnels] [--no-bulk] [--out FILE]\nMixed traffic for N minutes (default 10); RSS of every process sampled every 15 s.\n",
+  );
+  process.exit(0);
+}
+const minutes = Number(values.minutes);
+if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 120) {
+  process.stderr.write("--minutes: a number of minutes from 0 to 120\n");
+  process.exit(2);
+}
+
+const log = (s: string) => process.stderr.write(`soak: ${s}\n`);
+const MiB = 1024 * 1024;
+const HOST = "soak.bench.internal";
+const ECHO = "echo.bench.internal";
+
+const http = await startHttp("soak ok\n");
+const echo = await startEcho();
+const edge = await startEdge();
+const tmp = mkdtempSync(join(tmpdir(), "sallyport-soak-"));
+const p = await provisionNetwork(
+  edge,
+  [
+    { name: HOST, address: HOST },
+    { name: ECHO, address: ECHO },
+  ],
+  "Soak",
+);
+const connector = await startConnector({
+  controller: edge.url,
+  accessToken: p.connector.accessToken,
+  refreshToken: p.connector.refreshToken,
+  stateDir: join(tmp, "connector"),
+  hostOverrides: [`${HOST}=127.0.0.1`, `${ECHO}=127.0.0.1`],
+});
+const client = await startClient({
+  controller: edge.url,
+  serviceKey: p.serviceKey,
+  stateDir: join(tmp, "client"),
+});
+// A second identity for the tunnel churn, so it does not disturb the client's own tunnel.
+const churnState = join(tmp, "churn");
+const churnClient = await startClient({
+  controller: edge.url,
+  serviceKey: p.serviceKey,
+  stateDir: churnState,
+});
+await churnClient.stop();
+
+const processes = () => ({
+  workerd: workerdPids(edge.proc.pid),
+  connector: [connector.proc.pid],
+  client: [client.proc.pid],
+});
+type Sample = { t: number } & Record<string, number>;
+const samples: Sample[] = [];
+const sample = () => {
+  const s: Sample = { t: (Date.now() - started) / 60_000 };
+  for (const [name, pids] of Object.entries(processes())) {
+    s[name] = pids.reduce((n, pid) => n + (rssBytes(pid) ?? 0), 0) / MiB;
+  }
+  samples.push(s);
+};
+
+const started = Date.now();
+const deadline = started + minutes * 60_000;
+const counts = { requests: 0, requestFailures: 0, tunnels: 0, tunnelFailures: 0, bulkBytes: 0 };
+let stopping = false;
+
+async function requests(): Promise<void> {
+  while (!stopping) {
+    try {
+      const sock = await socksConnect(client.socks, HOST, http.port);
+      sock.write(`GET / HTTP/1.1\r\nHost: ${HOST}\r\nConnection: close\r\n\r\n`);
+      const body = await new Promise<string>((resolve, reject) => {
+        let text = "";
+        sock.on("data", (d: Buffer) => {
+          text += d.toString();
+        });
+        sock.on("end", () => resolve(text));
+        sock.on("error", reject);
+      });
+      if (!body.startsWith("HTTP/1.1 200") || !body.includes("soak ok"))
+        throw new Error(`wrong answer: ${JSON.stringify(body.slice(0, 80))}`);
+      counts.requests++;
+    } catch (err) {
+      if (counts.requestFailures++ === 0) log(`first request failure: ${(err as Error).message}`);
+    }
+    await Bun.sleep(50);
+  }
+}
+
+async function bulk(): Promise<void> {
+  const sock = await socksConnect(client.socks, ECHO, echo.port);
+  const chunk = new Uint8Array(64 * 1024).map((_, i) => (i * 31) & 255);
+  let expectedAt = 0;
+  sock.on("data", (d: Buffer) => {
+    for (const b of d) {
+      if (b !== chunk[expectedAt % chunk.length]) throw new Error("bulk stream corrupted");
+      expectedAt++;
+    }
+    counts.bulkBytes += d.length;
+  });
+  while (!stopping) {
+    if (!sock.write(chunk)) await new Promise<void>((r) => sock.once("drain", () => r()));
+    // Paced, so the bulk stream is steady traffic, not a throughput test.
+    await Bun.sleep(5);
+  }
+  sock.end();
+}
+
+async function churn(): Promise<void> {
+  const device = await loadOrCreateDeviceKey(churnState);
+  while (!stopping) {
+    try {
+      const session = loadSession(churnState);
+      if (!session) throw new Error("no session");
+      const tokens = await requestConnectionTokens(session, p.resources[HOST]!);
+      const tunnel = await Tunnel.open(
+        { ...tokens, connector: { ...tokens.connector, direct_endpoints: [] } },
+        device.privateKey,
+      );
+      const stream = await tunnel.openStream(HOST, http.port);
+      stream.reset(1, "soak");
+      tunnel.close("soak");
+      counts.tunnels++;
+    } catch (err) {
+      if (counts.tunnelFailures++ === 0) log(`first tunnel failure: ${(err as Error).message}`);
+    }
+    await Bun.sleep(2000);
+  }
+}
+
+log(
+  `running ${minutes} min of mixed traffic (new tunnels: ${!values["no-new-tunnels"]}, bulk: ${!values["no-bulk"]})`,
+);
+sample();
+const timer = setInterval(sample, 15_000);
+const loops = [requests(), values["no-bulk"] ? Promise.resolve() : bulk()];
+if (!values["no-new-tunnels"]) loops.push(churn());
+await Bun.sleep(Math.max(0, deadline - Date.now()));
+stopping = true;
+await Promise.allSettled(loops);
+clearInterval(timer);
+sample();
+
+/** Least-squares slope (MiB per minute) of `key` over the samples of the second half. */
+function slope(key: string): number {
+  const half = samples.filter((s) => s.t >= minutes / 2);
+  const n = half.length;
+  if (n < 2) return 0;
+  const mx = half.reduce((a, s) => a + s.t, 0) / n;
+  const my = half.reduce((a, s) => a + (s[key] ?? 0), 0) / n;
+  const num = half.reduce((a, s) => a + (s.t - mx) * ((s[key] ?? 0) - my), 0);
+  const den = half.reduce((a, s) => a + (s.t - mx) ** 2, 0);
+  return den === 0 ? 0 : num / den;
+}
+
+const first = samples[0]!;
+const last = samples.at(-1)!;
+const rows = ["workerd", "connector", "client"].map((k) => ({
+  process: k,
+  start_mib: Number((first[k] ?? 0).toFixed(1)),
+  end_mib: Number((last[k] ?? 0).toFixed(1)),
+  second_half_mib_per_min: Number(slope(k).toFixed(2)),
+}));
+process.stdout.write(
+  `\n| process | RSS start (MiB) | RSS end (MiB) | growth, second half (MiB/min) |\n|---|---|---|---|\n${rows
+    .map((r) => `| ${r.process} | ${r.start_mib} | ${r.end_mib} | ${r.second_half_mib_per_min} |`)
+    .join(
+      "\n",
+    )}\n\n${counts.requests} requests (${counts.requestFailures} failed), ${counts.tunnels} new tunnels (${counts.tunnelFailures} failed), ${(counts.bulkBytes / MiB).toFixed(0)} MiB echoed and verified, in ${minutes} min\n`,
+);
+mkdirSync(join(ROOT, "bench/results"), { recursive: true });
+writeFileSync(values.out, JSON.stringify({ minutes, options: values, counts, rows, samples }, null, 2));
+await client.stop();
+await connector.stop("SIGINT");
+await edge.stop();
+http.close();
+echo.close();
+process.exit(counts.requestFailures + counts.tunnelFailures > 0 ? 1 : 0);
