@@ -19,7 +19,7 @@ import { startClient, startConnector } from "../scripts/lib/processes.ts";
 import { provisionNetwork } from "../scripts/lib/provision.ts";
 import { startEcho, startHttp } from "../test/helpers/servers.ts";
 import { socksConnect } from "../test/helpers/socks-client.ts";
-import { rssBytes, workerdPids } from "./lib/procfs.ts";
+import { rssBytes, workerdRoles } from "./lib/procfs.ts";
 
 const { values } = parseArgs({
   options: {
@@ -80,11 +80,17 @@ const churnClient = await startClient({
 });
 await churnClient.stop();
 
-const processes = () => ({
-  workerd: workerdPids(edge.proc.pid),
-  connector: [connector.proc.pid],
-  client: [client.proc.pid],
-});
+// wrangler dev runs two workerd processes: its own proxy in front (dev only; production has none)
+// and the one running our Worker and its Durable Objects. Sampled apart, to tell whose memory grows.
+const processes = () => {
+  const roles = workerdRoles(edge.proc.pid, edge.port);
+  return {
+    "workerd (Worker)": roles.worker,
+    "workerd (wrangler proxy)": roles.proxy,
+    connector: [connector.proc.pid],
+    client: [client.proc.pid],
+  };
+};
 type Sample = { t: number } & Record<string, number>;
 const samples: Sample[] = [];
 const sample = () => {
@@ -97,7 +103,14 @@ const sample = () => {
 
 const started = Date.now();
 const deadline = started + minutes * 60_000;
-const counts = { requests: 0, requestFailures: 0, tunnels: 0, tunnelFailures: 0, bulkBytes: 0 };
+const counts = {
+  requests: 0,
+  requestFailures: 0,
+  tunnels: 0,
+  tunnelFailures: 0,
+  bulkBytes: 0,
+  bulkFailures: 0,
+};
 let stopping = false;
 
 async function requests(): Promise<void> {
@@ -117,7 +130,11 @@ async function requests(): Promise<void> {
         throw new Error(`wrong answer: ${JSON.stringify(body.slice(0, 80))}`);
       counts.requests++;
     } catch (err) {
-      if (counts.requestFailures++ === 0) log(`first request failure: ${(err as Error).message}`);
+      if (counts.requestFailures++ === 0) {
+        log(
+          `first request failure after ${((Date.now() - started) / 1000).toFixed(0)} s: ${(err as Error).message}`,
+        );
+      }
     }
     await Bun.sleep(50);
   }
@@ -125,6 +142,16 @@ async function requests(): Promise<void> {
 
 async function bulk(): Promise<void> {
   const sock = await socksConnect(client.socks, ECHO, echo.port);
+  let broken = false;
+  sock.on("error", (err) => {
+    if (!broken)
+      log(`the bulk stream failed after ${((Date.now() - started) / 1000).toFixed(0)} s: ${err.message}`);
+    broken = true;
+    counts.bulkFailures++;
+  });
+  sock.on("close", () => {
+    broken = true;
+  });
   const chunk = new Uint8Array(64 * 1024).map((_, i) => (i * 31) & 255);
   let expectedAt = 0;
   sock.on("data", (d: Buffer) => {
@@ -134,7 +161,7 @@ async function bulk(): Promise<void> {
     }
     counts.bulkBytes += d.length;
   });
-  while (!stopping) {
+  while (!stopping && !broken) {
     if (!sock.write(chunk)) await new Promise<void>((r) => sock.once("drain", () => r()));
     // Paced, so the bulk stream is steady traffic, not a throughput test.
     await Bun.sleep(5);
@@ -191,7 +218,7 @@ function slope(key: string): number {
 
 const first = samples[0]!;
 const last = samples.at(-1)!;
-const rows = ["workerd", "connector", "client"].map((k) => ({
+const rows = Object.keys(processes()).map((k) => ({
   process: k,
   start_mib: Number((first[k] ?? 0).toFixed(1)),
   end_mib: Number((last[k] ?? 0).toFixed(1)),
@@ -202,7 +229,7 @@ process.stdout.write(
     .map((r) => `| ${r.process} | ${r.start_mib} | ${r.end_mib} | ${r.second_half_mib_per_min} |`)
     .join(
       "\n",
-    )}\n\n${counts.requests} requests (${counts.requestFailures} failed), ${counts.tunnels} new tunnels (${counts.tunnelFailures} failed), ${(counts.bulkBytes / MiB).toFixed(0)} MiB echoed and verified, in ${minutes} min\n`,
+    )}\n\n${counts.requests} requests (${counts.requestFailures} failed), bulk stream ${counts.bulkFailures > 0 ? "FAILED" : "intact"}, ${counts.tunnels} new tunnels (${counts.tunnelFailures} failed), ${(counts.bulkBytes / MiB).toFixed(0)} MiB echoed and verified, in ${minutes} min\n`,
 );
 mkdirSync(join(ROOT, "bench/results"), { recursive: true });
 writeFileSync(values.out, JSON.stringify({ minutes, options: values, counts, rows, samples }, null, 2));
@@ -211,4 +238,11 @@ await connector.stop("SIGINT");
 await edge.stop();
 http.close();
 echo.close();
-process.exit(counts.requestFailures + counts.tunnelFailures > 0 ? 1 : 0);
+const failed = counts.requestFailures + counts.tunnelFailures + counts.bulkFailures > 0;
+if (failed) {
+  process.stderr.write(`--- client log (tail) ---\n${client.logs().split("\n").slice(-40).join("\n")}\n`);
+  process.stderr.write(
+    `--- connector log (tail) ---\n${connector.logs().split("\n").slice(-40).join("\n")}\n`,
+  );
+}
+process.exit(failed ? 1 : 0);

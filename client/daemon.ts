@@ -558,7 +558,15 @@ export class Daemon {
     const avoid: string[] = [];
     let renewed = false;
     for (;;) {
-      const tunnel = await this.tunnels.tunnelFor(resource.remote_network_id, resource.id, avoid);
+      const tunnel = await this.tunnels
+        .tunnelFor(resource.remote_network_id, resource.id, avoid)
+        .catch(async (err: unknown) => {
+          // The connector we stepped away from was the only one: a fresh tunnel to it is the
+          // best left (it may have been slow rather than hung).
+          if (avoid.length === 0 || !(err instanceof ClientApiError && err.code === "no_connector"))
+            throw err;
+          return await this.tunnels.tunnelFor(resource.remote_network_id, resource.id, []);
+        });
       onTunnel?.(tunnel);
       try {
         return await tunnel.openStream(host, port, protocol);

@@ -92,7 +92,7 @@ describe("ClientSession", () => {
 
   test("a frozen connector: a waiting stream makes the tunnel hung within OPEN_SUSPECT_MS + PROBE_MS", () => {
     const p = authorized();
-    const t = 1_000; // before the first keepalive (3 s), which would come first
+    const t = 500; // early enough that the probe ends before the first keepalive (3 s)
     const stream = p.core.openStream({ host: "a", port: 1, protocol: "tcp" }, t);
     p.toConnector(); // the OPEN leaves; nothing comes back
     expect(p.core.pollTimeout()).toBe(t + OPEN_SUSPECT_MS);

@@ -28,8 +28,12 @@ export const KEEPALIVE_MS = 3_000;
 export const KEEPALIVE_DEAD_MS = 10_000;
 /** A stream waiting this long for OPEN_OK makes the tunnel prove it is alive. */
 export const OPEN_SUSPECT_MS = 750;
-/** The proof: something from the connector within this long after the probe's ping. */
-export const PROBE_MS = 1_000;
+/**
+ * The proof: something from the connector within this long after the probe's ping. Long enough
+ * that a live connector starved of CPU for a moment (a loaded 2-core machine) is not taken for a
+ * hung one, which would reset its streams; short enough that a stream fails over within ~2.5 s.
+ */
+export const PROBE_MS = 1_500;
 /** A stream the connector has not answered within this long is given up (RESET 9). */
 export const OPEN_TIMEOUT_MS = 30_000;
 
