@@ -75,6 +75,8 @@ export class Tunnel {
     { resolve: (s: MuxStream) => void; reject: (e: Error) => void }
   >();
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** The deadline the timer is armed for: unchanged deadlines keep their timer (the hot path). */
+  private timerAt: number | undefined;
   private flushing = false;
   readonly openedAt = Date.now();
   lastUsed = Date.now();
@@ -117,13 +119,17 @@ export class Tunnel {
     } finally {
       this.flushing = false;
     }
+    const at = core.pollTimeout();
+    // Every chunk of data ends here: re-arm only when the deadline moved, not per chunk.
+    if (this.timer && at === this.timerAt) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    const at = core.pollTimeout();
+    this.timerAt = at;
     if (at === undefined) return;
     this.timer = setTimeout(
       () => {
         this.timer = undefined;
+        this.timerAt = undefined;
         core.handleTimeout(Date.now());
         this.flush();
       },

@@ -79,6 +79,8 @@ export class ConnectorSession {
   private core: SessionCore<SessionAuth> | undefined;
   private exporter: Uint8Array | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** The deadline the timer is armed for: unchanged deadlines keep their timer (the hot path). */
+  private timerAt: number | undefined;
   private flushing = false;
   private closed = false;
   /** Socket or udp flow of each served stream, closed when the core stops the stream. */
@@ -142,14 +144,18 @@ export class ConnectorSession {
     } finally {
       this.flushing = false;
     }
+    const at = core.pollTimeout();
+    // Every chunk of data ends here: re-arm only when the deadline moved, not per chunk.
+    if (this.timer && at === this.timerAt) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    const at = core.pollTimeout();
+    this.timerAt = at;
     if (at === undefined) return;
     // Policy timers are Controller times; a few ms late is harmless, early would re-arm.
     const ms = Math.min(Math.max(0, at - this.ctx.controllerNow() + 5), MAX_TIMER_MS);
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.timerAt = undefined;
       core.handleTimeout(this.ctx.controllerNow());
       this.flush();
     }, ms);
