@@ -24,6 +24,12 @@ export class TunnelManager {
   /** Which connectors to avoid, per Resource (pure: client/core/connector-choice.ts). */
   private readonly health = new ConnectorHealth();
   private readonly timer: ReturnType<typeof setInterval>;
+  /**
+   * Bumped by every new authentication (renewAll). A tunnel whose authorization was requested
+   * under an older epoch (it was being opened while the person re-authenticated) presents a fresh
+   * one as soon as it is adopted: otherwise it would keep the old timers and cut streams early.
+   */
+  private authEpoch = 0;
 
   constructor(
     private readonly session: () => SessionState,
@@ -83,6 +89,7 @@ export class TunnelManager {
     // or unreachable is skipped for this attempt, and the Controller picks among the rest.
     const avoid = [...skip];
     for (let attempt = 0; ; attempt++) {
+      const epoch = this.authEpoch;
       const tokens = await requestConnectionTokens(this.session(), resourceId, undefined, avoid);
       const existing = this.entries.get(tokens.connector.id);
       if (existing?.tunnel.alive && !existing.tunnel.goingAway) return existing.tunnel;
@@ -96,6 +103,7 @@ export class TunnelManager {
           ms: Date.now() - started,
         });
         this.adopt(tunnel, remoteNetworkId, resourceId);
+        if (epoch !== this.authEpoch) await this.renewStale(tunnel, resourceId);
         return tunnel;
       } catch (err) {
         if (err instanceof PinningError || err instanceof TunnelError || attempt >= MAX_FAILOVER) throw err;
@@ -130,6 +138,7 @@ export class TunnelManager {
 
   /** After a new authentication: every live tunnel presents a fresh authorization (new timers). */
   async renewAll(): Promise<void> {
+    this.authEpoch++;
     await Promise.all(
       [...this.entries.values()].map((e) =>
         this.renewNow(e.tunnel, e.resourceId).catch((err: Error) =>
@@ -140,6 +149,19 @@ export class TunnelManager {
         ),
       ),
     );
+  }
+
+  /** A tunnel opened with an authorization from before the latest authentication: renew it now. */
+  private async renewStale(tunnel: Tunnel, resourceId: string): Promise<void> {
+    for (let epoch = -1; epoch !== this.authEpoch; ) {
+      epoch = this.authEpoch;
+      await this.renewNow(tunnel, resourceId).catch((err: Error) =>
+        this.log.warn("could not renew tunnel authorization", {
+          connector: tunnel.connectorId,
+          error: err.message,
+        }),
+      );
+    }
   }
 
   /** Let a replaced tunnel finish its streams, then close it. */

@@ -25,6 +25,8 @@ import { ConnectorSession, type SessionContext } from "./session.ts";
 import { checkIdentityKey } from "./state-dir.ts";
 
 const HEARTBEAT_MS = 20_000;
+/** A Controller-time estimate this much behind the last one holds the clock instead of stepping back. */
+const MAX_CLOCK_HOLD_MS = 2_000;
 /**
  * Control-socket keepalive. The relay answers these pings without waking its object and records
  * when it last did; a connector silent for a few intervals (frozen, partitioned) is dropped from the
@@ -52,6 +54,7 @@ export class Connector {
   private attempt = 0;
   /** Controller clock minus this clock (ms), measured at every heartbeat. */
   private clockOffsetMs = 0;
+  private lastControllerNow = 0;
   readonly metrics = new ConnectorMetrics();
   private lastHeartbeatAt: number | null = null;
   private controllerReachable = false;
@@ -126,7 +129,7 @@ export class Connector {
       log: this.log,
       isDraining: () => this.draining,
       udpIdleMs: this.config.udpIdleMs,
-      controllerNow: () => Date.now() + this.clockOffsetMs,
+      controllerNow: () => this.controllerNow(),
       ledger: this.ledger,
       revocations: this.revocations,
     };
@@ -171,7 +174,7 @@ export class Connector {
       this.lastHeartbeatAt = Date.now();
       this.controllerReachable = true;
       if (hb.server_time !== undefined) this.measureDrift(hb.server_time, sentAt, receivedAt);
-      const controllerNow = Date.now() + this.clockOffsetMs;
+      const controllerNow = this.controllerNow();
       this.relayToken = hb.relay_token;
       if (this.control?.readyState === WebSocket.OPEN) {
         this.control.send(JSON.stringify({ type: "refresh", token: hb.relay_token }));
@@ -212,6 +215,19 @@ export class Connector {
       clockDriftMs: this.lastHeartbeatAt === null ? null : driftOf(this.clockOffsetMs),
       now: Date.now(),
     };
+  }
+
+  /**
+   * The Controller's time as this connector estimates it. Does not step back by latency noise: a
+   * new heartbeat's estimate may be a little earlier than the last one, and a policy timer that has
+   * fired must stay fired (a stream cut at expiry is not re-admitted a moment later). A large
+   * correction (this clock was set, or was far off) is taken at once.
+   */
+  private controllerNow(): number {
+    const estimate = Date.now() + this.clockOffsetMs;
+    const behind = this.lastControllerNow - estimate;
+    this.lastControllerNow = behind > 0 && behind <= MAX_CLOCK_HOLD_MS ? this.lastControllerNow : estimate;
+    return this.lastControllerNow;
   }
 
   private measureDrift(serverTime: number, sentAt: number, receivedAt: number): void {
