@@ -11,7 +11,7 @@ import { Cleanup } from "./lib/cleanup.ts";
 import { measureTokenIssuance } from "./lib/control-plane.ts";
 import { startIperfServer } from "./lib/iperf.ts";
 import { measureFirstConnection, measureNewStreamLatency } from "./lib/latency.ts";
-import { HELP, type Options, parseOptions, UsageError } from "./lib/options.ts";
+import { HELP, type Options, parseOptions, type Section, UsageError } from "./lib/options.ts";
 import { descendants, workerdPids, workerdRoles } from "./lib/procfs.ts";
 import { addRatios, evaluateTargets, renderReport } from "./lib/report.ts";
 import { machineInfo, Results, writeResults } from "./lib/results.ts";
@@ -345,46 +345,59 @@ async function bench(opts: Options, cleanup: Cleanup): Promise<void> {
   const sp = await startSallyport(cleanup);
   const client = await sp.startClient("client");
 
-  const cipher = await throughputSection(opts, sp, client, iperf[0]!, results, cleanup);
+  const run = (section: Section) => opts.only === undefined || opts.only.has(section);
+  const cipher = run("throughput")
+    ? await throughputSection(opts, sp, client, iperf[0]!, results, cleanup)
+    : "";
   addRatios(results);
 
-  log("latency: new connections, direct and over the established tunnel");
   const socks = parseHostPort(client.socks);
   const echoTunnelled = { host: HOSTS.echo, port: peers.echo };
-  await measureNewStreamLatency(
-    socks,
-    { host: "127.0.0.1", port: peers.echo },
-    echoTunnelled,
-    profile,
-    results,
-  );
-  log("latency: first connection of fresh clients");
-  await measureFirstConnection((label) => sp.startClient(label), echoTunnelled, profile, results);
+  if (run("latency")) {
+    log("latency: new connections, direct and over the established tunnel");
+    await measureNewStreamLatency(
+      socks,
+      { host: "127.0.0.1", port: peers.echo },
+      echoTunnelled,
+      profile,
+      results,
+    );
+    log("latency: first connection of fresh clients");
+    await measureFirstConnection((label) => sp.startClient(label), echoTunnelled, profile, results);
+  }
 
-  log("relay memory with a stalled receiver");
-  await measureStalledReceiver(socks, peers.stalled, workerdPids(sp.edge.proc.pid), profile, results);
+  if (run("relay-memory")) {
+    log("relay memory with a stalled receiver");
+    await measureStalledReceiver(socks, peers.stalled, workerdPids(sp.edge.proc.pid), profile, results);
+  }
 
-  log("control plane: connection-token issuance (wrk)");
-  await measureTokenIssuance(
-    sp.edge.url,
-    sp.network.serviceKey,
-    sp.network.resources.echo!,
-    sp.tmp,
-    profile,
-    results,
-  );
+  if (run("tokens")) {
+    log("control plane: connection-token issuance (wrk)");
+    await measureTokenIssuance(
+      sp.edge.url,
+      sp.network.serviceKey,
+      sp.network.resources.echo!,
+      sp.tmp,
+      profile,
+      results,
+    );
+  }
 
-  log(`scale: relayed throughput with ${profile.scaleClients.join(", ")} concurrent clients`);
-  await scaleClientsSection(
-    opts,
-    sp,
-    iperf.map((s) => s.port),
-    results,
-    cleanup,
-  );
+  if (run("scale")) {
+    log(`scale: relayed throughput with ${profile.scaleClients.join(", ")} concurrent clients`);
+    await scaleClientsSection(
+      opts,
+      sp,
+      iperf.map((s) => s.port),
+      results,
+      cleanup,
+    );
+  }
 
-  log(`scale: ${profile.idleStreams} idle streams through fresh connectors; connector footprint`);
-  await measureFreshConnectors(sp, peers.echo, profile.idleStreams, profile, results, cleanup, log);
+  if (run("idle")) {
+    log(`scale: ${profile.idleStreams} idle streams through fresh connectors; connector footprint`);
+    await measureFreshConnectors(sp, peers.echo, profile.idleStreams, profile, results, cleanup, log);
+  }
 
   const targets = evaluateTargets(results);
   const runs =

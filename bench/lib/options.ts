@@ -95,7 +95,12 @@ export interface Options {
   build: boolean;
   /** Bare-splice message size (bytes): the relay's own limit is measured with messages this big. */
   spliceMessageBytes: number;
+  /** Only these sections (all when undefined): for iterating on one figure. */
+  only: ReadonlySet<Section> | undefined;
 }
+
+export const SECTIONS = ["throughput", "latency", "relay-memory", "tokens", "scale", "idle"] as const;
+export type Section = (typeof SECTIONS)[number];
 
 export const HELP = `npm run bench [-- options]
 
@@ -108,6 +113,8 @@ Options:
   --out FILE              JSON output (default bench/results/latest.json)
   --no-build              use dist/ as it is instead of rebuilding the binaries first
   --splice-message-kib N  message size of the bare splice, KiB (default 256)
+  --only LIST             only these sections, comma-separated: throughput, latency,
+                          relay-memory, tokens, scale, idle (targets of the others show as missing)
   --help                  this text
 
 Needs iperf3, sshd/ssh/ssh-keygen (OpenSSH), wrk and proxychains4 on PATH (Debian: iperf3
@@ -125,6 +132,7 @@ export function parseOptions(argv: string[]): Options | undefined {
       out: { type: "string" },
       "no-build": { type: "boolean", default: false },
       "splice-message-kib": { type: "string", default: "256" },
+      only: { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -133,7 +141,17 @@ export function parseOptions(argv: string[]): Options | undefined {
   const kib = Number(values["splice-message-kib"]);
   if (!Number.isInteger(kib) || kib < 1 || kib > 16 * 1024)
     throw new UsageError("--splice-message-kib: a whole number of KiB, 1 to 16384");
+  let only: Set<Section> | undefined;
+  if (values.only !== undefined) {
+    only = new Set();
+    for (const name of values.only.split(",").map((x) => x.trim())) {
+      if (!(SECTIONS as readonly string[]).includes(name))
+        throw new UsageError(`--only: unknown section "${name}" (sections: ${SECTIONS.join(", ")})`);
+      only.add(name as Section);
+    }
+  }
   return {
+    only,
     profile: PROFILES[values.smoke ? "smoke" : values.quick ? "quick" : "full"],
     out: values.out ?? join(ROOT, "bench/results/latest.json"),
     build: !values["no-build"],
