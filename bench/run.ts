@@ -10,7 +10,7 @@ import { CLIENT_BIN, CONNECTOR_BIN, clientStatus, type Proc, spawnLogged } from 
 import { Cleanup } from "./lib/cleanup.ts";
 import { measureTokenIssuance } from "./lib/control-plane.ts";
 import { startIperfServer } from "./lib/iperf.ts";
-import { measureFirstConnection, measureNewStreamLatency } from "./lib/latency.ts";
+import { measureFirstConnection, measureNewStreamLatency, measureNewStreamUnderLoad } from "./lib/latency.ts";
 import { HELP, type Options, parseOptions, type Section, UsageError } from "./lib/options.ts";
 import { descendants, workerdPids, workerdRoles } from "./lib/procfs.ts";
 import { addRatios, evaluateTargets, renderReport } from "./lib/report.ts";
@@ -26,7 +26,7 @@ import {
 import { measureFreshConnectors, measureStalledReceiver } from "./lib/scale.ts";
 import { parseHostPort } from "./lib/socks.ts";
 import { sshCipher, startSshForward } from "./lib/ssh-forward.ts";
-import { CONFIGS, measureConcurrent, measurePath } from "./lib/throughput.ts";
+import { CONFIGS, measureConcurrent, measurePath, STREAMS64 } from "./lib/throughput.ts";
 
 const started = performance.now();
 const log = (line: string) =>
@@ -112,6 +112,7 @@ async function throughputSection(
   sp: Sallyport,
   client: Client,
   iperf: { port: number; proc: Proc },
+  echoPort: number,
   results: Results,
   cleanup: Cleanup,
 ): Promise<string> {
@@ -217,6 +218,17 @@ async function throughputSection(
       log,
     );
 
+    log("latency: new streams while a bulk transfer runs on the same tunnel (relayed)");
+    await measureNewStreamUnderLoad(
+      "relayed",
+      parseHostPort(client.socks),
+      { host: HOSTS.echo, port: echoPort },
+      { host: HOSTS.iperf, port: iperf.port, prefix: socksPrefix(client.socks, sp.tmp, "client-load") },
+      { host: "127.0.0.1", port: echoPort },
+      profile,
+      results,
+    );
+
     log("throughput: Sallyport relayed");
     const viaClient = socksPrefix(client.socks, sp.tmp, "client");
     const edgePids = workerdRoles(sp.edge.proc.pid, sp.edge.port);
@@ -236,7 +248,7 @@ async function throughputSection(
       },
       profile,
       results,
-      CONFIGS,
+      [...CONFIGS, STREAMS64],
       log,
     );
     // The direct (peer-to-peer) path: a connector that accepts tunnels on loopback, and a client
@@ -259,8 +271,18 @@ async function throughputSection(
       },
       profile,
       results,
-      CONFIGS,
+      [...CONFIGS, STREAMS64],
       log,
+    );
+    log("latency: new streams while a bulk transfer runs on the same tunnel (direct path)");
+    await measureNewStreamUnderLoad(
+      "direct_path",
+      parseHostPort(directClient.socks),
+      { host: HOSTS.echo, port: echoPort },
+      { host: HOSTS.iperf, port: iperf.port, prefix: socksPrefix(directClient.socks, sp.tmp, "direct-load") },
+      { host: "127.0.0.1", port: echoPort },
+      profile,
+      results,
     );
     const directStatus = await clientStatus(directClient.stateDir);
     if (!directStatus.tunnels.some((t) => t.path === "direct")) {
@@ -347,7 +369,7 @@ async function bench(opts: Options, cleanup: Cleanup): Promise<void> {
 
   const run = (section: Section) => opts.only === undefined || opts.only.has(section);
   const cipher = run("throughput")
-    ? await throughputSection(opts, sp, client, iperf[0]!, results, cleanup)
+    ? await throughputSection(opts, sp, client, iperf[0]!, peers.echo, results, cleanup)
     : "";
   addRatios(results);
 

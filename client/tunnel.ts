@@ -6,6 +6,7 @@ import { connect } from "node:net";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import { connectTls, exporterValue } from "../bunlib/tls.ts";
+import { tlsTakesData } from "../bunlib/transmit.ts";
 import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { signChannelBinding } from "../shared/channel-binding.ts";
 import { toBase64Url } from "../shared/encoding.ts";
@@ -96,6 +97,7 @@ export class Tunnel {
       core.handleBytes(chunk, Date.now());
       this.flush();
     });
+    tls.on("drain", () => this.flush());
     tls.on("close", () => this.close("tunnel closed"));
     tls.on("error", (err) => this.close(`tunnel error: ${err.message}`));
   }
@@ -107,7 +109,7 @@ export class Tunnel {
     const core = this.core;
     try {
       for (;;) {
-        const bytes = core.pollTransmit();
+        const bytes = core.pollTransmit(tlsTakesData(this.tls));
         if (bytes) {
           if (!this.tls.destroyed) this.tls.write(bytes);
           continue;

@@ -10,6 +10,7 @@ import type { Identity } from "../bunlib/cert.ts";
 import type { Logger } from "../bunlib/log.ts";
 import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
 import { acceptTls, exporterValue } from "../bunlib/tls.ts";
+import { tlsTakesData } from "../bunlib/transmit.ts";
 import { relayDatagrams, udpConnect } from "../bunlib/udp-relay.ts";
 import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { compileAcl } from "../shared/address.ts";
@@ -120,6 +121,7 @@ export class ConnectorSession {
       core.handleBytes(chunk, ctx.controllerNow());
       this.flush();
     });
+    tls.on("drain", () => this.flush());
     tls.on("close", () => this.close("tunnel closed"));
     tls.on("error", () => this.close("tunnel error"));
     this.flush();
@@ -132,7 +134,7 @@ export class ConnectorSession {
     this.flushing = true;
     try {
       for (;;) {
-        const bytes = core.pollTransmit();
+        const bytes = core.pollTransmit(tlsTakesData(this.tls));
         if (bytes) {
           if (this.tls && !this.tls.destroyed) this.tls.write(bytes);
           continue;

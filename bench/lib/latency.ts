@@ -4,6 +4,7 @@
 // as curl --socks5-hostname does them). Samples of the two are interleaved so that other load on
 // the machine falls on both alike.
 import type { Socket } from "node:net";
+import { runIperf } from "./iperf.ts";
 import type { Profile } from "./options.ts";
 import type { Results } from "./results.ts";
 import { parseHostPort, socksConnect, tcpConnect } from "./socks.ts";
@@ -95,4 +96,47 @@ export async function measureFirstConnection(
   }
   results.add("latency.first_connection.p50", percentile(samples, 50), "ms");
   results.add("latency.first_connection.p99", percentile(samples, 99), "ms");
+}
+
+/**
+ * A new stream while one bulk transfer (iperf3, upload) runs on the same tunnel: the OPEN, its
+ * answer and the first small writes must not queue behind the bulk data (issue 14). Samples of a
+ * direct connection are interleaved under the same load, so the added figure is the tunnel's.
+ * Figures: latency.new_stream_under_load.<path>.p50/p99 and .added_p99; the relayed ones are also
+ * latency.new_stream_under_load.p50/p99.
+ */
+export async function measureNewStreamUnderLoad(
+  path: string,
+  socks: { host: string; port: number },
+  tunnelled: { host: string; port: number },
+  bulk: { host: string; port: number; prefix: readonly string[] },
+  echo: { host: string; port: number },
+  profile: Profile,
+  results: Results,
+): Promise<void> {
+  const samples = Math.max(20, Math.round(profile.latencySamples / 3));
+  const seconds = Math.max(3, Math.ceil(profile.iperfSeconds * 4));
+  const load = runIperf({ ...bulk, seconds });
+  // Let the transfer reach full speed first.
+  await Bun.sleep(700);
+  const direct: number[] = [];
+  const tunnel: number[] = [];
+  const deadline = performance.now() + (seconds - 1.2) * 1000;
+  for (let i = 0; i < samples && performance.now() < deadline; i++) {
+    direct.push(await timeToFirstByte(() => tcpConnect(echo)));
+    tunnel.push(await timeToFirstByte(() => socksConnect(socks, tunnelled)));
+    await Bun.sleep(5);
+  }
+  const run = await load;
+  if (tunnel.length < 10) throw new Error(`only ${tunnel.length} samples under load`);
+  const p50 = percentile(tunnel, 50);
+  const p99 = percentile(tunnel, 99);
+  results.add(`latency.new_stream_under_load.${path}.p50`, p50, "ms");
+  results.add(`latency.new_stream_under_load.${path}.p99`, p99, "ms");
+  results.add(`latency.new_stream_under_load.${path}.added_p99`, p99 - percentile(direct, 99), "ms");
+  results.add(`latency.new_stream_under_load.${path}.bulk_mibps`, run.mibps, "MiB/s");
+  if (path === "relayed") {
+    results.add("latency.new_stream_under_load.p50", p50, "ms");
+    results.add("latency.new_stream_under_load.p99", p99, "ms");
+  }
 }

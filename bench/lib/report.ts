@@ -61,6 +61,11 @@ export function addRatios(r: Results): void {
     const direct = r.get(`throughput.direct_path.${k}`);
     if (direct !== undefined && ssh) r.add(`ratio.direct_path_to_ssh.${k}`, direct / ssh, "ratio");
   }
+  for (const id of ["relayed", "direct_path"]) {
+    const one = r.get(`throughput.${id}.single`);
+    const many = r.get(`throughput.${id}.streams64`);
+    if (one && many !== undefined) r.add(`ratio.${id}.streams64_to_single`, many / one, "ratio");
+  }
 }
 
 export function evaluateTargets(r: Results): Target[] {
@@ -72,6 +77,24 @@ export function evaluateTargets(r: Results): Target[] {
   const growth = r.get("scale.stalled_receiver.relay_rss_growth");
   const bound = 2 * DEFAULT_TUNNEL_WINDOW;
   const check = (v: number | undefined, ok: (v: number) => boolean) => (v === undefined ? undefined : ok(v));
+  const relayedReverse = r.get("ratio.relayed_to_splice.single.reverse");
+  const directReverse = r.get("ratio.direct_path_to_ssh.single.reverse");
+  const underLoad = ["relayed", "direct_path"].map((p) =>
+    r.get(`latency.new_stream_under_load.${p}.added_p99`),
+  );
+  const worstUnderLoad = underLoad.every((v) => v !== undefined)
+    ? Math.max(...(underLoad as number[]))
+    : undefined;
+  const fairness = ["relayed", "direct_path"].map((p) => r.get(`ratio.${p}.streams64_to_single`));
+  const worstFairness = fairness.every((v) => v !== undefined)
+    ? Math.min(...(fairness as number[]))
+    : undefined;
+  const cpuOf = (path: string, parts: string[]) => {
+    const v = parts.map((k) => r.get(`cpu.${path}.${k}`));
+    return v.every((x) => x !== undefined) ? (v as number[]).reduce((a, b) => a + b, 0) : undefined;
+  };
+  const directCpu = cpuOf("direct_path", ["client", "connector"]);
+  const sshCpu = cpuOf("ssh", ["ssh", "sshd"]);
   return [
     {
       target: "relayed single-stream throughput ≥ 0.6 × bare workerd splice",
@@ -82,6 +105,34 @@ export function evaluateTargets(r: Results): Target[] {
       target: "direct-path throughput ≥ 1.0 × ssh -L",
       measured: directRatio === undefined ? "no direct path yet" : ratio(directRatio),
       met: check(directRatio, (v) => v >= 1.0),
+    },
+    {
+      target: "relayed ≥ 0.6 × bare workerd splice, single stream, reverse direction",
+      measured: ratio(relayedReverse),
+      met: check(relayedReverse, (v) => v >= 0.6),
+    },
+    {
+      target: "direct path ≥ 1.0 × ssh -L, single stream, reverse direction",
+      measured: ratio(directReverse),
+      met: check(directReverse, (v) => v >= 1.0),
+    },
+    {
+      target: "direct path: client + connector CPU per GiB ≤ ssh + sshd",
+      measured:
+        directCpu === undefined || sshCpu === undefined
+          ? "n/a"
+          : `${directCpu.toFixed(2)} vs ${sshCpu.toFixed(2)} s/GiB`,
+      met: directCpu === undefined || sshCpu === undefined ? undefined : directCpu <= sshCpu,
+    },
+    {
+      target: "new stream while a bulk transfer runs on the same tunnel: p99 < 5 ms added (worst path)",
+      measured: ms(worstUnderLoad),
+      met: check(worstUnderLoad, (v) => v < 5),
+    },
+    {
+      target: "64 parallel streams on one tunnel ≥ 0.9 × one stream (worst path)",
+      measured: ratio(worstFairness),
+      met: check(worstFairness, (v) => v >= 0.9),
     },
     {
       target: "new TCP connection over an established tunnel: p50 < 2 ms added over direct",
@@ -147,6 +198,18 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
         `${rate(get("throughput.relayed.clients1"))} / ${rate(get("throughput.relayed.clients4"))} / ${rate(get("throughput.relayed.clients16"))} MiB/s`,
       ],
       [
+        "64 parallel streams on one tunnel: relayed / direct path (÷ 1 stream)",
+        `${rate(get("throughput.relayed.streams64"))} (${ratio(get("ratio.relayed.streams64_to_single"))}) / ${rate(get("throughput.direct_path.streams64"))} (${ratio(get("ratio.direct_path.streams64_to_single"))}) MiB/s`,
+      ],
+      [
+        "new stream during a bulk transfer on its tunnel, relayed: p50 / p99 / added p99",
+        `${ms(get("latency.new_stream_under_load.relayed.p50"))} / ${ms(get("latency.new_stream_under_load.relayed.p99"))} / ${ms(get("latency.new_stream_under_load.relayed.added_p99"))}`,
+      ],
+      [
+        "new stream during a bulk transfer on its tunnel, direct path: p50 / p99 / added p99",
+        `${ms(get("latency.new_stream_under_load.direct_path.p50"))} / ${ms(get("latency.new_stream_under_load.direct_path.p99"))} / ${ms(get("latency.new_stream_under_load.direct_path.added_p99"))}`,
+      ],
+      [
         "new TCP connection, direct: p50 / p99",
         `${ms(get("latency.direct.p50"))} / ${ms(get("latency.direct.p99"))}`,
       ],
@@ -186,7 +249,7 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
     ],
     ["l", "r"],
   );
-  const cpuPaths = ["loopback", "ssh", "splice", "splice_64k", "relayed", "socks_direct"];
+  const cpuPaths = ["loopback", "ssh", "splice", "splice_64k", "relayed", "direct_path", "socks_direct"];
   const components = [
     ...new Set(r.list.filter((x) => x.name.startsWith("cpu.")).map((x) => x.name.split(".")[2]!)),
   ];

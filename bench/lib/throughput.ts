@@ -28,7 +28,10 @@ export const CONFIGS = [
   { key: "parallel4.reverse", parallel: 4, reverse: true },
 ] as const;
 
-type Config = (typeof CONFIGS)[number];
+/** 64 streams at once through one tunnel (Sallyport's paths): the mux's fairness and overhead. */
+export const STREAMS64 = { key: "streams64", parallel: 64, reverse: false } as const;
+
+type Config = (typeof CONFIGS)[number] | typeof STREAMS64;
 
 function snapshot(path: Path): Record<string, number> {
   const out: Record<string, number> = { iperf3: cpuSeconds(path.iperfServerPid) };

@@ -181,6 +181,30 @@ describe("FrameReader", () => {
     expect(readByteByByte(bytes)).toEqual(stream);
   });
 
+  test("a large DATA payload is a view of the pushed chunk; a small one is copied, so it pins little", () => {
+    const big = new Uint8Array(40_000).fill(7);
+    const small = new Uint8Array(100).fill(9);
+    const chunk = concat([encodeData(1, big), encodeData(3, small)]);
+    const reader = new FrameReader();
+    const frames = reader.push(chunk);
+    const [a, b] = frames.map((f) => (f.type === "data" ? f.data : new Uint8Array()));
+    // The view shares the chunk's memory (no copy) and holds the right bytes.
+    expect(a!.buffer).toBe(chunk.buffer);
+    expect(a!.byteOffset).toBe(chunk.byteOffset + HEADER_SIZE);
+    expect(a).toEqual(big);
+    // 100 bytes of a 40 KB chunk: copied, so holding it does not keep the chunk alive.
+    expect(b!.buffer).not.toBe(chunk.buffer);
+    expect(b).toEqual(small);
+    // A payload split across pushes is assembled into its own array, untouched by later pushes.
+    const split = encodeData(5, big);
+    const r2 = new FrameReader();
+    expect(r2.push(split.subarray(0, 20_000))).toEqual([]);
+    const [f] = r2.push(split.subarray(20_000));
+    const data = f?.type === "data" ? f.data : new Uint8Array();
+    r2.push(encodeData(5, new Uint8Array(30_000).fill(1)));
+    expect(data).toEqual(big);
+  });
+
   test("an oversized length is refused from the header alone, without buffering the payload", () => {
     const reader = new FrameReader();
     const header = fromHex("05000000000100010001"); // DATA, stream 1, length 65537

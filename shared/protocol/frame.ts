@@ -403,8 +403,20 @@ export class FrameReader {
     this.#consume(n, undefined);
   }
 
-  /** Consumes `n` buffered bytes (n <= #buffered) into a new array. */
+  /**
+   * Consumes `n` buffered bytes (n <= #buffered). A payload that lies in one pushed chunk and is at
+   * least a quarter of it is returned as a view of that chunk, not copied (the hot path: a DATA
+   * frame in a TLS read); anything else is copied into a new array. The quarter bounds what a view
+   * can pin: a small payload held by a stalled stream never keeps a large chunk alive (at most 4 ×
+   * the payload's own bytes, docs/protocol.md). Pushed chunks must not be reused by the caller.
+   */
   #take(n: number): Uint8Array {
+    const first = this.#chunks[this.#head];
+    if (first !== undefined && first.byteLength - this.#offset >= n && n * 4 >= first.byteLength) {
+      const view = first.subarray(this.#offset, this.#offset + n);
+      this.#skip(n);
+      return view;
+    }
     const out = new Uint8Array(n);
     this.#consume(n, out);
     return out;

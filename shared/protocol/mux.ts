@@ -87,6 +87,14 @@ export interface MuxOptions {
    * stalled streams freeze the tunnel (kept for tests that show it).
    */
   receiveBudget?: number;
+  /**
+   * Pull mode: DATA frames are not sent when written but taken by the transport with `pollData()`
+   * when it can carry them; control frames (OPEN, CREDIT, FIN, RESET, PING…) still go to `send` at
+   * once. A transport that polls data only while its own buffer is short keeps a new stream's
+   * OPEN and a credit update from waiting behind megabytes of queued bulk data. `onDataReady`
+   * says a poll would now return something.
+   */
+  pull?: { onDataReady: () => void };
 }
 
 /** The part of the mux a stream handle drives. */
@@ -342,10 +350,12 @@ export class Mux {
   #goAwaySent = false;
   #goAwayReceived = false;
   #closed = false;
+  readonly #onDataReady: (() => void) | undefined;
 
   constructor(options: MuxOptions) {
     this.role = options.role;
     this.#send = options.send;
+    this.#onDataReady = options.pull?.onDataReady;
     this.#onStream = options.onStream;
     this.#onFrame = options.onFrame ?? noop;
     this.#streamWindow = positive(
@@ -795,9 +805,17 @@ export class Mux {
     return !state.closed && (this.role === "client" || state.established);
   }
 
-  /** Sends up to `maxFrames` DATA frames from the stream's queue, then FIN and onDrain when due. */
-  #pump(state: StreamState, maxFrames: number): void {
+  /**
+   * Sends up to `maxFrames` DATA frames from the stream's queue, then FIN and onDrain when due. In
+   * pull mode the writers' calls (maxFrames infinite) only schedule: `pollData` sends.
+   */
+  #pump(state: StreamState, maxFrames: number, emit: (bytes: Uint8Array) => void = this.#send): void {
     if (!this.#maySend(state)) return;
+    if (this.#onDataReady !== undefined && maxFrames === Number.POSITIVE_INFINITY && state.queue.length > 0) {
+      if (!this.#pending.has(state)) this.#pending.add(state);
+      if (state.sendWindow > 0 && this.#tunnelSendWindow > 0) this.#onDataReady();
+      return;
+    }
     let frames = 0;
     while (
       frames < maxFrames &&
@@ -808,7 +826,7 @@ export class Mux {
       const bytes = state.queue.take(Math.min(MAX_DATA_PAYLOAD, state.sendWindow, this.#tunnelSendWindow));
       state.sendWindow -= bytes.byteLength;
       this.#tunnelSendWindow -= bytes.byteLength;
-      this.#send(encodeData(state.id, bytes));
+      emit(encodeData(state.id, bytes));
       frames++;
     }
     // Re-inserting moves the stream to the back of the round-robin order.
@@ -829,8 +847,31 @@ export class Mux {
     }
   }
 
+  /**
+   * Pull mode: the next DATA frame, round-robin over the streams with queued data and credit (a
+   * stream that sent moves to the back), or undefined when none can send now.
+   */
+  pollData(): Uint8Array | undefined {
+    if (this.#closed) return undefined;
+    if (this.#tunnelSendWindow === 0) return undefined;
+    for (const state of this.#pending) {
+      if (state.closed || !this.#maySend(state) || state.sendWindow === 0 || state.queue.length === 0)
+        continue;
+      let out: Uint8Array | undefined;
+      this.#pump(state, 1, (bytes) => {
+        out = bytes;
+      });
+      if (out !== undefined) return out;
+    }
+    return undefined;
+  }
+
   /** Tunnel credit arrived: share it round-robin, one frame per stream per round. */
   #pumpPending(): void {
+    if (this.#onDataReady !== undefined) {
+      if (this.#pending.size > 0) this.#onDataReady();
+      return;
+    }
     let progress = true;
     while (progress && this.#tunnelSendWindow > 0 && this.#pending.size > 0) {
       progress = false;

@@ -180,4 +180,56 @@ describe("ClientSession", () => {
     });
     expect(p.core.alive).toBe(true);
   });
+
+  test("scheduling: a new stream's OPEN goes ahead of queued bulk DATA; DATA waits while the transport is full", () => {
+    const p = authorized();
+    const bulk = p.core.openStream({ host: "bulk", port: 1, protocol: "tcp" }, 20);
+    p.toConnector();
+    p.opened[0]!.acceptOpen();
+    p.toClient(30);
+    p.events();
+    // 512 KiB written: the stream's window (1 MiB) allows all of it, but nothing is encoded yet.
+    for (let i = 0; i < 8; i++) bulk.write(new Uint8Array(64 * 1024).fill(i));
+    // The transport is full: only control frames come out, and there are none.
+    expect(p.core.pollTransmit(false)).toBeUndefined();
+    const late = p.core.openStream({ host: "late", port: 2, protocol: "tcp" }, 40);
+    const reader = new FrameReader();
+    const first = reader.push(p.core.pollTransmit(false)!);
+    expect(first).toMatchObject([{ type: "open", host: "late", port: 2 }]);
+    expect(p.core.pollTransmit(false)).toBeUndefined();
+    // The transport drains: DATA flows, in order, as whole frames.
+    const types: string[] = [];
+    let bytes = 0;
+    for (let t = p.core.pollTransmit(true); t; t = p.core.pollTransmit(true)) {
+      for (const f of reader.push(t)) {
+        types.push(f.type);
+        if (f.type === "data") {
+          expect(f.data[0]).toBe(bytes / (64 * 1024));
+          bytes += f.data.byteLength;
+        }
+      }
+    }
+    expect(bytes).toBe(8 * 64 * 1024);
+    expect(new Set(types)).toEqual(new Set(["data"]));
+    expect(late).toBeDefined();
+  });
+
+  test("scheduling: streams with queued data take turns frame by frame", () => {
+    const p = authorized();
+    const a = p.core.openStream({ host: "a", port: 1, protocol: "tcp" }, 20);
+    const b = p.core.openStream({ host: "b", port: 1, protocol: "tcp" }, 20);
+    p.toConnector();
+    for (const s of p.opened) s.acceptOpen();
+    p.toClient(30);
+    for (let i = 0; i < 3; i++) {
+      a.write(new Uint8Array(64 * 1024));
+      b.write(new Uint8Array(64 * 1024));
+    }
+    const reader = new FrameReader();
+    const order: number[] = [];
+    for (let t = p.core.pollTransmit(); t; t = p.core.pollTransmit()) {
+      for (const f of reader.push(t)) if (f.type === "data") order.push(f.streamId);
+    }
+    expect(order).toEqual([a.id, b.id, a.id, b.id, a.id, b.id]);
+  });
 });

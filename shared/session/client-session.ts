@@ -120,6 +120,8 @@ export class ClientSession {
         this.#transmits.push(bytes);
         this.onWake();
       },
+      // DATA waits in its stream until the driver's transport can take it (pollTransmit).
+      pull: { onDataReady: () => this.onWake() },
       onFrame: (f) => {
         if (f.type === "auth_result") this.#authResult(f.ok, f.message);
         else if (f.type === "goaway") {
@@ -270,8 +272,15 @@ export class ClientSession {
   // ------------------------------------------------------------------------------------------
   // Outputs
 
-  pollTransmit(): Uint8Array | undefined {
-    return this.#transmits.shift();
+  /**
+   * The next bytes to send: control frames first, then (unless `data` is false: the transport's
+   * buffer is full) DATA frames round-robin over the streams. A driver asks for data only while its
+   * transport accepts more, so control frames never queue behind much bulk data.
+   */
+  pollTransmit(data = true): Uint8Array | undefined {
+    const control = this.#transmits.shift();
+    if (control !== undefined || !data) return control;
+    return this.#mux.pollData();
   }
 
   pollEvent(): ClientEvent | undefined {

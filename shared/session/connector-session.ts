@@ -106,6 +106,8 @@ export class ConnectorSession<A extends SessionAuthorization> {
         this.#transmits.push(bytes);
         this.onWake();
       },
+      // DATA waits in its stream until the driver's transport can take it (pollTransmit).
+      pull: { onDataReady: () => this.onWake() },
       onStream: (stream, destination) => this.#onStream(stream, destination),
       onFrame: (f) => {
         if (f.type === "auth") this.#pendingAuth = f.json;
@@ -255,8 +257,15 @@ export class ConnectorSession<A extends SessionAuthorization> {
   // ------------------------------------------------------------------------------------------
   // Outputs
 
-  pollTransmit(): Uint8Array | undefined {
-    return this.#transmits.shift();
+  /**
+   * The next bytes to send: control frames first, then (unless `data` is false: the transport's
+   * buffer is full) DATA frames round-robin over the streams. A driver asks for data only while its
+   * transport accepts more, so control frames never queue behind much bulk data.
+   */
+  pollTransmit(data = true): Uint8Array | undefined {
+    const control = this.#transmits.shift();
+    if (control !== undefined || !data) return control;
+    return this.#mux.pollData();
   }
 
   pollEvent(): ConnectorEvent<A> | undefined {
