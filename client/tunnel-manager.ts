@@ -6,7 +6,7 @@ import type { Logger } from "../bunlib/log.ts";
 import { PinningError } from "../bunlib/tls.ts";
 import { type ConnectionTokens, requestConnectionTokens } from "./controller-api.ts";
 import { ConnectorHealth, maintenanceAction, pickTunnel } from "./core/connector-choice.ts";
-import { afterDialFailure, retryHinted } from "./core/failover.ts";
+import { afterDialFailure, type DialFailure, openingKey, retryHinted } from "./core/failover.ts";
 import type { SessionState } from "./state.ts";
 import { Tunnel, TunnelError } from "./tunnel.ts";
 
@@ -65,7 +65,7 @@ export class TunnelManager {
     }));
     const usable = pickTunnel(views, remoteNetworkId, skip, now);
     if (usable) return usable.tunnel;
-    const key = `${remoteNetworkId} ${[...skip].sort().join(",")}`;
+    const key = openingKey(remoteNetworkId, skip, avoid);
     const pending = this.opening.get(key);
     if (pending) return await pending;
     // Connectors remembered as unhealthy are a preference, not a ban: when no other one is left,
@@ -105,9 +105,13 @@ export class TunnelManager {
         if (epoch !== this.authEpoch) await this.renewStale(tunnel, resourceId);
         return tunnel;
       } catch (err) {
-        const kind =
-          err instanceof PinningError ? "pinning" : err instanceof TunnelError ? "tunnel" : "transport";
-        if (afterDialFailure(kind, attempt) === "fail") throw err;
+        const failure: DialFailure =
+          err instanceof PinningError
+            ? { type: "pinning" }
+            : err instanceof TunnelError
+              ? { type: "tunnel", code: err.code }
+              : { type: "transport" };
+        if (afterDialFailure(failure, attempt) === "fail") throw err;
         this.log.warn("connector unreachable; trying another", {
           connector: tokens.connector.id,
           error: (err as Error).message,

@@ -6,6 +6,7 @@ import {
   afterNoTunnel,
   FIRST_ATTEMPT,
   MAX_DIAL_FAILOVER,
+  openingKey,
   retryHinted,
 } from "./failover.ts";
 
@@ -93,10 +94,30 @@ describe("when no tunnel can be had", () => {
   });
 
   test("a dial that failed in transport moves to another connector, a bounded number of times", () => {
-    expect(afterDialFailure("transport", 0)).toBe("next_connector");
-    expect(afterDialFailure("transport", MAX_DIAL_FAILOVER - 1)).toBe("next_connector");
-    expect(afterDialFailure("transport", MAX_DIAL_FAILOVER)).toBe("fail");
-    expect(afterDialFailure("pinning", 0)).toBe("fail");
-    expect(afterDialFailure("tunnel", 0)).toBe("fail");
+    const transport = { type: "transport" } as const;
+    expect(afterDialFailure(transport, 0)).toBe("next_connector");
+    expect(afterDialFailure(transport, MAX_DIAL_FAILOVER - 1)).toBe("next_connector");
+    expect(afterDialFailure(transport, MAX_DIAL_FAILOVER)).toBe("fail");
+    expect(afterDialFailure({ type: "pinning" }, 0)).toBe("fail");
+  });
+
+  test("a connector killed or frozen during AUTH is failed over; a refused authorization is not", () => {
+    // Found by the simulation (test/sim/failover.sim.test.ts): a connector killed between TLS and
+    // AUTH_RESULT made the application see a failure although its peer was healthy.
+    expect(afterDialFailure({ type: "tunnel", code: "closed" }, 0)).toBe("next_connector");
+    expect(afterDialFailure({ type: "tunnel", code: "timeout" }, 0)).toBe("next_connector");
+    expect(afterDialFailure({ type: "tunnel", code: "unauthorized" }, 0)).toBe("fail");
+    expect(afterDialFailure({ type: "tunnel", code: "bad_token" }, 0)).toBe("fail");
+    expect(afterDialFailure({ type: "tunnel", code: "closed" }, MAX_DIAL_FAILOVER)).toBe("fail");
+  });
+
+  test("a tunnel opening is shared only by requests that would be answered alike", () => {
+    expect(openingKey("rn_1", new Set(["cn_b", "cn_a"]), ["cn_a"])).toBe(
+      openingKey("rn_1", ["cn_a", "cn_b"], ["cn_a"]),
+    );
+    // Same connectors skipped, but one stream avoided cn_a itself (no second try) and the other
+    // only remembers it as unhealthy (tried again when nothing else is left).
+    expect(openingKey("rn_1", ["cn_a"], ["cn_a"])).not.toBe(openingKey("rn_1", ["cn_a"], []));
+    expect(openingKey("rn_1", [], [])).not.toBe(openingKey("rn_2", [], []));
   });
 });

@@ -100,14 +100,37 @@ export function retryHinted(hinted: readonly string[], avoid: readonly string[])
 }
 
 /**
- * Dialling a connector's tunnel failed (`attempt` counts from 0). A transport failure (the relay
- * refused it, its dial deadline passed, TLS did not complete) is skipped for this request and the
- * Controller picks among the rest; a pinning mismatch or an error of the tunnel itself (AUTH) is the
- * request's answer.
+ * Requests for a tunnel that would be answered alike share one opening: same remote network, same
+ * connectors skipped, and same connectors avoided by the stream itself, which decide whether the
+ * skipped ones are tried again (retryHinted). Without the last, a stream that had avoided nothing
+ * joined the opening of one that had avoided a connector, and failed with it where its own request
+ * would have tried that connector again (found by test/sim/failover.sim.test.ts).
  */
-export function afterDialFailure(
-  kind: "pinning" | "tunnel" | "transport",
-  attempt: number,
-): "next_connector" | "fail" {
-  return kind === "transport" && attempt < MAX_DIAL_FAILOVER ? "next_connector" : "fail";
+export function openingKey(
+  remoteNetworkId: string,
+  skip: Iterable<string>,
+  avoid: readonly string[],
+): string {
+  return `${remoteNetworkId} ${[...skip].sort().join(",")} ${[...avoid].sort().join(",")}`;
+}
+
+/** How dialling a connector's tunnel failed. */
+export type DialFailure =
+  /** The connector's certificate did not match the pinned digest. */
+  | { type: "pinning" }
+  /** The tunnel's AUTH did not succeed (`code` of the TunnelError: closed, timeout, unauthorized, …). */
+  | { type: "tunnel"; code: string }
+  /** The transport: the relay refused the connector, its dial deadline passed, TLS did not complete. */
+  | { type: "transport" };
+
+/**
+ * Dialling a connector's tunnel failed (`attempt` counts from 0). A connector that cannot be
+ * reached, or that went away or stopped answering during AUTH (killed, frozen), is skipped for this
+ * request and the Controller picks among the rest. A pinning mismatch, or an authorization the
+ * connector refused, is the request's answer: another connector would not change it.
+ */
+export function afterDialFailure(failure: DialFailure, attempt: number): "next_connector" | "fail" {
+  if (attempt >= MAX_DIAL_FAILOVER || failure.type === "pinning") return "fail";
+  if (failure.type === "tunnel" && failure.code !== "closed" && failure.code !== "timeout") return "fail";
+  return "next_connector";
 }
