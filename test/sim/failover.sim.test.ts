@@ -20,6 +20,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import {
+  AUTH_TIMEOUT_MS,
   KEEPALIVE_DEAD_MS,
   KEEPALIVE_MS,
   OPEN_SUSPECT_MS,
@@ -80,13 +81,14 @@ export function hungFailoverBound(sc: FailoverScenario): number {
  * - the hung tunnel above, which the stream may first have had to open;
  * - a new tunnel dialled to a connector that froze less than PRESENCE_SILENCE_MS ago: the relay
  *   still lists it and waits DIAL_DEADLINE_MS for the dial that never comes;
- * - a connector that froze between the relay's splice and its TLS answer: the client waits out its
- *   TLS_TIMEOUT_MS (a window of one round trip, but fast-check finds it).
+ * - a connector that froze between the relay's splice and its TLS answer, or its AUTH_RESULT: the
+ *   client waits out its TLS_TIMEOUT_MS or AUTH_TIMEOUT_MS (a window of a round trip or two, but
+ *   fast-check finds it).
  * Around it, detours that cost a Controller round trip and a refused dial each (a killed connector
  * the Controller still hands out until its heartbeats lapse; the Controller out of connectors once
  * the stream avoided both, then a fresh choice): at most 2 per tunnel request (MAX_DIAL_FAILOVER)
  * over 3 requests. Then a new tunnel to the healthy connector and the open.
- * At the generated maxima: 10,250 + 6 × 150 + 430 + 102 = 11.7 s.
+ * At the generated maxima: 10,300 + 6 × 150 + 430 + 102 = 11.7 s.
  */
 export function failoverBound(sc: FailoverScenario): number {
   const half = Math.ceil(sc.latencyMs / 2);
@@ -94,7 +96,7 @@ export function failoverBound(sc: FailoverScenario): number {
   const trap = Math.max(
     newTunnelMs(sc) + sc.latencyMs + OPEN_SUSPECT_MS + PROBE_MS,
     2 * sc.controllerMs + 2 * half + DIAL_DEADLINE_MS,
-    2 * sc.controllerMs + 4 * half + TLS_TIMEOUT_MS,
+    2 * sc.controllerMs + 4 * half + Math.max(TLS_TIMEOUT_MS, 2 * sc.latencyMs + AUTH_TIMEOUT_MS),
   );
   return trap + 6 * detour + newTunnelMs(sc) + openMs(sc);
 }
