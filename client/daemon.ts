@@ -14,6 +14,7 @@ import { type AddressError, type CompiledAcl, compileAcl, parseDestinationHost }
 import { RESET_CODES } from "../shared/protocol/frame.ts";
 import { verifyToken } from "../shared/tokens.ts";
 import { ClientApiError, fetchAcl, login, renewUserSession, reportPosture } from "./controller-api.ts";
+import { type AttemptOutcome, afterAttempt, afterNoTunnel, FIRST_ATTEMPT } from "./core/failover.ts";
 import {
   type DnsServer,
   FakeAddressPool,
@@ -30,7 +31,7 @@ import { deviceLogin, signedPosture } from "./signin.ts";
 import { type ConnectResult, SocksReply, startSocksServer, type UdpAssociateResult } from "./socks5.ts";
 import { controlSocketPath, type DeviceKey, type SessionState, saveSession } from "./state.ts";
 import { startTransparentListener, type TransparentListener } from "./transparent.ts";
-import { StreamRefused, TunnelError } from "./tunnel.ts";
+import { StreamRefused, type Tunnel, TunnelError } from "./tunnel.ts";
 import { TunnelManager } from "./tunnel-manager.ts";
 import { startUdpAssociation, type UdpAssociation, type UdpRoute } from "./udp-associate.ts";
 
@@ -555,57 +556,44 @@ export class Daemon {
     /** Told which tunnel each attempt uses (the last call is the one that answered). */
     onTunnel?: (tunnel: { connectorId: string; path: string }) => void,
   ) {
-    const avoid: string[] = [];
-    let renewed = false;
+    // Which attempt to retry where is client/core/failover.ts; here only the I/O.
+    let attempts = FIRST_ATTEMPT;
     for (;;) {
       const tunnel = await this.tunnels
-        .tunnelFor(resource.remote_network_id, resource.id, avoid)
+        .tunnelFor(resource.remote_network_id, resource.id, attempts.avoid)
         .catch(async (err: unknown) => {
-          // The connector we stepped away from was the only one: a fresh tunnel to it is the
-          // best left (it may have been slow rather than hung).
-          if (avoid.length === 0 || !(err instanceof ClientApiError && err.code === "no_connector"))
-            throw err;
+          const noConnector = err instanceof ClientApiError && err.code === "no_connector";
+          if (afterNoTunnel(attempts, noConnector) === "fail") throw err;
           return await this.tunnels.tunnelFor(resource.remote_network_id, resource.id, []);
         });
       onTunnel?.(tunnel);
       try {
         return await tunnel.openStream(host, port, protocol);
       } catch (err) {
-        // The tunnel died before the connector answered (hung, or lost): nothing reached the
-        // application yet, so the stream is retried on a peer instead of failing.
-        if (err instanceof TunnelError && err.code === "closed" && avoid.length < 2) {
-          if (tunnel.hung) this.tunnels.markHung(tunnel.connectorId);
-          avoid.push(tunnel.connectorId);
-          this.opts.log.warn("connector stopped answering; retrying the stream on its peer", {
-            connector: tunnel.connectorId,
-            resource: resource.id,
-            reason: err.message,
-          });
-          continue;
-        }
-        if (!(err instanceof StreamRefused)) throw err;
-        // Refused by the connector's ACL or a Resource Policy timer: ask the Controller once more
-        // (a narrowed ACL is renewed; a policy denial comes back with its requirement).
-        if (
-          (err.resetCode === RESET_CODES.denied || err.resetCode === RESET_CODES.unauthorized) &&
-          !renewed
-        ) {
-          renewed = true;
+        const next = afterAttempt(attemptOutcome(err, tunnel), attempts);
+        if (next.action === "fail") throw err;
+        attempts = next.attempts;
+        if (next.action === "renew_and_retry") {
           await this.tunnels.renewNow(tunnel, resource.id);
           continue;
         }
-        const unreachable =
-          err.resetCode === RESET_CODES.dns_lookup_error || err.resetCode === RESET_CODES.unable_to_connect;
-        if (!unreachable || avoid.length >= 2) throw err;
-        this.tunnels.markUnreachable(tunnel.connectorId, resource.id);
-        avoid.push(tunnel.connectorId);
+        if (next.mark === "hung") this.tunnels.markHung(tunnel.connectorId);
+        if (next.mark === "unreachable") this.tunnels.markUnreachable(tunnel.connectorId, resource.id);
+        if (!next.peerRequired) {
+          this.opts.log.warn("connector stopped answering; retrying the stream on its peer", {
+            connector: tunnel.connectorId,
+            resource: resource.id,
+            reason: (err as Error).message,
+          });
+          continue;
+        }
         this.opts.log.warn("connector cannot reach Resource; trying its peer", {
           connector: tunnel.connectorId,
           resource: resource.id,
-          error: err.message,
+          error: (err as Error).message,
         });
         try {
-          await this.tunnels.tunnelFor(resource.remote_network_id, resource.id, avoid);
+          await this.tunnels.tunnelFor(resource.remote_network_id, resource.id, attempts.avoid);
         } catch {
           throw err; // no peer: report the connector's own answer (DNS error, refused)
         }
@@ -933,4 +921,13 @@ function socksReplyFor(err: unknown): number {
     return SocksReply.notAllowed;
   if (err instanceof TunnelError && err.code === "unauthorized") return SocksReply.notAllowed;
   return SocksReply.hostUnreachable;
+}
+
+/** The failover table's view of why a stream did not open on `tunnel`. */
+function attemptOutcome(err: unknown, tunnel: Tunnel): AttemptOutcome {
+  if (err instanceof TunnelError && err.code === "closed")
+    return { type: "tunnel_closed", connectorId: tunnel.connectorId, hung: tunnel.hung };
+  if (err instanceof StreamRefused)
+    return { type: "refused", connectorId: tunnel.connectorId, code: err.resetCode };
+  return { type: "error" };
 }

@@ -6,10 +6,9 @@ import type { Logger } from "../bunlib/log.ts";
 import { PinningError } from "../bunlib/tls.ts";
 import { type ConnectionTokens, requestConnectionTokens } from "./controller-api.ts";
 import { ConnectorHealth, maintenanceAction, pickTunnel } from "./core/connector-choice.ts";
+import { afterDialFailure, type DialFailure, openingKey, retryHinted } from "./core/failover.ts";
 import type { SessionState } from "./state.ts";
 import { Tunnel, TunnelError } from "./tunnel.ts";
-
-const MAX_FAILOVER = 3;
 
 interface Entry {
   tunnel: Tunnel;
@@ -66,13 +65,13 @@ export class TunnelManager {
     }));
     const usable = pickTunnel(views, remoteNetworkId, skip, now);
     if (usable) return usable.tunnel;
-    const key = `${remoteNetworkId} ${[...skip].sort().join(",")}`;
+    const key = openingKey(remoteNetworkId, skip, avoid);
     const pending = this.opening.get(key);
     if (pending) return await pending;
     // Connectors remembered as unhealthy are a preference, not a ban: when no other one is left,
     // they are tried again (one may have recovered) before the stream fails.
     const p = this.openTunnel(remoteNetworkId, resourceId, [...skip]).catch((err: unknown) => {
-      if (!hinted.some((id) => !avoid.includes(id))) throw err;
+      if (!retryHinted(hinted, avoid)) throw err;
       return this.openTunnel(remoteNetworkId, resourceId, [...avoid]);
     });
     this.opening.set(key, p);
@@ -106,7 +105,13 @@ export class TunnelManager {
         if (epoch !== this.authEpoch) await this.renewStale(tunnel, resourceId);
         return tunnel;
       } catch (err) {
-        if (err instanceof PinningError || err instanceof TunnelError || attempt >= MAX_FAILOVER) throw err;
+        const failure: DialFailure =
+          err instanceof PinningError
+            ? { type: "pinning" }
+            : err instanceof TunnelError
+              ? { type: "tunnel", code: err.code }
+              : { type: "transport" };
+        if (afterDialFailure(failure, attempt) === "fail") throw err;
         this.log.warn("connector unreachable; trying another", {
           connector: tokens.connector.id,
           error: (err as Error).message,

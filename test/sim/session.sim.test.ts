@@ -13,6 +13,9 @@
 // - independence — `noReceiveBudget`: tunnel credit only on consumption (the freeze of issue 11).
 // - hung detection — `noProbe`: `openSuspectMs` infinite, only the keepalive verdict (10–13 s).
 //
+// Connector failover (two connectors of one remote network, the client's connector choice and
+// retry on the peer) is failover.sim.test.ts, with its own broken variants.
+//
 // Runs: SIM_RUNS per property (default 500); SIM_SEED replays a run fast-check reported.
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
