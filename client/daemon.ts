@@ -10,11 +10,13 @@ import { createRemoteJWKSet, type JWTVerifyGetKey } from "jose";
 import type { Logger } from "../bunlib/log.ts";
 import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
 import type { ClientResource } from "../shared/acl-schema.ts";
-import { type AddressError, type CompiledAcl, compileAcl, parseDestinationHost } from "../shared/address.ts";
+import { type CompiledAcl, compileAcl } from "../shared/address.ts";
 import { RESET_CODES } from "../shared/protocol/frame.ts";
 import { verifyToken } from "../shared/tokens.ts";
 import { ClientApiError, fetchAcl, login, renewUserSession, reportPosture } from "./controller-api.ts";
 import { type AttemptOutcome, afterAttempt, afterNoTunnel, FIRST_ATTEMPT } from "./core/failover.ts";
+import { endsSoon, reauthPlan } from "./core/reauth-plan.ts";
+import { route } from "./core/routing.ts";
 import {
   type DnsServer,
   FakeAddressPool,
@@ -36,10 +38,9 @@ import { TunnelManager } from "./tunnel-manager.ts";
 import { startUdpAssociation, type UdpAssociation, type UdpRoute } from "./udp-associate.ts";
 
 const ACL_REFRESH_MS = 30_000;
-/** A Resource used this recently counts as "in use" for the re-authentication prompt. */
-const IN_USE_MS = 15 * 60_000;
-/** The prompt appears this long before a policy timer ends (about ten minutes). */
-export const REAUTH_PROMPT_MS = 10 * 60_000;
+
+export { REAUTH_PROMPT_MS } from "./core/reauth-plan.ts";
+
 const POSTURE_REPORT_MS = 10 * 60_000;
 const MAX_DENIALS = 20;
 export const DEFAULT_UDP_IDLE_MS = 60_000;
@@ -374,48 +375,24 @@ export class Daemon {
    * server becomes its name; the connector resolves the name inside the private network.
    */
   private route(host: string, port: number, protocol: "tcp" | "udp", use = true): UdpRoute {
-    let dest: ReturnType<typeof parseDestinationHost>;
-    try {
-      dest = parseDestinationHost(host);
-    } catch (err) {
-      // Alternate IP spellings (127.1, 0x7f.0.0.1…) are refused rather than guessed at.
-      this.opts.log.warn("refused destination", { destination: host, reason: (err as AddressError).message });
-      return { kind: "refused", reason: "invalid destination" };
+    const r = route(host, port, protocol, {
+      acl: this.acl?.compiled,
+      isFakeAddress: (ip) => FakeAddressPool.inRange(ip),
+      nameForFake: (ip) => this.fakeAddresses.nameFor(ip),
+    });
+    if (r.kind === "refused") {
+      this.opts.log.warn(r.log.message, r.log.fields);
+      return { kind: "refused", reason: r.reason };
     }
-    if (dest.kind === "ip" && FakeAddressPool.inRange(dest.ip)) {
-      const name = this.fakeAddresses.nameFor(dest.ip);
-      if (!name) {
-        this.opts.log.warn("refused: unknown DNS-mapped address", { destination: `${host}:${port}` });
-        return { kind: "refused", reason: "unknown DNS-mapped address" };
-      }
-      host = name;
-      dest = { kind: "name", name };
-    }
-    const acl = this.acl?.compiled;
-    const candidates = acl?.candidates(dest) ?? [];
-    if (candidates.length === 0) return { kind: "direct", host: dest.kind === "name" ? dest.name : dest.ip };
-    const m = acl?.match(dest, protocol, port);
-    if (!m) {
-      this.opts.log.warn(`refused: Resource does not allow ${protocol} on this port`, {
-        destination: `${host}:${port}`,
-      });
-      return { kind: "refused", reason: `${protocol} port not allowed` };
-    }
-    const resource = m.entry as ClientResource;
-    if (use) this.noteUse(resource);
-    return { kind: "resource", resource, host };
+    if (r.kind === "resource" && use) this.noteUse(r.resource);
+    return r;
   }
 
   /** Using a Resource whose policy timer ends soon: renew silently or prompt, now. */
   private noteUse(resource: ClientResource): void {
     const usedAt = Date.now();
     this.lastUsed.set(resource.id, usedAt);
-    const until = resource.access?.until;
-    if (
-      this.session.principal.type === "user" &&
-      until != null &&
-      until * 1000 - usedAt <= REAUTH_PROMPT_MS
-    ) {
+    if (this.session.principal.type === "user" && endsSoon(resource.access?.until, usedAt)) {
       void this.watchPolicyTimers(usedAt);
     }
   }
@@ -673,22 +650,18 @@ export class Daemon {
         .then((p) => reportPosture(this.session, p))
         .catch((err: Error) => this.opts.log.debug("posture report failed", { error: err.message }));
     }
-    const soon = (this.acl?.resources ?? []).filter((r) => {
-      const until = r.access?.until;
-      const used = this.lastUsed.get(r.id);
-      return (
-        until != null &&
-        until * 1000 - now <= REAUTH_PROMPT_MS &&
-        used !== undefined &&
-        now - used < IN_USE_MS
-      );
-    });
-    if (soon.length === 0) {
+    const plan = reauthPlan(
+      (this.acl?.resources ?? []).map((r) => ({ id: r.id, until: r.access?.until })),
+      this.lastUsed,
+      now,
+      this.silentTriedFor,
+    );
+    if (plan.kind === "none") {
       if (this.reauth && this.reauth.resources.length > 0) this.reauth = undefined;
       return;
     }
-    const earliest = Math.min(...soon.map((r) => r.access!.until! * 1000));
-    if (this.silentTriedFor !== earliest) {
+    const { earliest } = plan;
+    if (plan.kind === "silent") {
       this.silentTriedFor = earliest;
       try {
         const res = await renewUserSession(this.session, true);
@@ -704,7 +677,7 @@ export class Daemon {
       }
     }
     this.promptReauth(
-      soon.map((r) => r.id),
+      plan.resources,
       new Date(earliest).toISOString(),
       "a resource policy asks you to sign in again",
     );
