@@ -4,6 +4,7 @@ import { ProtocolError } from "./errors.ts";
 import {
   decodeFrame,
   encodeData,
+  encodeDataHeader,
   encodeFrame,
   type Frame,
   FrameReader,
@@ -203,6 +204,15 @@ describe("FrameReader", () => {
     const data = f?.type === "data" ? f.data : new Uint8Array();
     r2.push(encodeData(5, new Uint8Array(30_000).fill(1)));
     expect(data).toEqual(big);
+  });
+
+  test("a DATA header written apart from its payload reads as the same frame; its limits hold", () => {
+    const payload = new Uint8Array(40_000).map((_, i) => i & 0xff);
+    const header = encodeDataHeader(7, payload.byteLength);
+    expect(concat([header, payload])).toEqual(encodeData(7, payload));
+    expect(codeOf(() => encodeDataHeader(7, 0))).toBe("bad_payload");
+    expect(codeOf(() => encodeDataHeader(2 ** 33, 10))).toBe("bad_payload");
+    expect(codeOf(() => encodeDataHeader(7, MAX_DATA_PAYLOAD + 1))).toBe("frame_too_large");
   });
 
   test("an oversized length is refused from the header alone, without buffering the payload", () => {

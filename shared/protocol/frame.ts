@@ -569,6 +569,21 @@ export function encodeData(streamId: number, bytes: Uint8Array): Uint8Array {
   return build("data", 0, streamId, bytes);
 }
 
+/**
+ * The header of a DATA frame carrying `length` bytes, for a sender that writes the payload itself
+ * right after it (no copy of the payload into a frame buffer). Same checks as `encodeData`.
+ */
+export function encodeDataHeader(streamId: number, length: number): Uint8Array {
+  checkStreamId("data", streamId, "nonzero");
+  if (length === 0) throw new ProtocolError("bad_payload", "DATA must not be empty");
+  if (length > MAX_DATA_PAYLOAD) {
+    throw new ProtocolError("frame_too_large", `DATA payload of ${length} bytes exceeds ${MAX_DATA_PAYLOAD}`);
+  }
+  const out = new Uint8Array(HEADER_SIZE);
+  writeHeader(out, FRAME_TYPES.data, 0, streamId, length);
+  return out;
+}
+
 function hex2(n: number): string {
   return n.toString(16).padStart(2, "0");
 }

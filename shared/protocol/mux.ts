@@ -27,6 +27,7 @@ import {
   type AuthFrame,
   type AuthResultFrame,
   encodeData,
+  encodeDataHeader,
   encodeFrame,
   type Frame,
   type GoAwayFrame,
@@ -351,6 +352,8 @@ export class Mux {
   #goAwayReceived = false;
   #closed = false;
   readonly #onDataReady: (() => void) | undefined;
+  /** Pull mode: a DATA payload whose header was handed out and which must be sent next. */
+  #dataTail: Uint8Array | undefined;
 
   constructor(options: MuxOptions) {
     this.role = options.role;
@@ -809,7 +812,11 @@ export class Mux {
    * Sends up to `maxFrames` DATA frames from the stream's queue, then FIN and onDrain when due. In
    * pull mode the writers' calls (maxFrames infinite) only schedule: `pollData` sends.
    */
-  #pump(state: StreamState, maxFrames: number, emit: (bytes: Uint8Array) => void = this.#send): void {
+  #pump(
+    state: StreamState,
+    maxFrames: number,
+    emit: (streamId: number, bytes: Uint8Array) => void = (id, bytes) => this.#send(encodeData(id, bytes)),
+  ): void {
     if (!this.#maySend(state)) return;
     if (this.#onDataReady !== undefined && maxFrames === Number.POSITIVE_INFINITY && state.queue.length > 0) {
       if (!this.#pending.has(state)) this.#pending.add(state);
@@ -826,7 +833,7 @@ export class Mux {
       const bytes = state.queue.take(Math.min(MAX_DATA_PAYLOAD, state.sendWindow, this.#tunnelSendWindow));
       state.sendWindow -= bytes.byteLength;
       this.#tunnelSendWindow -= bytes.byteLength;
-      emit(encodeData(state.id, bytes));
+      emit(state.id, bytes);
       frames++;
     }
     // Re-inserting moves the stream to the back of the round-robin order.
@@ -852,18 +859,33 @@ export class Mux {
    * stream that sent moves to the back), or undefined when none can send now.
    */
   pollData(): Uint8Array | undefined {
+    const tail = this.pollDataTail();
+    if (tail !== undefined) return tail;
     if (this.#closed) return undefined;
     if (this.#tunnelSendWindow === 0) return undefined;
     for (const state of this.#pending) {
       if (state.closed || !this.#maySend(state) || state.sendWindow === 0 || state.queue.length === 0)
         continue;
-      let out: Uint8Array | undefined;
-      this.#pump(state, 1, (bytes) => {
-        out = bytes;
+      let header: Uint8Array | undefined;
+      // The frame leaves in two pieces, header then payload, so the payload is never copied into
+      // a frame buffer; nothing may be sent between them (pollDataTail).
+      this.#pump(state, 1, (id, bytes) => {
+        header = encodeDataHeader(id, bytes.byteLength);
+        this.#dataTail = bytes;
       });
-      if (out !== undefined) return out;
+      if (header !== undefined) return header;
     }
     return undefined;
+  }
+
+  /**
+   * Pull mode: the payload of the DATA frame whose header `pollData` just returned, which must be
+   * sent before anything else (even after the stream was reset or the tunnel closed).
+   */
+  pollDataTail(): Uint8Array | undefined {
+    const tail = this.#dataTail;
+    this.#dataTail = undefined;
+    return tail;
   }
 
   /** Tunnel credit arrived: share it round-robin, one frame per stream per round. */

@@ -263,6 +263,9 @@ export class ConnectorSession<A extends SessionAuthorization> {
    * transport accepts more, so control frames never queue behind much bulk data.
    */
   pollTransmit(data = true): Uint8Array | undefined {
+    // The rest of a DATA frame whose header already left comes before anything else.
+    const tail = this.#mux.pollDataTail();
+    if (tail !== undefined) return tail;
     const control = this.#transmits.shift();
     if (control !== undefined || !data) return control;
     return this.#mux.pollData();
