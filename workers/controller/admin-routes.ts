@@ -10,6 +10,7 @@ import type { AdminRoute } from "./route-def.ts";
 import { p, route } from "./route-def.ts";
 import * as S from "./schemas.ts";
 import { SCIM_ADMIN_ROUTES } from "./scim-routes.ts";
+import { SETTINGS_ROUTES } from "./settings.ts";
 import { SIGNIN_EVENT_ROUTES } from "./signin-events.ts";
 
 export type { AdminRoute, Method } from "./route-def.ts";
@@ -363,4 +364,5 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   ...EXPLAIN_ROUTES,
   ...LOG_SINK_ROUTES,
   ...MANAGEMENT_ROUTES,
+  ...SETTINGS_ROUTES,
 ];

@@ -307,4 +307,13 @@ export const NETWORK_MIGRATIONS: readonly (readonly string[])[] = [
       last_delivered_at INTEGER,
       created_at INTEGER NOT NULL)`,
   ],
+  // v8: what a connector reports in its heartbeat that the Controller cannot see for itself (the
+  // console's connector page): its uptime and live tunnels by path; and the public IP its
+  // heartbeats come from (cf-connecting-ip). direct_endpoints (v2) is refreshed by heartbeats too.
+  [
+    "ALTER TABLE connectors ADD COLUMN uptime_s INTEGER",
+    "ALTER TABLE connectors ADD COLUMN tunnels_direct INTEGER",
+    "ALTER TABLE connectors ADD COLUMN tunnels_relayed INTEGER",
+    "ALTER TABLE connectors ADD COLUMN public_ip TEXT",
+  ],
 ];

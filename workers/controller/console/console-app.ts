@@ -6,6 +6,7 @@
 import type { Context, Hono } from "hono";
 import { deleteCookie, getCookie } from "hono/cookie";
 import { html } from "hono/html";
+import { VERSION } from "../../../shared/version.ts";
 import {
   type Actor,
   type AdminSession,
@@ -32,6 +33,9 @@ import {
   refusedCrossSite,
   registerAdminSignIn,
 } from "./admin-signin.ts";
+import { activityChart, hourBuckets, OUTCOME_LABELS } from "./chart.ts";
+import { deployCommands } from "./deploy.ts";
+import { policyBody, resourceUpdateBody } from "./forms.ts";
 import { csrfField, type Fragment, notice, render, type Shell, state, table, when } from "./page.ts";
 
 type C = Context<ConsoleEnv>;
@@ -99,10 +103,54 @@ interface Action {
   method: AdminRoute["method"];
   path(f: Record<string, string>, s: () => Promise<Json>): string;
   body?(f: Record<string, string>, current: () => Promise<Json>): unknown | Promise<unknown>;
-  back: string;
+  /** The page to go back to (relative to the console's base), given the form. */
+  back: string | ((f: Record<string, string>) => string);
   /** The answer carries a secret shown once: render it instead of redirecting. */
-  shows?: (result: Json) => Fragment;
+  shows?: (result: Json, env: ShowEnv) => Fragment;
+  /** What `shows` renders has live parts (console.js polls connector states). */
+  live?: boolean;
 }
+
+interface ShowEnv {
+  /** The Controller's public URL, as connectors must be given it. */
+  controller: string;
+  base: string;
+}
+
+const backOf = (action: Action, f: Record<string, string>) =>
+  typeof action.back === "string" ? action.back : action.back(f);
+
+/** The deploy page of a connector just created: its tokens (shown only now) in every command. */
+const deployPage = (r: Json, env: ShowEnv): Fragment => {
+  const cmd = deployCommands({
+    controller: env.controller,
+    accessToken: r.tokens.access_token,
+    refreshToken: r.tokens.refresh_token,
+    version: VERSION,
+  });
+  const id = r.connector.id as string;
+  return html`<p class="notice" id="deploy-status">Connector <strong id="created-name">${r.connector.name}</strong> is
+<span class="state state-${r.connector.state}" data-connector="${id}" id="deploy-state">${r.connector.state}</span>.
+This page turns to <strong>online</strong> by itself the moment the connector attaches.</p>
+<p>Run one of these on a host inside the private network; it needs outbound HTTPS only. The tokens are
+shown <strong>only now</strong>: after its first start the connector keeps rotated ones in its state
+directory. Deploy two connectors per remote network: clients fail over between them.
+<a href="${env.base}/connectors/${id}">Connector details</a>.</p>
+<h2>Binary</h2>
+<p class="muted">The <code>sallyport-connector</code> binary of release ${VERSION} (or <code>npm run build</code>:
+<code>dist/sallyport-connector</code>). State: <code>~/.local/state/sallyport-connector</code>
+(<code>--state-dir</code>). Add <code>--direct-listen HOST:PORT</code> for the direct path.</p>
+<pre class="secret" id="deploy-binary">${cmd.binary}</pre>
+<h2>Container: podman</h2>
+<p class="muted">The image from <code>npm run container</code>, read-only and unprivileged, its state on the host.</p>
+<pre class="secret" id="deploy-podman">${cmd.podman}</pre>
+<h2>Container: docker</h2>
+<pre class="secret" id="deploy-docker">${cmd.docker}</pre>
+<h2>systemd (Debian package)</h2>
+<p class="muted">The package installs the binary and the hardened unit; the unit reads its tokens from
+<code>/etc/sallyport/connector.conf</code> (root only).</p>
+<pre class="secret" id="deploy-systemd">${cmd.systemd}</pre>`;
+};
 
 const opt = (v: string | undefined) => (v && v.trim() !== "" ? v.trim() : undefined);
 
@@ -123,11 +171,8 @@ const ACTIONS: Record<string, Action> = {
     path: () => "/connectors",
     body: (f) => ({ remote_network_id: f.remote_network_id ?? "", name: f.name ?? "" }),
     back: "connectors",
-    shows: (
-      r,
-    ) => html`<p>Connector <strong id="created-name">${r.connector.name}</strong> was created. Its tokens are shown
-only now; start it with:</p>
-<code class="secret" id="connector-command">SALLYPORT_CONTROLLER=… SALLYPORT_ACCESS_TOKEN=${r.tokens.access_token} SALLYPORT_REFRESH_TOKEN=${r.tokens.refresh_token} sallyport-connector</code>`,
+    shows: deployPage,
+    live: true,
   },
   "delete-connector": { method: "delete", path: (f) => `/connectors/${f.id}`, back: "connectors" },
   "create-resource": {
@@ -140,6 +185,45 @@ only now; start it with:</p>
       remote_network_id: f.remote_network_id ?? "",
     }),
     back: "resources",
+  },
+  "edit-resource": {
+    method: "patch",
+    path: (f) => `/resources/${f.id}`,
+    body: (f) => resourceUpdateBody(f),
+    back: (f) => `resources/${f.id}`,
+  },
+  "set-group-policy": {
+    method: "put",
+    path: (f) => `/resources/${f.id}/groups/${f.group_id}/policy`,
+    body: (f) => ({ policy_id: f.policy_id ?? "" }),
+    back: (f) => `resources/${f.id}`,
+  },
+  "reset-group-policy": {
+    method: "delete",
+    path: (f) => `/resources/${f.id}/groups/${f.group_id}/policy`,
+    back: (f) => `resources/${f.id}`,
+  },
+  "create-policy": {
+    method: "post",
+    path: () => "/policies",
+    body: (f) => policyBody(f),
+    back: "policies",
+  },
+  "edit-policy": {
+    method: "patch",
+    path: (f) => `/policies/${f.id}`,
+    body: (f) => policyBody(f),
+    back: (f) => `policies/${f.id}`,
+  },
+  "set-retention": {
+    method: "put",
+    path: () => "/settings",
+    body: (f) => ({
+      event_retention_days: /^\d{1,6}$/.test(f.event_retention_days ?? "")
+        ? Number(f.event_retention_days)
+        : f.event_retention_days,
+    }),
+    back: "activity",
   },
   "delete-resource": { method: "delete", path: (f) => `/resources/${f.id}`, back: "resources" },
   "create-group": {
@@ -254,6 +338,51 @@ IdP's SCIM provisioning now: it is never shown again.</p><code class="secret" id
   },
 };
 
+/** 93784 → "1 d 2 h 3 min". */
+export function duration(seconds: number): string {
+  const d = Math.floor(seconds / 86_400);
+  const h = Math.floor((seconds % 86_400) / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  if (d > 0) return `${d} d ${h} h ${m} min`;
+  if (h > 0) return `${h} h ${m} min`;
+  if (m > 0) return `${m} min ${seconds % 60} s`;
+  return `${seconds} s`;
+}
+
+const authText = (a: Json) =>
+  a?.required ? `every ${a.frequency_hours} h${a.mfa ? ", with MFA" : ""}` : "not required";
+const locationText = (l: Json) =>
+  l?.mode === "allow"
+    ? `only from ${l.countries.join(", ")}`
+    : l?.mode === "deny"
+      ? `not from ${l.countries.join(", ")}`
+      : "anywhere";
+
+/** The fields of a Resource Policy's form (create and edit); `po` null: the Default Policy's rules. */
+function policyFields(po: Json | null): Fragment {
+  const auth = po?.authentication ?? { required: true, frequency_hours: 168, mfa: false };
+  const device = po?.device?.mode ?? "any";
+  const loc = po?.location ?? { mode: "any" };
+  const sel = (cond: boolean) => (cond ? "selected" : "");
+  return html`<label>Name <input name="name" required maxlength="200" value="${po?.name ?? ""}"></label>
+<label class="check"><input type="checkbox" name="auth_required" ${auth.required ? "checked" : ""}> Require sign-in</label>
+<label>Sign in again every (hours, 1–744) <input name="frequency_hours" type="number" min="1" max="744" value="${auth.frequency_hours ?? 168}"></label>
+<label class="check"><input type="checkbox" name="mfa" ${auth.mfa ? "checked" : ""}> with MFA</label>
+<label>Device <select name="device_mode"><option value="any" ${sel(device === "any")}>any device that may sign in</option><option value="trusted" ${sel(device === "trusted")}>only trusted devices</option>${
+    device === "custom"
+      ? html`<option value="keep" selected>custom profiles (kept; change with the API)</option>`
+      : ""
+  }</select></label>
+<label>Location <select name="location_mode"><option value="any" ${sel(loc.mode === "any")}>anywhere</option><option value="allow" ${sel(loc.mode === "allow")}>only from these countries</option><option value="deny" ${sel(loc.mode === "deny")}>not from these countries</option></select></label>
+<label>Countries <input name="countries" value="${(loc.countries ?? []).join(", ")}" placeholder="US, CA"></label>`;
+}
+
+const policySummary = (po: Json) =>
+  html`<div class="table"><table id="policy-details" class="kv"><tbody>
+<tr><th scope="row">Sign-in</th><td>${authText(po.authentication)}</td></tr>
+<tr><th scope="row">Device</th><td>${po.device?.mode ?? ""}</td></tr>
+<tr><th scope="row">Location</th><td>${locationText(po.location)}</td></tr></tbody></table></div>`;
+
 const ID_FIELD = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** A download stops here; narrow the filters (time range) for more. */
@@ -363,7 +492,10 @@ export function registerConsole(a: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
     }
     const action = ACTIONS[c.req.param("action")];
     if (!action) return shellError(c, s, "Unknown action.", 404);
-    if (form.id !== undefined && !ID_FIELD.test(form.id)) return shellError(c, s, "Malformed ID.", 400);
+    for (const key of ["id", "group_id"]) {
+      const v = form[key];
+      if (v !== undefined && !ID_FIELD.test(v)) return shellError(c, s, `Malformed ${key}.`, 400);
+    }
     const current = () =>
       read(
         c,
@@ -389,19 +521,20 @@ export function registerConsole(a: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
       deps.nudge(path.startsWith("/connectors/") && form.id ? [form.id] : []);
     } catch (err) {
       if (err instanceof ControllerError) {
-        return shellError(c, s, err.message, err.status as 400 | 403 | 404 | 409, action.back);
+        return shellError(c, s, err.message, err.status as 400 | 403 | 404 | 409, backOf(action, form));
       }
       throw err;
     }
+    const back = backOf(action, form);
     if (action.shows) {
       return render(
         c,
         "Created",
-        html`${action.shows(result)}<p><a href="${consoleBase(ctx)}/${action.back}">Back</a></p>`,
-        shellOf(c, s, action.back),
+        html`${action.shows(result, { controller: ctx.issuer, base: consoleBase(ctx) })}<p><a href="${consoleBase(ctx)}/${back}">Back</a></p>`,
+        shellOf(c, s, back.split("/")[0] ?? "", action.live),
       );
     }
-    return c.redirect(`${consoleBase(ctx)}/${action.back}?done=1`, 303);
+    return c.redirect(`${consoleBase(ctx)}/${back}?done=1`, 303);
   });
 
   const shellOf = (c: C, s: AdminSession, current: string, live?: boolean): Shell => ({
@@ -459,8 +592,8 @@ export function registerConsole(a: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
       const resources = (await read(c, s, "/resources")).resources as Json[];
       const groups = (await read(c, s, "/groups")).groups as Json[];
       const users = (await read(c, s, "/users")).users as Json[];
-      const hour = ctx.db.all<{ outcome: string; n: number }>`SELECT outcome, COUNT(*) AS n FROM events
-        WHERE time >= ${ctx.now - 3600_000} GROUP BY outcome`;
+      const buckets = hourBuckets(ctx.db, ctx.now);
+      const retention = (await read(c, s, "/settings")).settings.event_retention_days as number;
       const online = cns.filter((x) => x.state === "online").length;
       const card = (n: number | string, label: string, key: string) =>
         html`<div class="card"><div class="n" data-count="${key}" id="count-${key}">${n}</div><div class="l">${label}</div></div>`;
@@ -476,21 +609,25 @@ ${table(
       return [html`<tr><td>${rn.name}</td><td colspan="4" class="muted">no connectors</td></tr>`];
     return mine.map(
       (cn) =>
-        html`<tr><td>${rn.name}</td><td>${cn.name}</td><td><span class="state state-${cn.state}" data-connector="${cn.id}">${cn.state}</span></td><td>${cn.version ?? ""}</td><td>${when(cn.last_heartbeat_at)}</td></tr>`,
+        html`<tr><td>${rn.name}</td><td><a href="${s.base}/connectors/${cn.id}">${cn.name}</a></td><td><span class="state state-${cn.state}" data-connector="${cn.id}">${cn.state}</span></td><td>${cn.version ?? ""}</td><td>${when(cn.last_heartbeat_at)}</td></tr>`,
     );
   }),
   "overview-connectors",
   "No remote networks yet.",
 )}
 <h2>Activity in the last hour</h2>
+<p class="muted">Connections per 5 minutes (UTC), by outcome. Events are kept ${retention} days
+(<a href="${s.base}/activity">Activity</a>).</p>
+<div class="panel chart-panel">${activityChart(buckets)}
 ${table(
   ["Outcome", "Connections"],
   OUTCOMES.map(
-    (o) => html`<tr><td>${state(o)}</td><td>${hour.find((h) => h.outcome === o)?.n ?? 0}</td></tr>`,
+    (o) =>
+      html`<tr><td><span class="swatch bar-${o}"></span>${OUTCOME_LABELS[o]}</td><td data-outcome="${o}">${buckets.reduce((n, b) => n + b.counts[o], 0)}</td></tr>`,
   ),
   "overview-activity",
   "",
-)}`;
+)}</div>`;
     },
     true,
   );
@@ -509,7 +646,7 @@ ${table(
   ["Name", "ID", "Connectors", ""],
   rns.map(
     (rn) =>
-      html`<tr><td>${rn.name}</td><td class="mono">${rn.id}</td><td>${cns.filter((x) => x.remote_network_id === rn.id).length}</td><td>${infra ? del(s, "delete-remote-network", rn.id, rn.name) : ""}</td></tr>`,
+      html`<tr><td>${rn.name}</td><td class="mono">${rn.id}</td><td>${cns.filter((x) => x.remote_network_id === rn.id).length}</td><td>${infra ? html`<a class="button" href="${s.base}/remote-networks/${rn.id}/deploy">Deploy a connector</a> ${del(s, "delete-remote-network", rn.id, rn.name)}` : ""}</td></tr>`,
   ),
   "remote-networks",
   "No remote networks yet.",
@@ -520,7 +657,7 @@ ${table(
   ["Name", "Remote network", "State", "Version", "Host", "Last heartbeat", "Clock drift", ""],
   cns.map(
     (cn) =>
-      html`<tr><td>${cn.name}</td><td>${rnName(cn.remote_network_id)}</td><td><span class="state state-${cn.state}" data-connector="${cn.id}">${cn.state}</span></td><td>${cn.version ?? ""}</td><td>${cn.hostname ?? ""}</td><td>${when(cn.last_heartbeat_at)}</td><td>${cn.clock_drift_ms === null ? "" : `${cn.clock_drift_ms} ms`}</td><td>${infra ? del(s, "delete-connector", cn.id, cn.name) : ""}</td></tr>`,
+      html`<tr><td><a href="${s.base}/connectors/${cn.id}">${cn.name}</a></td><td>${rnName(cn.remote_network_id)}</td><td><span class="state state-${cn.state}" data-connector="${cn.id}">${cn.state}</span></td><td>${cn.version ?? ""}</td><td>${cn.hostname ?? ""}</td><td>${when(cn.last_heartbeat_at)}</td><td>${cn.clock_drift_ms === null ? "" : `${cn.clock_drift_ms} ms`}</td><td>${infra ? del(s, "delete-connector", cn.id, cn.name) : ""}</td></tr>`,
   ),
   "connectors",
   "No connectors yet.",
@@ -557,7 +694,7 @@ ${table(
   ["Name", "Address", "Alias", "Remote network", "TCP", "UDP", "Policy", ""],
   list.map(
     (r) =>
-      html`<tr><td class="resource-name">${r.name}</td><td class="mono">${r.address}</td><td class="mono">${r.alias ?? ""}</td><td>${rns.find((x) => x.id === r.remote_network_id)?.name ?? ""}</td><td>${ports(r.protocols.tcp)}</td><td>${ports(r.protocols.udp)}</td><td class="mono">${r.policy_id}</td><td>${infra ? del(s, "delete-resource", r.id, r.name) : ""}</td></tr>`,
+      html`<tr><td class="resource-name"><a href="${s.base}/resources/${r.id}">${r.name}</a></td><td class="mono">${r.address}</td><td class="mono">${r.alias ?? ""}</td><td>${rns.find((x) => x.id === r.remote_network_id)?.name ?? ""}</td><td>${ports(r.protocols.tcp)}</td><td>${ports(r.protocols.udp)}</td><td class="mono">${r.policy_id}</td><td>${infra ? del(s, "delete-resource", r.id, r.name) : ""}</td></tr>`,
   ),
   "resources",
   q ? "No resource matches." : "No resources yet.",
@@ -626,6 +763,227 @@ ${table(
   "No users yet.",
 )}
 ${edit ? form(s, "create-user", html`<label>Email <input name="email" type="email" required></label><label>Name <input name="name"></label>`, "Create user", "form-user") : ""}`;
+  });
+
+  /**
+   * A page about one object (`/admin/<net>/<path with :id>`): its ID is checked, its title comes
+   * from the object, and a refused or missing read is the API's 403 or 404.
+   */
+  const detailRoute = (
+    pattern: string,
+    nav: string,
+    body: (c: C, s: Sess, id: string) => Promise<{ title: string; body: Fragment; live?: boolean }>,
+  ) => {
+    a.get(`/admin/:net/${pattern}`, async (c) => {
+      const s = await session(c);
+      if (!s) return c.redirect(`${consoleBase(c.get("ctx"))}/signin`, 302);
+      const id = c.req.param("id") ?? "";
+      try {
+        if (!ID_FIELD.test(id)) throw notFound(nav.replace(/s$/, ""));
+        const page = await body(c, s, id);
+        const done = c.req.query("done") ? notice("Saved.") : "";
+        return render(c, page.title, html`${done}${page.body}`, shellOf(c, s, nav, page.live));
+      } catch (err) {
+        if (err instanceof ControllerError)
+          return shellError(c, s, err.message, err.status as 400 | 403 | 404 | 409, nav);
+        throw err;
+      }
+    });
+  };
+
+  const eventsTable = (events: Json[], id: string) =>
+    table(
+      ["Time", "Outcome", "Principal", "Destination", "Path", "Reason"],
+      events.map(
+        (e) =>
+          html`<tr><td>${when(e.time)}</td><td>${state(e.outcome)}</td><td class="mono">${e.principal_id}</td><td class="mono">${e.destination}</td><td>${e.path}</td><td>${e.reason ?? ""}</td></tr>`,
+      ),
+      id,
+      "No activity yet.",
+    );
+
+  const kv = (id: string, rows: [string, unknown][]) =>
+    html`<div class="table"><table id="${id}" class="kv"><tbody>${rows.map(
+      ([k, v]) => html`<tr><th scope="row">${k}</th><td>${v}</td></tr>`,
+    )}</tbody></table></div>`;
+
+  // --- Deploy a connector into a remote network ----------------------------------------------------
+  detailRoute("remote-networks/:id/deploy", "connectors", async (c, s, id) => {
+    const rn = (await read(c, s, `/remote-networks/${id}`)).remote_network as Json;
+    const cns = ((await read(c, s, "/connectors", { remote_network_id: id })).connectors ?? []) as Json[];
+    const infra = can(s, "POST", "/connectors");
+    return {
+      title: `Deploy a connector: ${rn.name}`,
+      live: true,
+      body: html`<p>A connector runs on a host inside <strong>${rn.name}</strong> and makes outbound connections
+only. Create one here: the next page shows the commands to run it (binary, container, systemd) with its
+tokens filled in, and turns to online by itself when it attaches.</p>
+${table(
+  ["Connector", "State", "Version", "Last heartbeat"],
+  cns.map(
+    (cn) =>
+      html`<tr><td><a href="${s.base}/connectors/${cn.id}">${cn.name}</a></td><td><span class="state state-${cn.state}" data-connector="${cn.id}">${cn.state}</span></td><td>${cn.version ?? ""}</td><td>${when(cn.last_heartbeat_at)}</td></tr>`,
+  ),
+  "deploy-connectors",
+  "No connector in this remote network yet.",
+)}
+${
+  infra
+    ? form(
+        s,
+        "create-connector",
+        html`<input type="hidden" name="remote_network_id" value="${id}"><label>Connector name <input name="name" required maxlength="200" value="${rn.name} connector ${cns.length + 1}"></label>`,
+        "Create connector and show its commands",
+        "form-deploy",
+      )
+    : html`<p class="muted">Your role may not create connectors.</p>`
+}`,
+    };
+  });
+
+  // --- One connector: what its heartbeats say ------------------------------------------------------
+  detailRoute("connectors/:id", "connectors", async (c, s, id) => {
+    const cn = (await read(c, s, `/connectors/${id}`)).connector as Json;
+    const rn = (await read(c, s, `/remote-networks/${cn.remote_network_id}`)).remote_network as Json;
+    const events = (await read(c, s, "/events", { connector_id: id, limit: "10" })).events as Json[];
+    const hb = cn.last_heartbeat_at ? Date.parse(cn.last_heartbeat_at) : null;
+    const drift = cn.clock_drift_ms as number | null;
+    return {
+      title: `Connector ${cn.name}`,
+      live: true,
+      body: html`${kv("connector-details", [
+        [
+          "State",
+          html`<span class="state state-${cn.state}" data-connector="${cn.id}" id="connector-state">${cn.state}</span>`,
+        ],
+        ["Remote network", rn.name],
+        ["Version", cn.version ?? html`<span class="muted">not registered yet</span>`],
+        ["Host", cn.hostname ?? ""],
+        ["Last heartbeat", when(cn.last_heartbeat_at)],
+        [
+          "Uptime",
+          cn.uptime_s === null || hb === null
+            ? html`<span class="muted">not reported</span>`
+            : html`<span id="connector-uptime">${duration(cn.uptime_s)}</span> <span class="muted">at the last heartbeat (started ${when(new Date(hb - cn.uptime_s * 1000).toISOString())})</span>`,
+        ],
+        [
+          "Clock drift",
+          drift === null
+            ? html`<span class="muted">not measured</span>`
+            : html`<span id="connector-drift">${drift} ms</span> <span class="muted">(${drift >= 0 ? "ahead of" : "behind"} the Controller's clock)</span>`,
+        ],
+        [
+          "Public IP",
+          cn.public_ip
+            ? html`<span class="mono" id="connector-ip">${cn.public_ip}</span>`
+            : html`<span class="muted" id="connector-ip">unknown (no cf-connecting-ip on its heartbeats)</span>`,
+        ],
+        [
+          "Direct endpoints",
+          cn.direct_endpoints.length
+            ? html`<span class="mono" id="connector-endpoints">${cn.direct_endpoints.join(", ")}</span>`
+            : html`<span class="muted" id="connector-endpoints">none: the direct path is off (--direct-listen)</span>`,
+        ],
+        [
+          "Tunnels now",
+          cn.tunnels
+            ? html`<span id="connector-tunnels">${cn.tunnels.direct} direct, ${cn.tunnels.relayed} relayed</span>`
+            : html`<span class="muted" id="connector-tunnels">not reported</span>`,
+        ],
+        ["Certificate SHA-256", html`<span class="mono">${cn.cert_sha256 ?? ""}</span>`],
+        ["ID", html`<span class="mono">${cn.id}</span>`],
+      ])}
+<h2>Recent events</h2>
+${eventsTable(events, "connector-events")}
+<p><a href="${s.base}/activity?connector_id=${cn.id}">All of its activity</a></p>`,
+    };
+  });
+
+  // --- One Resource: edit it, its Groups' policies, its activity -----------------------------------
+  const portsText = (p: Json) => (p.policy === "allow_all" ? "" : p.ports.join(", "));
+  const protocolFields = (name: "tcp" | "udp", p: Json) =>
+    html`<label>${name.toUpperCase()} <select name="${name}_policy"><option value="allow_all" ${p.policy === "allow_all" ? "selected" : ""}>all ports</option><option value="restricted" ${p.policy !== "allow_all" ? "selected" : ""}>only these ports</option></select></label>
+<label>${name.toUpperCase()} ports <input name="${name}_ports" value="${portsText(p)}" placeholder="22, 8000-8080"></label>`;
+  const policyOptions = (policies: Json[], selected: string) =>
+    policies.map(
+      (po) => html`<option value="${po.id}" ${po.id === selected ? "selected" : ""}>${po.name}</option>`,
+    );
+
+  detailRoute("resources/:id", "resources", async (c, s, id) => {
+    const r = (await read(c, s, `/resources/${id}`)).resource as Json;
+    const grants = (await read(c, s, `/resources/${id}/groups`)).groups as Json[];
+    const policies = (await read(c, s, "/policies")).policies as Json[];
+    const rns = (await read(c, s, "/remote-networks")).remote_networks as Json[];
+    const events = (await read(c, s, "/events", { resource_id: id, limit: "10" })).events as Json[];
+    const policyName = (pid: string) => policies.find((po) => po.id === pid)?.name ?? pid;
+    const edit = can(s, "PATCH", `/resources/${id}`);
+    const editGrants = can(s, "PUT", `/resources/${id}/groups/x/policy`);
+    const hidden = html`<input type="hidden" name="id" value="${id}">`;
+    return {
+      title: `Resource ${r.name}`,
+      body: html`${
+        edit
+          ? html`<form class="panel" method="post" action="${s.base}/do/edit-resource" id="form-edit-resource">${csrfField(s)}${hidden}
+<label>Name <input name="name" required maxlength="200" value="${r.name}"></label>
+<label>Address <input name="address" required value="${r.address}"></label>
+<label>Alias <input name="alias" value="${r.alias ?? ""}" placeholder="none"></label>
+${protocolFields("tcp", r.protocols.tcp)}${protocolFields("udp", r.protocols.udp)}
+<label class="check"><input type="checkbox" name="icmp" ${r.protocols.icmp ? "checked" : ""}> ICMP (ping)</label>
+<label>Policy <select name="policy_id">${policyOptions(policies, r.policy_id)}</select></label>
+<button type="submit">Save resource</button></form>`
+          : kv("resource-details", [
+              ["Address", html`<span class="mono">${r.address}</span>`],
+              ["Alias", r.alias ?? ""],
+              [
+                "TCP",
+                r.protocols.tcp.policy === "allow_all" ? "all ports" : portsText(r.protocols.tcp) || "none",
+              ],
+              [
+                "UDP",
+                r.protocols.udp.policy === "allow_all" ? "all ports" : portsText(r.protocols.udp) || "none",
+              ],
+              ["ICMP", r.protocols.icmp ? "allowed" : "no"],
+              ["Policy", policyName(r.policy_id)],
+            ])
+      }
+<p class="muted">Remote network: ${rns.find((x) => x.id === r.remote_network_id)?.name ?? r.remote_network_id} ·
+<span class="mono">${r.id}</span></p>
+<h2>Groups that grant it</h2>
+<p class="muted">Each Group's grant uses the Resource's policy unless the Group has its own for it; a person in
+several Groups gets the least permissive combination.</p>
+${table(
+  ["Group", "Policy of its grant", ""],
+  grants.map(
+    (g) =>
+      html`<tr data-group="${g.group_id}"><td>${g.group_name}</td><td>${policyName(g.policy_id)}${g.overridden ? html` <span class="state state-ok">Group's own</span>` : html` <span class="muted">(the Resource's)</span>`}</td><td>${
+        editGrants
+          ? html`<form class="inline" method="post" action="${s.base}/do/set-group-policy">${csrfField(s)}${hidden}<input type="hidden" name="group_id" value="${g.group_id}"><select name="policy_id" aria-label="Policy for ${g.group_name}">${policyOptions(policies, g.policy_id)}</select><button class="secondary" type="submit">Set</button></form>
+${g.overridden ? html`<form class="inline" method="post" action="${s.base}/do/reset-group-policy">${csrfField(s)}${hidden}<input type="hidden" name="group_id" value="${g.group_id}"><button class="secondary" type="submit">Use the Resource's</button></form>` : ""}`
+          : ""
+      }</td></tr>`,
+  ),
+  "resource-groups",
+  "No Group grants it yet (Groups page: Grant resource).",
+)}
+<h2>Activity</h2>
+${eventsTable(events, "resource-events")}
+<p><a href="${s.base}/activity?resource_id=${id}">All of its activity</a></p>`,
+    };
+  });
+
+  // --- One Resource Policy: edit it ------------------------------------------------------------------
+  detailRoute("policies/:id", "policies", async (c, s, id) => {
+    const po = (await read(c, s, `/policies/${id}`)).policy as Json;
+    const edit = can(s, "PATCH", `/policies/${id}`);
+    return {
+      title: `Policy ${po.name}`,
+      body: html`${po.is_default ? html`<p class="notice">The Default Policy: new Resources get it; it can be edited, never deleted.</p>` : ""}
+${
+  edit
+    ? html`<form class="panel" method="post" action="${s.base}/do/edit-policy" id="form-edit-policy">${csrfField(s)}<input type="hidden" name="id" value="${id}">${policyFields(po)}<button type="submit">Save policy</button></form>`
+    : policySummary(po)
+}`,
+    };
   });
 
   // --- Downloads: Activity as CSV or NDJSON, the audit log as NDJSON ---------------------------------
@@ -758,7 +1116,12 @@ ${table(
       ? `${base}/activity?${new URLSearchParams({ ...query, cursor: page.next_cursor })}`
       : null;
     const f = (k: string) => query[k] ?? "";
-    return html`<form method="get" class="panel" id="activity-filters">
+    const retention = (await read(c, s, "/settings")).settings.event_retention_days as number;
+    const retentionPart = can(s, "PUT", "/settings")
+      ? html`<form class="inline" method="post" action="${base}/do/set-retention" id="form-retention">${csrfField(s)}<label class="inline-label">Events are kept <input name="event_retention_days" type="number" min="1" max="3650" value="${retention}" class="short"> days</label> <button class="secondary" type="submit">Save</button></form>`
+      : html`Events are kept <strong>${retention}</strong> days.`;
+    return html`<p class="muted" id="retention">${retentionPart} Older ones are deleted within the hour.</p>
+<form method="get" class="panel" id="activity-filters">
 <label>Outcome <select name="outcome"><option value="">any</option>${OUTCOMES.map((o) => html`<option value="${o}" ${f("outcome") === o ? "selected" : ""}>${o}</option>`)}</select></label>
 <label>User or service account ID <input name="principal_id" value="${f("principal_id")}"></label>
 <label>Resource ID <input name="resource_id" value="${f("resource_id")}"></label>
@@ -875,19 +1238,20 @@ ${edit ? form(s, "create-service-account", html`<label>Name <input name="name" r
   // --- Resource Policies ---------------------------------------------------------------------------
   pageRoute("policies", "Resource Policies", async (c, s) => {
     const policies = (await read(c, s, "/policies")).policies as Json[];
-    const auth = (a2: Json) =>
-      a2?.required ? `every ${a2.frequency_hours} h${a2.mfa ? ", with MFA" : ""}` : "not required";
+    const edit = can(s, "POST", "/policies");
     return html`<p class="muted">What a connection needs besides a Group's grant. Every Resource uses the Default
-Policy unless it names another (edit with <code>PATCH /api/v1/policies/:id</code>).</p>
+Policy unless it names another; a Group may use its own policy for a Resource (on the Resource's page).
+Embargoed countries (CU, IR, KP, SY) are always blocked.</p>
 ${table(
   ["Name", "Sign-in", "Device", "Location"],
   policies.map(
     (po) =>
-      html`<tr><td>${po.name}${po.is_default ? html` <span class="state state-ok">default</span>` : ""}<div class="mono muted">${po.id}</div></td><td>${auth(po.authentication)}</td><td>${po.device?.mode ?? ""}</td><td>${po.location?.mode ?? ""}</td></tr>`,
+      html`<tr><td><a href="${s.base}/policies/${po.id}">${po.name}</a>${po.is_default ? html` <span class="state state-ok">default</span>` : ""}<div class="mono muted">${po.id}</div></td><td>${authText(po.authentication)}</td><td>${po.device?.mode ?? ""}</td><td>${locationText(po.location)}</td></tr>`,
   ),
   "policies",
   "No policies.",
-)}`;
+)}
+${edit ? html`<h2>New policy</h2>${form(s, "create-policy", policyFields(null), "Create policy", "form-policy")}` : ""}`;
   });
 
   // --- Identity provider and SCIM ------------------------------------------------------------------
