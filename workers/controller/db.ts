@@ -8,8 +8,17 @@
 export type SqlValue = string | number | null;
 type SqlParam = SqlValue | readonly SqlValue[];
 
+/**
+ * The two calls of Durable Object storage that Db uses: a NetworkObject passes its `ctx.storage`;
+ * Bun unit tests pass an in-memory SQLite (db-helpers.test.ts).
+ */
+export interface DbStorage {
+  sql: { exec(query: string, ...bindings: SqlValue[]): { toArray(): unknown[] } };
+  transactionSync<T>(fn: () => T): T;
+}
+
 export class Db {
-  constructor(private readonly storage: DurableObjectStorage) {}
+  constructor(private readonly storage: DbStorage) {}
 
   all<T>(strings: TemplateStringsArray, ...values: SqlParam[]): T[] {
     const { text, params } = build(strings, values);

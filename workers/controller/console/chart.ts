@@ -31,8 +31,9 @@ export function hourBuckets(db: Db, now: number): Bucket[] {
     start: start + i * BUCKET_MS,
     counts: { success: 0, denied: 0, dns_lookup_error: 0, unable_to_connect: 0 },
   }));
+  // CAST: workerd binds JS numbers as REAL, so the division would not truncate by itself.
   const rows = db.all<{ b: number; outcome: string; n: number }>`
-    SELECT (time - ${start}) / ${BUCKET_MS} AS b, outcome, COUNT(*) AS n FROM events
+    SELECT CAST((time - ${start}) / ${BUCKET_MS} AS INTEGER) AS b, outcome, COUNT(*) AS n FROM events
     WHERE time >= ${start} AND time < ${end} GROUP BY b, outcome`;
   for (const r of rows) {
     const bucket = buckets[r.b];
