@@ -364,7 +364,7 @@ describe("editing", () => {
     await withSession(ADMIN, async (s) => {
       await s.page.goto(`${base}/resources`);
       await s.page.locator("#resources a", { hasText: "Grafana" }).click();
-      expect(await text(s.page, "main h1")).toBe("Resource Grafana");
+      expect(await text(s.page, "main h1")).toBe("Resource: Grafana");
       const f = s.page.locator("#form-edit-resource");
       const fill = async (alias: string) => {
         await f.locator('select[name="tcp_policy"]').selectOption("restricted");
@@ -600,6 +600,12 @@ describe("attacks", () => {
     });
     const g = await api<{ group: { id: string } }>("POST", "/groups", { name: MARKUP });
     await api("POST", `/groups/${g.group.id}/resources`, { resource_ids: [r.resource.id] });
+    await api("POST", "/policies", {
+      name: MARKUP,
+      authentication: { required: false },
+      device: { mode: "any" },
+      location: { mode: "any" },
+    });
     await withSession(ADMIN, async (s) => {
       for (const page of [
         "",
@@ -611,12 +617,22 @@ describe("attacks", () => {
         "audit",
         "api-keys",
         "roles",
+        "policies",
+        `resources/${r.resource.id}`,
+        `connectors/${p.connector.id}`,
+        `remote-networks/${p.remoteNetworkId}/deploy`,
       ]) {
         await s.page.goto(`${base}/${page}`);
         expect(await s.page.locator("main img").count()).toBe(0);
       }
       await s.page.goto(`${base}/resources`);
       expect(await s.page.locator(".resource-name", { hasText: "onerror" }).textContent()).toBe(MARKUP);
+      await s.page.goto(`${base}/resources/${r.resource.id}`);
+      expect(await text(s.page, "main h1")).toBe(`Resource: ${MARKUP}`);
+      expect(await text(s.page, "#resource-groups td")).toBe(MARKUP);
+      expect(
+        await s.page.locator('select[name="policy_id"] option', { hasText: "onerror" }).first().textContent(),
+      ).toBe(MARKUP);
       await s.page.goto(`${base}/audit`);
       expect(await s.page.locator("#audit").textContent()).toContain(MARKUP);
       expect(s.dialogs).toEqual([]);
@@ -650,7 +666,16 @@ describe("attacks", () => {
 
   test("every console page has a CSP without unsafe-inline that allows scripts only from the Controller", async () => {
     await withSession(ADMIN, async (s) => {
-      for (const page of ["", "connectors", "resources", "activity", "audit"]) {
+      for (const page of [
+        "",
+        "connectors",
+        "resources",
+        "activity",
+        "audit",
+        `connectors/${p.connector.id}`,
+        `remote-networks/${p.remoteNetworkId}/deploy`,
+        "policies/po_default",
+      ]) {
         const res = await s.page.goto(`${base}/${page}`);
         const csp = res?.headers()["content-security-policy"] ?? "";
         expect(csp).toContain("script-src 'self'");

@@ -109,6 +109,8 @@ interface Action {
   shows?: (result: Json, env: ShowEnv) => Fragment;
   /** What `shows` renders has live parts (console.js polls connector states). */
   live?: boolean;
+  /** The title of what `shows` renders (default "Created"). */
+  title?: (result: Json) => string;
 }
 
 interface ShowEnv {
@@ -173,6 +175,7 @@ const ACTIONS: Record<string, Action> = {
     back: "connectors",
     shows: deployPage,
     live: true,
+    title: (r) => `Deploy ${r.connector.name}`,
   },
   "delete-connector": { method: "delete", path: (f) => `/connectors/${f.id}`, back: "connectors" },
   "create-resource": {
@@ -529,7 +532,7 @@ export function registerConsole(a: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
     if (action.shows) {
       return render(
         c,
-        "Created",
+        action.title?.(result) ?? "Created",
         html`${action.shows(result, { controller: ctx.issuer, base: consoleBase(ctx) })}<p><a href="${consoleBase(ctx)}/${back}">Back</a></p>`,
         shellOf(c, s, back.split("/")[0] ?? "", action.live),
       );
@@ -849,7 +852,7 @@ ${
     const hb = cn.last_heartbeat_at ? Date.parse(cn.last_heartbeat_at) : null;
     const drift = cn.clock_drift_ms as number | null;
     return {
-      title: `Connector ${cn.name}`,
+      title: `Connector: ${cn.name}`,
       live: true,
       body: html`${kv("connector-details", [
         [
@@ -920,7 +923,7 @@ ${eventsTable(events, "connector-events")}
     const editGrants = can(s, "PUT", `/resources/${id}/groups/x/policy`);
     const hidden = html`<input type="hidden" name="id" value="${id}">`;
     return {
-      title: `Resource ${r.name}`,
+      title: `Resource: ${r.name}`,
       body: html`${
         edit
           ? html`<form class="panel" method="post" action="${s.base}/do/edit-resource" id="form-edit-resource">${csrfField(s)}${hidden}
@@ -976,7 +979,7 @@ ${eventsTable(events, "resource-events")}
     const po = (await read(c, s, `/policies/${id}`)).policy as Json;
     const edit = can(s, "PATCH", `/policies/${id}`);
     return {
-      title: `Policy ${po.name}`,
+      title: `Resource Policy: ${po.name}`,
       body: html`${po.is_default ? html`<p class="notice">The Default Policy: new Resources get it; it can be edited, never deleted.</p>` : ""}
 ${
   edit
