@@ -62,6 +62,7 @@ svg.chart .grid{stroke:var(--line);stroke-dasharray:3 3}
 svg.chart .axis-line{stroke:#b9c1cf}
 .bar-success{fill:#2e9e5b;background:#2e9e5b}.bar-denied{fill:#c7374f;background:#c7374f}
 .bar-dns_lookup_error{fill:#d9922e;background:#d9922e}.bar-unable_to_connect{fill:#7a5cc7;background:#7a5cc7}
+th a.sort{color:inherit;text-decoration:none}th a.sort:hover,th a.sort[aria-current]{color:var(--fg);text-decoration:underline}
 .swatch{display:inline-block;width:.75rem;height:.75rem;border-radius:2px;margin-right:.4rem;vertical-align:-1px}
 .pager{display:flex;gap:1rem;margin:.75rem 0}
 .signin{max-width:28rem;margin:4rem auto;background:var(--card);border:1px solid var(--line);border-radius:10px;padding:1.5rem}

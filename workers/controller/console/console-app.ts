@@ -388,6 +388,9 @@ const policySummary = (po: Json) =>
 
 const ID_FIELD = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** Rows per page of the console's lists. */
+const PAGE_SIZE = 50;
+
 /** A download stops here; narrow the filters (time range) for more. */
 const MAX_DOWNLOAD_ROWS = 100_000;
 
@@ -681,27 +684,82 @@ ${
     true,
   );
 
+  // --- Sorted, paginated lists (list-query.ts through the API's own routes) --------------------------
+  /**
+   * One page of a list (50 rows), sorted by a column the admin chose by clicking its header
+   * (`?sort=&dir=`), searched (`?q=`), continued with `?cursor=`: all passed to the API's route,
+   * whose schema refuses anything else with a 400.
+   */
+  const listView = async (
+    c: C,
+    s: Sess,
+    page: string,
+    key: string,
+    defaultSort: string,
+  ): Promise<{
+    items: Json[];
+    sortBy: (sort: string, label: string) => Fragment;
+    pager: Fragment;
+    search: Fragment;
+    q: string;
+  }> => {
+    const params: Record<string, string> = {};
+    for (const k of ["sort", "dir", "q", "cursor"]) {
+      const v = c.req.query(k);
+      if (v) params[k] = v;
+    }
+    params.sort ??= defaultSort;
+    const answer = await read(c, s, `/${page}`, { ...params, limit: String(PAGE_SIZE) });
+    const { cursor: _c, ...keep } = params;
+    const url = (extra: Record<string, string>) =>
+      `${s.base}/${page}?${new URLSearchParams({ ...keep, ...extra })}`;
+    const sortBy = (sort: string, label: string) => {
+      const active = params.sort === sort;
+      const dir = active && params.dir !== "desc" ? "desc" : "asc";
+      const { q } = keep;
+      return html`<a class="sort" href="${`${s.base}/${page}?${new URLSearchParams({ ...(q ? { q } : {}), sort, dir })}`}" data-sort="${sort}" ${
+        active ? html`aria-current="true"` : ""
+      }>${label}${active ? (params.dir === "desc" ? " ▼" : " ▲") : ""}</a>`;
+    };
+    const pager = html`<div class="pager">${params.cursor ? html`<a id="first-page" href="${url({})}">← First page</a>` : ""}${
+      answer.next_cursor
+        ? html`<a id="next-page" href="${url({ cursor: answer.next_cursor })}">Next →</a>`
+        : ""
+    }</div>`;
+    const search = html`<form method="get" class="panel" role="search"><label>Search <input name="q" value="${keep.q ?? ""}" type="search" maxlength="200"></label>${
+      keep.sort ? html`<input type="hidden" name="sort" value="${keep.sort}">` : ""
+    }${keep.dir ? html`<input type="hidden" name="dir" value="${keep.dir}">` : ""}<button class="secondary" type="submit">Search</button></form>`;
+    return { items: answer[key] as Json[], sortBy, pager, search, q: keep.q ?? "" };
+  };
+
   // --- Resources -----------------------------------------------------------------------------------
   pageRoute("resources", "Resources", async (c, s) => {
-    const q = (c.req.query("q") ?? "").toLowerCase().slice(0, 200);
     const rns = (await read(c, s, "/remote-networks")).remote_networks as Json[];
-    const all = (await read(c, s, "/resources")).resources as Json[];
-    const list = all
-      .filter((r) => !q || `${r.name} ${r.address} ${r.alias ?? ""}`.toLowerCase().includes(q))
-      .sort((x, y) => String(x.name).localeCompare(String(y.name)));
+    const policies = (await read(c, s, "/policies")).policies as Json[];
+    const { items: list, sortBy, pager, search, q } = await listView(c, s, "resources", "resources", "name");
     const infra = can(s, "POST", "/resources");
     const ports = (p: Json) =>
       `${p.policy === "allow_all" ? "all" : p.policy === "deny_all" ? "none" : p.ports.join(", ")}`;
-    return html`<form method="get" class="panel" role="search"><label>Search <input name="q" value="${q}" type="search"></label><button class="secondary" type="submit">Search</button></form>
+    return html`${search}
 ${table(
-  ["Name", "Address", "Alias", "Remote network", "TCP", "UDP", "Policy", ""],
+  [
+    sortBy("name", "Name"),
+    sortBy("address", "Address"),
+    "Alias",
+    "Remote network",
+    "TCP",
+    "UDP",
+    "Policy",
+    "",
+  ],
   list.map(
     (r) =>
-      html`<tr><td class="resource-name"><a href="${s.base}/resources/${r.id}">${r.name}</a></td><td class="mono">${r.address}</td><td class="mono">${r.alias ?? ""}</td><td>${rns.find((x) => x.id === r.remote_network_id)?.name ?? ""}</td><td>${ports(r.protocols.tcp)}</td><td>${ports(r.protocols.udp)}</td><td class="mono">${r.policy_id}</td><td>${infra ? del(s, "delete-resource", r.id, r.name) : ""}</td></tr>`,
+      html`<tr><td class="resource-name"><a href="${s.base}/resources/${r.id}">${r.name}</a></td><td class="mono">${r.address}</td><td class="mono">${r.alias ?? ""}</td><td>${rns.find((x) => x.id === r.remote_network_id)?.name ?? ""}</td><td>${ports(r.protocols.tcp)}</td><td>${ports(r.protocols.udp)}</td><td><a href="${s.base}/policies/${r.policy_id}">${policies.find((po) => po.id === r.policy_id)?.name ?? r.policy_id}</a></td><td>${infra ? del(s, "delete-resource", r.id, r.name) : ""}</td></tr>`,
   ),
   "resources",
   q ? "No resource matches." : "No resources yet.",
 )}
+${pager}
 ${
   infra && rns.length > 0
     ? form(
@@ -718,13 +776,13 @@ ${
 
   // --- Groups --------------------------------------------------------------------------------------
   pageRoute("groups", "Groups", async (c, s) => {
-    const groups = (await read(c, s, "/groups")).groups as Json[];
+    const { items: groups, sortBy, pager, search, q } = await listView(c, s, "groups", "groups", "name");
     const users = (await read(c, s, "/users")).users as Json[];
     const resources = (await read(c, s, "/resources")).resources as Json[];
     const edit = can(s, "POST", "/groups/x/members");
     const name = (list: Json[], id: string, f: string) => list.find((x) => x.id === id)?.[f] ?? id;
-    return html`${table(
-      ["Name", "Source", "Members", "Resources", ""],
+    return html`${search}${table(
+      [sortBy("name", "Name"), "Source", "Members", "Resources", ""],
       groups.map(
         (g) =>
           html`<tr><td>${g.name}</td><td>${g.source ?? ""}</td><td>${g.user_ids.map((u: string) => html`<div>${name(users, u, "email")}</div>`)}</td><td>${g.resource_ids.map((r: string) => html`<div>${name(resources, r, "name")}</div>`)}</td><td>${
@@ -736,35 +794,34 @@ ${
           }</td></tr>`,
       ),
       "groups",
-      "No groups yet.",
+      q ? "No group matches." : "No groups yet.",
     )}
+${pager}
 ${can(s, "POST", "/groups") ? form(s, "create-group", html`<label>Name <input name="name" required maxlength="200"></label>`, "Create group", "form-group") : ""}`;
   });
 
   // --- Users ---------------------------------------------------------------------------------------
   pageRoute("users", "Users", async (c, s) => {
-    const q = (c.req.query("q") ?? "").toLowerCase().slice(0, 200);
-    const users = ((await read(c, s, "/users")).users as Json[]).filter(
-      (u) => !q || `${u.email} ${u.name ?? ""}`.toLowerCase().includes(q),
-    );
+    const { items: users, sortBy, pager, search, q } = await listView(c, s, "users", "users", "email");
     const groups = (await read(c, s, "/groups")).groups as Json[];
     const edit = can(s, "PATCH", "/users/x");
-    return html`<form method="get" class="panel" role="search"><label>Search <input name="q" value="${q}" type="search"></label><button class="secondary" type="submit">Search</button></form>
+    return html`${search}
 ${table(
-  ["Email", "Name", "Status", "Groups", ""],
+  [sortBy("email", "Email"), "Name", "Status", "Groups", sortBy("created", "Created"), ""],
   users.map(
     (u) =>
       html`<tr><td><a href="${consoleBase0(s)}/users/${u.id}">${u.email}</a></td><td>${u.name ?? ""}</td><td>${state(u.disabled ? "disabled" : "active")}</td><td>${groups
         .filter((g) => g.user_ids.includes(u.id))
-        .map((g) => html`<div>${g.name}</div>`)}</td><td>${
+        .map((g) => html`<div>${g.name}</div>`)}</td><td>${when(u.created_at)}</td><td>${
         edit
           ? html`<form class="inline" method="post" action="${consoleBase0(s)}/do/${u.disabled ? "enable-user" : "disable-user"}">${csrfField(s)}<input type="hidden" name="id" value="${u.id}"><button class="secondary" type="submit">${u.disabled ? "Enable" : "Disable"}</button></form>`
           : ""
       }</td></tr>`,
   ),
   "users",
-  "No users yet.",
+  q ? "No user matches." : "No users yet.",
 )}
+${pager}
 ${edit ? form(s, "create-user", html`<label>Email <input name="email" type="email" required></label><label>Name <input name="name"></label>`, "Create user", "form-user") : ""}`;
   });
 
@@ -1189,7 +1246,13 @@ ${table(
 
   // --- Devices -------------------------------------------------------------------------------------
   pageRoute("devices", "Devices", async (c, s) => {
-    const devices = (await read(c, s, "/devices")).devices as Json[];
+    const {
+      items: devices,
+      sortBy,
+      pager,
+      search,
+      q,
+    } = await listView(c, s, "devices", "devices", "created");
     const users = (await read(c, s, "/users")).users as Json[];
     const accounts = (await read(c, s, "/service-accounts")).service_accounts as Json[];
     const owner = (id: string) =>
@@ -1199,11 +1262,20 @@ ${table(
       html`<form class="inline" method="post" action="${consoleBase0(s)}/do/${action}">${csrfField(s)}<input type="hidden" name="id" value="${d.id}"><button class="${cls}" type="submit">${label}</button></form>`;
     return html`<p class="muted">Devices that signed in. A trusted device passes every trusted-device requirement;
 a blocked one may not sign in. Deleting a device ends its sessions.</p>
+${search}
 ${table(
-  ["Device", "Owner", "Operating system", "Trust", "Last seen", ""],
+  [
+    "Device",
+    "Owner",
+    "Operating system",
+    "Trust",
+    sortBy("last_seen", "Last seen"),
+    sortBy("created", "First seen"),
+    "",
+  ],
   devices.map(
     (d) =>
-      html`<tr><td>${d.name ?? d.hostname ?? d.id}<div class="mono muted">${d.id}</div></td><td>${owner(d.principal_id)}</td><td>${d.posture ? `${d.posture.os} ${d.posture.os_version}` : (d.os ?? "")}</td><td>${d.blocked ? state("blocked") : d.trusted ? state("trusted") : html`<span class="muted">—</span>`}</td><td>${when(d.last_seen_at)}</td><td>${
+      html`<tr><td>${d.name ?? d.hostname ?? d.id}<div class="mono muted">${d.id}</div></td><td>${owner(d.principal_id)}</td><td>${d.posture ? `${d.posture.os} ${d.posture.os_version}` : (d.os ?? "")}</td><td>${d.blocked ? state("blocked") : d.trusted ? state("trusted") : html`<span class="muted">—</span>`}</td><td>${when(d.last_seen_at)}</td><td>${when(d.created_at)}</td><td>${
         edit
           ? html`${d.trusted ? button(d, "untrust-device", "Untrust") : button(d, "trust-device", "Trust")}
 ${d.blocked ? button(d, "unblock-device", "Unblock") : button(d, "block-device", "Block", "danger")}
@@ -1212,8 +1284,9 @@ ${del(s, "delete-device", d.id, d.name ?? "this device")}`
       }</td></tr>`,
   ),
   "devices",
-  "No device has signed in yet.",
-)}`;
+  q ? "No device matches." : "No device has signed in yet.",
+)}
+${pager}`;
   });
 
   // --- Service accounts ----------------------------------------------------------------------------

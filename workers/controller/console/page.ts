@@ -91,7 +91,7 @@ export const when = (iso: string | null) =>
     : html`<span class="muted">never</span>`;
 
 export function table(
-  headers: readonly string[],
+  headers: readonly (string | Fragment)[],
   rows: readonly Fragment[],
   id: string,
   empty: string,
