@@ -422,6 +422,30 @@ describe("editing", () => {
     });
   }, 120_000);
 
+  test("a list sorts by a click on its column header, on the server, and says so", async () => {
+    for (const name of ["alpha.sort", "Bravo.sort", "charlie.sort"]) {
+      await api("POST", "/resources", {
+        name,
+        address: `${name}.internal`,
+        remote_network_id: p.remoteNetworkId,
+      });
+    }
+    await withSession(ADMIN, async (s) => {
+      await s.page.goto(`${base}/resources?q=.sort`);
+      const names = async () =>
+        (await s.page.locator("#resources .resource-name").allTextContents()).map((t) => t.trim());
+      expect(await names()).toEqual(["alpha.sort", "Bravo.sort", "charlie.sort"]); // by name, case-insensitive
+      await s.page.locator('#resources th a[data-sort="name"]').click();
+      await s.page.waitForURL(/dir=desc/);
+      expect(await names()).toEqual(["charlie.sort", "Bravo.sort", "alpha.sort"]);
+      expect(await text(s.page, '#resources th a[data-sort="name"]')).toBe("Name ▼");
+      expect(await s.page.locator('input[name="q"]').inputValue()).toBe(".sort");
+      await s.page.locator('#resources th a[data-sort="address"]').click();
+      await s.page.waitForURL(/sort=address/);
+      expect(await names()).toEqual(["alpha.sort", "Bravo.sort", "charlie.sort"]);
+    });
+  }, 90_000);
+
   test("the overview charts the last hour's connections per 5 minutes by outcome", async () => {
     // Connection reports as the first connector sends them (its own access token), at several
     // times of the last hour, one outcome each.
