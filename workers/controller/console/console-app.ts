@@ -6,7 +6,6 @@
 import type { Context, Hono } from "hono";
 import { deleteCookie, getCookie } from "hono/cookie";
 import { html } from "hono/html";
-import { VERSION } from "../../../shared/version.ts";
 import {
   type Actor,
   type AdminSession,
@@ -34,9 +33,20 @@ import {
   registerAdminSignIn,
 } from "./admin-signin.ts";
 import { activityChart, hourBuckets, OUTCOME_LABELS } from "./chart.ts";
-import { deployCommands } from "./deploy.ts";
+import { deployPage, type ShowEnv } from "./deploy.ts";
 import { policyBody, resourceUpdateBody } from "./forms.ts";
-import { csrfField, type Fragment, notice, render, type Shell, state, table, when } from "./page.ts";
+import {
+  csrfField,
+  duration,
+  type Fragment,
+  notice,
+  render,
+  type Shell,
+  state,
+  table,
+  when,
+} from "./page.ts";
+import { authText, locationText, policyFields, policySummary } from "./policy-view.ts";
 
 type C = Context<ConsoleEnv>;
 
@@ -113,46 +123,8 @@ interface Action {
   title?: (result: Json) => string;
 }
 
-interface ShowEnv {
-  /** The Controller's public URL, as connectors must be given it. */
-  controller: string;
-  base: string;
-}
-
 const backOf = (action: Action, f: Record<string, string>) =>
   typeof action.back === "string" ? action.back : action.back(f);
-
-/** The deploy page of a connector just created: its tokens (shown only now) in every command. */
-const deployPage = (r: Json, env: ShowEnv): Fragment => {
-  const cmd = deployCommands({
-    controller: env.controller,
-    accessToken: r.tokens.access_token,
-    refreshToken: r.tokens.refresh_token,
-    version: VERSION,
-  });
-  const id = r.connector.id as string;
-  return html`<p class="notice" id="deploy-status">Connector <strong id="created-name">${r.connector.name}</strong> is
-<span class="state state-${r.connector.state}" data-connector="${id}" id="deploy-state">${r.connector.state}</span>.
-This page turns to <strong>online</strong> by itself the moment the connector attaches.</p>
-<p>Run one of these on a host inside the private network; it needs outbound HTTPS only. The tokens are
-shown <strong>only now</strong>: after its first start the connector keeps rotated ones in its state
-directory. Deploy two connectors per remote network: clients fail over between them.
-<a href="${env.base}/connectors/${id}">Connector details</a>.</p>
-<h2>Binary</h2>
-<p class="muted">The <code>sallyport-connector</code> binary of release ${VERSION} (or <code>npm run build</code>:
-<code>dist/sallyport-connector</code>). State: <code>~/.local/state/sallyport-connector</code>
-(<code>--state-dir</code>). Add <code>--direct-listen HOST:PORT</code> for the direct path.</p>
-<pre class="secret" id="deploy-binary">${cmd.binary}</pre>
-<h2>Container: podman</h2>
-<p class="muted">The image from <code>npm run container</code>, read-only and unprivileged, its state on the host.</p>
-<pre class="secret" id="deploy-podman">${cmd.podman}</pre>
-<h2>Container: docker</h2>
-<pre class="secret" id="deploy-docker">${cmd.docker}</pre>
-<h2>systemd (Debian package)</h2>
-<p class="muted">The package installs the binary and the hardened unit; the unit reads its tokens from
-<code>/etc/sallyport/connector.conf</code> (root only).</p>
-<pre class="secret" id="deploy-systemd">${cmd.systemd}</pre>`;
-};
 
 const opt = (v: string | undefined) => (v && v.trim() !== "" ? v.trim() : undefined);
 
@@ -173,7 +145,7 @@ const ACTIONS: Record<string, Action> = {
     path: () => "/connectors",
     body: (f) => ({ remote_network_id: f.remote_network_id ?? "", name: f.name ?? "" }),
     back: "connectors",
-    shows: deployPage,
+    shows: (r, env) => deployPage(r, env),
     live: true,
     title: (r) => `Deploy ${r.connector.name}`,
   },
@@ -340,51 +312,6 @@ IdP's SCIM provisioning now: it is never shown again.</p><code class="secret" id
     back: "roles",
   },
 };
-
-/** 93784 → "1 d 2 h 3 min". */
-export function duration(seconds: number): string {
-  const d = Math.floor(seconds / 86_400);
-  const h = Math.floor((seconds % 86_400) / 3600);
-  const m = Math.floor((seconds % 3600) / 60);
-  if (d > 0) return `${d} d ${h} h ${m} min`;
-  if (h > 0) return `${h} h ${m} min`;
-  if (m > 0) return `${m} min ${seconds % 60} s`;
-  return `${seconds} s`;
-}
-
-const authText = (a: Json) =>
-  a?.required ? `every ${a.frequency_hours} h${a.mfa ? ", with MFA" : ""}` : "not required";
-const locationText = (l: Json) =>
-  l?.mode === "allow"
-    ? `only from ${l.countries.join(", ")}`
-    : l?.mode === "deny"
-      ? `not from ${l.countries.join(", ")}`
-      : "anywhere";
-
-/** The fields of a Resource Policy's form (create and edit); `po` null: the Default Policy's rules. */
-function policyFields(po: Json | null): Fragment {
-  const auth = po?.authentication ?? { required: true, frequency_hours: 168, mfa: false };
-  const device = po?.device?.mode ?? "any";
-  const loc = po?.location ?? { mode: "any" };
-  const sel = (cond: boolean) => (cond ? "selected" : "");
-  return html`<label>Name <input name="name" required maxlength="200" value="${po?.name ?? ""}"></label>
-<label class="check"><input type="checkbox" name="auth_required" ${auth.required ? "checked" : ""}> Require sign-in</label>
-<label>Sign in again every (hours, 1–744) <input name="frequency_hours" type="number" min="1" max="744" value="${auth.frequency_hours ?? 168}"></label>
-<label class="check"><input type="checkbox" name="mfa" ${auth.mfa ? "checked" : ""}> with MFA</label>
-<label>Device <select name="device_mode"><option value="any" ${sel(device === "any")}>any device that may sign in</option><option value="trusted" ${sel(device === "trusted")}>only trusted devices</option>${
-    device === "custom"
-      ? html`<option value="keep" selected>custom profiles (kept; change with the API)</option>`
-      : ""
-  }</select></label>
-<label>Location <select name="location_mode"><option value="any" ${sel(loc.mode === "any")}>anywhere</option><option value="allow" ${sel(loc.mode === "allow")}>only from these countries</option><option value="deny" ${sel(loc.mode === "deny")}>not from these countries</option></select></label>
-<label>Countries <input name="countries" value="${(loc.countries ?? []).join(", ")}" placeholder="US, CA"></label>`;
-}
-
-const policySummary = (po: Json) =>
-  html`<div class="table"><table id="policy-details" class="kv"><tbody>
-<tr><th scope="row">Sign-in</th><td>${authText(po.authentication)}</td></tr>
-<tr><th scope="row">Device</th><td>${po.device?.mode ?? ""}</td></tr>
-<tr><th scope="row">Location</th><td>${locationText(po.location)}</td></tr></tbody></table></div>`;
 
 const ID_FIELD = /^[A-Za-z0-9_-]{1,64}$/;
 

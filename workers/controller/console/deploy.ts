@@ -1,8 +1,12 @@
-// The commands the console's deploy page shows for a new connector, with its tokens filled in
+// The console's deploy page for a new connector: the commands to run it, with its tokens filled in
 // (docs/console.md "Deploying a connector"). They use only what docs/deploy.md documents: the
 // connector's environment variables (`sallyport-connector --help`), the container image built by
-// `npm run container` and its run flags, and the Debian package's config file and unit. Pure, so a
-// unit test checks every name against the connector's own option table and config-file parser.
+// `npm run container` and its run flags, and the Debian package's config file and unit. The
+// commands are pure text, so a unit test checks every name against the connector's own option
+// table and config-file parser; the page puts them in <pre> through hono/html (escaped).
+import { html } from "hono/html";
+import { VERSION } from "../../../shared/version.ts";
+import type { Fragment } from "./page.ts";
 
 export interface DeployInput {
   /** The Controller's public URL (the issuer its tokens name). */
@@ -71,4 +75,48 @@ export function deployCommands(i: DeployInput): DeployCommands {
     systemd,
     config,
   };
+}
+
+/** Where the page is shown: the Controller's public URL (what connectors are given) and the console's base. */
+export interface ShowEnv {
+  controller: string;
+  base: string;
+}
+
+/** POST /connectors's answer: the connector and its tokens, shown only in this page. */
+export interface CreatedConnector {
+  connector: { id: string; name: string; state: string };
+  tokens: { access_token: string; refresh_token: string };
+}
+
+/** The deploy page of a connector just created; its state badge is live (console.js). */
+export function deployPage(r: CreatedConnector, env: ShowEnv): Fragment {
+  const cmd = deployCommands({
+    controller: env.controller,
+    accessToken: r.tokens.access_token,
+    refreshToken: r.tokens.refresh_token,
+    version: VERSION,
+  });
+  const id = r.connector.id;
+  return html`<p class="notice" id="deploy-status">Connector <strong id="created-name">${r.connector.name}</strong> is
+<span class="state state-${r.connector.state}" data-connector="${id}" id="deploy-state">${r.connector.state}</span>.
+This page turns to <strong>online</strong> by itself the moment the connector attaches.</p>
+<p>Run one of these on a host inside the private network; it needs outbound HTTPS only. The tokens are
+shown <strong>only now</strong>: after its first start the connector keeps rotated ones in its state
+directory. Deploy two connectors per remote network: clients fail over between them.
+<a href="${env.base}/connectors/${id}">Connector details</a>.</p>
+<h2>Binary</h2>
+<p class="muted">The <code>sallyport-connector</code> binary of release ${VERSION} (or <code>npm run build</code>:
+<code>dist/sallyport-connector</code>). State: <code>~/.local/state/sallyport-connector</code>
+(<code>--state-dir</code>). Add <code>--direct-listen HOST:PORT</code> for the direct path.</p>
+<pre class="secret" id="deploy-binary">${cmd.binary}</pre>
+<h2>Container: podman</h2>
+<p class="muted">The image from <code>npm run container</code>, read-only and unprivileged, its state on the host.</p>
+<pre class="secret" id="deploy-podman">${cmd.podman}</pre>
+<h2>Container: docker</h2>
+<pre class="secret" id="deploy-docker">${cmd.docker}</pre>
+<h2>systemd (Debian package)</h2>
+<p class="muted">The package installs the binary and the hardened unit; the unit reads its tokens from
+<code>/etc/sallyport/connector.conf</code> (root only).</p>
+<pre class="secret" id="deploy-systemd">${cmd.systemd}</pre>`;
 }
