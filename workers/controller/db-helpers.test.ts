@@ -4,7 +4,8 @@ import { Database } from "bun:sqlite";
 import { Db, type SqlValue } from "./db.ts";
 import { NETWORK_MIGRATIONS } from "./network-schema.ts";
 
-export function memoryDb(): Db {
+/** `migrations`: the schema to start from (default: all of them; fewer to test an upgrade). */
+export function memoryDb(migrations: readonly (readonly string[])[] = NETWORK_MIGRATIONS): Db {
   const sqlite = new Database(":memory:");
   const storage = {
     sql: {
@@ -16,7 +17,7 @@ export function memoryDb(): Db {
     transactionSync: <T>(fn: () => T): T => sqlite.transaction(fn)(),
   };
   const db = new Db(storage);
-  db.migrate(NETWORK_MIGRATIONS);
+  db.migrate(migrations);
   return db;
 }
 

@@ -326,5 +326,10 @@ export const NETWORK_MIGRATIONS: readonly (readonly string[])[] = [
     "CREATE INDEX groups_by_name ON groups (name COLLATE NOCASE, id)",
     "CREATE INDEX devices_by_created ON devices (created_at, id)",
     "CREATE INDEX devices_by_last_seen ON devices (COALESCE(last_seen_at, 0), id)",
+    // Activity events are now kept event_retention_days (settings.ts, default 30). A network that
+    // exists already kept them 90 days: it keeps that until an admin changes it, so an upgrade
+    // deletes nothing an admin could have counted on.
+    `INSERT INTO meta (key, value) SELECT 'event_retention_days', '90'
+      WHERE EXISTS (SELECT 1 FROM meta WHERE key = 'network_id')`,
   ],
 ];

@@ -2,6 +2,7 @@
 // with the NetworkObject's schema. The alarm that calls it is exercised in console.test.ts.
 import { describe, expect, test } from "bun:test";
 import { addEvent, memoryDb } from "./db-helpers.test.ts";
+import { NETWORK_MIGRATIONS } from "./network-schema.ts";
 import {
   DEFAULT_EVENT_RETENTION_DAYS,
   eventRetentionDays,
@@ -50,5 +51,17 @@ describe("event retention", () => {
       expect(SettingsPut.safeParse({ event_retention_days: bad }).success).toBe(false);
     }
     expect(SettingsPut.safeParse({ event_retention_days: 7, other: 1 }).success).toBe(false);
+  });
+});
+
+describe("upgrade", () => {
+  test("a network that existed before the setting keeps its 90 days; a new one gets 30", () => {
+    for (const existed of [true, false]) {
+      const db = memoryDb(NETWORK_MIGRATIONS.slice(0, 7));
+      // The schema as it was before v8, with or without an initialized network, then the upgrade.
+      if (existed) db.run`INSERT INTO meta (key, value) VALUES ('network_id', 'nw_1')`;
+      db.migrate(NETWORK_MIGRATIONS);
+      expect(eventRetentionDays(db)).toBe(existed ? 90 : DEFAULT_EVENT_RETENTION_DAYS);
+    }
   });
 });
