@@ -40,7 +40,7 @@ export function settingsView(db: Db) {
   return { settings: { event_retention_days: eventRetentionDays(db) } };
 }
 
-/** When events should next be pruned (ms); 0 (due now) on a network that never was. */
+/** When events should next be pruned (ms); 0 (due now) on a network never pruned or just changed. */
 export function nextPruneAt(db: Db): number {
   return Number(meta(db, "events_prune_at") ?? 0) || 0;
 }
