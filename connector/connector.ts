@@ -15,6 +15,7 @@ import {
   CONNECTOR_VERSION,
   ConnectorControllerClient,
   ControllerError,
+  type HeartbeatReport,
   type Registration,
   type SessionRef,
 } from "./controller-client.ts";
@@ -57,6 +58,7 @@ export class Connector {
   private lastControllerNow = 0;
   readonly metrics = new ConnectorMetrics();
   private lastHeartbeatAt: number | null = null;
+  private readonly startedAt = Date.now();
   private controllerReachable = false;
   private attachedToRelay = false;
   private ledger: AuthzLedger | undefined;
@@ -170,7 +172,7 @@ export class Connector {
       if (id) refs.set(`${id.principal_id}\u0000${id.device_id}`, id);
     }
     try {
-      const { result: hb, sentAt, receivedAt } = await this.api.heartbeat([...refs.values()]);
+      const { result: hb, sentAt, receivedAt } = await this.api.heartbeat([...refs.values()], this.report());
       this.lastHeartbeatAt = Date.now();
       this.controllerReachable = true;
       if (hb.server_time !== undefined) this.measureDrift(hb.server_time, sentAt, receivedAt);
@@ -202,6 +204,17 @@ export class Connector {
       this.controllerReachable = false;
       this.log.warn("heartbeat failed", { error: (err as Error).message });
     }
+  }
+
+  /** What the Controller cannot see for itself: shown on the console's connector page. */
+  private report(): HeartbeatReport {
+    let direct = 0;
+    for (const s of this.sessions) if (s.path === "direct") direct++;
+    return {
+      uptime_s: Math.floor((Date.now() - this.startedAt) / 1000),
+      tunnels: { direct, relayed: this.sessions.size - direct },
+      direct_endpoints: this.config.directAdvertise,
+    };
   }
 
   /** What `--metrics-listen` serves, read when scraped. */

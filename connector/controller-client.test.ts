@@ -1,11 +1,13 @@
 // The connector's Controller client against a small fake Controller: the version it reports in
-// registration and heartbeats, and refresh-token rotation persisted to the state directory.
+// registration and heartbeats, what its heartbeats report, and refresh-token rotation persisted to
+// the state directory.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "../bunlib/log.ts";
 import { VERSION } from "../bunlib/version.ts";
+import { HeartbeatRequest } from "../shared/contracts/connector-api.ts";
 import { ConnectorControllerClient } from "./controller-client.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "sallyport-controller-client-"));
@@ -71,4 +73,28 @@ test("heartbeats carry the version; an expired access token rotates the refresh 
     log,
   );
   expect(JSON.parse(readFileSync(join(dir, "tokens.json"), "utf8")).refresh_token).toBe("spr_second");
+});
+
+test("a heartbeat carries what the Controller cannot see (uptime, tunnels by path, direct endpoints), in the shared contract", async () => {
+  const api = new ConnectorControllerClient(
+    `http://127.0.0.1:${server.port}`,
+    join(tmp, "state-report"),
+    { access: "access-2", refresh: "spr_unused" },
+    createLogger("test", "error"),
+  );
+  validAccess = "access-2";
+  await api.heartbeat([{ principal_id: "us_1", device_id: "dv_1" }], {
+    uptime_s: 42,
+    tunnels: { direct: 1, relayed: 3 },
+    direct_endpoints: ["10.0.0.5:7443"],
+  });
+  const body = seen.filter((s) => s.path === "/connector/v1/heartbeat").at(-1)?.body;
+  expect(body).toMatchObject({
+    version: VERSION,
+    uptime_s: 42,
+    tunnels: { direct: 1, relayed: 3 },
+    direct_endpoints: ["10.0.0.5:7443"],
+  });
+  // What the Controller parses it with: nothing is dropped.
+  expect(HeartbeatRequest.parse(body)).toEqual(body as never);
 });

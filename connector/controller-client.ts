@@ -8,6 +8,7 @@ import type { Logger } from "../bunlib/log.ts";
 import { VERSION } from "../bunlib/version.ts";
 import {
   EventsResponse,
+  type HeartbeatBody,
   HeartbeatResponse,
   type HeartbeatResult,
   RefreshResponse,
@@ -28,6 +29,9 @@ interface TokenState {
 }
 
 export type { HeartbeatResult, Registration, SessionRef } from "../shared/contracts/connector-api.ts";
+
+/** What a heartbeat tells the Controller that it cannot see for itself (the console shows it). */
+export type HeartbeatReport = Pick<HeartbeatBody, "uptime_s" | "tunnels" | "direct_endpoints">;
 
 /** One heartbeat's answer and the connector's clock around it, for the drift estimate. */
 export interface TimedHeartbeat {
@@ -189,13 +193,10 @@ export class ConnectorControllerClient {
   }
 
   /** `sent_at` (this clock) lets the Controller record the drift; `server_time` lets us measure it. */
-  async heartbeat(sessions: SessionRef[] = []): Promise<TimedHeartbeat> {
+  async heartbeat(sessions: SessionRef[] = [], report: HeartbeatReport = {}): Promise<TimedHeartbeat> {
     const sentAt = Date.now();
-    const result: HeartbeatResult = await this.authed("/heartbeat", HeartbeatResponse, {
-      version: CONNECTOR_VERSION,
-      sessions,
-      sent_at: sentAt,
-    });
+    const body: HeartbeatBody = { ...report, version: CONNECTOR_VERSION, sessions, sent_at: sentAt };
+    const result: HeartbeatResult = await this.authed("/heartbeat", HeartbeatResponse, body);
     return { result, sentAt, receivedAt: Date.now() };
   }
 

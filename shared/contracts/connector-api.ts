@@ -1,6 +1,8 @@
 // The Controller's answers to the connector API (docs/architecture.md "Controller HTTP API"), one
 // schema per endpoint, parsed by the connector (connector/controller-client.ts) instead of cast.
-// Objects are parsed loosely (fields added by a newer Controller pass through).
+// Objects are parsed loosely (fields added by a newer Controller pass through). The heartbeat's
+// request is here too: the connector builds it and the Controller parses it (unknown fields are
+// dropped, every added field is optional, so older and newer binaries keep talking).
 import { z } from "zod";
 import { RevocationListSchema } from "../revocations.ts";
 
@@ -35,5 +37,37 @@ export const HeartbeatResponse = z.looseObject({
   revocations: RevocationListSchema.optional(),
 });
 export type HeartbeatResult = z.infer<typeof HeartbeatResponse>;
+
+/** Where clients may reach a connector directly ("10.0.0.5:7443", "[fd00::5]:7443"). */
+export const DirectEndpoints = z
+  .array(
+    z
+      .string()
+      .max(300)
+      .regex(/^(?:[0-9.]+|\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, "must be HOST:PORT"),
+  )
+  .max(8);
+
+const count = z.number().int().min(0).max(10_000_000);
+
+export const HeartbeatRequest = z.object({
+  version: z.string().min(1).max(64).optional(),
+  /** The principals/devices with live tunnels on this connector, to reconcile against revocations. */
+  sessions: z.array(SessionRefSchema).max(10_000).optional(),
+  /** When the connector sent this heartbeat, on its clock (ms): the Controller records the drift. */
+  sent_at: z.number().int().min(0).optional(),
+  /** Seconds since the connector process started (shown in the console). */
+  uptime_s: z
+    .number()
+    .int()
+    .min(0)
+    .max(100 * 365 * 86_400)
+    .optional(),
+  /** Live tunnels by path, now. */
+  tunnels: z.object({ direct: count, relayed: count }).optional(),
+  /** What it advertises for the direct path now (the same as at registration unless reconfigured). */
+  direct_endpoints: DirectEndpoints.optional(),
+});
+export type HeartbeatBody = z.input<typeof HeartbeatRequest>;
 
 export const EventsResponse = z.looseObject({ accepted: z.number().int().nonnegative() });

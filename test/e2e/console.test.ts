@@ -9,11 +9,11 @@ import { join } from "node:path";
 import type { Server } from "bun";
 import type { Page } from "playwright-core";
 import { type Idp, type IdpUser, startIdp } from "../../scripts/lib/idp.ts";
-import { type Proc, startConnector } from "../../scripts/lib/processes.ts";
+import { CONNECTOR_BIN, type Proc, spawnLogged, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
 import { call, deviceKey, randomCertDigest } from "../../workers/controller/helpers.test.ts";
 import { launchBrowser, signInAtIdp, type TestBrowser } from "../helpers/browser.ts";
-import { adminApi, type Edge, startEdge } from "../helpers/edge.ts";
+import { adminApi, type Edge, freePort, startEdge } from "../helpers/edge.ts";
 
 const MARKUP = "<img src=x onerror=alert(1)>";
 const admin = (sub: string, group: string): IdpUser & { login: string } => ({
@@ -284,6 +284,211 @@ describe("admin", () => {
   }, 120_000);
 });
 
+describe("deploying and watching a connector", () => {
+  test("creates a remote network, starts a connector with the command its deploy page shows, and watches it flip to online", async () => {
+    await withSession(ADMIN, async (s) => {
+      await s.page.goto(`${base}/connectors`);
+      await s.page.locator('#form-remote-network input[name="name"]').fill("Branch office");
+      await s.page.locator("#form-remote-network button").click();
+      await s.page.locator("#notice").waitFor();
+      await s.page
+        .locator("#remote-networks tr", { hasText: "Branch office" })
+        .getByText("Deploy a connector")
+        .click();
+      expect(await text(s.page, "main h1")).toBe("Deploy a connector: Branch office");
+      await s.page.locator("#form-deploy button").click();
+      expect(await text(s.page, "#deploy-state")).toBe("pending");
+      // The command exactly as shown: its environment assignments, then the binary (this build's),
+      // with a state directory of the test's own and the direct path the page says how to add.
+      const command = (await text(s.page, "#deploy-binary")).replace(/\\\n/g, " ").split(/\s+/);
+      expect(command.at(-1)).toBe("sallyport-connector");
+      const env = Object.fromEntries(command.slice(0, -1).map((w) => w.split(/=(.*)/s).slice(0, 2)));
+      expect(Object.keys(env)).toEqual([
+        "SALLYPORT_CONTROLLER",
+        "SALLYPORT_ACCESS_TOKEN",
+        "SALLYPORT_REFRESH_TOKEN",
+      ]);
+      expect(env.SALLYPORT_CONTROLLER).toBe(edge.url);
+      for (const id of ["#deploy-podman", "#deploy-docker", "#deploy-systemd"]) {
+        expect(await text(s.page, id)).toContain(env.SALLYPORT_REFRESH_TOKEN);
+      }
+      await shot(s.page, "deploy");
+      let navigations = 0;
+      s.page.on("framenavigated", () => navigations++);
+      const direct = `127.0.0.1:${await freePort()}`;
+      const proc = spawnLogged(
+        [CONNECTOR_BIN, "--direct-listen", direct],
+        { ...env, SALLYPORT_STATE_DIR: join(edge.stateDir, "connectors", "branch") },
+        "branch",
+      );
+      connectors.push(proc);
+      await proc.waitFor(/attached to relay/);
+      await s.page.waitForFunction(
+        () =>
+          (globalThis as unknown as { document: Doc }).document.querySelector("#deploy-state")
+            ?.textContent === "online",
+        undefined,
+        { timeout: 10_000 },
+      );
+      expect(navigations).toBe(0);
+      // Its details, from its own heartbeats.
+      await s.page.getByText("Connector details").click();
+      expect(await text(s.page, "#connector-state")).toBe("online");
+      const details = (await s.page.locator("#connector-details").textContent()) ?? "";
+      expect(details).toContain("Version0.1.0");
+      expect(await text(s.page, "#connector-uptime")).toMatch(/^\d+ s$|^\d+ min \d+ s$/);
+      expect(await text(s.page, "#connector-tunnels")).toBe("0 direct, 0 relayed");
+      expect(await text(s.page, "#connector-endpoints")).toBe(direct);
+      expect(await text(s.page, "#connector-drift")).toMatch(/^-?\d+ ms$/);
+      await shot(s.page, "connector");
+      await proc.stop("SIGINT");
+    });
+  }, 120_000);
+});
+
+describe("editing", () => {
+  test("an admin edits a Resource's ports and policy, a Group's policy for it, and the Default Policy", async () => {
+    const r = await api<{ resource: { id: string } }>("POST", "/resources", {
+      name: "Grafana",
+      address: "grafana.console.internal",
+      remote_network_id: p.remoteNetworkId,
+    });
+    const g = await api<{ group: { id: string } }>("POST", "/groups", { name: "sre" });
+    await api("POST", `/groups/${g.group.id}/resources`, { resource_ids: [r.resource.id] });
+    await api("POST", "/policies", {
+      name: "On-call",
+      authentication: { required: true, frequency_hours: 12, mfa: true },
+      device: { mode: "any" },
+      location: { mode: "any" },
+    });
+    await withSession(ADMIN, async (s) => {
+      await s.page.goto(`${base}/resources`);
+      await s.page.locator("#resources a", { hasText: "Grafana" }).click();
+      expect(await text(s.page, "main h1")).toBe("Resource: Grafana");
+      const f = s.page.locator("#form-edit-resource");
+      const fill = async (alias: string) => {
+        await f.locator('select[name="tcp_policy"]').selectOption("restricted");
+        await f.locator('input[name="tcp_ports"]').fill("443, 3000");
+        await f.locator('select[name="policy_id"]').selectOption({ label: "On-call" });
+        await f.locator('input[name="alias"]').fill(alias);
+        await f.locator("button").click();
+      };
+      // A bad value first: the API's own message, and nothing changes.
+      await fill("10.0.0.1");
+      expect(await text(s.page, "#error")).toContain("alias");
+      expect(
+        (await api<{ resource: { alias: string | null } }>("GET", `/resources/${r.resource.id}`)).resource
+          .alias,
+      ).toBeNull();
+      await s.page.goto(`${base}/resources/${r.resource.id}`);
+      await fill("grafana.corp");
+      await s.page.locator("#notice").waitFor();
+      expect(await f.locator('input[name="tcp_ports"]').inputValue()).toBe("443, 3000");
+      expect(await f.locator('input[name="alias"]').inputValue()).toBe("grafana.corp");
+      const row = s.page.locator(`#resource-groups tr[data-group="${g.group.id}"]`);
+      await row.locator("select").selectOption({ label: "On-call" });
+      await row.getByText("Set").click();
+      await s.page.locator("#notice").waitFor();
+      expect(await s.page.locator(`#resource-groups tr[data-group="${g.group.id}"]`).textContent()).toContain(
+        "Group's own",
+      );
+      await shot(s.page, "resource");
+      const after = await api<{
+        resource: { alias: string; policy_id: string; protocols: { tcp: unknown } };
+      }>("GET", `/resources/${r.resource.id}`);
+      expect(after.resource.alias).toBe("grafana.corp");
+      expect(after.resource.protocols.tcp).toEqual({ policy: "restricted", ports: ["443", "3000"] });
+
+      await s.page.goto(`${base}/policies`);
+      await s.page.locator("#policies a", { hasText: "Default Policy" }).click();
+      const pf = s.page.locator("#form-edit-policy");
+      await pf.locator('input[name="frequency_hours"]').fill("72");
+      await pf.locator("button").click();
+      await s.page.locator("#notice").waitFor();
+      await shot(s.page, "policy");
+      const def = await api<{ policy: { authentication: { frequency_hours: number } } }>(
+        "GET",
+        "/policies/po_default",
+      );
+      expect(def.policy.authentication.frequency_hours).toBe(72);
+      await s.page.goto(`${base}/audit`);
+      const audit = (await s.page.locator("#audit").textContent()) ?? "";
+      expect(audit).toContain("PATCH /resources/:id");
+      expect(audit).toContain("PUT /resources/:id/groups/:group_id/policy");
+      expect(audit).toContain("PATCH /policies/:id");
+      await api("PATCH", "/policies/po_default", {
+        authentication: { required: true, frequency_hours: 168, mfa: false },
+      });
+    });
+  }, 120_000);
+
+  test("a list sorts by a click on its column header, on the server, and says so", async () => {
+    for (const name of ["alpha.sort", "Bravo.sort", "charlie.sort"]) {
+      await api("POST", "/resources", {
+        name,
+        address: `${name}.internal`,
+        remote_network_id: p.remoteNetworkId,
+      });
+    }
+    await withSession(ADMIN, async (s) => {
+      await s.page.goto(`${base}/resources?q=.sort`);
+      const names = async () =>
+        (await s.page.locator("#resources .resource-name").allTextContents()).map((t) => t.trim());
+      expect(await names()).toEqual(["alpha.sort", "Bravo.sort", "charlie.sort"]); // by name, case-insensitive
+      await s.page.locator('#resources th a[data-sort="name"]').click();
+      await s.page.waitForURL(/dir=desc/);
+      expect(await names()).toEqual(["charlie.sort", "Bravo.sort", "alpha.sort"]);
+      expect(await text(s.page, '#resources th a[data-sort="name"]')).toBe("Name ▼");
+      expect(await s.page.locator('input[name="q"]').inputValue()).toBe(".sort");
+      await s.page.locator('#resources th a[data-sort="address"]').click();
+      await s.page.waitForURL(/sort=address/);
+      expect(await names()).toEqual(["alpha.sort", "Bravo.sort", "charlie.sort"]);
+    });
+  }, 90_000);
+
+  test("the overview charts the last hour's connections per 5 minutes by outcome", async () => {
+    // Connection reports as the first connector sends them (its own access token), at several
+    // times of the last hour, one outcome each.
+    const now = Date.now();
+    const outcomes = { success: 9, denied: 3, dns_lookup_error: 2, unable_to_connect: 1 };
+    const events = Object.entries(outcomes).flatMap(([outcome, n]) =>
+      Array.from({ length: n }, (_, i) => ({
+        time: now - ((i * 7 + outcome.length) % 55) * 60_000,
+        principal_id: "sa_AAAAAAAAAAAAAAAA",
+        principal_type: "service_account",
+        device_id: "dv_AAAAAAAAAAAAAAAA",
+        resource_id: null,
+        destination: "wiki.console.internal:443",
+        protocol: "tcp",
+        resolved_ip: null,
+        outcome,
+        reason: outcome === "denied" ? "not in the ACL" : null,
+        bytes_sent: 10,
+        bytes_received: 10,
+        duration_ms: 5,
+        path: "relayed",
+      })),
+    );
+    const res = await call(edge, "POST", "/connector/v1/events", {
+      token: p.connector.accessToken,
+      body: { events, sent_at: now },
+    });
+    expect(res.status).toBe(200);
+    await withSession(ADMIN, async (s) => {
+      await s.page.locator("#activity-chart").waitFor();
+      for (const [outcome, n] of Object.entries(outcomes)) {
+        expect(Number(await text(s.page, `[data-outcome="${outcome}"]`))).toBeGreaterThanOrEqual(n);
+      }
+      expect(await s.page.locator("#activity-chart rect.bar").count()).toBeGreaterThan(4);
+      expect(await s.page.locator("#activity-chart rect.bar-denied title").first().textContent()).toMatch(
+        /UTC: \d+ denied$/,
+      );
+      expect(await text(s.page, "main")).toContain("Events are kept 30 days");
+      await shot(s.page, "overview");
+    });
+  }, 90_000);
+});
+
 describe("roles, checked by the server", () => {
   test("devops changes infrastructure but not users or policies, also with crafted requests", async () => {
     await withSession(DEVOPS, async (s) => {
@@ -299,6 +504,40 @@ describe("roles, checked by the server", () => {
       expect(
         (await api<{ admin_roles: { role: string }[] }>("GET", "/admin-roles")).admin_roles,
       ).toHaveLength(4);
+      // Editing a Resource is infrastructure; its Groups' policies, policies and retention are not.
+      const rs = await api<{ resources: { id: string; name: string }[] }>("GET", "/resources");
+      const wiki = rs.resources.find((x) => x.name === "wiki.console.internal")!;
+      const edit = {
+        csrf,
+        id: wiki.id,
+        name: wiki.name,
+        address: "wiki.console.internal",
+        tcp_policy: "allow_all",
+        udp_policy: "allow_all",
+        policy_id: "po_default",
+      };
+      expect(await crafted(s.page, "edit-resource", edit)).toBe(200);
+      expect(
+        await crafted(s.page, "edit-policy", {
+          csrf,
+          id: "po_default",
+          name: "Default Policy",
+          location_mode: "any",
+        }),
+      ).toBe(403);
+      expect(
+        await crafted(s.page, "set-group-policy", {
+          csrf,
+          id: wiki.id,
+          group_id: "gr_AAAAAAAAAAAAAAAA",
+          policy_id: "po_default",
+        }),
+      ).toBe(403);
+      expect(await crafted(s.page, "set-retention", { csrf, event_retention_days: "1" })).toBe(403);
+      expect(
+        (await api<{ settings: { event_retention_days: number } }>("GET", "/settings")).settings
+          .event_retention_days,
+      ).toBe(30);
       // The audit log is not the devops role's to read.
       const res = await s.page.goto(`${base}/audit`);
       expect(res?.status()).toBe(403);
@@ -319,6 +558,9 @@ describe("roles, checked by the server", () => {
         ["delete-connector", { id: p.connector.id }],
         ["create-api-key", { name: "nope", scope: "write" }],
         ["disable-user", { id: "us_AAAAAAAAAAAAAAAA" }],
+        ["edit-resource", { id: "rs_AAAAAAAAAAAAAAAA", name: "x", address: "x.internal" }],
+        ["edit-policy", { id: "po_default", name: "x" }],
+        ["set-retention", { event_retention_days: "1" }],
       ] as const) {
         expect(await crafted(s.page, action, { csrf, ...form })).toBe(403);
       }
@@ -382,6 +624,12 @@ describe("attacks", () => {
     });
     const g = await api<{ group: { id: string } }>("POST", "/groups", { name: MARKUP });
     await api("POST", `/groups/${g.group.id}/resources`, { resource_ids: [r.resource.id] });
+    await api("POST", "/policies", {
+      name: MARKUP,
+      authentication: { required: false },
+      device: { mode: "any" },
+      location: { mode: "any" },
+    });
     await withSession(ADMIN, async (s) => {
       for (const page of [
         "",
@@ -393,12 +641,22 @@ describe("attacks", () => {
         "audit",
         "api-keys",
         "roles",
+        "policies",
+        `resources/${r.resource.id}`,
+        `connectors/${p.connector.id}`,
+        `remote-networks/${p.remoteNetworkId}/deploy`,
       ]) {
         await s.page.goto(`${base}/${page}`);
         expect(await s.page.locator("main img").count()).toBe(0);
       }
       await s.page.goto(`${base}/resources`);
       expect(await s.page.locator(".resource-name", { hasText: "onerror" }).textContent()).toBe(MARKUP);
+      await s.page.goto(`${base}/resources/${r.resource.id}`);
+      expect(await text(s.page, "main h1")).toBe(`Resource: ${MARKUP}`);
+      expect(await text(s.page, "#resource-groups td")).toBe(MARKUP);
+      expect(
+        await s.page.locator('select[name="policy_id"] option', { hasText: "onerror" }).first().textContent(),
+      ).toBe(MARKUP);
       await s.page.goto(`${base}/audit`);
       expect(await s.page.locator("#audit").textContent()).toContain(MARKUP);
       expect(s.dialogs).toEqual([]);
@@ -432,7 +690,16 @@ describe("attacks", () => {
 
   test("every console page has a CSP without unsafe-inline that allows scripts only from the Controller", async () => {
     await withSession(ADMIN, async (s) => {
-      for (const page of ["", "connectors", "resources", "activity", "audit"]) {
+      for (const page of [
+        "",
+        "connectors",
+        "resources",
+        "activity",
+        "audit",
+        `connectors/${p.connector.id}`,
+        `remote-networks/${p.remoteNetworkId}/deploy`,
+        "policies/po_default",
+      ]) {
         const res = await s.page.goto(`${base}/${page}`);
         const csp = res?.headers()["content-security-policy"] ?? "";
         expect(csp).toContain("script-src 'self'");

@@ -1,7 +1,7 @@
 // The direct (peer-to-peer) path, in network namespaces: a client host and a connector host that
 // share a LAN tunnel directly (same pinned TLS and channel-bound authorization); a connector on a
 // host the client cannot route to is reached through the relay. Status and activity events say
-// which path each tunnel uses.
+// which path each tunnel uses, and so do the connectors' heartbeats.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -137,6 +137,24 @@ test("activity events say which path each connection took", async () => {
   expect(paths.get("app.lan.internal")).toBe("direct");
   expect(paths.get("app.far.internal")).toBe("relayed");
 });
+
+test("each connector reports its tunnels by path and its direct endpoints in its heartbeats", async () => {
+  // An admin change nudges online connectors to heartbeat at once; otherwise the next one is <= 20 s.
+  await adminApi(edge)("POST", "/groups", { name: "nudge" });
+  type View = { tunnels: { direct: number; relayed: number } | null; direct_endpoints: string[] };
+  const view = async (id: string) =>
+    (await adminApi(edge)<{ connector: View }>("GET", `/connectors/${id}`)).connector;
+  const deadline = Date.now() + 25_000;
+  let lanView = await view(lan.connector.id);
+  let farView = await view(far.connector.id);
+  while (Date.now() < deadline && (lanView.tunnels?.direct !== 1 || farView.tunnels?.relayed !== 1)) {
+    await Bun.sleep(500);
+    lanView = await view(lan.connector.id);
+    farView = await view(far.connector.id);
+  }
+  expect(lanView).toMatchObject({ tunnels: { direct: 1, relayed: 0 }, direct_endpoints: ["10.99.3.3:7443"] });
+  expect(farView).toMatchObject({ tunnels: { direct: 0, relayed: 1 }, direct_endpoints: ["10.99.4.2:7443"] });
+}, 40_000);
 
 test("the direct path trusts nothing for arriving directly: forged or foreign-bound authorizations are refused", async () => {
   // From the test machine, which can reach the far connector's direct endpoint (10.99.4.2) but,

@@ -3,6 +3,7 @@
 // routes that exist.
 
 import { EXPLAIN_ROUTES } from "./explain.ts";
+import { DEVICE_LIST, GROUP_LIST, listQuerySchema, RESOURCE_LIST, USER_LIST } from "./list-query.ts";
 import { LOG_SINK_ROUTES } from "./log-sinks.ts";
 import { MANAGEMENT_ROUTES } from "./management-routes.ts";
 import { POLICY_ROUTES } from "./policy-routes.ts";
@@ -10,9 +11,15 @@ import type { AdminRoute } from "./route-def.ts";
 import { p, route } from "./route-def.ts";
 import * as S from "./schemas.ts";
 import { SCIM_ADMIN_ROUTES } from "./scim-routes.ts";
+import { SETTINGS_ROUTES } from "./settings.ts";
 import { SIGNIN_EVENT_ROUTES } from "./signin-events.ts";
 
 export type { AdminRoute, Method } from "./route-def.ts";
+
+const RESOURCE_LIST_QUERY = listQuerySchema(RESOURCE_LIST);
+const USER_LIST_QUERY = listQuerySchema(USER_LIST);
+const GROUP_LIST_QUERY = listQuerySchema(GROUP_LIST);
+const DEVICE_LIST_QUERY = listQuerySchema(DEVICE_LIST);
 
 const CORE_ROUTES: readonly AdminRoute[] = [
   // Remote networks
@@ -98,8 +105,9 @@ const CORE_ROUTES: readonly AdminRoute[] = [
     method: "get",
     path: "/resources",
     tag: "resources",
-    summary: "List resources",
-    handle: (s) => s.listResources(),
+    summary: "List resources (sort, search, and a page at a time with limit and cursor)",
+    query: RESOURCE_LIST_QUERY,
+    handle: (s, r) => s.listResources(r.query),
   }),
   route({
     method: "post",
@@ -137,8 +145,9 @@ const CORE_ROUTES: readonly AdminRoute[] = [
     method: "get",
     path: "/groups",
     tag: "groups",
-    summary: "List groups",
-    handle: (s) => s.listGroups(),
+    summary: "List groups (sort, search, and a page at a time with limit and cursor)",
+    query: GROUP_LIST_QUERY,
+    handle: (s, r) => s.listGroups(r.query),
   }),
   route({
     method: "post",
@@ -204,7 +213,14 @@ const CORE_ROUTES: readonly AdminRoute[] = [
   }),
 
   // Users
-  route({ method: "get", path: "/users", tag: "users", summary: "List users", handle: (s) => s.listUsers() }),
+  route({
+    method: "get",
+    path: "/users",
+    tag: "users",
+    summary: "List users (sort, search, and a page at a time with limit and cursor)",
+    query: USER_LIST_QUERY,
+    handle: (s, r) => s.listUsers(r.query),
+  }),
   route({
     method: "post",
     path: "/users",
@@ -326,8 +342,9 @@ const CORE_ROUTES: readonly AdminRoute[] = [
     method: "get",
     path: "/devices",
     tag: "devices",
-    summary: "List devices",
-    handle: (s) => s.listDevices(),
+    summary: "List devices (sort, search, and a page at a time with limit and cursor)",
+    query: DEVICE_LIST_QUERY,
+    handle: (s, r) => s.listDevices(r.query),
   }),
   route({
     method: "get",
@@ -363,4 +380,5 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   ...EXPLAIN_ROUTES,
   ...LOG_SINK_ROUTES,
   ...MANAGEMENT_ROUTES,
+  ...SETTINGS_ROUTES,
 ];

@@ -8,6 +8,7 @@ import { issueConnectorTokens } from "./connector-service.ts";
 import type { NetworkContext } from "./context.ts";
 import type { Db } from "./db.ts";
 import { conflict, invalidRequest, notFound } from "./errors.ts";
+import { DEVICE_LIST, GROUP_LIST, type ListQuery, listPage, RESOURCE_LIST, USER_LIST } from "./list-query.ts";
 import { newId, newSecret } from "./secrets.ts";
 import {
   type ApiKeyRow,
@@ -150,9 +151,9 @@ export class AdminService {
     return row;
   }
 
-  listResources() {
-    const rows = this.db.all<ResourceRow>`SELECT * FROM resources ORDER BY created_at, id`;
-    return { resources: rows.map(resourceView) };
+  listResources(query: Partial<ListQuery<string>> = {}) {
+    const page = listPage<ResourceRow, string>(this.db, RESOURCE_LIST, query);
+    return { resources: page.rows.map(resourceView), next_cursor: page.next_cursor };
   }
 
   createResource(body: {
@@ -242,9 +243,12 @@ export class AdminService {
     return { group: groupView(this.groupRow(id), this.groupRelations(id)) };
   }
 
-  listGroups() {
-    const rows = this.db.all<GroupRow>`SELECT * FROM groups ORDER BY created_at, id`;
-    return { groups: rows.map((g) => groupView(g, this.groupRelations(g.id))) };
+  listGroups(query: Partial<ListQuery<string>> = {}) {
+    const page = listPage<GroupRow, string>(this.db, GROUP_LIST, query);
+    return {
+      groups: page.rows.map((g) => groupView(g, this.groupRelations(g.id))),
+      next_cursor: page.next_cursor,
+    };
   }
 
   createGroup(body: {
@@ -402,9 +406,9 @@ export class AdminService {
     }
   }
 
-  listUsers() {
-    const rows = this.db.all<UserRow>`SELECT * FROM users ORDER BY created_at, id`;
-    return { users: rows.map(userView) };
+  listUsers(query: Partial<ListQuery<string>> = {}) {
+    const page = listPage<UserRow, string>(this.db, USER_LIST, query);
+    return { users: page.rows.map(userView), next_cursor: page.next_cursor };
   }
 
   createUser(body: { email: string; name?: string }) {
@@ -556,9 +560,9 @@ export class AdminService {
     return row;
   }
 
-  listDevices() {
-    const rows = this.db.all<DeviceRow>`SELECT * FROM devices ORDER BY created_at, id`;
-    return { devices: rows.map(deviceView) };
+  listDevices(query: Partial<ListQuery<string>> = {}) {
+    const page = listPage<DeviceRow, string>(this.db, DEVICE_LIST, query);
+    return { devices: page.rows.map(deviceView), next_cursor: page.next_cursor };
   }
 
   getDevice(id: string) {

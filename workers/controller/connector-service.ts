@@ -5,10 +5,10 @@
 // everything that needs `await` (hashing, signing) happens before or after it, so two concurrent
 // refreshes can never both see the same stored hash.
 import { connectorHash } from "../../shared/connector-hash.ts";
+import type { HeartbeatBody } from "../../shared/contracts/connector-api.ts";
 import { timingSafeEqual } from "../../shared/encoding.ts";
 import { MAX_REVOCATIONS } from "../../shared/revocations.ts";
 import { TokenError, verifyToken } from "../../shared/tokens.ts";
-/** Activity events older than this are dropped when new ones arrive. */
 import { decisions } from "./access.ts";
 import { principalResources } from "./client-service.ts";
 import { type NetworkContext, newJti, sign, TTL_SECONDS, verificationKeys } from "./context.ts";
@@ -19,7 +19,6 @@ import type { ActivityEventInput } from "./schemas.ts";
 import { hashSecret, newSecret, parseSecret } from "./secrets.ts";
 import { type ConnectorRow, iso, type PrincipalType } from "./views.ts";
 
-export const EVENT_RETENTION_MS = 90 * 24 * 3600_000;
 /** A connector clock further than this from the Controller's is logged as a warning. */
 export const CLOCK_DRIFT_WARN_MS = 5_000;
 
@@ -142,11 +141,9 @@ export async function registerConnector(
 export async function connectorHeartbeat(
   ctx: NetworkContext,
   connector: ConnectorRow,
-  body: {
-    version?: string;
-    sessions?: { principal_id: string; device_id: string }[];
-    sent_at?: number;
-  },
+  body: HeartbeatBody,
+  /** Where the heartbeat came from (cf-connecting-ip); null locally. */
+  ip: string | null = null,
 ) {
   if (!connector.cert_sha256) {
     throw conflict("connector is not registered; call /connector/v1/register first");
@@ -164,9 +161,18 @@ export async function connectorHeartbeat(
       }),
     );
   }
+  // What the connector reports that we cannot see ourselves. Uptime and tunnel counts are "now":
+  // not reported (an older connector) means unknown, never a stale number. Endpoints and the public
+  // IP keep their last value when a heartbeat says nothing of them.
+  const direct = body.direct_endpoints === undefined ? null : JSON.stringify(body.direct_endpoints);
   ctx.db.run`UPDATE connectors SET last_heartbeat_at = ${ctx.now},
     version = COALESCE(${body.version ?? null}, version),
-    clock_drift_ms = COALESCE(${drift}, clock_drift_ms) WHERE id = ${connector.id}`;
+    clock_drift_ms = COALESCE(${drift}, clock_drift_ms),
+    uptime_s = ${body.uptime_s ?? null},
+    tunnels_direct = ${body.tunnels?.direct ?? null},
+    tunnels_relayed = ${body.tunnels?.relayed ?? null},
+    direct_endpoints = COALESCE(${direct}, direct_endpoints),
+    public_ip = COALESCE(${ip}, public_ip) WHERE id = ${connector.id}`;
   // Revocation: for every principal/device with a live tunnel here, what it may still reach on
   // this remote network (null: the principal or device is gone or disabled: close its tunnels).
   const sessions = (body.sessions ?? []).map((s) => ({
@@ -222,6 +228,7 @@ function stillAllowed(
  * the Controller's clock: the batch says when the connector sent it (its clock), so each event's
  * time is shifted by the difference to our receipt; the connector's own time is kept beside it.
  * Without `sent_at` (an older connector) the reported time is kept, never later than our now.
+ * Old events are pruned by the NetworkObject's alarm (settings.ts), not here.
  */
 export function storeEvents(
   ctx: NetworkContext,
@@ -231,7 +238,6 @@ export function storeEvents(
 ): number {
   const shift = sentAt === undefined ? 0 : ctx.now - sentAt;
   ctx.db.transaction(() => {
-    ctx.db.run`DELETE FROM events WHERE time < ${ctx.now - EVENT_RETENTION_MS}`;
     for (const e of events) {
       const time = Math.min(ctx.now, e.time + shift);
       insertEvent(ctx.db, { ...e, time, connector_time: e.time, connector_id: connector.id }, ctx.now);

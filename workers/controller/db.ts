@@ -4,12 +4,37 @@
 //
 //   db.one<Row>`SELECT * FROM users WHERE id = ${id}`
 //   db.all<Row>`SELECT * FROM users WHERE id IN (${ids})`   -- an array expands to ?, ?, ?
+//   db.all<Row>`SELECT * FROM users ORDER BY ${SqlText.pick(SORTS, key)}` -- constant text, not bound
 
 export type SqlValue = string | number | null;
-type SqlParam = SqlValue | readonly SqlValue[];
+type SqlParam = SqlValue | readonly SqlValue[] | SqlText;
+
+/**
+ * SQL text put into a query as it is, for what cannot be a bound parameter: a sort column, ASC or
+ * DESC, a comparison operator. Only ever made from constants written in the code (a list's sort
+ * table picks one by key: list-query.ts), never from a value a request carries.
+ */
+export class SqlText {
+  private constructor(readonly text: string) {}
+  /** `key` chooses one of `choices`' constant texts; an unknown key is a bug, not a request error. */
+  static pick<K extends string>(choices: Readonly<Record<K, string>>, key: K): SqlText {
+    const text = choices[key];
+    if (typeof text !== "string") throw new Error(`no SQL text for ${key}`);
+    return new SqlText(text);
+  }
+}
+
+/**
+ * The two calls of Durable Object storage that Db uses: a NetworkObject passes its `ctx.storage`;
+ * Bun unit tests pass an in-memory SQLite (db-helpers.test.ts).
+ */
+export interface DbStorage {
+  sql: { exec(query: string, ...bindings: SqlValue[]): { toArray(): unknown[] } };
+  transactionSync<T>(fn: () => T): T;
+}
 
 export class Db {
-  constructor(private readonly storage: DurableObjectStorage) {}
+  constructor(private readonly storage: DbStorage) {}
 
   all<T>(strings: TemplateStringsArray, ...values: SqlParam[]): T[] {
     const { text, params } = build(strings, values);
@@ -53,7 +78,9 @@ function build(strings: TemplateStringsArray, values: readonly SqlParam[]) {
   let text = strings[0] ?? "";
   const params: SqlValue[] = [];
   values.forEach((value, i) => {
-    if (Array.isArray(value)) {
+    if (value instanceof SqlText) {
+      text += value.text;
+    } else if (Array.isArray(value)) {
       // An empty list becomes NULL, so `x IN (NULL)` matches nothing.
       text += value.length === 0 ? "NULL" : value.map(() => "?").join(", ");
       params.push(...value);

@@ -274,7 +274,7 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
     const ctx = c.get("ctx");
     const connector = await authenticateConnector(ctx, bearer(c.req.raw));
     const body = await parseBody(c.req.raw, HeartbeatRequest, { allowEmpty: true });
-    return c.json(await connectorHeartbeat(ctx, connector, body));
+    return c.json(await connectorHeartbeat(ctx, connector, body, ipOf(c.req.raw)));
   });
   app.post("/connector/v1/events", async (c) => {
     const ctx = c.get("ctx");

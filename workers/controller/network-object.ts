@@ -10,6 +10,7 @@ import { deliverLogSinks, hasLogSinks } from "./log-sinks.ts";
 import { createNetworkApp } from "./network-app.ts";
 import { NETWORK_MIGRATIONS } from "./network-schema.ts";
 import { relayUrlOf } from "./relay-url.ts";
+import { nextPruneAt, pruneEvents } from "./settings.ts";
 import { ONLINE_WINDOW_MS } from "./views.ts";
 
 export class NetworkObject extends DurableObject<Env> {
@@ -52,20 +53,38 @@ export class NetworkObject extends DurableObject<Env> {
 
   override async fetch(request: Request): Promise<Response> {
     const res = await this.app.fetch(request);
-    // Anything a request wrote (activity events, sign-in events) goes to the log sinks soon.
-    if (hasLogSinks(this.db)) await this.scheduleDelivery(Date.now() + 1000);
+    if (!this.networkId) return res; // no network here: nothing to deliver or prune
+    // One alarm serves two jobs (a Durable Object has one alarm): log sink delivery (anything a
+    // request wrote goes to the sinks soon) and pruning old activity events (settings.ts). It is
+    // set for the earliest job due, never later than one already set.
+    const due = [nextPruneAt(this.db)];
+    if (hasLogSinks(this.db)) due.push(Date.now() + 1000);
+    await this.scheduleAlarm(Math.min(...due));
     return res;
   }
 
-  /** Log sink delivery (log-sinks.ts): sends what waits, then comes back when the next is due. */
   override async alarm(): Promise<void> {
+    this.alarmAt = null; // it fired
+    const now = Date.now();
+    const due: number[] = [];
+    // Pruning first: it is a bounded batch, and delivery may wait on slow webhooks.
+    let prune = nextPruneAt(this.db);
+    if (prune <= now) prune = pruneEvents(this.db, now).next;
+    due.push(prune);
     const next = await deliverLogSinks(this.db, () => Date.now());
-    if (next !== null) await this.scheduleDelivery(next);
+    if (next !== null) due.push(next);
+    await this.scheduleAlarm(Math.min(...due));
   }
 
-  private async scheduleDelivery(at: number): Promise<void> {
-    const current = await this.ctx.storage.getAlarm();
-    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+  /** The alarm as last read or set (undefined: not known yet), so most requests skip storage. */
+  private alarmAt: number | null | undefined;
+
+  private async scheduleAlarm(dueAt: number): Promise<void> {
+    const at = Math.max(dueAt, Date.now()); // "due now" (0) is now: setAlarm refuses times <= 0
+    if (this.alarmAt === undefined) this.alarmAt = await this.ctx.storage.getAlarm();
+    if (this.alarmAt !== null && this.alarmAt <= at) return;
+    await this.ctx.storage.setAlarm(at);
+    this.alarmAt = at;
   }
 
   /** Called once by ControllerRoot when it creates the network. Returns the first admin API key. */

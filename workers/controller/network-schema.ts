@@ -307,4 +307,29 @@ export const NETWORK_MIGRATIONS: readonly (readonly string[])[] = [
       last_delivered_at INTEGER,
       created_at INTEGER NOT NULL)`,
   ],
+  // v8: what a connector reports in its heartbeat that the Controller cannot see for itself (the
+  // console's connector page): its uptime and live tunnels by path; and the public IP its
+  // heartbeats come from (cf-connecting-ip). direct_endpoints (v2) is refreshed by heartbeats too.
+  // And the indexes of sorted lists.
+  [
+    "ALTER TABLE connectors ADD COLUMN uptime_s INTEGER",
+    "ALTER TABLE connectors ADD COLUMN tunnels_direct INTEGER",
+    "ALTER TABLE connectors ADD COLUMN tunnels_relayed INTEGER",
+    "ALTER TABLE connectors ADD COLUMN public_ip TEXT",
+    // Sorted, cursor-paginated lists (list-query.ts): one index per sort key, on (key, id).
+    "CREATE INDEX resources_by_created ON resources (created_at, id)",
+    "CREATE INDEX resources_by_name ON resources (name COLLATE NOCASE, id)",
+    "CREATE INDEX resources_by_address ON resources (address, id)",
+    "CREATE INDEX users_by_created ON users (created_at, id)",
+    "CREATE INDEX users_by_email ON users (email COLLATE NOCASE, id)",
+    "CREATE INDEX groups_by_created ON groups (created_at, id)",
+    "CREATE INDEX groups_by_name ON groups (name COLLATE NOCASE, id)",
+    "CREATE INDEX devices_by_created ON devices (created_at, id)",
+    "CREATE INDEX devices_by_last_seen ON devices (COALESCE(last_seen_at, 0), id)",
+    // Activity events are now kept event_retention_days (settings.ts, default 30). A network that
+    // exists already kept them 90 days: it keeps that until an admin changes it, so an upgrade
+    // deletes nothing an admin could have counted on.
+    `INSERT INTO meta (key, value) SELECT 'event_retention_days', '90'
+      WHERE EXISTS (SELECT 1 FROM meta WHERE key = 'network_id')`,
+  ],
 ];

@@ -11,6 +11,7 @@ import {
   parsePortSpec,
   parseResourceAddress,
 } from "../../shared/address.ts";
+import { DirectEndpoints } from "../../shared/contracts/connector-api.ts";
 
 const name = z.string().trim().min(1, "must not be empty").max(200, "must be at most 200 characters");
 const ref = z.string().min(1, "must not be empty").max(64, "must be at most 64 characters");
@@ -256,27 +257,11 @@ export const RegisterRequest = z.object({
   version: z.string().min(1).max(64),
   hostname: z.string().min(1).max(253),
   /** Where clients may reach this connector directly ("10.0.0.5:7443", "[fd00::5]:7443"). */
-  direct_endpoints: z
-    .array(
-      z
-        .string()
-        .max(300)
-        .regex(/^(?:[0-9.]+|\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, "must be HOST:PORT"),
-    )
-    .max(8)
-    .optional(),
+  direct_endpoints: DirectEndpoints.optional(),
 });
 
-export const HeartbeatRequest = z.object({
-  version: z.string().min(1).max(64).optional(),
-  /** The principals/devices with live tunnels on this connector, to reconcile against revocations. */
-  sessions: z
-    .array(z.object({ principal_id: ref, device_id: ref }))
-    .max(10_000)
-    .optional(),
-  /** When the connector sent this heartbeat, on its clock (ms): the Controller records the drift. */
-  sent_at: z.number().int().min(0).optional(),
-});
+/** The heartbeat's body is a contract the connector builds too (shared/contracts/connector-api.ts). */
+export { HeartbeatRequest } from "../../shared/contracts/connector-api.ts";
 
 // --- Client API -----------------------------------------------------------------------------------
 

@@ -16,6 +16,11 @@ const connector = (over: Partial<ConnectorRow>): ConnectorRow => ({
   refresh_hash: null,
   created_at: 0,
   clock_drift_ms: null,
+  direct_endpoints: "[]",
+  uptime_s: null,
+  tunnels_direct: null,
+  tunnels_relayed: null,
+  public_ip: null,
   ...over,
 });
 

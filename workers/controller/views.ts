@@ -31,6 +31,14 @@ export interface ConnectorRow {
   created_at: number;
   /** Connector clock minus Controller clock at its last heartbeat (ms); null before one. */
   clock_drift_ms: number | null;
+  /** JSON array of HOST:PORT (registration and heartbeats). */
+  direct_endpoints: string;
+  /** Reported in the last heartbeat (migration v8); null when it did not say. */
+  uptime_s: number | null;
+  tunnels_direct: number | null;
+  tunnels_relayed: number | null;
+  /** cf-connecting-ip of its heartbeats, when there was one. */
+  public_ip: string | null;
 }
 
 export interface ResourceRow {
@@ -159,6 +167,14 @@ export const connectorView = (r: ConnectorRow, now: number) => ({
   hostname: r.hostname,
   last_heartbeat_at: iso(r.last_heartbeat_at),
   clock_drift_ms: r.clock_drift_ms ?? null,
+  /** Seconds the connector process had run at its last heartbeat. */
+  uptime_s: r.uptime_s ?? null,
+  tunnels:
+    r.tunnels_direct == null || r.tunnels_relayed == null
+      ? null
+      : { direct: r.tunnels_direct, relayed: r.tunnels_relayed },
+  direct_endpoints: r.direct_endpoints ? (JSON.parse(r.direct_endpoints) as string[]) : [],
+  public_ip: r.public_ip ?? null,
   created_at: iso(r.created_at),
 });
 

@@ -47,9 +47,26 @@ button.danger{background:#fff;color:var(--bad);border-color:var(--bad)}
 .notice.err{background:#fdf0f2;border-color:#efb3bd;color:var(--bad)}
 .secret{display:block;background:#111a2e;color:#e8eefc;padding:.6rem .8rem;border-radius:6px;font-family:ui-monospace,monospace;word-break:break-all;margin:.4rem 0}
 .muted{color:var(--muted)}
+pre.secret{white-space:pre-wrap;font-size:.82rem;line-height:1.5}
+a.button{display:inline-block;padding:.3rem .7rem;border:1px solid var(--accent);border-radius:6px;text-decoration:none;font-size:.9rem}
+label.check{flex-direction:row;align-items:center;gap:.4rem;color:var(--fg)}
+label.check input{min-width:0}
+label.inline-label{display:inline-flex;flex-direction:row;align-items:center;gap:.4rem;color:var(--muted)}
+input.short{min-width:0;width:5.5rem}
+table.kv th{width:12rem;color:var(--muted)}
+.chart-panel{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:.75rem 1rem;display:grid;grid-template-columns:minmax(0,3fr) minmax(12rem,1fr);gap:1rem;align-items:start}
+.chart-panel .table{border:0}
+svg.chart{width:100%;height:auto;display:block}
+svg.chart .axis{font-size:11px;fill:var(--muted)}
+svg.chart .grid{stroke:var(--line);stroke-dasharray:3 3}
+svg.chart .axis-line{stroke:#b9c1cf}
+.bar-success{fill:#2e9e5b;background:#2e9e5b}.bar-denied{fill:#c7374f;background:#c7374f}
+.bar-dns_lookup_error{fill:#d9922e;background:#d9922e}.bar-unable_to_connect{fill:#7a5cc7;background:#7a5cc7}
+th a.sort{color:inherit;text-decoration:none}th a.sort:hover,th a.sort[aria-current]{color:var(--fg);text-decoration:underline}
+.swatch{display:inline-block;width:.75rem;height:.75rem;border-radius:2px;margin-right:.4rem;vertical-align:-1px}
 .pager{display:flex;gap:1rem;margin:.75rem 0}
 .signin{max-width:28rem;margin:4rem auto;background:var(--card);border:1px solid var(--line);border-radius:10px;padding:1.5rem}
-@media (max-width:40rem){.who{margin-left:0;width:100%}main{padding:.5rem}th,td{padding:.35rem .45rem}}
+@media (max-width:40rem){.who{margin-left:0;width:100%}main{padding:.5rem}th,td{padding:.35rem .45rem}.chart-panel{grid-template-columns:1fr}}
 `;
 
 export const CONSOLE_JS = `"use strict";

@@ -32,7 +32,21 @@ import {
   refusedCrossSite,
   registerAdminSignIn,
 } from "./admin-signin.ts";
-import { csrfField, type Fragment, notice, render, type Shell, state, table, when } from "./page.ts";
+import { activityChart, hourBuckets, OUTCOME_LABELS } from "./chart.ts";
+import { deployPage, type ShowEnv } from "./deploy.ts";
+import { policyBody, resourceUpdateBody } from "./forms.ts";
+import {
+  csrfField,
+  duration,
+  type Fragment,
+  notice,
+  render,
+  type Shell,
+  state,
+  table,
+  when,
+} from "./page.ts";
+import { authText, locationText, policyFields, policySummary } from "./policy-view.ts";
 
 type C = Context<ConsoleEnv>;
 
@@ -99,10 +113,18 @@ interface Action {
   method: AdminRoute["method"];
   path(f: Record<string, string>, s: () => Promise<Json>): string;
   body?(f: Record<string, string>, current: () => Promise<Json>): unknown | Promise<unknown>;
-  back: string;
+  /** The page to go back to (relative to the console's base), given the form. */
+  back: string | ((f: Record<string, string>) => string);
   /** The answer carries a secret shown once: render it instead of redirecting. */
-  shows?: (result: Json) => Fragment;
+  shows?: (result: Json, env: ShowEnv) => Fragment;
+  /** What `shows` renders has live parts (console.js polls connector states). */
+  live?: boolean;
+  /** The title of what `shows` renders (default "Created"). */
+  title?: (result: Json) => string;
 }
+
+const backOf = (action: Action, f: Record<string, string>) =>
+  typeof action.back === "string" ? action.back : action.back(f);
 
 const opt = (v: string | undefined) => (v && v.trim() !== "" ? v.trim() : undefined);
 
@@ -123,11 +145,9 @@ const ACTIONS: Record<string, Action> = {
     path: () => "/connectors",
     body: (f) => ({ remote_network_id: f.remote_network_id ?? "", name: f.name ?? "" }),
     back: "connectors",
-    shows: (
-      r,
-    ) => html`<p>Connector <strong id="created-name">${r.connector.name}</strong> was created. Its tokens are shown
-only now; start it with:</p>
-<code class="secret" id="connector-command">SALLYPORT_CONTROLLER=… SALLYPORT_ACCESS_TOKEN=${r.tokens.access_token} SALLYPORT_REFRESH_TOKEN=${r.tokens.refresh_token} sallyport-connector</code>`,
+    shows: (r, env) => deployPage(r, env),
+    live: true,
+    title: (r) => `Deploy ${r.connector.name}`,
   },
   "delete-connector": { method: "delete", path: (f) => `/connectors/${f.id}`, back: "connectors" },
   "create-resource": {
@@ -140,6 +160,45 @@ only now; start it with:</p>
       remote_network_id: f.remote_network_id ?? "",
     }),
     back: "resources",
+  },
+  "edit-resource": {
+    method: "patch",
+    path: (f) => `/resources/${f.id}`,
+    body: (f) => resourceUpdateBody(f),
+    back: (f) => `resources/${f.id}`,
+  },
+  "set-group-policy": {
+    method: "put",
+    path: (f) => `/resources/${f.id}/groups/${f.group_id}/policy`,
+    body: (f) => ({ policy_id: f.policy_id ?? "" }),
+    back: (f) => `resources/${f.id}`,
+  },
+  "reset-group-policy": {
+    method: "delete",
+    path: (f) => `/resources/${f.id}/groups/${f.group_id}/policy`,
+    back: (f) => `resources/${f.id}`,
+  },
+  "create-policy": {
+    method: "post",
+    path: () => "/policies",
+    body: (f) => policyBody(f),
+    back: "policies",
+  },
+  "edit-policy": {
+    method: "patch",
+    path: (f) => `/policies/${f.id}`,
+    body: (f) => policyBody(f),
+    back: (f) => `policies/${f.id}`,
+  },
+  "set-retention": {
+    method: "put",
+    path: () => "/settings",
+    body: (f) => ({
+      event_retention_days: /^\d{1,6}$/.test(f.event_retention_days ?? "")
+        ? Number(f.event_retention_days)
+        : f.event_retention_days,
+    }),
+    back: "activity",
   },
   "delete-resource": { method: "delete", path: (f) => `/resources/${f.id}`, back: "resources" },
   "create-group": {
@@ -256,6 +315,9 @@ IdP's SCIM provisioning now: it is never shown again.</p><code class="secret" id
 
 const ID_FIELD = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** Rows per page of the console's lists. */
+const PAGE_SIZE = 50;
+
 /** A download stops here; narrow the filters (time range) for more. */
 const MAX_DOWNLOAD_ROWS = 100_000;
 
@@ -363,7 +425,10 @@ export function registerConsole(a: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
     }
     const action = ACTIONS[c.req.param("action")];
     if (!action) return shellError(c, s, "Unknown action.", 404);
-    if (form.id !== undefined && !ID_FIELD.test(form.id)) return shellError(c, s, "Malformed ID.", 400);
+    for (const key of ["id", "group_id"]) {
+      const v = form[key];
+      if (v !== undefined && !ID_FIELD.test(v)) return shellError(c, s, `Malformed ${key}.`, 400);
+    }
     const current = () =>
       read(
         c,
@@ -389,19 +454,20 @@ export function registerConsole(a: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
       deps.nudge(path.startsWith("/connectors/") && form.id ? [form.id] : []);
     } catch (err) {
       if (err instanceof ControllerError) {
-        return shellError(c, s, err.message, err.status as 400 | 403 | 404 | 409, action.back);
+        return shellError(c, s, err.message, err.status as 400 | 403 | 404 | 409, backOf(action, form));
       }
       throw err;
     }
+    const back = backOf(action, form);
     if (action.shows) {
       return render(
         c,
-        "Created",
-        html`${action.shows(result)}<p><a href="${consoleBase(ctx)}/${action.back}">Back</a></p>`,
-        shellOf(c, s, action.back),
+        action.title?.(result) ?? "Created",
+        html`${action.shows(result, { controller: ctx.issuer, base: consoleBase(ctx) })}<p><a href="${consoleBase(ctx)}/${back}">Back</a></p>`,
+        shellOf(c, s, back.split("/")[0] ?? "", action.live),
       );
     }
-    return c.redirect(`${consoleBase(ctx)}/${action.back}?done=1`, 303);
+    return c.redirect(`${consoleBase(ctx)}/${back}?done=1`, 303);
   });
 
   const shellOf = (c: C, s: AdminSession, current: string, live?: boolean): Shell => ({
@@ -459,8 +525,8 @@ export function registerConsole(a: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
       const resources = (await read(c, s, "/resources")).resources as Json[];
       const groups = (await read(c, s, "/groups")).groups as Json[];
       const users = (await read(c, s, "/users")).users as Json[];
-      const hour = ctx.db.all<{ outcome: string; n: number }>`SELECT outcome, COUNT(*) AS n FROM events
-        WHERE time >= ${ctx.now - 3600_000} GROUP BY outcome`;
+      const buckets = hourBuckets(ctx.db, ctx.now);
+      const retention = (await read(c, s, "/settings")).settings.event_retention_days as number;
       const online = cns.filter((x) => x.state === "online").length;
       const card = (n: number | string, label: string, key: string) =>
         html`<div class="card"><div class="n" data-count="${key}" id="count-${key}">${n}</div><div class="l">${label}</div></div>`;
@@ -476,21 +542,25 @@ ${table(
       return [html`<tr><td>${rn.name}</td><td colspan="4" class="muted">no connectors</td></tr>`];
     return mine.map(
       (cn) =>
-        html`<tr><td>${rn.name}</td><td>${cn.name}</td><td><span class="state state-${cn.state}" data-connector="${cn.id}">${cn.state}</span></td><td>${cn.version ?? ""}</td><td>${when(cn.last_heartbeat_at)}</td></tr>`,
+        html`<tr><td>${rn.name}</td><td><a href="${s.base}/connectors/${cn.id}">${cn.name}</a></td><td><span class="state state-${cn.state}" data-connector="${cn.id}">${cn.state}</span></td><td>${cn.version ?? ""}</td><td>${when(cn.last_heartbeat_at)}</td></tr>`,
     );
   }),
   "overview-connectors",
   "No remote networks yet.",
 )}
 <h2>Activity in the last hour</h2>
+<p class="muted">Connections per 5 minutes (UTC), by outcome. Events are kept ${retention} days
+(<a href="${s.base}/activity">Activity</a>).</p>
+<div class="panel chart-panel">${activityChart(buckets)}
 ${table(
   ["Outcome", "Connections"],
   OUTCOMES.map(
-    (o) => html`<tr><td>${state(o)}</td><td>${hour.find((h) => h.outcome === o)?.n ?? 0}</td></tr>`,
+    (o) =>
+      html`<tr><td><span class="swatch bar-${o}"></span>${OUTCOME_LABELS[o]}</td><td data-outcome="${o}">${buckets.reduce((n, b) => n + b.counts[o], 0)}</td></tr>`,
   ),
   "overview-activity",
   "",
-)}`;
+)}</div>`;
     },
     true,
   );
@@ -509,7 +579,7 @@ ${table(
   ["Name", "ID", "Connectors", ""],
   rns.map(
     (rn) =>
-      html`<tr><td>${rn.name}</td><td class="mono">${rn.id}</td><td>${cns.filter((x) => x.remote_network_id === rn.id).length}</td><td>${infra ? del(s, "delete-remote-network", rn.id, rn.name) : ""}</td></tr>`,
+      html`<tr><td>${rn.name}</td><td class="mono">${rn.id}</td><td>${cns.filter((x) => x.remote_network_id === rn.id).length}</td><td>${infra ? html`<a class="button" href="${s.base}/remote-networks/${rn.id}/deploy">Deploy a connector</a> ${del(s, "delete-remote-network", rn.id, rn.name)}` : ""}</td></tr>`,
   ),
   "remote-networks",
   "No remote networks yet.",
@@ -520,7 +590,7 @@ ${table(
   ["Name", "Remote network", "State", "Version", "Host", "Last heartbeat", "Clock drift", ""],
   cns.map(
     (cn) =>
-      html`<tr><td>${cn.name}</td><td>${rnName(cn.remote_network_id)}</td><td><span class="state state-${cn.state}" data-connector="${cn.id}">${cn.state}</span></td><td>${cn.version ?? ""}</td><td>${cn.hostname ?? ""}</td><td>${when(cn.last_heartbeat_at)}</td><td>${cn.clock_drift_ms === null ? "" : `${cn.clock_drift_ms} ms`}</td><td>${infra ? del(s, "delete-connector", cn.id, cn.name) : ""}</td></tr>`,
+      html`<tr><td><a href="${s.base}/connectors/${cn.id}">${cn.name}</a></td><td>${rnName(cn.remote_network_id)}</td><td><span class="state state-${cn.state}" data-connector="${cn.id}">${cn.state}</span></td><td>${cn.version ?? ""}</td><td>${cn.hostname ?? ""}</td><td>${when(cn.last_heartbeat_at)}</td><td>${cn.clock_drift_ms === null ? "" : `${cn.clock_drift_ms} ms`}</td><td>${infra ? del(s, "delete-connector", cn.id, cn.name) : ""}</td></tr>`,
   ),
   "connectors",
   "No connectors yet.",
@@ -541,27 +611,82 @@ ${
     true,
   );
 
+  // --- Sorted, paginated lists (list-query.ts through the API's own routes) --------------------------
+  /**
+   * One page of a list (50 rows), sorted by a column the admin chose by clicking its header
+   * (`?sort=&dir=`), searched (`?q=`), continued with `?cursor=`: all passed to the API's route,
+   * whose schema refuses anything else with a 400.
+   */
+  const listView = async (
+    c: C,
+    s: Sess,
+    page: string,
+    key: string,
+    defaultSort: string,
+  ): Promise<{
+    items: Json[];
+    sortBy: (sort: string, label: string) => Fragment;
+    pager: Fragment;
+    search: Fragment;
+    q: string;
+  }> => {
+    const params: Record<string, string> = {};
+    for (const k of ["sort", "dir", "q", "cursor"]) {
+      const v = c.req.query(k);
+      if (v) params[k] = v;
+    }
+    params.sort ??= defaultSort;
+    const answer = await read(c, s, `/${page}`, { ...params, limit: String(PAGE_SIZE) });
+    const { cursor: _c, ...keep } = params;
+    const url = (extra: Record<string, string>) =>
+      `${s.base}/${page}?${new URLSearchParams({ ...keep, ...extra })}`;
+    const sortBy = (sort: string, label: string) => {
+      const active = params.sort === sort;
+      const dir = active && params.dir !== "desc" ? "desc" : "asc";
+      const { q } = keep;
+      return html`<a class="sort" href="${`${s.base}/${page}?${new URLSearchParams({ ...(q ? { q } : {}), sort, dir })}`}" data-sort="${sort}" ${
+        active ? html`aria-current="true"` : ""
+      }>${label}${active ? (params.dir === "desc" ? " ▼" : " ▲") : ""}</a>`;
+    };
+    const pager = html`<div class="pager">${params.cursor ? html`<a id="first-page" href="${url({})}">← First page</a>` : ""}${
+      answer.next_cursor
+        ? html`<a id="next-page" href="${url({ cursor: answer.next_cursor })}">Next →</a>`
+        : ""
+    }</div>`;
+    const search = html`<form method="get" class="panel" role="search"><label>Search <input name="q" value="${keep.q ?? ""}" type="search" maxlength="200"></label>${
+      keep.sort ? html`<input type="hidden" name="sort" value="${keep.sort}">` : ""
+    }${keep.dir ? html`<input type="hidden" name="dir" value="${keep.dir}">` : ""}<button class="secondary" type="submit">Search</button></form>`;
+    return { items: answer[key] as Json[], sortBy, pager, search, q: keep.q ?? "" };
+  };
+
   // --- Resources -----------------------------------------------------------------------------------
   pageRoute("resources", "Resources", async (c, s) => {
-    const q = (c.req.query("q") ?? "").toLowerCase().slice(0, 200);
     const rns = (await read(c, s, "/remote-networks")).remote_networks as Json[];
-    const all = (await read(c, s, "/resources")).resources as Json[];
-    const list = all
-      .filter((r) => !q || `${r.name} ${r.address} ${r.alias ?? ""}`.toLowerCase().includes(q))
-      .sort((x, y) => String(x.name).localeCompare(String(y.name)));
+    const policies = (await read(c, s, "/policies")).policies as Json[];
+    const { items: list, sortBy, pager, search, q } = await listView(c, s, "resources", "resources", "name");
     const infra = can(s, "POST", "/resources");
     const ports = (p: Json) =>
       `${p.policy === "allow_all" ? "all" : p.policy === "deny_all" ? "none" : p.ports.join(", ")}`;
-    return html`<form method="get" class="panel" role="search"><label>Search <input name="q" value="${q}" type="search"></label><button class="secondary" type="submit">Search</button></form>
+    return html`${search}
 ${table(
-  ["Name", "Address", "Alias", "Remote network", "TCP", "UDP", "Policy", ""],
+  [
+    sortBy("name", "Name"),
+    sortBy("address", "Address"),
+    "Alias",
+    "Remote network",
+    "TCP",
+    "UDP",
+    "Policy",
+    "",
+  ],
   list.map(
     (r) =>
-      html`<tr><td class="resource-name">${r.name}</td><td class="mono">${r.address}</td><td class="mono">${r.alias ?? ""}</td><td>${rns.find((x) => x.id === r.remote_network_id)?.name ?? ""}</td><td>${ports(r.protocols.tcp)}</td><td>${ports(r.protocols.udp)}</td><td class="mono">${r.policy_id}</td><td>${infra ? del(s, "delete-resource", r.id, r.name) : ""}</td></tr>`,
+      html`<tr><td class="resource-name"><a href="${s.base}/resources/${r.id}">${r.name}</a></td><td class="mono">${r.address}</td><td class="mono">${r.alias ?? ""}</td><td>${rns.find((x) => x.id === r.remote_network_id)?.name ?? ""}</td><td>${ports(r.protocols.tcp)}</td><td>${ports(r.protocols.udp)}</td><td><a href="${s.base}/policies/${r.policy_id}">${policies.find((po) => po.id === r.policy_id)?.name ?? r.policy_id}</a></td><td>${infra ? del(s, "delete-resource", r.id, r.name) : ""}</td></tr>`,
   ),
   "resources",
   q ? "No resource matches." : "No resources yet.",
 )}
+${pager}
 ${
   infra && rns.length > 0
     ? form(
@@ -578,13 +703,13 @@ ${
 
   // --- Groups --------------------------------------------------------------------------------------
   pageRoute("groups", "Groups", async (c, s) => {
-    const groups = (await read(c, s, "/groups")).groups as Json[];
+    const { items: groups, sortBy, pager, search, q } = await listView(c, s, "groups", "groups", "name");
     const users = (await read(c, s, "/users")).users as Json[];
     const resources = (await read(c, s, "/resources")).resources as Json[];
     const edit = can(s, "POST", "/groups/x/members");
     const name = (list: Json[], id: string, f: string) => list.find((x) => x.id === id)?.[f] ?? id;
-    return html`${table(
-      ["Name", "Source", "Members", "Resources", ""],
+    return html`${search}${table(
+      [sortBy("name", "Name"), "Source", "Members", "Resources", ""],
       groups.map(
         (g) =>
           html`<tr><td>${g.name}</td><td>${g.source ?? ""}</td><td>${g.user_ids.map((u: string) => html`<div>${name(users, u, "email")}</div>`)}</td><td>${g.resource_ids.map((r: string) => html`<div>${name(resources, r, "name")}</div>`)}</td><td>${
@@ -596,36 +721,256 @@ ${
           }</td></tr>`,
       ),
       "groups",
-      "No groups yet.",
+      q ? "No group matches." : "No groups yet.",
     )}
+${pager}
 ${can(s, "POST", "/groups") ? form(s, "create-group", html`<label>Name <input name="name" required maxlength="200"></label>`, "Create group", "form-group") : ""}`;
   });
 
   // --- Users ---------------------------------------------------------------------------------------
   pageRoute("users", "Users", async (c, s) => {
-    const q = (c.req.query("q") ?? "").toLowerCase().slice(0, 200);
-    const users = ((await read(c, s, "/users")).users as Json[]).filter(
-      (u) => !q || `${u.email} ${u.name ?? ""}`.toLowerCase().includes(q),
-    );
+    const { items: users, sortBy, pager, search, q } = await listView(c, s, "users", "users", "email");
     const groups = (await read(c, s, "/groups")).groups as Json[];
     const edit = can(s, "PATCH", "/users/x");
-    return html`<form method="get" class="panel" role="search"><label>Search <input name="q" value="${q}" type="search"></label><button class="secondary" type="submit">Search</button></form>
+    return html`${search}
 ${table(
-  ["Email", "Name", "Status", "Groups", ""],
+  [sortBy("email", "Email"), "Name", "Status", "Groups", sortBy("created", "Created"), ""],
   users.map(
     (u) =>
       html`<tr><td><a href="${consoleBase0(s)}/users/${u.id}">${u.email}</a></td><td>${u.name ?? ""}</td><td>${state(u.disabled ? "disabled" : "active")}</td><td>${groups
         .filter((g) => g.user_ids.includes(u.id))
-        .map((g) => html`<div>${g.name}</div>`)}</td><td>${
+        .map((g) => html`<div>${g.name}</div>`)}</td><td>${when(u.created_at)}</td><td>${
         edit
           ? html`<form class="inline" method="post" action="${consoleBase0(s)}/do/${u.disabled ? "enable-user" : "disable-user"}">${csrfField(s)}<input type="hidden" name="id" value="${u.id}"><button class="secondary" type="submit">${u.disabled ? "Enable" : "Disable"}</button></form>`
           : ""
       }</td></tr>`,
   ),
   "users",
-  "No users yet.",
+  q ? "No user matches." : "No users yet.",
 )}
+${pager}
 ${edit ? form(s, "create-user", html`<label>Email <input name="email" type="email" required></label><label>Name <input name="name"></label>`, "Create user", "form-user") : ""}`;
+  });
+
+  /**
+   * A page about one object (`/admin/<net>/<path with :id>`): its ID is checked, its title comes
+   * from the object, and a refused or missing read is the API's 403 or 404.
+   */
+  const detailRoute = (
+    pattern: string,
+    nav: string,
+    body: (c: C, s: Sess, id: string) => Promise<{ title: string; body: Fragment; live?: boolean }>,
+  ) => {
+    a.get(`/admin/:net/${pattern}`, async (c) => {
+      const s = await session(c);
+      if (!s) return c.redirect(`${consoleBase(c.get("ctx"))}/signin`, 302);
+      const id = c.req.param("id") ?? "";
+      try {
+        if (!ID_FIELD.test(id)) throw notFound(nav.replace(/s$/, ""));
+        const page = await body(c, s, id);
+        const done = c.req.query("done") ? notice("Saved.") : "";
+        return render(c, page.title, html`${done}${page.body}`, shellOf(c, s, nav, page.live));
+      } catch (err) {
+        if (err instanceof ControllerError)
+          return shellError(c, s, err.message, err.status as 400 | 403 | 404 | 409, nav);
+        throw err;
+      }
+    });
+  };
+
+  const eventsTable = (events: Json[], id: string) =>
+    table(
+      ["Time", "Outcome", "Principal", "Destination", "Path", "Reason"],
+      events.map(
+        (e) =>
+          html`<tr><td>${when(e.time)}</td><td>${state(e.outcome)}</td><td class="mono">${e.principal_id}</td><td class="mono">${e.destination}</td><td>${e.path}</td><td>${e.reason ?? ""}</td></tr>`,
+      ),
+      id,
+      "No activity yet.",
+    );
+
+  const kv = (id: string, rows: [string, unknown][]) =>
+    html`<div class="table"><table id="${id}" class="kv"><tbody>${rows.map(
+      ([k, v]) => html`<tr><th scope="row">${k}</th><td>${v}</td></tr>`,
+    )}</tbody></table></div>`;
+
+  // --- Deploy a connector into a remote network ----------------------------------------------------
+  detailRoute("remote-networks/:id/deploy", "connectors", async (c, s, id) => {
+    const rn = (await read(c, s, `/remote-networks/${id}`)).remote_network as Json;
+    const cns = ((await read(c, s, "/connectors", { remote_network_id: id })).connectors ?? []) as Json[];
+    const infra = can(s, "POST", "/connectors");
+    return {
+      title: `Deploy a connector: ${rn.name}`,
+      live: true,
+      body: html`<p>A connector runs on a host inside <strong>${rn.name}</strong> and makes outbound connections
+only. Create one here: the next page shows the commands to run it (binary, container, systemd) with its
+tokens filled in, and turns to online by itself when it attaches.</p>
+${table(
+  ["Connector", "State", "Version", "Last heartbeat"],
+  cns.map(
+    (cn) =>
+      html`<tr><td><a href="${s.base}/connectors/${cn.id}">${cn.name}</a></td><td><span class="state state-${cn.state}" data-connector="${cn.id}">${cn.state}</span></td><td>${cn.version ?? ""}</td><td>${when(cn.last_heartbeat_at)}</td></tr>`,
+  ),
+  "deploy-connectors",
+  "No connector in this remote network yet.",
+)}
+${
+  infra
+    ? form(
+        s,
+        "create-connector",
+        html`<input type="hidden" name="remote_network_id" value="${id}"><label>Connector name <input name="name" required maxlength="200" value="${rn.name} connector ${cns.length + 1}"></label>`,
+        "Create connector and show its commands",
+        "form-deploy",
+      )
+    : html`<p class="muted">Your role may not create connectors.</p>`
+}`,
+    };
+  });
+
+  // --- One connector: what its heartbeats say ------------------------------------------------------
+  detailRoute("connectors/:id", "connectors", async (c, s, id) => {
+    const cn = (await read(c, s, `/connectors/${id}`)).connector as Json;
+    const rn = (await read(c, s, `/remote-networks/${cn.remote_network_id}`)).remote_network as Json;
+    const events = (await read(c, s, "/events", { connector_id: id, limit: "10" })).events as Json[];
+    const hb = cn.last_heartbeat_at ? Date.parse(cn.last_heartbeat_at) : null;
+    const drift = cn.clock_drift_ms as number | null;
+    return {
+      title: `Connector: ${cn.name}`,
+      live: true,
+      body: html`${kv("connector-details", [
+        [
+          "State",
+          html`<span class="state state-${cn.state}" data-connector="${cn.id}" id="connector-state">${cn.state}</span>`,
+        ],
+        ["Remote network", rn.name],
+        ["Version", cn.version ?? html`<span class="muted">not registered yet</span>`],
+        ["Host", cn.hostname ?? ""],
+        ["Last heartbeat", when(cn.last_heartbeat_at)],
+        [
+          "Uptime",
+          cn.uptime_s === null || hb === null
+            ? html`<span class="muted">not reported</span>`
+            : html`<span id="connector-uptime">${duration(cn.uptime_s)}</span> <span class="muted">at the last heartbeat (started ${when(new Date(hb - cn.uptime_s * 1000).toISOString())})</span>`,
+        ],
+        [
+          "Clock drift",
+          drift === null
+            ? html`<span class="muted">not measured</span>`
+            : html`<span id="connector-drift">${drift} ms</span> <span class="muted">(${drift >= 0 ? "ahead of" : "behind"} the Controller's clock)</span>`,
+        ],
+        [
+          "Public IP",
+          cn.public_ip
+            ? html`<span class="mono" id="connector-ip">${cn.public_ip}</span>`
+            : html`<span class="muted" id="connector-ip">unknown (no cf-connecting-ip on its heartbeats)</span>`,
+        ],
+        [
+          "Direct endpoints",
+          cn.direct_endpoints.length
+            ? html`<span class="mono" id="connector-endpoints">${cn.direct_endpoints.join(", ")}</span>`
+            : html`<span class="muted" id="connector-endpoints">none: the direct path is off (--direct-listen)</span>`,
+        ],
+        [
+          "Tunnels now",
+          cn.tunnels
+            ? html`<span id="connector-tunnels">${cn.tunnels.direct} direct, ${cn.tunnels.relayed} relayed</span>`
+            : html`<span class="muted" id="connector-tunnels">not reported</span>`,
+        ],
+        ["Certificate SHA-256", html`<span class="mono">${cn.cert_sha256 ?? ""}</span>`],
+        ["ID", html`<span class="mono">${cn.id}</span>`],
+      ])}
+<h2>Recent events</h2>
+${eventsTable(events, "connector-events")}
+<p><a href="${s.base}/activity?connector_id=${cn.id}">All of its activity</a></p>`,
+    };
+  });
+
+  // --- One Resource: edit it, its Groups' policies, its activity -----------------------------------
+  const portsText = (p: Json) => (p.policy === "allow_all" ? "" : p.ports.join(", "));
+  const protocolFields = (name: "tcp" | "udp", p: Json) =>
+    html`<label>${name.toUpperCase()} <select name="${name}_policy"><option value="allow_all" ${p.policy === "allow_all" ? "selected" : ""}>all ports</option><option value="restricted" ${p.policy !== "allow_all" ? "selected" : ""}>only these ports</option></select></label>
+<label>${name.toUpperCase()} ports <input name="${name}_ports" value="${portsText(p)}" placeholder="22, 8000-8080"></label>`;
+  const policyOptions = (policies: Json[], selected: string) =>
+    policies.map(
+      (po) => html`<option value="${po.id}" ${po.id === selected ? "selected" : ""}>${po.name}</option>`,
+    );
+
+  detailRoute("resources/:id", "resources", async (c, s, id) => {
+    const r = (await read(c, s, `/resources/${id}`)).resource as Json;
+    const grants = (await read(c, s, `/resources/${id}/groups`)).groups as Json[];
+    const policies = (await read(c, s, "/policies")).policies as Json[];
+    const rns = (await read(c, s, "/remote-networks")).remote_networks as Json[];
+    const events = (await read(c, s, "/events", { resource_id: id, limit: "10" })).events as Json[];
+    const policyName = (pid: string) => policies.find((po) => po.id === pid)?.name ?? pid;
+    const edit = can(s, "PATCH", `/resources/${id}`);
+    const editGrants = can(s, "PUT", `/resources/${id}/groups/x/policy`);
+    const hidden = html`<input type="hidden" name="id" value="${id}">`;
+    return {
+      title: `Resource: ${r.name}`,
+      body: html`${
+        edit
+          ? html`<form class="panel" method="post" action="${s.base}/do/edit-resource" id="form-edit-resource">${csrfField(s)}${hidden}
+<label>Name <input name="name" required maxlength="200" value="${r.name}"></label>
+<label>Address <input name="address" required value="${r.address}"></label>
+<label>Alias <input name="alias" value="${r.alias ?? ""}" placeholder="none"></label>
+${protocolFields("tcp", r.protocols.tcp)}${protocolFields("udp", r.protocols.udp)}
+<label class="check"><input type="checkbox" name="icmp" ${r.protocols.icmp ? "checked" : ""}> ICMP (ping)</label>
+<label>Policy <select name="policy_id">${policyOptions(policies, r.policy_id)}</select></label>
+<button type="submit">Save resource</button></form>`
+          : kv("resource-details", [
+              ["Address", html`<span class="mono">${r.address}</span>`],
+              ["Alias", r.alias ?? ""],
+              [
+                "TCP",
+                r.protocols.tcp.policy === "allow_all" ? "all ports" : portsText(r.protocols.tcp) || "none",
+              ],
+              [
+                "UDP",
+                r.protocols.udp.policy === "allow_all" ? "all ports" : portsText(r.protocols.udp) || "none",
+              ],
+              ["ICMP", r.protocols.icmp ? "allowed" : "no"],
+              ["Policy", policyName(r.policy_id)],
+            ])
+      }
+<p class="muted">Remote network: ${rns.find((x) => x.id === r.remote_network_id)?.name ?? r.remote_network_id} ·
+<span class="mono">${r.id}</span></p>
+<h2>Groups that grant it</h2>
+<p class="muted">Each Group's grant uses the Resource's policy unless the Group has its own for it; a person in
+several Groups gets the least permissive combination.</p>
+${table(
+  ["Group", "Policy of its grant", ""],
+  grants.map(
+    (g) =>
+      html`<tr data-group="${g.group_id}"><td>${g.group_name}</td><td>${policyName(g.policy_id)}${g.overridden ? html` <span class="state state-ok">Group's own</span>` : html` <span class="muted">(the Resource's)</span>`}</td><td>${
+        editGrants
+          ? html`<form class="inline" method="post" action="${s.base}/do/set-group-policy">${csrfField(s)}${hidden}<input type="hidden" name="group_id" value="${g.group_id}"><select name="policy_id" aria-label="Policy for ${g.group_name}">${policyOptions(policies, g.policy_id)}</select><button class="secondary" type="submit">Set</button></form>
+${g.overridden ? html`<form class="inline" method="post" action="${s.base}/do/reset-group-policy">${csrfField(s)}${hidden}<input type="hidden" name="group_id" value="${g.group_id}"><button class="secondary" type="submit">Use the Resource's</button></form>` : ""}`
+          : ""
+      }</td></tr>`,
+  ),
+  "resource-groups",
+  "No Group grants it yet (Groups page: Grant resource).",
+)}
+<h2>Activity</h2>
+${eventsTable(events, "resource-events")}
+<p><a href="${s.base}/activity?resource_id=${id}">All of its activity</a></p>`,
+    };
+  });
+
+  // --- One Resource Policy: edit it ------------------------------------------------------------------
+  detailRoute("policies/:id", "policies", async (c, s, id) => {
+    const po = (await read(c, s, `/policies/${id}`)).policy as Json;
+    const edit = can(s, "PATCH", `/policies/${id}`);
+    return {
+      title: `Resource Policy: ${po.name}`,
+      body: html`${po.is_default ? html`<p class="notice">The Default Policy: new Resources get it; it can be edited, never deleted.</p>` : ""}
+${
+  edit
+    ? html`<form class="panel" method="post" action="${s.base}/do/edit-policy" id="form-edit-policy">${csrfField(s)}<input type="hidden" name="id" value="${id}">${policyFields(po)}<button type="submit">Save policy</button></form>`
+    : policySummary(po)
+}`,
+    };
   });
 
   // --- Downloads: Activity as CSV or NDJSON, the audit log as NDJSON ---------------------------------
@@ -758,7 +1103,12 @@ ${table(
       ? `${base}/activity?${new URLSearchParams({ ...query, cursor: page.next_cursor })}`
       : null;
     const f = (k: string) => query[k] ?? "";
-    return html`<form method="get" class="panel" id="activity-filters">
+    const retention = (await read(c, s, "/settings")).settings.event_retention_days as number;
+    const retentionPart = can(s, "PUT", "/settings")
+      ? html`<form class="inline" method="post" action="${base}/do/set-retention" id="form-retention">${csrfField(s)}<label class="inline-label">Events are kept <input name="event_retention_days" type="number" min="1" max="3650" value="${retention}" class="short"> days</label> <button class="secondary" type="submit">Save</button></form>`
+      : html`Events are kept <strong>${retention}</strong> days.`;
+    return html`<p class="muted" id="retention">${retentionPart} Older ones are deleted within the hour.</p>
+<form method="get" class="panel" id="activity-filters">
 <label>Outcome <select name="outcome"><option value="">any</option>${OUTCOMES.map((o) => html`<option value="${o}" ${f("outcome") === o ? "selected" : ""}>${o}</option>`)}</select></label>
 <label>User or service account ID <input name="principal_id" value="${f("principal_id")}"></label>
 <label>Resource ID <input name="resource_id" value="${f("resource_id")}"></label>
@@ -823,7 +1173,13 @@ ${table(
 
   // --- Devices -------------------------------------------------------------------------------------
   pageRoute("devices", "Devices", async (c, s) => {
-    const devices = (await read(c, s, "/devices")).devices as Json[];
+    const {
+      items: devices,
+      sortBy,
+      pager,
+      search,
+      q,
+    } = await listView(c, s, "devices", "devices", "created");
     const users = (await read(c, s, "/users")).users as Json[];
     const accounts = (await read(c, s, "/service-accounts")).service_accounts as Json[];
     const owner = (id: string) =>
@@ -833,11 +1189,20 @@ ${table(
       html`<form class="inline" method="post" action="${consoleBase0(s)}/do/${action}">${csrfField(s)}<input type="hidden" name="id" value="${d.id}"><button class="${cls}" type="submit">${label}</button></form>`;
     return html`<p class="muted">Devices that signed in. A trusted device passes every trusted-device requirement;
 a blocked one may not sign in. Deleting a device ends its sessions.</p>
+${search}
 ${table(
-  ["Device", "Owner", "Operating system", "Trust", "Last seen", ""],
+  [
+    "Device",
+    "Owner",
+    "Operating system",
+    "Trust",
+    sortBy("last_seen", "Last seen"),
+    sortBy("created", "First seen"),
+    "",
+  ],
   devices.map(
     (d) =>
-      html`<tr><td>${d.name ?? d.hostname ?? d.id}<div class="mono muted">${d.id}</div></td><td>${owner(d.principal_id)}</td><td>${d.posture ? `${d.posture.os} ${d.posture.os_version}` : (d.os ?? "")}</td><td>${d.blocked ? state("blocked") : d.trusted ? state("trusted") : html`<span class="muted">—</span>`}</td><td>${when(d.last_seen_at)}</td><td>${
+      html`<tr><td>${d.name ?? d.hostname ?? d.id}<div class="mono muted">${d.id}</div></td><td>${owner(d.principal_id)}</td><td>${d.posture ? `${d.posture.os} ${d.posture.os_version}` : (d.os ?? "")}</td><td>${d.blocked ? state("blocked") : d.trusted ? state("trusted") : html`<span class="muted">—</span>`}</td><td>${when(d.last_seen_at)}</td><td>${when(d.created_at)}</td><td>${
         edit
           ? html`${d.trusted ? button(d, "untrust-device", "Untrust") : button(d, "trust-device", "Trust")}
 ${d.blocked ? button(d, "unblock-device", "Unblock") : button(d, "block-device", "Block", "danger")}
@@ -846,8 +1211,9 @@ ${del(s, "delete-device", d.id, d.name ?? "this device")}`
       }</td></tr>`,
   ),
   "devices",
-  "No device has signed in yet.",
-)}`;
+  q ? "No device matches." : "No device has signed in yet.",
+)}
+${pager}`;
   });
 
   // --- Service accounts ----------------------------------------------------------------------------
@@ -875,19 +1241,20 @@ ${edit ? form(s, "create-service-account", html`<label>Name <input name="name" r
   // --- Resource Policies ---------------------------------------------------------------------------
   pageRoute("policies", "Resource Policies", async (c, s) => {
     const policies = (await read(c, s, "/policies")).policies as Json[];
-    const auth = (a2: Json) =>
-      a2?.required ? `every ${a2.frequency_hours} h${a2.mfa ? ", with MFA" : ""}` : "not required";
+    const edit = can(s, "POST", "/policies");
     return html`<p class="muted">What a connection needs besides a Group's grant. Every Resource uses the Default
-Policy unless it names another (edit with <code>PATCH /api/v1/policies/:id</code>).</p>
+Policy unless it names another; a Group may use its own policy for a Resource (on the Resource's page).
+Embargoed countries (CU, IR, KP, SY) are always blocked.</p>
 ${table(
   ["Name", "Sign-in", "Device", "Location"],
   policies.map(
     (po) =>
-      html`<tr><td>${po.name}${po.is_default ? html` <span class="state state-ok">default</span>` : ""}<div class="mono muted">${po.id}</div></td><td>${auth(po.authentication)}</td><td>${po.device?.mode ?? ""}</td><td>${po.location?.mode ?? ""}</td></tr>`,
+      html`<tr><td><a href="${s.base}/policies/${po.id}">${po.name}</a>${po.is_default ? html` <span class="state state-ok">default</span>` : ""}<div class="mono muted">${po.id}</div></td><td>${authText(po.authentication)}</td><td>${po.device?.mode ?? ""}</td><td>${locationText(po.location)}</td></tr>`,
   ),
   "policies",
   "No policies.",
-)}`;
+)}
+${edit ? html`<h2>New policy</h2>${form(s, "create-policy", policyFields(null), "Create policy", "form-policy")}` : ""}`;
   });
 
   // --- Identity provider and SCIM ------------------------------------------------------------------

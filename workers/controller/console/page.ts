@@ -91,7 +91,7 @@ export const when = (iso: string | null) =>
     : html`<span class="muted">never</span>`;
 
 export function table(
-  headers: readonly string[],
+  headers: readonly (string | Fragment)[],
   rows: readonly Fragment[],
   id: string,
   empty: string,
@@ -107,4 +107,15 @@ export const csrfField = (s: AdminSession) => html`<input type="hidden" name="cs
 export function notice(text: string | undefined, kind: "ok" | "err" = "ok"): Fragment | "" {
   if (!text) return "";
   return html`<p class="notice${kind === "err" ? " err" : ""}" id="${kind === "err" ? "error" : "notice"}" role="status">${text}</p>`;
+}
+
+/** 93784 → "1 d 2 h 3 min". */
+export function duration(seconds: number): string {
+  const d = Math.floor(seconds / 86_400);
+  const h = Math.floor((seconds % 86_400) / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  if (d > 0) return `${d} d ${h} h ${m} min`;
+  if (h > 0) return `${h} h ${m} min`;
+  if (m > 0) return `${m} min ${seconds % 60} s`;
+  return `${seconds} s`;
 }
