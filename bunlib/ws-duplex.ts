@@ -120,7 +120,12 @@ export class WebSocketDuplex extends Duplex {
       this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
     this.pending = [];
     this.pendingBytes = 0;
-    this.ws.send(data);
+    // TLS may hand over one large chunk (writes made in one tick are encrypted together): it
+    // leaves in messages of at most MAX_MESSAGE, views of the chunk, so the relay never sees a
+    // message larger than that (Workers limit the size of a received WebSocket message).
+    for (let at = 0; at < data.byteLength; at += MAX_MESSAGE) {
+      this.ws.send(at === 0 && data.byteLength <= MAX_MESSAGE ? data : data.subarray(at, at + MAX_MESSAGE));
+    }
   }
 
   override _final(cb: (err?: Error | null) => void): void {
