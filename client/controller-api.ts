@@ -33,12 +33,18 @@ export class ClientApiError extends Error {
   }
 }
 
+/**
+ * Calls nobody is waiting on at that moment (the ACL refresh every 30 s, renewals, posture): they
+ * may wait out a slow Controller, and still end well before the next one is due.
+ */
 const DEFAULT_TIMEOUT_MS = 15_000;
 /**
  * A connection token is on the path of a connection someone is waiting for: a Controller that
  * accepts and never answers must cost that connection a short, bounded wait, not 15 s.
  */
 const CONNECTION_TOKEN_TIMEOUT_MS = 4_000;
+/** `sallyport logout` waits for it; the session is deleted locally whatever the answer. */
+const LOGOUT_TIMEOUT_MS = 5_000;
 
 async function call<S extends z.ZodType>(
   controller: string,
@@ -48,6 +54,7 @@ async function call<S extends z.ZodType>(
 ): Promise<z.output<S>> {
   const timeoutMs = init.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   let res: Response;
+  let text: string;
   try {
     res = await fetch(`${controller}/client/v1${path}`, {
       method: init.method,
@@ -58,12 +65,13 @@ async function call<S extends z.ZodType>(
       body: init.body === undefined ? undefined : JSON.stringify(init.body),
       signal: AbortSignal.timeout(timeoutMs),
     });
+    // Inside the deadline too: a Controller may send the head and never the body.
+    text = await res.text();
   } catch (err) {
     const e = err as Error;
     const why = e.name === "TimeoutError" ? `no answer within ${timeoutMs / 1000} s` : e.message;
     throw new ClientApiError(0, "unreachable", `controller unreachable: ${why}`);
   }
-  const text = await res.text();
   let json: unknown = {};
   try {
     json = text ? JSON.parse(text) : {};
@@ -98,10 +106,12 @@ export async function login(
   });
 }
 
-export async function fetchAcl(session: SessionState) {
+/** `timeoutMs`: shorter when a person waits for the answer (sallyport doctor). */
+export async function fetchAcl(session: SessionState, timeoutMs?: number) {
   return await call(session.controller, "/acl", AclResponse, {
     method: "GET",
     token: session.session_token,
+    timeoutMs,
   });
 }
 
@@ -166,10 +176,12 @@ export async function accessCheck(
   host: string,
   port: number,
   protocol: "tcp" | "udp",
+  timeoutMs?: number,
 ) {
   return await call(session.controller, "/access-check", AccessCheckResponse, {
     method: "POST",
     token: session.session_token,
+    timeoutMs,
     body: { host, port, protocol },
   });
 }
@@ -179,6 +191,6 @@ export async function revokeSession(session: SessionState) {
   return await call(session.controller, "/session/revoke", SessionRevokeResponse, {
     method: "POST",
     token: session.session_token,
-    timeoutMs: 5_000,
+    timeoutMs: LOGOUT_TIMEOUT_MS,
   });
 }

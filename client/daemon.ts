@@ -43,6 +43,12 @@ export { REAUTH_PROMPT_MS } from "./core/reauth-plan.ts";
 
 const POSTURE_REPORT_MS = 10 * 60_000;
 const MAX_DENIALS = 20;
+/**
+ * `sallyport status` waits for this probe of the Controller's /healthz (answered in milliseconds
+ * when healthy): a Controller that accepts and never answers costs the command 2 s and shows as
+ * unreachable, instead of holding it.
+ */
+const STATUS_PROBE_TIMEOUT_MS = 2_000;
 export const DEFAULT_UDP_IDLE_MS = 60_000;
 
 export interface DaemonOptions {
@@ -785,12 +791,18 @@ export class Daemon {
   /** `sallyport status` answers with the Controller's reachability as of now, not of the last refresh. */
   private async probeController(): Promise<void> {
     try {
-      const res = await fetch(`${this.session.controller}/healthz`, { signal: AbortSignal.timeout(2000) });
+      const res = await fetch(`${this.session.controller}/healthz`, {
+        signal: AbortSignal.timeout(STATUS_PROBE_TIMEOUT_MS),
+      });
+      await res.body?.cancel();
       this.controllerReachable = res.ok;
       if (!res.ok) this.lastError = `controller answered ${res.status}`;
     } catch (err) {
+      const e = err as Error;
+      const why =
+        e.name === "TimeoutError" ? `no answer within ${STATUS_PROBE_TIMEOUT_MS / 1000} s` : e.message;
       this.controllerReachable = false;
-      this.lastError = `controller unreachable: ${(err as Error).message}`;
+      this.lastError = `controller unreachable: ${why}`;
     }
   }
 

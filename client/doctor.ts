@@ -85,20 +85,37 @@ function inNetwork(host: string, cidr: string): boolean {
   }
 }
 
-/** This host's clock minus the Controller's (ms, from its Date header: ±1 s), or null. */
-async function controllerClockSkew(controller: string): Promise<number | null> {
+/**
+ * A person waits for the doctor at the terminal: every question to the Controller gets a short
+ * deadline, so a Controller that accepts and never answers is named in seconds, not after 15 s.
+ * A healthy Controller answers these in well under a second.
+ */
+const HEALTHZ_TIMEOUT_MS = 3_000;
+const CONTROLLER_CALL_TIMEOUT_MS = 5_000;
+
+/**
+ * Asks the Controller's /healthz: this host's clock minus the Controller's (ms, from its Date
+ * header: ±1 s; null without one), or why it did not answer.
+ */
+async function controllerClockSkew(controller: string): Promise<{ skew: number | null } | { error: string }> {
   try {
     const sent = Date.now();
-    const res = await fetch(`${controller}/healthz`, { signal: AbortSignal.timeout(3000) });
+    const res = await fetch(`${controller}/healthz`, { signal: AbortSignal.timeout(HEALTHZ_TIMEOUT_MS) });
     await res.body?.cancel();
     const date = res.headers.get("date");
-    if (!date) return null;
+    if (!date) return { skew: null };
     const mid = (sent + Date.now()) / 2;
-    return mid - Date.parse(date) - 500; // a Date header is truncated to the second
-  } catch {
-    return null;
+    return { skew: mid - Date.parse(date) - 500 }; // a Date header is truncated to the second
+  } catch (err) {
+    const e = err as Error;
+    return {
+      error: e.name === "TimeoutError" ? `no answer within ${HEALTHZ_TIMEOUT_MS / 1000} s` : e.message,
+    };
   }
 }
+
+const CONTROLLER_UNREACHABLE_NEXT =
+  "check this host's network connection; tunnels already open keep working until their authorization expires";
 
 /** Runs the checks in order; stops after the first broken link. */
 export async function runDoctor(deps: DoctorDeps, target: string | undefined): Promise<Check[]> {
@@ -116,7 +133,18 @@ export async function runDoctor(deps: DoctorDeps, target: string | undefined): P
   }
   // This host's clock against the Controller's: tokens carry times, so a skewed clock breaks
   // sign-in and tunnels in ways that look like anything else.
-  const skew = await controllerClockSkew(s.controller);
+  const clock = await controllerClockSkew(s.controller);
+  if ("error" in clock) {
+    // No need to ask again for the session: the Controller is the broken link.
+    add({
+      link: "identity",
+      ok: false,
+      evidence: `the Controller ${s.controller} is unreachable (${clock.error})`,
+      next: CONTROLLER_UNREACHABLE_NEXT,
+    });
+    return checks;
+  }
+  const skew = clock.skew;
   if (skew !== null && Math.abs(skew) > 30_000) {
     add({
       link: "identity",
@@ -127,7 +155,7 @@ export async function runDoctor(deps: DoctorDeps, target: string | undefined): P
     return checks;
   }
   try {
-    await fetchAcl(s);
+    await fetchAcl(s, CONTROLLER_CALL_TIMEOUT_MS);
     if (
       !add({
         link: "identity",
@@ -143,7 +171,7 @@ export async function runDoctor(deps: DoctorDeps, target: string | undefined): P
         link: "identity",
         ok: false,
         evidence: `the Controller ${s.controller} is unreachable (${e.message})`,
-        next: "check this host's network connection; tunnels already open keep working until their authorization expires",
+        next: CONTROLLER_UNREACHABLE_NEXT,
       });
     } else {
       add({
@@ -185,7 +213,9 @@ export async function runDoctor(deps: DoctorDeps, target: string | undefined): P
     return checks;
   }
   const { host, port } = splitTarget(target);
-  const decision = await accessCheck(s, host, port ?? 443, "tcp").catch((err: Error) => err);
+  const decision = await accessCheck(s, host, port ?? 443, "tcp", CONTROLLER_CALL_TIMEOUT_MS).catch(
+    (err: Error) => err,
+  );
   if (decision instanceof Error) {
     add({
       link: "device",

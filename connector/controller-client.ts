@@ -40,6 +40,15 @@ export interface TimedHeartbeat {
   receivedAt: number;
 }
 
+/**
+ * Every call to the Controller ends by this deadline. None is on a user's path (tunnels and new
+ * streams never wait for the Controller), so it can wait out a slow one (a cold start, a busy
+ * Durable Object: seconds at worst); but it stays below the heartbeat interval (20 s,
+ * connector.ts) so that a Controller that accepts and never answers holds at most one heartbeat
+ * and one event upload at a time (each is single-flight), never a growing pile of requests.
+ */
+export const CONTROLLER_TIMEOUT_MS = 15_000;
+
 export class ControllerError extends Error {
   constructor(
     readonly status: number,
@@ -86,6 +95,8 @@ export class ConnectorControllerClient {
     stateDir: string,
     given: { access?: string; refresh?: string },
     private readonly log: Logger,
+    /** Tests shorten it; see CONTROLLER_TIMEOUT_MS. */
+    private readonly timeoutMs = CONTROLLER_TIMEOUT_MS,
   ) {
     ensureStateDir(stateDir);
     this.statePath = join(stateDir, "tokens.json");
@@ -124,16 +135,24 @@ export class ConnectorControllerClient {
     body: unknown,
     auth: boolean,
   ): Promise<z.output<S>> {
-    const res = await fetch(`${this.baseUrl}/connector/v1${path}`, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        ...(auth ? { authorization: `Bearer ${this.tokens.access_token}` } : {}),
-      },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(15_000),
-    });
-    const text = await res.text();
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(`${this.baseUrl}/connector/v1${path}`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          ...(auth ? { authorization: `Bearer ${this.tokens.access_token}` } : {}),
+        },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      // Inside the deadline too: a Controller may send the head and never the body.
+      text = await res.text();
+    } catch (err) {
+      if ((err as Error).name !== "TimeoutError") throw err;
+      throw new Error(`the controller did not answer ${path} within ${this.timeoutMs / 1000} s`);
+    }
     let json: unknown;
     try {
       json = text ? JSON.parse(text) : {};
