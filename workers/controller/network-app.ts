@@ -3,11 +3,11 @@
 // verified here against this network's own state, never trusted from the routing.
 import { Hono } from "hono";
 import type { Env } from "../env.ts";
+import { AclWatchers, TooManyWaiters } from "./acl-watch.ts";
 import { type Actor, assertAllowed, authenticateApiKeyActor } from "./admin-auth.ts";
 import { runAdminRoute } from "./admin-dispatch.ts";
 import { ADMIN_ROUTES } from "./admin-routes.ts";
 import { diff, recordAudit } from "./audit.ts";
-import { AclWatchers, TooManyWaiters } from "./acl-watch.ts";
 import {
   accessCheck,
   aclVersion,
@@ -218,10 +218,7 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
       ip: ipOf(c.req.raw),
     });
   });
-  app.route(
-    "/scim/v2",
-    createScimApp({ onChange: () => nudge([]), aroundWrite: recordingRevocations }),
-  );
+  app.route("/scim/v2", createScimApp({ onChange: () => nudge([]), aroundWrite: recordingRevocations }));
 
   // --- Client API --------------------------------------------------------------------------------
   app.post("/client/v1/login", async (c) => {
