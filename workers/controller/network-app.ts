@@ -26,6 +26,7 @@ import {
 import { registerConsole } from "./console/console-app.ts";
 import type { NetworkContext } from "./context.ts";
 import type { Db } from "./db.ts";
+import { DevSeedRequest, devSeed } from "./dev-seed.ts";
 import { ControllerError, notFound, toErrorResponse, unauthorized } from "./errors.ts";
 import { bearer, parseBody, parseWith } from "./http.ts";
 import type { ControllerKeys } from "./keys.ts";
@@ -181,6 +182,21 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
     app.post("/api/v1/dev/device-codes/age", async (c) => {
       const body = await parseBody(c.req.raw, DevAgeDeviceCode);
       return c.json(ageDeviceCode(c.get("ctx"), body.user_code, body.seconds));
+    });
+  }
+
+  if (devMode) {
+    // The scale benchmark's bulk seeding (dev-seed.ts). Seeded Groups and grants move ACLs too.
+    app.post("/api/v1/dev/seed", async (c) => {
+      const body = await parseBody(c.req.raw, DevSeedRequest, { allowEmpty: true });
+      const result = devSeed(c.get("ctx"), body);
+      nudge([]);
+      return c.json(result);
+    });
+  } else {
+    // Said plainly rather than a bare "no such route": these switches exist only on development edges.
+    app.all("/api/v1/dev/*", () => {
+      throw new ControllerError("not_found", "development-only route: this edge runs without DEV_MODE=1");
     });
   }
 
