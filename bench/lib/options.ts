@@ -32,6 +32,8 @@ export interface Profile {
   scaleRuns: number;
   /** Settle time before a memory reading, ms. */
   settleMs: number;
+  /** Requests per console page and per events query on the seeded network (console-scale.ts). */
+  consoleSamples: number;
 }
 
 export const PROFILES: Record<Mode, Profile> = {
@@ -51,6 +53,7 @@ export const PROFILES: Record<Mode, Profile> = {
     scaleClients: [1, 4, 16],
     scaleRuns: 3,
     settleMs: 2000,
+    consoleSamples: 50,
   },
   quick: {
     mode: "quick",
@@ -68,6 +71,7 @@ export const PROFILES: Record<Mode, Profile> = {
     scaleClients: [1, 4, 16],
     scaleRuns: 1,
     settleMs: 1000,
+    consoleSamples: 20,
   },
   // One tiny run of every figure: proves the benchmark works end to end (CI), measures nothing.
   smoke: {
@@ -86,6 +90,7 @@ export const PROFILES: Record<Mode, Profile> = {
     scaleClients: [1, 4, 16],
     scaleRuns: 1,
     settleMs: 500,
+    consoleSamples: 5,
   },
 };
 
@@ -95,6 +100,8 @@ export interface Options {
   build: boolean;
   /** Bare-splice message size (bytes): the relay's own limit is measured with messages this big. */
   spliceMessageBytes: number;
+  /** Only the console and events API at scale (no tunnels, no binaries, no external tools). */
+  consoleOnly: boolean;
 }
 
 export const HELP = `npm run bench [-- options]
@@ -108,6 +115,8 @@ Options:
   --out FILE              JSON output (default bench/results/latest.json)
   --no-build              use dist/ as it is instead of rebuilding the binaries first
   --splice-message-kib N  message size of the bare splice, KiB (default 256)
+  --console-only          only the console pages and the events API on a seeded network (1,000
+                          Resources, 5,000 users, 200 Groups, 1,000,000 events; about 2 minutes)
   --help                  this text
 
 Needs iperf3, sshd/ssh/ssh-keygen (OpenSSH), wrk and proxychains4 on PATH (Debian: iperf3
@@ -125,6 +134,7 @@ export function parseOptions(argv: string[]): Options | undefined {
       out: { type: "string" },
       "no-build": { type: "boolean", default: false },
       "splice-message-kib": { type: "string", default: "256" },
+      "console-only": { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
   });
@@ -138,5 +148,6 @@ export function parseOptions(argv: string[]): Options | undefined {
     out: values.out ?? join(ROOT, "bench/results/latest.json"),
     build: !values["no-build"],
     spliceMessageBytes: kib * 1024,
+    consoleOnly: values["console-only"],
   };
 }
