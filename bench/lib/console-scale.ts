@@ -173,6 +173,20 @@ export async function measureConsoleScale(
       worstQuery = Math.max(worstQuery, p95);
       log(`console scale: events ${name} p95 ${p95.toFixed(1)} ms`);
     }
+    // The other list endpoints of the admin API at the same scale (whole lists: no paging yet).
+    let worstList = 0;
+    for (const name of ["resources", "users", "groups"]) {
+      const url = `${edge.url}/api/v1/${name}`;
+      const p95 = percentile(
+        await sample(url, { authorization: `Bearer ${edge.apiKey}` }, scale.samples),
+        95,
+      );
+      results.add(`api.list.${name}.p95`, p95, "ms");
+      out.push({ page: `list ${name}`, p95 });
+      worstList = Math.max(worstList, p95);
+      log(`console scale: list ${name} p95 ${p95.toFixed(1)} ms`);
+    }
+    results.add("api.list.p95", worstList, "ms");
     results.add("console.page.p95", worstPage, "ms");
     results.add("api.events.page.p95", worstQuery, "ms");
     results.add("console.scale.events", scale.events, "events");
