@@ -107,6 +107,8 @@ describe("queryEvents", () => {
         .map((r) => r.detail)
         .join("; ");
       expect(plan, name).toMatch(/^SEARCH events USING INDEX events_by_\w+ \(/);
+      // Both ends of the time range bound the index search (a deep cursor must not walk the index).
+      expect(plan, name).toMatch(/time>\? AND time<\?\)/);
       expect(plan, name).not.toContain("TEMP B-TREE");
       expect(plan, name).not.toMatch(/SCAN events(?! USING)/);
     }

@@ -38,8 +38,8 @@ const OPEN_END = Number.MAX_SAFE_INTEGER;
 /**
  * Newest first, `limit` at a time, after `cursor`. With a million events no query may scan the
  * table, so the query leads with the most selective indexed filter it has and keeps every
- * condition a range the index can use (`time >= since AND time < until AND time <= cursor`, never
- * `? IS NULL OR …` on the indexed column, which SQLite cannot use): the principal's index
+ * condition a range the index can use (`time >= since AND time <= min(until - 1, cursor)`, never
+ * `? IS NULL OR …` on the indexed column, which SQLite cannot use, and one bound on each side): the principal's index
  * (principal_id, time), else the Resource's, else the connector's, else (time, seq). Each index
  * ends in the rowid (= seq), so `ORDER BY time DESC, seq DESC` needs no sort. The remaining filters
  * are checked on the rows the index yields. Plans: events.test.ts (EXPLAIN QUERY PLAN).
@@ -50,16 +50,19 @@ export function queryEvents(db: Db, q: EventQuery): { rows: EventRow[]; nextCurs
   const connector = q.connector_id ?? null;
   const principal = q.principal_id ?? null;
   const since = q.since ?? -OPEN_END;
-  const until = q.until ?? OPEN_END;
   const [cTime, cSeq] = q.cursor ? q.cursor.split(".").map(Number) : [OPEN_END, OPEN_END];
   const curTime = cTime ?? OPEN_END;
   const curSeq = cSeq ?? OPEN_END;
+  // One upper bound, not two: SQLite bounds an index range by one of `time < until` and
+  // `time <= cursor` and checks the other row by row, which for a deep cursor walked most of the
+  // index. Times are whole milliseconds, so `time < until` is `time <= ceil(until) - 1`.
+  const upTo = Math.min(q.until === undefined ? OPEN_END : Math.ceil(q.until) - 1, curTime);
   const take = q.limit + 1;
   let rows: EventRow[];
   if (principal !== null) {
     rows = db.all<EventRow>`SELECT * FROM events INDEXED BY events_by_principal
       WHERE principal_id = ${principal}
-        AND time >= ${since} AND time < ${until} AND time <= ${curTime}
+        AND time >= ${since} AND time <= ${upTo}
         AND (time < ${curTime} OR seq < ${curSeq})
         AND (${outcome} IS NULL OR outcome = ${outcome})
         AND (${resource} IS NULL OR resource_id = ${resource})
@@ -68,7 +71,7 @@ export function queryEvents(db: Db, q: EventQuery): { rows: EventRow[]; nextCurs
   } else if (resource !== null) {
     rows = db.all<EventRow>`SELECT * FROM events INDEXED BY events_by_resource
       WHERE resource_id = ${resource}
-        AND time >= ${since} AND time < ${until} AND time <= ${curTime}
+        AND time >= ${since} AND time <= ${upTo}
         AND (time < ${curTime} OR seq < ${curSeq})
         AND (${outcome} IS NULL OR outcome = ${outcome})
         AND (${connector} IS NULL OR connector_id = ${connector})
@@ -76,13 +79,13 @@ export function queryEvents(db: Db, q: EventQuery): { rows: EventRow[]; nextCurs
   } else if (connector !== null) {
     rows = db.all<EventRow>`SELECT * FROM events INDEXED BY events_by_connector
       WHERE connector_id = ${connector}
-        AND time >= ${since} AND time < ${until} AND time <= ${curTime}
+        AND time >= ${since} AND time <= ${upTo}
         AND (time < ${curTime} OR seq < ${curSeq})
         AND (${outcome} IS NULL OR outcome = ${outcome})
       ORDER BY time DESC, seq DESC LIMIT ${take}`;
   } else {
     rows = db.all<EventRow>`SELECT * FROM events INDEXED BY events_by_time
-      WHERE time >= ${since} AND time < ${until} AND time <= ${curTime}
+      WHERE time >= ${since} AND time <= ${upTo}
         AND (time < ${curTime} OR seq < ${curSeq})
         AND (${outcome} IS NULL OR outcome = ${outcome})
       ORDER BY time DESC, seq DESC LIMIT ${take}`;
