@@ -90,6 +90,8 @@ export class Daemon {
   private timer: ReturnType<typeof setInterval> | undefined;
   /** Ends the ACL-change wait and its retry sleeps at `stop()`. */
   private readonly aclWatch = new AbortController();
+  /** The ACL push, for `sallyport status`: waiting at the Controller, retrying, or off (polling). */
+  private aclPush: "waiting" | "retrying" | "off" = "off";
   readonly metrics = new ClientMetrics();
   /** Set by `sallyport up`: what `sallyport down` (POST /stop on the control socket) does. */
   onStopRequest: () => void = () => {};
@@ -414,10 +416,12 @@ export class Daemon {
     while (!signal.aborted) {
       const since = this.acl?.version;
       if (since === undefined) {
+        this.aclPush = "off";
         this.opts.log.info("the Controller does not push ACL changes; polling every 30 s");
         return;
       }
       try {
+        this.aclPush = "waiting";
         const res = await waitAclChange(this.session, since, signal);
         if (signal.aborted) return;
         if (!res.changed) {
@@ -435,9 +439,11 @@ export class Daemon {
       } catch (err) {
         if (signal.aborted) return;
         if (err instanceof ClientApiError && err.status === 404) {
+          this.aclPush = "off";
           this.opts.log.info("the Controller does not push ACL changes; polling every 30 s");
           return;
         }
+        this.aclPush = "retrying";
         this.opts.log.debug("ACL change wait failed; retrying", { error: (err as Error).message });
         // A 401 is an expired session token: the refetch renews it (or reports the session ended).
         if (err instanceof ClientApiError && err.status === 401) await this.refreshAcl(false);
@@ -940,6 +946,7 @@ export class Daemon {
       // Recomputed on every status: interfaces come and go (Wi-Fi, a hotel LAN).
       overlaps: findOverlaps(this.acl?.resources ?? [], networkInterfaces()),
       acl_fetched_at: this.acl ? new Date(this.acl.fetchedAt).toISOString() : null,
+      acl_push: this.aclPush,
       tunnels: this.tunnels.status(),
       reauth: this.reauth
         ? {
@@ -955,6 +962,7 @@ export class Daemon {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.aclWatch.abort();
+    this.aclPush = "off";
     this.tunnels.closeAll();
     for (const s of this.directSockets) s.destroy();
     for (const a of this.associations) a.close();

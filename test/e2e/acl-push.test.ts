@@ -72,6 +72,10 @@ test("grants and revocations reach the running client within 2 s, three times ov
     expect(granted, `round ${round}: curl after the grant`).toBeGreaterThanOrEqual(0);
     expect(total, `round ${round}: grant to first successful curl, ms`).toBeLessThan(2000);
   }
+  const status = (await (
+    await fetch("http://localhost/status", { unix: controlSocketPath(join(world.tmp, "client")) })
+  ).json()) as { acl_push: string };
+  expect(status.acl_push).toBe("waiting");
   // Same process throughout, and it says why it refetched.
   expect(world.client.proc.pid).toBe(pid);
   expect(world.client.proc.exitCode).toBeNull();
