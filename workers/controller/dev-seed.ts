@@ -19,12 +19,13 @@ export const DevSeedRequest = z.strictObject({
 });
 export type DevSeedRequest = z.infer<typeof DevSeedRequest>;
 
-interface Counts {
-  resources: number;
-  users: number;
-  groups: number;
-  events: number;
-}
+const Counts = z.object({
+  resources: z.number().int().min(0),
+  users: z.number().int().min(0),
+  groups: z.number().int().min(0),
+  events: z.number().int().min(0),
+});
+type Counts = z.infer<typeof Counts>;
 
 const SEED_REMOTE_NETWORK = "rn_seed000000000000";
 const SEED_CONNECTOR = "cn_seed000000000000";
@@ -33,7 +34,7 @@ const SEED_DEVICE = "dv_seed000000000000";
 /** How many of each this network was seeded with so far (meta `dev_seed`). */
 function seeded(ctx: NetworkContext): Counts {
   const row = ctx.db.one<{ value: string }>`SELECT value FROM meta WHERE key = 'dev_seed'`;
-  return row ? (JSON.parse(row.value) as Counts) : { resources: 0, users: 0, groups: 0, events: 0 };
+  return row ? Counts.parse(JSON.parse(row.value)) : { resources: 0, users: 0, groups: 0, events: 0 };
 }
 
 export function devSeed(ctx: NetworkContext, req: DevSeedRequest): { seeded: Counts; ms: number } {
