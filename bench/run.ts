@@ -8,12 +8,13 @@ import { join } from "node:path";
 import { freePort, ROOT, startWorker } from "../scripts/lib/local-edge.ts";
 import { CLIENT_BIN, CONNECTOR_BIN, clientStatus, type Proc, spawnLogged } from "../scripts/lib/processes.ts";
 import { Cleanup } from "./lib/cleanup.ts";
+import { consoleScaleOf, measureConsoleScale } from "./lib/console-scale.ts";
 import { measureTokenIssuance } from "./lib/control-plane.ts";
 import { startIperfServer } from "./lib/iperf.ts";
 import { measureFirstConnection, measureNewStreamLatency, measureNewStreamUnderLoad } from "./lib/latency.ts";
 import { HELP, type Options, parseOptions, type Section, UsageError } from "./lib/options.ts";
 import { descendants, workerdPids, workerdRoles } from "./lib/procfs.ts";
-import { addRatios, evaluateTargets, renderReport } from "./lib/report.ts";
+import { addRatios, evaluateTargets, renderConsoleReport, renderReport } from "./lib/report.ts";
 import { machineInfo, Results, writeResults } from "./lib/results.ts";
 import {
   type Client,
@@ -345,6 +346,31 @@ async function scaleClientsSection(
   }
 }
 
+/** The console pages and the events API on a seeded network (console-scale.ts), on its own edge. */
+async function consoleSection(opts: Options, results: Results, cleanup: Cleanup): Promise<void> {
+  const scale = consoleScaleOf(opts.profile);
+  log(`console and events API at scale: ${scale.events} events, ${scale.samples} requests per page or query`);
+  await measureConsoleScale(scale, results, cleanup, log);
+}
+
+/** `--console-only`: that section alone, its table, and the JSON. */
+async function benchConsoleOnly(opts: Options, cleanup: Cleanup): Promise<void> {
+  const results = new Results();
+  const loadStart = loadavg()[0] ?? 0;
+  await consoleSection(opts, results, cleanup);
+  const targets = evaluateTargets(results).filter((t) => t.target.startsWith("console"));
+  process.stdout.write(renderConsoleReport(results, targets));
+  writeResults(opts.out, {
+    machine: machineInfo(loadStart),
+    date: new Date().toISOString(),
+    mode: opts.profile.mode,
+    versions: versions(),
+    results: results.list,
+    targets,
+  });
+  log(`wrote ${opts.out}`);
+}
+
 async function bench(opts: Options, cleanup: Cleanup): Promise<void> {
   const { profile } = opts;
   const results = new Results();
@@ -421,13 +447,17 @@ async function bench(opts: Options, cleanup: Cleanup): Promise<void> {
     await measureFreshConnectors(sp, peers.echo, profile.idleStreams, profile, results, cleanup, log);
   }
 
+  // Last, on its own edge: a million seeded events must not weigh on the figures above.
+  if (run("console")) await consoleSection(opts, results, cleanup);
+
   const targets = evaluateTargets(results);
   const runs =
     profile.mode === "smoke"
       ? "smoke: one tiny run each, figures mean nothing"
       : `median of ${profile.iperfRuns} runs of ${profile.iperfSeconds} s after a ${profile.warmupSeconds} s warm-up`;
   process.stdout.write(
-    renderReport(results, targets, { sshCipher: cipher, spliceMessageBytes: opts.spliceMessageBytes, runs }),
+    renderReport(results, targets, { sshCipher: cipher, spliceMessageBytes: opts.spliceMessageBytes, runs }) +
+      renderConsoleReport(results, []),
   );
   writeResults(opts.out, {
     machine: machineInfo(loadStart),
@@ -448,10 +478,20 @@ async function main(): Promise<number> {
       process.stdout.write(HELP);
       return 0;
     }
-    checkTools();
+    if (!opts.consoleOnly) checkTools();
   } catch (err) {
     process.stderr.write(`bench: ${(err as Error).message}\n\n${HELP}`);
     return 2;
+  }
+  if (opts.consoleOnly) {
+    const cleanup = new Cleanup();
+    process.once("SIGINT", () => void cleanup.run().then(() => process.exit(130)));
+    try {
+      await benchConsoleOnly(opts, cleanup);
+      return 0;
+    } finally {
+      await cleanup.run();
+    }
   }
   const reexec = ensureOpenFiles(opts.profile.idleStreams + SPARE_FILES);
   if (reexec !== undefined) return reexec;

@@ -3,6 +3,7 @@
 import type { z } from "zod";
 import {
   AccessCheckResponse,
+  AclChangesResponse,
   AclResponse,
   ApiErrorBody,
   ConnectionTokensResponse,
@@ -50,7 +51,7 @@ async function call<S extends z.ZodType>(
   controller: string,
   path: string,
   schema: S,
-  init: { method: string; token?: string; body?: unknown; timeoutMs?: number },
+  init: { method: string; token?: string; body?: unknown; timeoutMs?: number; signal?: AbortSignal },
 ): Promise<z.output<S>> {
   const timeoutMs = init.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   let res: Response;
@@ -63,12 +64,15 @@ async function call<S extends z.ZodType>(
         ...(init.token ? { authorization: `Bearer ${init.token}` } : {}),
       },
       body: init.body === undefined ? undefined : JSON.stringify(init.body),
-      signal: AbortSignal.timeout(timeoutMs),
+      signal: init.signal
+        ? AbortSignal.any([init.signal, AbortSignal.timeout(timeoutMs)])
+        : AbortSignal.timeout(timeoutMs),
     });
     // Inside the deadline too: a Controller may send the head and never the body.
     text = await res.text();
   } catch (err) {
     const e = err as Error;
+    if (init.signal?.aborted) throw new ClientApiError(0, "aborted", "request cancelled");
     const why = e.name === "TimeoutError" ? `no answer within ${timeoutMs / 1000} s` : e.message;
     throw new ClientApiError(0, "unreachable", `controller unreachable: ${why}`);
   }
@@ -113,6 +117,22 @@ export async function fetchAcl(session: SessionState, timeoutMs?: number) {
     token: session.session_token,
     timeoutMs,
   });
+}
+
+/** The Controller holds an ACL-change wait at most this long (ACL_WAIT_MAX_SECONDS there). */
+export const ACL_WAIT_SECONDS = 25;
+
+/**
+ * ACL push: resolves when this session's ACL differs from `since` (`changed: true`) or after about
+ * 25 s (`changed: false`). `signal` cancels it (`sallyport down`).
+ */
+export async function waitAclChange(session: SessionState, since: string, signal: AbortSignal) {
+  return await call(
+    session.controller,
+    `/acl/changes?since=${encodeURIComponent(since)}&wait=${ACL_WAIT_SECONDS}`,
+    AclChangesResponse,
+    { method: "GET", token: session.session_token, timeoutMs: (ACL_WAIT_SECONDS + 15) * 1000, signal },
+  );
 }
 
 export async function requestConnectionTokens(

@@ -13,7 +13,14 @@ import type { ClientResource } from "../shared/acl-schema.ts";
 import { type CompiledAcl, compileAcl } from "../shared/address.ts";
 import { RESET_CODES } from "../shared/protocol/frame.ts";
 import { verifyToken } from "../shared/tokens.ts";
-import { ClientApiError, fetchAcl, login, renewUserSession, reportPosture } from "./controller-api.ts";
+import {
+  ClientApiError,
+  fetchAcl,
+  login,
+  renewUserSession,
+  reportPosture,
+  waitAclChange,
+} from "./controller-api.ts";
 import { type AttemptOutcome, afterAttempt, afterNoTunnel, FIRST_ATTEMPT } from "./core/failover.ts";
 import { endsSoon, reauthPlan } from "./core/reauth-plan.ts";
 import { route } from "./core/routing.ts";
@@ -37,7 +44,10 @@ import { StreamRefused, type Tunnel, TunnelError } from "./tunnel.ts";
 import { TunnelManager } from "./tunnel-manager.ts";
 import { startUdpAssociation, type UdpAssociation, type UdpRoute } from "./udp-associate.ts";
 
+/** The fallback poll: the ACL push (watchAclChanges) normally brings a change within a second. */
 const ACL_REFRESH_MS = 30_000;
+/** The ACL push's retry delay after a failure: doubles from 1 s to 30 s, reset by an answer. */
+const ACL_WATCH_BACKOFF_MS = { first: 1_000, max: 30_000 } as const;
 
 export { REAUTH_PROMPT_MS } from "./core/reauth-plan.ts";
 
@@ -74,6 +84,8 @@ interface AclState {
   resources: ClientResource[];
   compiled: CompiledAcl;
   fetchedAt: number;
+  /** The Controller's version of this ACL (absent from older Controllers: no push, only polling). */
+  version: string | undefined;
 }
 
 export class Daemon {
@@ -84,6 +96,10 @@ export class Daemon {
   private readonly keys: JWTVerifyGetKey;
   private readonly tunnels: TunnelManager;
   private timer: ReturnType<typeof setInterval> | undefined;
+  /** Ends the ACL-change wait and its retry sleeps at `stop()`. */
+  private readonly aclWatch = new AbortController();
+  /** The ACL push, for `sallyport status`: waiting at the Controller, retrying, or off (polling). */
+  private aclPush: "waiting" | "retrying" | "off" = "off";
   readonly metrics = new ClientMetrics();
   /** Set by `sallyport up`: what `sallyport down` (POST /stop on the control socket) does. */
   onStopRequest: () => void = () => {};
@@ -150,11 +166,13 @@ export class Daemon {
       });
     }
     this.timer = setInterval(() => void this.refreshAcl(false), ACL_REFRESH_MS);
+    void this.watchAclChanges();
     try {
       this.socks = await this.startProxy();
       if (this.opts.transparent) await this.startTransparent();
     } catch (err) {
       clearInterval(this.timer);
+      this.aclWatch.abort();
       await this.socks?.close();
       await this.stopTransparent();
       await this.dns?.close();
@@ -357,7 +375,12 @@ export class Daemon {
         issuer: this.session.controller,
         now,
       });
-      this.acl = { resources: claims.resources, compiled: compileAcl(claims.resources), fetchedAt: now };
+      this.acl = {
+        resources: claims.resources,
+        compiled: compileAcl(claims.resources),
+        fetchedAt: now,
+        version: res.version,
+      };
       this.controllerReachable = true;
       this.lastError = undefined;
       // Keep the captured addresses in step with the ACL.
@@ -371,6 +394,69 @@ export class Daemon {
       // Keep the cached signed ACL: established access continues while the Controller is away.
       if (first && !this.acl) throw err;
       this.opts.log.warn("could not refresh the ACL; keeping the cached one", { error: this.lastError });
+    }
+  }
+
+  /**
+   * ACL push (docs/architecture.md "ACL push"): one long-poll at a time on
+   * `GET /client/v1/acl/changes`; when the Controller says this ACL changed, fetch it at once. Errors
+   * back off (1 s doubling to 30 s); the 30 s poll stays as the fallback. A Controller without the
+   * endpoint (404) or without ACL versions leaves only the poll. Ends at `stop()`.
+   */
+  private async watchAclChanges(): Promise<void> {
+    const signal = this.aclWatch.signal;
+    let backoff = 0;
+    let lastChangeAt = 0;
+    const pause = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(t);
+          signal.removeEventListener("abort", done);
+          resolve();
+        };
+        const t = setTimeout(done, ms);
+        signal.addEventListener("abort", done, { once: true });
+      });
+    const failed = async () => {
+      backoff = Math.min(ACL_WATCH_BACKOFF_MS.max, Math.max(ACL_WATCH_BACKOFF_MS.first, backoff * 2));
+      await pause(backoff * (0.8 + Math.random() * 0.4));
+    };
+    while (!signal.aborted) {
+      const since = this.acl?.version;
+      if (since === undefined) {
+        this.aclPush = "off";
+        this.opts.log.info("the Controller does not push ACL changes; polling every 30 s");
+        return;
+      }
+      try {
+        this.aclPush = "waiting";
+        const res = await waitAclChange(this.session, since, signal);
+        if (signal.aborted) return;
+        if (!res.changed) {
+          backoff = 0;
+          continue;
+        }
+        // A change answered again right after a refetch (the ACL moves on its own, e.g. a policy
+        // timer passed between the two requests) must not turn into a busy loop.
+        const sinceLast = Date.now() - lastChangeAt;
+        lastChangeAt = Date.now();
+        if (sinceLast < ACL_WATCH_BACKOFF_MS.first) await failed();
+        else backoff = 0;
+        this.opts.log.info("ACL changed at the Controller; fetching it");
+        await this.refreshAcl(false);
+      } catch (err) {
+        if (signal.aborted) return;
+        if (err instanceof ClientApiError && err.status === 404) {
+          this.aclPush = "off";
+          this.opts.log.info("the Controller does not push ACL changes; polling every 30 s");
+          return;
+        }
+        this.aclPush = "retrying";
+        this.opts.log.debug("ACL change wait failed; retrying", { error: (err as Error).message });
+        // A 401 is an expired session token: the refetch renews it (or reports the session ended).
+        if (err instanceof ClientApiError && err.status === 401) await this.refreshAcl(false);
+        await failed();
+      }
     }
   }
 
@@ -833,6 +919,7 @@ export class Daemon {
       // Recomputed on every status: interfaces come and go (Wi-Fi, a hotel LAN).
       overlaps: findOverlaps(this.acl?.resources ?? [], networkInterfaces()),
       acl_fetched_at: this.acl ? new Date(this.acl.fetchedAt).toISOString() : null,
+      acl_push: this.aclPush,
       tunnels: this.tunnels.status(),
       reauth: this.reauth
         ? {
@@ -847,6 +934,8 @@ export class Daemon {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.aclWatch.abort();
+    this.aclPush = "off";
     this.tunnels.closeAll();
     for (const s of this.directSockets) s.destroy();
     for (const a of this.associations) a.close();

@@ -403,6 +403,7 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
     socks: string;
     dns: string | null;
     resources: number;
+    acl_push?: "waiting" | "retrying" | "off";
     transparent?: boolean;
     overlaps?: Overlap[];
     tunnels: { connector_id: string; path: string; streams: number; authorization_expires_at: string }[];
@@ -418,6 +419,14 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
   out(`DNS server: ${s.dns ?? "off"}`);
   out(`Transparent mode: ${s.transparent ? "on (nftables table inet sallyport)" : "off"}`);
   out(`Resources: ${s.resources}`);
+  if (s.acl_push) {
+    const push = {
+      waiting: "on (the Controller pushes changes)",
+      retrying: "retrying (changes arrive by the 30 s poll meanwhile)",
+      off: "off (the ACL is polled every 30 s)",
+    }[s.acl_push];
+    out(`ACL changes: ${push}`);
+  }
   for (const o of s.overlaps ?? []) out(describeOverlap(o));
   out(`Tunnels: ${s.tunnels.length === 0 ? "none" : ""}`);
   for (const t of s.tunnels) {

@@ -32,6 +32,8 @@ export interface Profile {
   scaleRuns: number;
   /** Settle time before a memory reading, ms. */
   settleMs: number;
+  /** Requests per console page and per events query on the seeded network (console-scale.ts). */
+  consoleSamples: number;
 }
 
 export const PROFILES: Record<Mode, Profile> = {
@@ -51,6 +53,7 @@ export const PROFILES: Record<Mode, Profile> = {
     scaleClients: [1, 4, 16],
     scaleRuns: 3,
     settleMs: 2000,
+    consoleSamples: 50,
   },
   quick: {
     mode: "quick",
@@ -68,6 +71,7 @@ export const PROFILES: Record<Mode, Profile> = {
     scaleClients: [1, 4, 16],
     scaleRuns: 1,
     settleMs: 1000,
+    consoleSamples: 20,
   },
   // One tiny run of every figure: proves the benchmark works end to end (CI), measures nothing.
   smoke: {
@@ -86,6 +90,7 @@ export const PROFILES: Record<Mode, Profile> = {
     scaleClients: [1, 4, 16],
     scaleRuns: 1,
     settleMs: 500,
+    consoleSamples: 5,
   },
 };
 
@@ -97,9 +102,19 @@ export interface Options {
   spliceMessageBytes: number;
   /** Only these sections (all when undefined): for iterating on one figure. */
   only: ReadonlySet<Section> | undefined;
+  /** Only the console and events API at scale (no tunnels, no binaries, no external tools). */
+  consoleOnly: boolean;
 }
 
-export const SECTIONS = ["throughput", "latency", "relay-memory", "tokens", "scale", "idle"] as const;
+export const SECTIONS = [
+  "throughput",
+  "latency",
+  "relay-memory",
+  "tokens",
+  "scale",
+  "idle",
+  "console",
+] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export const HELP = `npm run bench [-- options]
@@ -108,13 +123,16 @@ Measures Sallyport against direct loopback, OpenSSH ssh -L and a bare workerd We
 one run, and prints a table; the same figures go to a JSON file (docs/performance.md).
 
 Options:
-  --quick                 shorter runs of the same set (under 3 minutes)
+  --quick                 shorter runs of the same set (about 4 minutes)
   --smoke                 one tiny run of every figure (the CI smoke test); the figures mean nothing
   --out FILE              JSON output (default bench/results/latest.json)
   --no-build              use dist/ as it is instead of rebuilding the binaries first
   --splice-message-kib N  message size of the bare splice, KiB (default 256)
   --only LIST             only these sections, comma-separated: throughput, latency,
-                          relay-memory, tokens, scale, idle (targets of the others show as missing)
+                          relay-memory, tokens, scale, idle, console (targets of the others show
+                          as missing)
+  --console-only          only the console pages and the events API on a seeded network (1,000
+                          Resources, 5,000 users, 200 Groups, 1,000,000 events; about 2 minutes)
   --help                  this text
 
 Needs iperf3, sshd/ssh/ssh-keygen (OpenSSH), wrk and proxychains4 on PATH (Debian: iperf3
@@ -133,6 +151,7 @@ export function parseOptions(argv: string[]): Options | undefined {
       "no-build": { type: "boolean", default: false },
       "splice-message-kib": { type: "string", default: "256" },
       only: { type: "string" },
+      "console-only": { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
   });
@@ -156,5 +175,6 @@ export function parseOptions(argv: string[]): Options | undefined {
     out: values.out ?? join(ROOT, "bench/results/latest.json"),
     build: !values["no-build"],
     spliceMessageBytes: kib * 1024,
+    consoleOnly: values["console-only"],
   };
 }

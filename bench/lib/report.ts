@@ -1,6 +1,7 @@
 // Turns the figures into the stdout report (Markdown tables, pasted as-is into
 // docs/performance.md) and evaluates the DESIGN §7 budgets against them.
 import { DEFAULT_TUNNEL_WINDOW } from "../../shared/protocol/mux.ts";
+import { CONSOLE_P95_TARGET_MS } from "./console-scale.ts";
 import type { Results } from "./results.ts";
 
 export interface Target {
@@ -150,6 +151,14 @@ export function evaluateTargets(r: Results): Target[] {
       met: check(idle, (v) => v < 16 * KIB),
     },
     {
+      target: `console pages and GET /api/v1/events on ${r.get("console.scale.events") ?? "?"} events: p95 < ${CONSOLE_P95_TARGET_MS} ms (issue 16)`,
+      measured: `${ms(r.get("console.page.p95"))} / ${ms(r.get("api.events.page.p95"))}`,
+      met:
+        r.get("console.page.p95") === undefined || r.get("api.events.page.p95") === undefined
+          ? undefined
+          : Math.max(r.get("console.page.p95")!, r.get("api.events.page.p95")!) < CONSOLE_P95_TARGET_MS,
+    },
+    {
       target: `relay memory bounded by flow-control windows (stalled receiver: growth ≤ 2 × ${DEFAULT_TUNNEL_WINDOW / MIB} MiB tunnel window)`,
       measured: bytes(growth),
       met: check(growth, (v) => v <= bound),
@@ -274,4 +283,31 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
     ["l", "r", "l"],
   );
   return [`Throughput (${ctx.runs})`, "", throughput, "", other, "", cpu, "", budget, ""].join("\n");
+}
+
+/** The console and events API at scale (console-scale.ts): every page's and query's p95. */
+export function renderConsoleReport(r: Results, targets: Target[]): string {
+  const rows = r.list
+    .filter((x) => /^(console\.page|api\.events\.page|api\.list)\..+\.p95$/.test(x.name))
+    .map((x) => [x.name.replace(/\.p95$/, ""), ms(x.value)]);
+  const seeded = `seeded in ${r.get("console.seed.seconds")?.toFixed(1) ?? "?"} s`;
+  const lines = [
+    `Console and events API at scale (${r.get("console.scale.events") ?? "?"} events, ${seeded}): p95 per page or query`,
+    "",
+    table(["page or query", "p95"], rows, ["l", "r"]),
+    "",
+    `console.page.p95 (worst page) ${ms(r.get("console.page.p95"))}; api.events.page.p95 (worst query) ${ms(r.get("api.events.page.p95"))}; api.list.p95 (worst list) ${ms(r.get("api.list.p95"))}; target < ${CONSOLE_P95_TARGET_MS} ms`,
+    "",
+  ];
+  if (targets.length > 0) {
+    lines.push(
+      table(
+        ["target", "measured", "status"],
+        targets.map((t) => [t.target, t.measured, t.met === undefined ? "n/a" : t.met ? "met" : "NOT met"]),
+        ["l", "r", "l"],
+      ),
+      "",
+    );
+  }
+  return lines.join("\n");
 }

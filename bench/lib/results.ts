@@ -5,7 +5,7 @@ import { cpus, loadavg, release, totalmem, type } from "node:os";
 import { dirname } from "node:path";
 import type { Mode } from "./options.ts";
 
-export type Unit = "MiB/s" | "ms" | "bytes" | "ratio" | "tokens/s" | "streams" | "s/GiB";
+export type Unit = "MiB/s" | "ms" | "bytes" | "ratio" | "tokens/s" | "streams" | "s/GiB" | "s" | "events";
 
 export interface Result {
   name: string;
@@ -30,6 +30,8 @@ export const REQUIRED: readonly { name: string; unit: Unit }[] = [
   { name: "latency.first_connection.p50", unit: "ms" },
   { name: "scale.idle_stream.bytes", unit: "bytes" },
   { name: "control.tokens_per_second", unit: "tokens/s" },
+  { name: "console.page.p95", unit: "ms" },
+  { name: "api.events.page.p95", unit: "ms" },
 ];
 
 export class Results {

@@ -73,7 +73,7 @@ function spawnWrangler(
   secret: string,
   out: string[],
   config = join(ROOT, "wrangler.toml"),
-  net: { listen: string; publicHost: string; publicUrl?: string; relayUrl?: string } = {
+  net: { listen: string; publicHost: string; publicUrl?: string; relayUrl?: string; devMode?: boolean } = {
     listen: "127.0.0.1",
     publicHost: "127.0.0.1",
   },
@@ -92,8 +92,7 @@ function spawnWrangler(
       stateDir,
       "--var",
       `BOOTSTRAP_SECRET:${secret}`,
-      "--var",
-      "DEV_MODE:1",
+      ...(net.devMode === false ? [] : ["--var", "DEV_MODE:1"]),
       "--var",
       `PUBLIC_URL:${net.publicUrl ?? `http://${net.publicHost}:${port}`}`,
       ...(net.relayUrl ? ["--var", `RELAY_URL:${net.relayUrl}`] : []),
@@ -181,6 +180,8 @@ export async function startEdge(
     /** PUBLIC_URL and RELAY_URL overrides (e.g. the Controller behind a proxy a test can cut). */
     publicUrl?: string;
     relayUrl?: string;
+    /** false: an edge without DEV_MODE=1, as in production (development-only routes refused). */
+    devMode?: boolean;
   } = {},
 ): Promise<Edge> {
   const net = {
@@ -188,6 +189,7 @@ export async function startEdge(
     publicHost: opts.publicHost ?? "127.0.0.1",
     publicUrl: opts.publicUrl,
     relayUrl: opts.relayUrl,
+    devMode: opts.devMode,
   };
   const port = opts.port ?? (await freePort());
   const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "sallyport-edge-"));

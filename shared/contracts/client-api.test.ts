@@ -2,6 +2,8 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import {
   AccessCheckResponse,
+  AclChangesResponse,
+  AclResponse,
   ApiErrorBody,
   ConnectionTokensResponse,
   SignedInSessionResponse,
@@ -57,5 +59,24 @@ describe("client API contracts", () => {
   test("an error body keeps its code even when another field is odd", () => {
     const e = ApiErrorBody.parse({ error: { code: "forbidden", message: "no", requirement: null } });
     expect(e.error).toMatchObject({ code: "forbidden", message: "no", requirement: undefined });
+  });
+
+  test("ACL push: a version is opaque but bounded; an ACL without one still parses (older Controller)", () => {
+    expect(AclChangesResponse.parse({ changed: true, version: "AbC-_9" })).toEqual({
+      changed: true,
+      version: "AbC-_9",
+    });
+    expect(AclChangesResponse.parse({ changed: true, version: "ended" }).changed).toBe(true);
+    for (const bad of [
+      { changed: "yes", version: "v" },
+      { changed: true },
+      { changed: true, version: "" },
+      { changed: false, version: "a b" },
+      { changed: false, version: "x".repeat(65) },
+    ]) {
+      expect(AclChangesResponse.safeParse(bad).success, JSON.stringify(bad)).toBe(false);
+    }
+    expect(AclResponse.parse({ acl_token: "t", resources: [] }).version).toBeUndefined();
+    expect(AclResponse.safeParse({ acl_token: "t", resources: [], version: 7 }).success).toBe(false);
   });
 });

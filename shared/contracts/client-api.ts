@@ -25,9 +25,23 @@ export const LoginResponse = z.looseObject({
   network_id: id,
 });
 
+/** An ACL version (workers/controller/acl-watch.ts): opaque, compared for equality only. */
+const aclVersion = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/);
+
 export const AclResponse = z.looseObject({
   acl_token: token,
   resources: z.array(ClientResourceSchema),
+  /** Absent from a Controller older than the ACL push: the client then only polls. */
+  version: aclVersion.optional(),
+});
+
+/**
+ * `GET /client/v1/acl/changes?since=<version>`: held by the Controller until this session's ACL
+ * moves (`changed: true`, then fetch the ACL) or the wait ends (`changed: false`).
+ */
+export const AclChangesResponse = z.looseObject({
+  changed: z.boolean(),
+  version: z.union([aclVersion, z.literal("ended")]),
 });
 
 export const ConnectionTokensResponse = z.looseObject({

@@ -8,6 +8,7 @@ import { issueConnectorTokens } from "./connector-service.ts";
 import type { NetworkContext } from "./context.ts";
 import type { Db } from "./db.ts";
 import { conflict, invalidRequest, notFound } from "./errors.ts";
+import { type EventQuery, queryEvents } from "./events.ts";
 import { DEVICE_LIST, GROUP_LIST, type ListQuery, listPage, RESOURCE_LIST, USER_LIST } from "./list-query.ts";
 import { newId, newSecret } from "./secrets.ts";
 import {
@@ -17,7 +18,6 @@ import {
   connectorView,
   type DeviceRow,
   deviceView,
-  type EventRow,
   eventView,
   type GroupRow,
   groupView,
@@ -580,44 +580,10 @@ export class AdminService {
 
   // --- Activity events -----------------------------------------------------------------------------
 
-  /**
-   * Newest first, a page at a time: `next_cursor` (time.seq of the page's last event) continues
-   * after it. Served by the (time, seq) index, or the resource's / connector's / principal's.
-   */
-  listEvents(query: {
-    limit: number;
-    outcome?: string;
-    resource_id?: string;
-    connector_id?: string;
-    principal_id?: string;
-    since?: number;
-    until?: number;
-    cursor?: string;
-  }) {
-    const outcome = query.outcome ?? null;
-    const resource = query.resource_id ?? null;
-    const connector = query.connector_id ?? null;
-    const principal = query.principal_id ?? null;
-    const since = query.since ?? null;
-    const until = query.until ?? null;
-    const [cTime, cSeq] = query.cursor ? query.cursor.split(".").map(Number) : [null, null];
-    const curTime = cTime ?? null;
-    const curSeq = cSeq ?? null;
-    const rows = this.db.all<EventRow>`SELECT * FROM events
-      WHERE (${outcome} IS NULL OR outcome = ${outcome})
-        AND (${resource} IS NULL OR resource_id = ${resource})
-        AND (${connector} IS NULL OR connector_id = ${connector})
-        AND (${principal} IS NULL OR principal_id = ${principal})
-        AND (${since} IS NULL OR time >= ${since})
-        AND (${until} IS NULL OR time < ${until})
-        AND (${curTime} IS NULL OR time < ${curTime} OR (time = ${curTime} AND seq < ${curSeq}))
-      ORDER BY time DESC, seq DESC LIMIT ${query.limit + 1}`;
-    const page = rows.slice(0, query.limit);
-    const last = page[page.length - 1];
-    return {
-      events: page.map(eventView),
-      next_cursor: rows.length > query.limit && last ? `${last.time}.${last.seq}` : null,
-    };
+  /** Newest first, a page at a time: `next_cursor` continues after the page (events.ts). */
+  listEvents(query: EventQuery) {
+    const { rows, nextCursor } = queryEvents(this.db, query);
+    return { events: rows.map(eventView), next_cursor: nextCursor };
   }
 }
 

@@ -9,7 +9,7 @@ import { calculateJwkThumbprint } from "jose";
 import type { AclEntryClaim, ClientResource } from "../../shared/acl-schema.ts";
 import { compileAcl, parseDestinationHost } from "../../shared/address.ts";
 import { connectorHash } from "../../shared/connector-hash.ts";
-import { timingSafeEqual } from "../../shared/encoding.ts";
+import { timingSafeEqual, toBase64Url } from "../../shared/encoding.ts";
 import { type Claims, TokenError, verifyToken } from "../../shared/tokens.ts";
 import { decisions, type SessionState } from "./access.ts";
 import { type NetworkContext, newJti, sign, verificationKeys } from "./context.ts";
@@ -260,21 +260,39 @@ const accessView = (d: Decision | undefined) =>
       ? { allowed: true, reason: null, message: null, until: untilSeconds(d) }
       : { allowed: false, reason: d.reason, message: d.message, until: null };
 
-export async function clientAcl(ctx: NetworkContext, session: ClientSession) {
+/** What `GET /client/v1/acl` lists for this session now. */
+function aclResources(ctx: NetworkContext, session: ClientSession) {
   const decided = decisions(ctx.db, stateOf(session), ctx.now, ctx.country);
   // Every granted Resource stays in the ACL even when a policy denies it now, so its traffic is
   // never sent around the tunnel and the person is told which requirement failed.
-  const resources = principalResources(ctx.db, session.principalId).map((r) => ({
+  return principalResources(ctx.db, session.principalId).map((r) => ({
     ...clientResource(r),
     access: accessView(decided.get(r.id)),
   }));
+}
+
+/**
+ * The ACL's version (acl-watch.ts): a digest of what the ACL lists for this session, so it moves
+ * exactly when the client's ACL would. Opaque to the client; derived only from its own ACL.
+ */
+async function versionOf(resources: ReturnType<typeof aclResources>): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify(resources)));
+  return toBase64Url(new Uint8Array(digest).slice(0, 16));
+}
+
+export async function aclVersion(ctx: NetworkContext, session: ClientSession): Promise<string> {
+  return await versionOf(aclResources(ctx, session));
+}
+
+export async function clientAcl(ctx: NetworkContext, session: ClientSession) {
+  const resources = aclResources(ctx, session);
   const { token, expiresAt } = await sign(
     ctx,
     "acl",
     { sub: session.principalId, net: ctx.networkId, dev: session.deviceId, resources },
     { ttlSeconds: sessionSecondsLeft(ctx, session) },
   );
-  return { acl_token: token, expires_at: iso(expiresAt), resources };
+  return { acl_token: token, expires_at: iso(expiresAt), resources, version: await versionOf(resources) };
 }
 
 export async function connectionTokens(

@@ -19,6 +19,8 @@ export type ErrorCode =
   /** No connector of the Resource's remote network is online. */
   | "no_connector"
   | "payload_too_large"
+  /** Too many concurrent requests of this kind (ACL change waits): back off and try again. */
+  | "too_many_requests"
   /** A body that is not declared JSON (`content-type: application/json`) on a JSON endpoint. */
   | "unsupported_media_type"
   /** The network's identity provider failed or refused (sign-in pages, renewal). */
@@ -38,6 +40,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   conflict: 409,
   payload_too_large: 413,
+  too_many_requests: 429,
   unsupported_media_type: 415,
   idp_error: 502,
   authorization_pending: 400,

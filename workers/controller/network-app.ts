@@ -3,11 +3,19 @@
 // verified here against this network's own state, never trusted from the routing.
 import { Hono } from "hono";
 import type { Env } from "../env.ts";
+import { AclWatchers, TooManyWaiters } from "./acl-watch.ts";
 import { type Actor, assertAllowed, authenticateApiKeyActor } from "./admin-auth.ts";
 import { runAdminRoute } from "./admin-dispatch.ts";
 import { ADMIN_ROUTES } from "./admin-routes.ts";
 import { diff, recordAudit } from "./audit.ts";
-import { accessCheck, authenticateSession, clientAcl, connectionTokens, login } from "./client-service.ts";
+import {
+  accessCheck,
+  aclVersion,
+  authenticateSession,
+  clientAcl,
+  connectionTokens,
+  login,
+} from "./client-service.ts";
 import {
   authenticateConnector,
   connectorHeartbeat,
@@ -18,13 +26,16 @@ import {
 import { registerConsole } from "./console/console-app.ts";
 import type { NetworkContext } from "./context.ts";
 import type { Db } from "./db.ts";
-import { notFound, toErrorResponse, unauthorized } from "./errors.ts";
+import { DevSeedRequest, devSeed } from "./dev-seed.ts";
+import { ControllerError, notFound, toErrorResponse, unauthorized } from "./errors.ts";
 import { bearer, parseBody, parseWith } from "./http.ts";
 import type { ControllerKeys } from "./keys.ts";
 import { relayUrlOf } from "./relay-url.ts";
 import { recordRevocations, snapshotAccess } from "./revocations.ts";
 import {
+  ACL_WAIT_MAX_SECONDS,
   AccessCheckRequest,
+  AclChangesQuery,
   ConnectionTokenRequest,
   DevAgeDeviceCode,
   DevClock,
@@ -55,7 +66,10 @@ export interface NetworkAppDeps {
   keys: ControllerKeys;
   /** Undefined until ControllerRoot has initialized this object: then every request is 401. */
   networkId(): string | undefined;
-  /** After an admin change: ask online connectors to reconcile their live tunnels now. */
+  /**
+   * After an admin change: ask online connectors to reconcile their live tunnels now. The app also
+   * wakes its waiting clients (`aclWatchers`) on every such change.
+   */
   nudgeConnectors?: (alsoConnectorIds: string[]) => void;
 }
 
@@ -77,6 +91,14 @@ function countryOf(request: Request): string | null {
 
 export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+  // Clients waiting on `GET /client/v1/acl/changes`: one set per NetworkObject (this app's life).
+  const aclWatchers = new AclWatchers();
+  // Every change that may move an ACL already calls this hook (admin API, SCIM, console): connectors
+  // reconcile their tunnels, and clients waiting for ACL changes re-check theirs.
+  const nudge = (alsoConnectorIds: string[]) => {
+    aclWatchers.changed();
+    deps.nudgeConnectors?.(alsoConnectorIds);
+  };
   const relayUrl = relayUrlOf(deps.env);
   app.onError((err) => toErrorResponse(err));
   app.notFound(() => toErrorResponse(notFound("route")));
@@ -142,7 +164,7 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
       });
       // Any change may revoke access (group membership, a disabled user, a deleted device or
       // Resource): connectors re-check their live tunnels within seconds, not at token expiry.
-      if (route.method.toUpperCase() !== "GET") deps.nudgeConnectors?.(touched);
+      if (route.method.toUpperCase() !== "GET") nudge(touched);
       if (route.status === 204 || result === undefined) return c.body(null, 204);
       return c.json(result as object, route.status);
     });
@@ -160,6 +182,21 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
     app.post("/api/v1/dev/device-codes/age", async (c) => {
       const body = await parseBody(c.req.raw, DevAgeDeviceCode);
       return c.json(ageDeviceCode(c.get("ctx"), body.user_code, body.seconds));
+    });
+  }
+
+  if (devMode) {
+    // The scale benchmark's bulk seeding (dev-seed.ts). Seeded Groups and grants move ACLs too.
+    app.post("/api/v1/dev/seed", async (c) => {
+      const body = await parseBody(c.req.raw, DevSeedRequest, { allowEmpty: true });
+      const result = devSeed(c.get("ctx"), body);
+      nudge([]);
+      return c.json(result);
+    });
+  } else {
+    // Said plainly rather than a bare "no such route": these switches exist only on development edges.
+    app.all("/api/v1/dev/*", () => {
+      throw new ControllerError("not_found", "development-only route: this edge runs without DEV_MODE=1");
     });
   }
 
@@ -197,10 +234,7 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
       ip: ipOf(c.req.raw),
     });
   });
-  app.route(
-    "/scim/v2",
-    createScimApp({ onChange: () => deps.nudgeConnectors?.([]), aroundWrite: recordingRevocations }),
-  );
+  app.route("/scim/v2", createScimApp({ onChange: () => nudge([]), aroundWrite: recordingRevocations }));
 
   // --- Client API --------------------------------------------------------------------------------
   app.post("/client/v1/login", async (c) => {
@@ -244,6 +278,36 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
     const session = await authenticateSession(ctx, bearer(c.req.raw));
     return c.json(await clientAcl(ctx, session));
   });
+  // ACL push (acl-watch.ts): held until this session's ACL version differs from `since`, or `wait`
+  // seconds (default 25) pass. The answer only says whether it changed; the client refetches its ACL.
+  app.get("/client/v1/acl/changes", async (c) => {
+    const ctx = c.get("ctx");
+    const token = bearer(c.req.raw);
+    const session = await authenticateSession(ctx, token);
+    const query = parseWith(AclChangesQuery, c.req.query(), "query");
+    // Each re-check authenticates the session again at that moment: a revoked session is "changed".
+    const version = async () => {
+      const now = Date.now();
+      const fresh = { ...ctx, now, authNow: now + (ctx.authNow - ctx.now) };
+      return await aclVersion(fresh, await authenticateSession(fresh, token));
+    };
+    try {
+      return c.json(
+        await aclWatchers.wait({
+          principalId: session.principalId,
+          deviceId: session.deviceId,
+          sessionKey: session.jti,
+          since: query.since,
+          waitMs: (query.wait ?? ACL_WAIT_MAX_SECONDS) * 1000,
+          version,
+          signal: c.req.raw.signal,
+        }),
+      );
+    } catch (err) {
+      if (err instanceof TooManyWaiters) throw new ControllerError("too_many_requests", err.message);
+      throw err;
+    }
+  });
   app.post("/client/v1/connection-tokens", async (c) => {
     const ctx = c.get("ctx");
     const session = await authenticateSession(ctx, bearer(c.req.raw));
@@ -257,7 +321,7 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
   registerSignInPages(app);
 
   // --- Admin console (console/console-app.ts) -------------------------------------------------------
-  registerConsole(app, { aroundWrite: recordingRevocations, nudge: (ids) => deps.nudgeConnectors?.(ids) });
+  registerConsole(app, { aroundWrite: recordingRevocations, nudge });
 
   // --- Connector API -----------------------------------------------------------------------------
   app.post("/connector/v1/refresh", async (c) => {

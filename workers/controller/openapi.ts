@@ -138,6 +138,16 @@ const OTHER_OPERATIONS: Operation[] = [
     status: 200,
   },
   {
+    method: "get",
+    path: "/client/v1/acl/changes",
+    tag: "client",
+    summary:
+      "Held until the session's ACL version differs from `since` (or `wait` seconds pass): {changed, version}",
+    security: "session",
+    query: S.AclChangesQuery,
+    status: 200,
+  },
+  {
     method: "post",
     path: "/client/v1/connection-tokens",
     tag: "client",

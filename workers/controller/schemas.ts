@@ -334,3 +334,15 @@ export const AccessCheckRequest = z.object({
   port: z.number().int().min(1).max(65535),
   protocol: z.enum(["tcp", "udp"]).default("tcp"),
 });
+
+/** `GET /client/v1/acl/changes` (acl-watch.ts): the version last fetched, and how long to wait. */
+export const ACL_WAIT_MAX_SECONDS = 25;
+export const AclChangesQuery = z.strictObject({
+  since: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "the `version` of the last GET /client/v1/acl"),
+  wait: z
+    .string()
+    .regex(/^\d{1,2}$/, `whole seconds, 0 to ${ACL_WAIT_MAX_SECONDS}`)
+    .transform(Number)
+    .pipe(z.number().int().min(0).max(ACL_WAIT_MAX_SECONDS))
+    .optional(),
+});
