@@ -406,7 +406,6 @@ export class Daemon {
   private async watchAclChanges(): Promise<void> {
     const signal = this.aclWatch.signal;
     let backoff = 0;
-    let lastChangeAt = 0;
     const pause = (ms: number) =>
       new Promise<void>((resolve) => {
         const done = () => {
@@ -436,14 +435,13 @@ export class Daemon {
           backoff = 0;
           continue;
         }
-        // A change answered again right after a refetch (the ACL moves on its own, e.g. a policy
-        // timer passed between the two requests) must not turn into a busy loop.
-        const sinceLast = Date.now() - lastChangeAt;
-        lastChangeAt = Date.now();
-        if (sinceLast < ACL_WATCH_BACKOFF_MS.first) await failed();
-        else backoff = 0;
+        // Fetched at once, however soon after the last change (an admin's grants come in bursts).
         this.opts.log.info("ACL changed at the Controller; fetching it");
         await this.refreshAcl(false);
+        // A refetch that did not move our version (the fetch failed, or the two endpoints disagree)
+        // must not turn into a busy loop: back off then.
+        if (this.acl?.version === since) await failed();
+        else backoff = 0;
       } catch (err) {
         if (signal.aborted) return;
         if (err instanceof ClientApiError && err.status === 404) {
