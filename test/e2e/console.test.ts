@@ -346,7 +346,10 @@ describe("a grant made in the console reaches a signed-in person", () => {
         // The member picker finds the person by the start of their email.
         await s.page.locator('#find-member input[name="member"]').fill("pat@");
         await s.page.locator("#find-member button").click();
-        await s.page.locator("#member-picker tr", { hasText: PERSON.email }).getByText("Add").click();
+        await s.page
+          .locator("#member-picker tr", { hasText: PERSON.email })
+          .getByRole("button", { name: "Add" })
+          .click();
         await s.page.locator("#notice").waitFor();
         const member = s.page.locator("#group-members tr", { hasText: PERSON.email });
         const userId = (await member.getAttribute("data-user")) ?? "";
@@ -354,7 +357,9 @@ describe("a grant made in the console reaches a signed-in person", () => {
         // The grant, from the Resource picker: the person's ACL moves now.
         await s.page.locator('#find-resource input[name="resource"]').fill("Granted");
         await s.page.locator("#find-resource button").click();
-        const grant = s.page.locator("#resource-picker tr", { hasText: "Granted app" }).getByText("Grant");
+        const grant = s.page
+          .locator("#resource-picker tr", { hasText: "Granted app" })
+          .getByRole("button", { name: "Grant" });
         const t0 = Date.now();
         await grant.click();
         let ms = -1;
