@@ -125,16 +125,26 @@ export async function measureConsoleScale(
     const resource = id("rs", Math.floor(scale.resources / 2));
     const user = id("us", Math.floor(scale.users / 3));
     const group = id("gr", Math.floor(scale.groups / 2));
-    // A user in every Group (so granted every Resource): "what can this user reach" for them.
+    // A user in every Group (so granted every Resource): "what can this user reach" for them. Each
+    // addition is the admin API's (and the console's Add button's) write, timed: a change records
+    // what it revokes (revocations.ts) from a snapshot of every grant before and after it.
     const everywhere = id("us", Math.floor(scale.users / 4));
+    const writes: number[] = [];
     for (let g = 0; g < scale.groups; g++) {
+      const t0 = performance.now();
       const res = await fetch(`${edge.url}/api/v1/groups/${id("gr", g)}/members`, {
         method: "POST",
         headers: { authorization: `Bearer ${edge.apiKey}`, "content-type": "application/json" },
         body: JSON.stringify({ user_ids: [everywhere] }),
       });
       if (!res.ok) throw new Error(`adding a member: ${res.status} ${await res.text()}`);
+      writes.push(performance.now() - t0);
     }
+    const writeP95 = percentile(writes, 95);
+    results.add("api.write.group_member.p95", writeP95, "ms");
+    log(
+      `console scale: ${writes.length} member additions (POST /groups/:id/members) p95 ${writeP95.toFixed(1)} ms`,
+    );
     // A deep cursor: the page after the newest 80 % of events (its time.seq from the API itself).
     const api = (q: string) =>
       fetch(`${edge.url}/api/v1/events?${q}`, { headers: { authorization: `Bearer ${edge.apiKey}` } }).then(
