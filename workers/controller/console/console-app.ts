@@ -325,6 +325,8 @@ IdP's SCIM provisioning now: it is never shown again.</p><code class="secret" id
 
 const ID_FIELD = /^[A-Za-z0-9_-]{1,64}$/;
 
+const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+
 /** Rows per page of the console's lists. */
 const PAGE_SIZE = 50;
 
@@ -717,16 +719,15 @@ ${
   pageRoute("groups", "Groups", async (c, s) => {
     const { items: groups, sortBy, pager, search, q } = await listView(c, s, "groups", "groups", "name");
     const edit = can(s, "DELETE", "/groups/x");
-    const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
     return html`${search}${table(
       [sortBy("name", "Name"), "Source", "Members", "Resources", ""],
       groups.map(
         (g) =>
-          html`<tr data-group="${g.id}"><td class="group-name"><a href="${s.base}/groups/${g.id}">${g.name}</a></td><td>${g.source ?? ""}</td><td>${count(
+          html`<tr data-group="${g.id}"><td class="group-name"><a href="${s.base}/groups/${g.id}">${g.name}</a></td><td>${g.source ?? ""}</td><td>${plural(
             g.user_ids.length + g.service_account_ids.length,
             "member",
             "members",
-          )}</td><td>${count(g.resource_ids.length, "Resource", "Resources")}</td><td>${edit ? del(s, "delete-group", g.id, g.name) : ""}</td></tr>`,
+          )}</td><td>${plural(g.resource_ids.length, "Resource", "Resources")}</td><td>${edit ? del(s, "delete-group", g.id, g.name) : ""}</td></tr>`,
       ),
       "groups",
       q ? "No group matches." : "No groups yet.",
@@ -1029,8 +1030,9 @@ ${eventsTable(events, "resource-events")}
       }<label>${label} <input name="${name}" value="${value ?? ""}" type="search" required maxlength="200"></label><button class="secondary" type="submit">Find</button></form>`;
     return {
       title: `Group: ${g.name}`,
-      body: html`<p class="muted">${g.source ?? ""} · <span class="mono">${g.id}</span> · ${g.user_ids.length} users,
-${g.service_account_ids.length} service accounts, ${g.resource_ids.length} Resources</p>
+      body: html`<p class="muted" id="group-summary">${g.source ? `${g.source} · ` : ""}<span class="mono">${g.id}</span> ·
+${plural(g.user_ids.length, "user", "users")}, ${plural(g.service_account_ids.length, "service account", "service accounts")},
+${plural(g.resource_ids.length, "Resource", "Resources")}</p>
 <h2>Members</h2>
 ${table(
   ["Email", "Name", ""],
