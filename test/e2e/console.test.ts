@@ -776,10 +776,16 @@ describe("attacks", () => {
         `resources/${r.resource.id}`,
         `connectors/${p.connector.id}`,
         `remote-networks/${p.remoteNetworkId}/deploy`,
+        `groups/${g.group.id}`,
+        `groups/${g.group.id}?resource=${encodeURIComponent("<img")}`,
       ]) {
         await s.page.goto(`${base}/${page}`);
         expect(await s.page.locator("main img").count()).toBe(0);
       }
+      // The Group's page and its picker show the names as text.
+      expect(await text(s.page, "main h1")).toBe(`Group: ${MARKUP}`);
+      expect(await text(s.page, "#group-resources .resource-name")).toBe(MARKUP);
+      expect(await text(s.page, "#resource-picker .resource-name")).toBe(MARKUP);
       await s.page.goto(`${base}/resources`);
       expect(await s.page.locator(".resource-name", { hasText: "onerror" }).textContent()).toBe(MARKUP);
       await s.page.goto(`${base}/resources/${r.resource.id}`);
