@@ -124,6 +124,27 @@ export async function measureConsoleScale(
     const id = (prefix: string, i: number) => `${prefix}_seed${String(i).padStart(12, "0")}`;
     const resource = id("rs", Math.floor(scale.resources / 2));
     const user = id("us", Math.floor(scale.users / 3));
+    const group = id("gr", Math.floor(scale.groups / 2));
+    // A user in every Group (so granted every Resource): "what can this user reach" for them. Each
+    // addition is the admin API's (and the console's Add button's) write, timed: a change records
+    // what it revokes (revocations.ts) from a snapshot of every grant before and after it.
+    const everywhere = id("us", Math.floor(scale.users / 4));
+    const writes: number[] = [];
+    for (let g = 0; g < scale.groups; g++) {
+      const t0 = performance.now();
+      const res = await fetch(`${edge.url}/api/v1/groups/${id("gr", g)}/members`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${edge.apiKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ user_ids: [everywhere] }),
+      });
+      if (!res.ok) throw new Error(`adding a member: ${res.status} ${await res.text()}`);
+      writes.push(performance.now() - t0);
+    }
+    const writeP95 = percentile(writes, 95);
+    results.add("api.write.group_member.p95", writeP95, "ms");
+    log(
+      `console scale: ${writes.length} member additions (POST /groups/:id/members) p95 ${writeP95.toFixed(1)} ms`,
+    );
     // A deep cursor: the page after the newest 80 % of events (its time.seq from the API itself).
     const api = (q: string) =>
       fetch(`${edge.url}/api/v1/events?${q}`, { headers: { authorization: `Bearer ${edge.apiKey}` } }).then(
@@ -144,6 +165,12 @@ export async function measureConsoleScale(
       ["resources", "/resources"],
       ["users", "/users"],
       ["groups", "/groups"],
+      ["group", `/groups/${group}`],
+      // Its pickers, searched: emails starting user12 (111 users), Resource names seeded-12 (11).
+      ["group_pickers", `/groups/${group}?member=user12&resource=seeded-12`],
+      ["user", `/users/${user}`],
+      ["user_in_every_group", `/users/${everywhere}`],
+      ["devices", "/devices"],
       ["activity", "/activity"],
       ["activity_outcome", "/activity?outcome=dns_lookup_error"],
       ["activity_resource", `/activity?resource_id=${resource}`],
@@ -182,10 +209,21 @@ export async function measureConsoleScale(
       worstQuery = Math.max(worstQuery, p95);
       log(`console scale: events ${name} p95 ${p95.toFixed(1)} ms`);
     }
-    // The other list endpoints of the admin API at the same scale (whole lists: no paging yet).
+    // The other list endpoints of the admin API at the same scale: whole lists (no limit), a page
+    // of 50, and the narrowed lists the console's Group, user and picker pages ask for.
     let worstList = 0;
-    for (const name of ["resources", "users", "groups"]) {
-      const url = `${edge.url}/api/v1/${name}`;
+    for (const [name, path] of [
+      ["resources", "resources"],
+      ["users", "users"],
+      ["groups", "groups"],
+      ["users_page", "users?sort=email&limit=50"],
+      ["users_prefix", "users?sort=email&prefix=user12&limit=10"],
+      ["users_search", "users?q=nobody-matches&limit=50"],
+      ["group_members", `users?group_id=${group}&sort=email&limit=50`],
+      ["user_groups", `groups?user_id=${everywhere}&limit=50`],
+      ["user_resources", `resources?user_id=${everywhere}&sort=name&limit=50`],
+    ] as const) {
+      const url = `${edge.url}/api/v1/${path}`;
       const p95 = percentile(
         await sample(url, { authorization: `Bearer ${edge.apiKey}` }, scale.samples),
         95,

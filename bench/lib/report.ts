@@ -151,12 +151,15 @@ export function evaluateTargets(r: Results): Target[] {
       met: check(idle, (v) => v < 16 * KIB),
     },
     {
-      target: `console pages and GET /api/v1/events on ${r.get("console.scale.events") ?? "?"} events: p95 < ${CONSOLE_P95_TARGET_MS} ms (issue 16)`,
-      measured: `${ms(r.get("console.page.p95"))} / ${ms(r.get("api.events.page.p95"))}`,
+      target: `console pages, GET /api/v1/events and the list endpoints on ${r.get("console.scale.events") ?? "?"} events: p95 < ${CONSOLE_P95_TARGET_MS} ms (issue 16)`,
+      measured: `${ms(r.get("console.page.p95"))} / ${ms(r.get("api.events.page.p95"))} / ${ms(r.get("api.list.p95"))}`,
       met:
-        r.get("console.page.p95") === undefined || r.get("api.events.page.p95") === undefined
+        r.get("console.page.p95") === undefined ||
+        r.get("api.events.page.p95") === undefined ||
+        r.get("api.list.p95") === undefined
           ? undefined
-          : Math.max(r.get("console.page.p95")!, r.get("api.events.page.p95")!) < CONSOLE_P95_TARGET_MS,
+          : Math.max(r.get("console.page.p95")!, r.get("api.events.page.p95")!, r.get("api.list.p95")!) <
+            CONSOLE_P95_TARGET_MS,
     },
     {
       target: `relay memory bounded by flow-control windows (stalled receiver: growth ≤ 2 × ${DEFAULT_TUNNEL_WINDOW / MIB} MiB tunnel window)`,
@@ -288,7 +291,7 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
 /** The console and events API at scale (console-scale.ts): every page's and query's p95. */
 export function renderConsoleReport(r: Results, targets: Target[]): string {
   const rows = r.list
-    .filter((x) => /^(console\.page|api\.events\.page|api\.list)\..+\.p95$/.test(x.name))
+    .filter((x) => /^(console\.page|api\.events\.page|api\.list|api\.write)\..+\.p95$/.test(x.name))
     .map((x) => [x.name.replace(/\.p95$/, ""), ms(x.value)]);
   const seeded = `seeded in ${r.get("console.seed.seconds")?.toFixed(1) ?? "?"} s`;
   const lines = [

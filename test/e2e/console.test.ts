@@ -1,6 +1,7 @@
 // The admin console as admins meet it, with real parts: the edge on workerd, a real OpenID provider
-// (oidc-provider), two real connectors, headless Chromium, and another site served from another
-// origin. Admins sign in through the IdP; their IdP groups decide their role, and the server
+// (oidc-provider), two real connectors, headless Chromium, another site served from another
+// origin, and a person's real client (signed in through the same IdP) curling through its SOCKS
+// port. Admins sign in through the IdP; their IdP groups decide their role, and the server
 // refuses what the role may not do, also for requests crafted past the pages. With
 // SALLYPORT_SCREENSHOTS=<dir> the test saves a screenshot of every page there (docs/console.md).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -9,11 +10,20 @@ import { join } from "node:path";
 import type { Server } from "bun";
 import type { Page } from "playwright-core";
 import { type Idp, type IdpUser, startIdp } from "../../scripts/lib/idp.ts";
-import { CONNECTOR_BIN, type Proc, spawnLogged, startConnector } from "../../scripts/lib/processes.ts";
+import {
+  CONNECTOR_BIN,
+  type Proc,
+  spawnLogged,
+  startClient,
+  startConnector,
+} from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
 import { call, deviceKey, randomCertDigest } from "../../workers/controller/helpers.test.ts";
 import { launchBrowser, signInAtIdp, type TestBrowser } from "../helpers/browser.ts";
 import { adminApi, type Edge, freePort, startEdge } from "../helpers/edge.ts";
+import { curlVia } from "../helpers/peers.ts";
+import { loginPerson } from "../helpers/person.ts";
+import { startHttp } from "../helpers/servers.ts";
 
 const MARKUP = "<img src=x onerror=alert(1)>";
 const admin = (sub: string, group: string): IdpUser & { login: string } => ({
@@ -29,6 +39,11 @@ const DEVOPS = admin("ops", "platform");
 const AUDITOR = admin("audit", "auditors");
 const SUPPORT = admin("helpdesk", "helpdesk");
 const NOBODY = admin("nobody", "sales");
+/** A person of the network (no admin role), who signs in with the client. */
+const PERSON = admin("pat", "staff");
+/** The Resource an admin creates and grants in scenario 3; the connectors resolve it to the web server. */
+const GRANTED = "granted.console.internal";
+const GRANTED_BODY = "granted through the console\n";
 const SHOTS = process.env.SALLYPORT_SCREENSHOTS;
 
 /** The little of the DOM the page functions below use (the tests are type-checked without DOM types). */
@@ -46,6 +61,7 @@ const connectors: Proc[] = [];
 let evil: Server<undefined>;
 let evilOrigin: string;
 let evilPage = "";
+let web: { port: number; close: () => void };
 
 beforeAll(async () => {
   edge = await startEdge();
@@ -64,6 +80,7 @@ beforeAll(async () => {
       name: "Office connector 2",
     },
   );
+  web = await startHttp(GRANTED_BODY);
   const tmp = join(edge.stateDir, "connectors");
   for (const [i, t] of [
     { access: p.connector.accessToken, refresh: p.connector.refreshToken },
@@ -76,11 +93,12 @@ beforeAll(async () => {
         refreshToken: t.refresh,
         stateDir: join(tmp, `c${i}`),
         label: `c${i}`,
+        hostOverrides: [`${GRANTED}=127.0.0.1`],
       }),
     );
   }
   idp = await startIdp({
-    users: [ADMIN, DEVOPS, AUDITOR, SUPPORT, NOBODY],
+    users: [ADMIN, DEVOPS, AUDITOR, SUPPORT, NOBODY, PERSON],
     clients: [
       {
         client_id: "sallyport",
@@ -115,6 +133,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const c of connectors) await c.stop("SIGINT");
   evil?.stop(true);
+  web?.close();
   await idp?.stop();
   await edge?.stop();
 }, 60_000);
@@ -282,6 +301,118 @@ describe("admin", () => {
       for (const url of s.scripts) expect(new URL(url).origin).toBe(edge.url);
     });
   }, 120_000);
+});
+
+describe("a grant made in the console reaches a signed-in person", () => {
+  test("an admin creates a Resource and a Group granting it to a person; the person's running client reaches it within 2 s; Activity and the audit log show it", async () => {
+    // The person signs in with the client (device flow, in their own browser) and starts it.
+    const state = join(edge.stateDir, "pat");
+    const own = await launchBrowser();
+    try {
+      await loginPerson({
+        controller: edge.url,
+        networkId: edge.networkId,
+        stateDir: state,
+        page: own.page,
+        person: PERSON,
+      });
+    } finally {
+      await own.close();
+    }
+    const client = await startClient({ controller: edge.url, stateDir: state, label: "pat" });
+    try {
+      const pid = client.proc.pid;
+      const reaches = async () =>
+        (await curlVia(client.socks, `http://${GRANTED}:${web.port}/`, { maxTime: 3 }).catch(() => "")) ===
+        GRANTED_BODY;
+      expect(await reaches()).toBe(false);
+
+      await withSession(ADMIN, async (s) => {
+        // The Resource, on the Resources page.
+        await s.page.goto(`${base}/resources`);
+        const rf = s.page.locator("#form-resource");
+        await rf.locator('input[name="name"]').fill("Granted app");
+        await rf.locator('input[name="address"]').fill(GRANTED);
+        await rf.locator('select[name="remote_network_id"]').selectOption({ label: "Office" });
+        await rf.locator("button").click();
+        await s.page.locator("#notice").waitFor();
+        // The Group, on the Groups page; then its own page.
+        await s.page.goto(`${base}/groups`);
+        await s.page.locator('#form-group input[name="name"]').fill("pat-team");
+        await s.page.locator("#form-group button").click();
+        await s.page.locator("#notice").waitFor();
+        await s.page.locator("#groups a", { hasText: "pat-team" }).click();
+        expect(await text(s.page, "main h1")).toBe("Group: pat-team");
+        // The member picker finds the person by the start of their email.
+        await s.page.locator('#find-member input[name="member"]').fill("pat@");
+        await s.page.locator("#find-member button").click();
+        await s.page
+          .locator("#member-picker tr", { hasText: PERSON.email })
+          .getByRole("button", { name: "Add" })
+          .click();
+        await s.page.locator("#notice").waitFor();
+        const member = s.page.locator("#group-members tr", { hasText: PERSON.email });
+        const userId = (await member.getAttribute("data-user")) ?? "";
+        expect(userId).toMatch(/^us_/);
+        // The grant, from the Resource picker: the person's ACL moves now.
+        await s.page.locator('#find-resource input[name="resource"]').fill("Granted");
+        await s.page.locator("#find-resource button").click();
+        const grant = s.page
+          .locator("#resource-picker tr", { hasText: "Granted app" })
+          .getByRole("button", { name: "Grant" });
+        const t0 = Date.now();
+        await grant.click();
+        let ms = -1;
+        while (Date.now() - t0 < 5000) {
+          if (await reaches()) {
+            ms = Date.now() - t0;
+            break;
+          }
+          await Bun.sleep(100);
+        }
+        expect(ms, "grant click to the first successful curl, ms").toBeGreaterThanOrEqual(0);
+        expect(ms, "grant click to the first successful curl, ms").toBeLessThan(2000);
+        await s.page.locator("#notice").waitFor();
+        const resourceId =
+          (await s.page
+            .locator("#group-resources tr", { hasText: "Granted app" })
+            .getAttribute("data-resource")) ?? "";
+        expect(resourceId).toMatch(/^rs_/);
+        await shot(s.page, "group");
+        // The same client process throughout, told by the push (not its 30 s poll).
+        expect(client.proc.pid).toBe(pid);
+        expect(client.proc.exitCode).toBeNull();
+        expect(client.logs()).toContain("ACL changed at the Controller");
+
+        // Activity: the connector reports the success (every 2 s); the admin reloads until it shows.
+        const row = s.page.locator("#events tr", { hasText: userId });
+        const seen = Date.now();
+        await s.page.goto(`${base}/activity?resource_id=${resourceId}`);
+        while ((await row.count()) === 0 && Date.now() - seen < 15_000) {
+          await Bun.sleep(500);
+          await s.page.reload();
+        }
+        expect(await row.first().textContent()).toContain("success");
+        expect(await row.first().textContent()).toContain(`${GRANTED}:${web.port}`);
+        // The audit log: each change, by this admin.
+        await s.page.goto(`${base}/audit`);
+        const audit = (await s.page.locator("#audit").textContent()) ?? "";
+        for (const action of [
+          "POST /resources",
+          "POST /groups",
+          "POST /groups/:id/members",
+          "POST /groups/:id/resources",
+        ]) {
+          expect(audit).toContain(action);
+        }
+        const grantEntry = s.page.locator("#audit tr", { hasText: "POST /groups/:id/resources" }).first();
+        expect(await grantEntry.textContent()).toContain("admin@example.com");
+        expect(await grantEntry.textContent()).toContain(resourceId);
+      });
+    } finally {
+      await client.stop();
+    }
+  }, 90_000);
 });
 
 describe("deploying and watching a connector", () => {
@@ -645,10 +776,16 @@ describe("attacks", () => {
         `resources/${r.resource.id}`,
         `connectors/${p.connector.id}`,
         `remote-networks/${p.remoteNetworkId}/deploy`,
+        `groups/${g.group.id}`,
+        `groups/${g.group.id}?resource=${encodeURIComponent("<img")}`,
       ]) {
         await s.page.goto(`${base}/${page}`);
         expect(await s.page.locator("main img").count()).toBe(0);
       }
+      // The Group's page and its picker show the names as text.
+      expect(await text(s.page, "main h1")).toBe(`Group: ${MARKUP}`);
+      expect(await text(s.page, "#group-resources .resource-name")).toBe(MARKUP);
+      expect(await text(s.page, "#resource-picker .resource-name")).toBe(MARKUP);
       await s.page.goto(`${base}/resources`);
       expect(await s.page.locator(".resource-name", { hasText: "onerror" }).textContent()).toBe(MARKUP);
       await s.page.goto(`${base}/resources/${r.resource.id}`);

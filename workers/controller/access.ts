@@ -1,7 +1,7 @@
 // Resource Policy decisions from a network's rows: which policies apply to a principal's grants
 // (a Group's override, else the Resource's policy, else the Default Policy), the device's facts,
 // and the decision per Resource (policy.ts decides; this module only gathers).
-import type { Db } from "./db.ts";
+import { type Db, NO_SQL, sqlPart } from "./db.ts";
 import {
   type AccessFacts,
   DEFAULT_POLICY_RULES,
@@ -34,15 +34,19 @@ export function policyRules(db: Db): Map<string, PolicyRules> {
   return new Map(rows.map((r) => [r.id, JSON.parse(r.rules) as PolicyRules]));
 }
 
-/** Resource ID → the effective policy of each Group grant the principal holds for it. */
-export function grantPolicies(db: Db, principalId: string): Map<string, PolicyRules[]> {
+/**
+ * Resource ID → the effective policy of each Group grant the principal holds for it (for one
+ * Resource only when `resourceId` is given: a single decision then reads that Resource's grants,
+ * not every grant of a principal who may be in every Group).
+ */
+export function grantPolicies(db: Db, principalId: string, resourceId?: string): Map<string, PolicyRules[]> {
   const rules = policyRules(db);
   const defaults = rules.get(DEFAULT_POLICY_ID) ?? DEFAULT_POLICY_RULES;
   const rows = db.all<GrantRow>`SELECT gr.resource_id, COALESCE(gr.policy_id, r.policy_id) AS policy_id
     FROM group_resources gr
     JOIN group_members gm ON gm.group_id = gr.group_id
     JOIN resources r ON r.id = gr.resource_id
-    WHERE gm.principal_id = ${principalId}`;
+    WHERE gm.principal_id = ${principalId} ${resourceId === undefined ? NO_SQL : sqlPart`AND gr.resource_id = ${resourceId}`}`;
   const out = new Map<string, PolicyRules[]>();
   for (const row of rows) {
     const list = out.get(row.resource_id) ?? [];
@@ -111,6 +115,6 @@ export function decisionFor(
   now: number,
   country: string | null | undefined,
 ): Decision {
-  const policies = grantPolicies(db, s.principalId).get(resource.id) ?? [];
+  const policies = grantPolicies(db, s.principalId, resource.id).get(resource.id) ?? [];
   return decideAccess(policies, accessFacts(db, s, now, country));
 }

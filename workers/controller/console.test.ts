@@ -205,7 +205,12 @@ describe("a user's page", () => {
     // Granted through rita-team under the Default Policy, but nobody has signed in yet.
     expect(row("Granted")).toContain('rita-team: <span class="mono">po_default</span>');
     expect(row("Granted")).toContain("state-denied");
-    expect(row("Other")).toContain("no Group grants it");
+    // Only what a Group of hers grants is listed (and evaluated): nothing else can be reached.
+    expect(row("Other")).toBe("");
+    expect(page.text).toContain("No other Resource is reachable");
+    expect(page.text).toMatch(
+      /id="user-groups">Groups: <a href="[^"]+\/groups\/gr_[^"]+"><strong>rita-team<\/strong>/,
+    );
     const ended = await b.go("POST", `/admin/${edge.networkId}/do/end-user-sessions`, {
       csrf: csrfOf(page.text),
       id: user.id,
@@ -215,6 +220,88 @@ describe("a user's page", () => {
     expect(entry.action).toBe("DELETE /users/:id/sessions");
     expect((await b.go("GET", `/admin/${edge.networkId}/users/us_AAAAAAAAAAAAAAAA`)).status).toBe(404);
   });
+});
+
+describe("a Group's page", () => {
+  test("lists members and Resources a page at a time; its pickers find by prefix, add and grant", async () => {
+    const b = await signedInAdmin();
+    const rn = (await admin("POST", "/remote-networks", { name: "picker" })).body.remote_network.id;
+    const ids: string[] = [];
+    for (let i = 0; i < 55; i++) {
+      const email = `picked-${String(i).padStart(2, "0")}@example.com`;
+      ids.push((await admin("POST", "/users", { email })).body.user.id);
+    }
+    const res = (
+      await admin("POST", "/resources", {
+        name: "Picker wiki",
+        address: "pw.internal",
+        remote_network_id: rn,
+      })
+    ).body.resource;
+    const g = (await admin("POST", "/groups", { name: "pickers", user_ids: ids.slice(0, 52) })).body.group;
+    const base = `/admin/${edge.networkId}`;
+    const members = (html: string) => [...html.matchAll(/>(picked-\d\d@example\.com)</g)].map((m) => m[1]);
+
+    // The Groups list counts, and lists no one.
+    const list = await b.go("GET", `${base}/groups?q=pickers`);
+    expect(list.text).toContain("52 members");
+    expect(list.text).toContain("0 Resources");
+    expect(list.text).not.toContain("picked-00@example.com");
+    expect(list.text).not.toContain("<option");
+
+    const page = await b.go("GET", `${base}/groups/${g.id}`);
+    expect(page.status).toBe(200);
+    const first = members(page.text.split('id="group-members"')[1]?.split("</table>")[0] ?? "");
+    expect(first).toHaveLength(50);
+    expect(first[0]).toBe("picked-00@example.com");
+    const next = /<a id="members-next" href="([^"]+)">/.exec(page.text)?.[1]?.replace(/&amp;/g, "&") ?? "";
+    const second = await b.go("GET", next);
+    expect(members(second.text.split('id="group-members"')[1]?.split("</table>")[0] ?? "")).toEqual([
+      "picked-50@example.com",
+      "picked-51@example.com",
+    ]);
+
+    // The member picker: emails starting with what was typed, 10 at most; a member says so.
+    const found = await b.go("GET", `${base}/groups/${g.id}?member=PICKED-5`);
+    const picker = found.text.split('id="member-picker"')[1]?.split("</table>")[0] ?? "";
+    expect(members(picker)).toEqual([50, 51, 52, 53, 54].map((i) => `picked-${i}@example.com`));
+    expect(picker.split("<tr").find((r) => r.includes("picked-51@"))).toContain("a member");
+    const add = await b.go("POST", `${base}/do/group-add-member`, {
+      csrf: csrfOf(found.text),
+      id: g.id,
+      user_id: ids[53] ?? "",
+    });
+    expect(add.status).toBe(303);
+    expect((await admin("GET", `/groups/${g.id}`)).body.group.user_ids).toContain(ids[53]);
+
+    // The Resource picker grants; the grant shows, and can be revoked.
+    const rfound = await b.go("GET", `${base}/groups/${g.id}?resource=picker%20w`);
+    expect(rfound.text.split('id="resource-picker"')[1]).toContain("Picker wiki");
+    expect(
+      (
+        await b.go("POST", `${base}/do/group-add-resource`, {
+          csrf: csrfOf(rfound.text),
+          id: g.id,
+          resource_id: res.id,
+        })
+      ).status,
+    ).toBe(303);
+    const after = await b.go("GET", `${base}/groups/${g.id}`);
+    expect(after.text.split('id="group-resources"')[1]?.split("</table>")[0]).toContain("Picker wiki");
+    expect(
+      (
+        await b.go("POST", `${base}/do/group-remove-resource`, {
+          csrf: csrfOf(after.text),
+          id: g.id,
+          resource_id: res.id,
+        })
+      ).status,
+    ).toBe(303);
+    expect((await admin("GET", `/groups/${g.id}`)).body.group.resource_ids).toEqual([]);
+    // A bad prefix parameter is the API's 400, not a page of everyone.
+    expect((await admin("GET", "/users?prefix=a&sort=created")).status).toBe(400);
+    expect((await b.go("GET", `${base}/groups/gr_AAAAAAAAAAAAAAAA`)).status).toBe(404);
+  }, 60_000);
 });
 
 describe("SCIM", () => {

@@ -7,7 +7,7 @@
 //   db.all<Row>`SELECT * FROM users ORDER BY ${SqlText.pick(SORTS, key)}` -- constant text, not bound
 
 export type SqlValue = string | number | null;
-type SqlParam = SqlValue | readonly SqlValue[] | SqlText;
+type SqlParam = SqlValue | readonly SqlValue[] | SqlText | SqlPart;
 
 /**
  * SQL text put into a query as it is, for what cannot be a bound parameter: a sort column, ASC or
@@ -23,6 +23,23 @@ export class SqlText {
     return new SqlText(text);
   }
 }
+
+/**
+ * A piece of a query with its own bound parameters, made with the `sqlPart` tag and put into
+ * another query: a condition that is there or not (`${id ? sqlPart`AND x = ${id}` : NO_SQL}`). A
+ * condition left out, rather than written `(? IS NULL OR x = ?)`, lets SQLite plan with its index.
+ */
+export class SqlPart {
+  constructor(
+    readonly strings: TemplateStringsArray | readonly string[],
+    readonly values: readonly SqlParam[],
+  ) {}
+}
+
+export const sqlPart = (strings: TemplateStringsArray, ...values: SqlParam[]) => new SqlPart(strings, values);
+
+/** The empty part. */
+export const NO_SQL = new SqlPart([""], []);
 
 /**
  * The two calls of Durable Object storage that Db uses: a NetworkObject passes its `ctx.storage`;
@@ -74,12 +91,16 @@ export class Db {
   }
 }
 
-function build(strings: TemplateStringsArray, values: readonly SqlParam[]) {
+function build(strings: TemplateStringsArray | readonly string[], values: readonly SqlParam[]) {
   let text = strings[0] ?? "";
   const params: SqlValue[] = [];
   values.forEach((value, i) => {
     if (value instanceof SqlText) {
       text += value.text;
+    } else if (value instanceof SqlPart) {
+      const part = build(value.strings, value.values);
+      text += part.text;
+      params.push(...part.params);
     } else if (Array.isArray(value)) {
       // An empty list becomes NULL, so `x IN (NULL)` matches nothing.
       text += value.length === 0 ? "NULL" : value.map(() => "?").join(", ");

@@ -212,13 +212,23 @@ const ACTIONS: Record<string, Action> = {
     method: "post",
     path: (f) => `/groups/${f.id}/members`,
     body: (f) => ({ user_ids: [f.user_id ?? ""] }),
-    back: "groups",
+    back: (f) => `groups/${f.id}`,
+  },
+  "group-remove-member": {
+    method: "delete",
+    path: (f) => `/groups/${f.id}/members/${f.user_id}`,
+    back: (f) => `groups/${f.id}`,
   },
   "group-add-resource": {
     method: "post",
     path: (f) => `/groups/${f.id}/resources`,
     body: (f) => ({ resource_ids: [f.resource_id ?? ""] }),
-    back: "groups",
+    back: (f) => `groups/${f.id}`,
+  },
+  "group-remove-resource": {
+    method: "delete",
+    path: (f) => `/groups/${f.id}/resources/${f.resource_id}`,
+    back: (f) => `groups/${f.id}`,
   },
   "create-user": {
     method: "post",
@@ -314,6 +324,8 @@ IdP's SCIM provisioning now: it is never shown again.</p><code class="secret" id
 };
 
 const ID_FIELD = /^[A-Za-z0-9_-]{1,64}$/;
+
+const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
 
 /** Rows per page of the console's lists. */
 const PAGE_SIZE = 50;
@@ -425,7 +437,7 @@ export function registerConsole(a: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
     }
     const action = ACTIONS[c.req.param("action")];
     if (!action) return shellError(c, s, "Unknown action.", 404);
-    for (const key of ["id", "group_id"]) {
+    for (const key of ["id", "group_id", "user_id", "resource_id"]) {
       const v = form[key];
       if (v !== undefined && !ID_FIELD.test(v)) return shellError(c, s, `Malformed ${key}.`, 400);
     }
@@ -702,23 +714,20 @@ ${
   });
 
   // --- Groups --------------------------------------------------------------------------------------
+  // A row counts its members and Resources; who and which are on the Group's own page, a page at a
+  // time, with pickers that search (a Group's row never lists every user or Resource of the network).
   pageRoute("groups", "Groups", async (c, s) => {
     const { items: groups, sortBy, pager, search, q } = await listView(c, s, "groups", "groups", "name");
-    const users = (await read(c, s, "/users")).users as Json[];
-    const resources = (await read(c, s, "/resources")).resources as Json[];
-    const edit = can(s, "POST", "/groups/x/members");
-    const name = (list: Json[], id: string, f: string) => list.find((x) => x.id === id)?.[f] ?? id;
+    const edit = can(s, "DELETE", "/groups/x");
     return html`${search}${table(
       [sortBy("name", "Name"), "Source", "Members", "Resources", ""],
       groups.map(
         (g) =>
-          html`<tr><td>${g.name}</td><td>${g.source ?? ""}</td><td>${g.user_ids.map((u: string) => html`<div>${name(users, u, "email")}</div>`)}</td><td>${g.resource_ids.map((r: string) => html`<div>${name(resources, r, "name")}</div>`)}</td><td>${
-            edit
-              ? html`${del(s, "delete-group", g.id, g.name)}
-<form class="inline" method="post" action="${consoleBase0(s)}/do/group-add-member">${csrfField(s)}<input type="hidden" name="id" value="${g.id}"><select name="user_id" aria-label="User to add">${users.map((u) => html`<option value="${u.id}">${u.email}</option>`)}</select><button class="secondary" type="submit">Add member</button></form>
-<form class="inline" method="post" action="${consoleBase0(s)}/do/group-add-resource">${csrfField(s)}<input type="hidden" name="id" value="${g.id}"><select name="resource_id" aria-label="Resource to grant">${resources.map((r) => html`<option value="${r.id}">${r.name}</option>`)}</select><button class="secondary" type="submit">Grant resource</button></form>`
-              : ""
-          }</td></tr>`,
+          html`<tr data-group="${g.id}"><td class="group-name"><a href="${s.base}/groups/${g.id}">${g.name}</a></td><td>${g.source ?? ""}</td><td>${plural(
+            g.user_ids.length + g.service_account_ids.length,
+            "member",
+            "members",
+          )}</td><td>${plural(g.resource_ids.length, "Resource", "Resources")}</td><td>${edit ? del(s, "delete-group", g.id, g.name) : ""}</td></tr>`,
       ),
       "groups",
       q ? "No group matches." : "No groups yet.",
@@ -730,16 +739,20 @@ ${can(s, "POST", "/groups") ? form(s, "create-group", html`<label>Name <input na
   // --- Users ---------------------------------------------------------------------------------------
   pageRoute("users", "Users", async (c, s) => {
     const { items: users, sortBy, pager, search, q } = await listView(c, s, "users", "users", "email");
-    const groups = (await read(c, s, "/groups")).groups as Json[];
+    // Each row's Groups (GET /groups?user_id=: the membership index), not every Group's member list.
+    const groupsOf = new Map<string, Json>();
+    for (const u of users) {
+      groupsOf.set(u.id, await read(c, s, "/groups", { user_id: u.id, sort: "name", limit: "10" }));
+    }
     const edit = can(s, "PATCH", "/users/x");
     return html`${search}
 ${table(
   [sortBy("email", "Email"), "Name", "Status", "Groups", sortBy("created", "Created"), ""],
   users.map(
     (u) =>
-      html`<tr><td><a href="${consoleBase0(s)}/users/${u.id}">${u.email}</a></td><td>${u.name ?? ""}</td><td>${state(u.disabled ? "disabled" : "active")}</td><td>${groups
-        .filter((g) => g.user_ids.includes(u.id))
-        .map((g) => html`<div>${g.name}</div>`)}</td><td>${when(u.created_at)}</td><td>${
+      html`<tr><td><a href="${consoleBase0(s)}/users/${u.id}">${u.email}</a></td><td>${u.name ?? ""}</td><td>${state(u.disabled ? "disabled" : "active")}</td><td>${(groupsOf.get(u.id)?.groups ?? []).map((g: Json) => html`<div><a href="${s.base}/groups/${g.id}">${g.name}</a></div>`)}${
+        groupsOf.get(u.id)?.next_cursor ? html`<div><a href="${s.base}/users/${u.id}">and more</a></div>` : ""
+      }</td><td>${when(u.created_at)}</td><td>${
         edit
           ? html`<form class="inline" method="post" action="${consoleBase0(s)}/do/${u.disabled ? "enable-user" : "disable-user"}">${csrfField(s)}<input type="hidden" name="id" value="${u.id}"><button class="secondary" type="submit">${u.disabled ? "Enable" : "Disable"}</button></form>`
           : ""
@@ -958,6 +971,135 @@ ${eventsTable(events, "resource-events")}
     };
   });
 
+  /** The page's own query parameters among `names`, for links that change one and keep the others. */
+  const keptQuery = (c: C, names: string[]) => {
+    const out: Record<string, string> = {};
+    for (const k of names) {
+      const v = c.req.query(k);
+      if (v) out[k] = v.slice(0, 600);
+    }
+    return out;
+  };
+  const nextLink = (href: string, id: string, label = "Next →") =>
+    html`<div class="pager"><a id="${id}" href="${href}">${label}</a></div>`;
+
+  // --- One Group: members and Resources a page at a time; pickers that search by prefix -----------
+  detailRoute("groups/:id", "groups", async (c, s, id) => {
+    const g = (await read(c, s, `/groups/${id}`)).group as Json;
+    const kept = keptQuery(c, ["members_cursor", "resources_cursor", "member", "resource"]);
+    const here = (change: Record<string, string | undefined>) => {
+      const q = { ...kept, ...change };
+      for (const [k, v] of Object.entries(q)) if (v === undefined) delete q[k];
+      return `${s.base}/groups/${id}?${new URLSearchParams(q as Record<string, string>)}`;
+    };
+    const cursorOf = (k: string): Record<string, string> => {
+      const v = kept[k];
+      return v ? { cursor: v } : {};
+    };
+    const members = await read(c, s, "/users", {
+      group_id: id,
+      sort: "email",
+      limit: String(PAGE_SIZE),
+      ...cursorOf("members_cursor"),
+    });
+    const granted = await read(c, s, "/resources", {
+      group_id: id,
+      sort: "name",
+      limit: String(PAGE_SIZE),
+      ...cursorOf("resources_cursor"),
+    });
+    // The pickers: the first 10 users whose email (Resources whose name) starts with what was typed,
+    // a range on the list's sort index (list-query.ts `prefix`).
+    const userHits = kept.member
+      ? ((await read(c, s, "/users", { sort: "email", prefix: kept.member, limit: "10" })).users as Json[])
+      : [];
+    const resourceHits = kept.resource
+      ? ((await read(c, s, "/resources", { sort: "name", prefix: kept.resource, limit: "10" }))
+          .resources as Json[])
+      : [];
+    const editMembers = can(s, "POST", `/groups/${id}/members`);
+    const editResources = can(s, "POST", `/groups/${id}/resources`);
+    const hidden = html`<input type="hidden" name="id" value="${id}">`;
+    const post = (action: string, field: string, value: string, label: string, cls = "secondary") =>
+      html`<form class="inline" method="post" action="${s.base}/do/${action}">${csrfField(s)}${hidden}<input type="hidden" name="${field}" value="${value}"><button class="${cls}" type="submit">${label}</button></form>`;
+    const memberSet = new Set<string>(g.user_ids);
+    const resourceSet = new Set<string>(g.resource_ids);
+    const picker = (name: string, label: string, value: string | undefined, other: string) =>
+      html`<form method="get" class="panel" role="search" id="find-${name}">${
+        kept[other] ? html`<input type="hidden" name="${other}" value="${kept[other]}">` : ""
+      }<label>${label} <input name="${name}" value="${value ?? ""}" type="search" required maxlength="200"></label><button class="secondary" type="submit">Find</button></form>`;
+    return {
+      title: `Group: ${g.name}`,
+      body: html`<p class="muted" id="group-summary">${g.source ? `${g.source} · ` : ""}<span class="mono">${g.id}</span> ·
+${plural(g.user_ids.length, "user", "users")}, ${plural(g.service_account_ids.length, "service account", "service accounts")},
+${plural(g.resource_ids.length, "Resource", "Resources")}</p>
+<h2>Members</h2>
+${table(
+  ["Email", "Name", ""],
+  (members.users as Json[]).map(
+    (u) =>
+      html`<tr data-user="${u.id}"><td><a href="${s.base}/users/${u.id}">${u.email}</a></td><td>${u.name ?? ""}</td><td>${editMembers ? post("group-remove-member", "user_id", u.id, "Remove") : ""}</td></tr>`,
+  ),
+  "group-members",
+  "No users in this Group.",
+)}
+${members.next_cursor ? nextLink(here({ members_cursor: members.next_cursor }), "members-next") : ""}
+${
+  editMembers
+    ? html`<h3>Add a member</h3>${picker("member", "Email starts with", kept.member, "resource")}${
+        kept.member
+          ? table(
+              ["Email", "Name", ""],
+              userHits.map(
+                (u) =>
+                  html`<tr data-user="${u.id}"><td>${u.email}</td><td>${u.name ?? ""}</td><td>${
+                    memberSet.has(u.id)
+                      ? html`<span class="muted">a member</span>`
+                      : post("group-add-member", "user_id", u.id, "Add")
+                  }</td></tr>`,
+              ),
+              "member-picker",
+              "No user's email starts with that.",
+            )
+          : ""
+      }`
+    : ""
+}
+<h2>Resources it grants</h2>
+${table(
+  ["Resource", "Address", ""],
+  (granted.resources as Json[]).map(
+    (r) =>
+      html`<tr data-resource="${r.id}"><td class="resource-name"><a href="${s.base}/resources/${r.id}">${r.name}</a></td><td class="mono">${r.address}</td><td>${editResources ? post("group-remove-resource", "resource_id", r.id, "Revoke") : ""}</td></tr>`,
+  ),
+  "group-resources",
+  "This Group grants no Resource.",
+)}
+${granted.next_cursor ? nextLink(here({ resources_cursor: granted.next_cursor }), "resources-next") : ""}
+${
+  editResources
+    ? html`<h3>Grant a Resource</h3>${picker("resource", "Name starts with", kept.resource, "member")}${
+        kept.resource
+          ? table(
+              ["Resource", "Address", ""],
+              resourceHits.map(
+                (r) =>
+                  html`<tr data-resource="${r.id}"><td class="resource-name">${r.name}</td><td class="mono">${r.address}</td><td>${
+                    resourceSet.has(r.id)
+                      ? html`<span class="muted">granted</span>`
+                      : post("group-add-resource", "resource_id", r.id, "Grant")
+                  }</td></tr>`,
+              ),
+              "resource-picker",
+              "No Resource's name starts with that.",
+            )
+          : ""
+      }`
+    : ""
+}`,
+    };
+  });
+
   // --- One Resource Policy: edit it ------------------------------------------------------------------
   detailRoute("policies/:id", "policies", async (c, s, id) => {
     const po = (await read(c, s, `/policies/${id}`)).policy as Json;
@@ -1038,28 +1180,32 @@ ${
     try {
       if (!ID_FIELD.test(id)) throw notFound("user");
       const user = (await read(c, s, `/users/${id}`)).user as Json;
-      const groups = ((await read(c, s, "/groups")).groups as Json[]).filter((g) => g.user_ids.includes(id));
-      const devices = ((await read(c, s, "/devices")).devices as Json[]).filter((d) => d.principal_id === id);
-      const resources = (await read(c, s, "/resources")).resources as Json[];
-      // The Controller's own evaluator, per Resource (GET /api/v1/access-check).
+      const groups = await read(c, s, "/groups", { user_id: id, sort: "name", limit: "100" });
+      const devices = (await read(c, s, "/devices", { user_id: id, limit: "100" })).devices as Json[];
+      // What this user can reach: the Resources their Groups grant (no other Resource can be
+      // reached), a page at a time, each decided by the Controller's own evaluator
+      // (GET /api/v1/access-check): a user in many Groups costs one page, not every Resource.
+      const reachCursor = c.req.query("reach_cursor");
+      const granted = await read(c, s, "/resources", {
+        user_id: id,
+        sort: "name",
+        limit: String(PAGE_SIZE),
+        ...(reachCursor ? { cursor: reachCursor.slice(0, 600) } : {}),
+      });
       const reach: Fragment[] = [];
-      for (const r of resources) {
+      for (const r of granted.resources as Json[]) {
         const check = await read(c, s, "/access-check", { user_id: id, resource_id: r.id });
         reach.push(
-          html`<tr><td class="resource-name">${r.name}<div class="mono muted">${r.address}</div></td><td>${check.allowed ? state("allowed") : state("denied")}</td><td>${
+          html`<tr data-resource="${r.id}"><td class="resource-name">${r.name}<div class="mono muted">${r.address}</div></td><td>${check.allowed ? state("allowed") : state("denied")}</td><td>${
             check.allowed
               ? check.until
                 ? html`until ${when(check.until)}`
                 : ""
               : (check.message ?? check.reason)
-          }</td><td>${
-            check.policies.length === 0
-              ? html`<span class="muted">no Group grants it</span>`
-              : check.policies.map(
-                  (g: Json) =>
-                    html`<div>${g.group_name}: <span class="mono">${g.policy_id}</span>${g.overridden ? " (Group's own policy)" : ""}</div>`,
-                )
-          }</td></tr>`,
+          }</td><td>${check.policies.map(
+            (g: Json) =>
+              html`<div>${g.group_name}: <span class="mono">${g.policy_id}</span>${g.overridden ? " (Group's own policy)" : ""}</div>`,
+          )}</td></tr>`,
         );
       }
       const edit = can(s, "DELETE", `/users/${id}/sessions`);
@@ -1067,11 +1213,19 @@ ${
         c,
         user.email,
         html`<p>${user.name ?? ""} ${state(user.disabled ? "disabled" : "active")} <span class="mono muted">${user.id}</span></p>
-<p>Groups: ${groups.length ? groups.map((g) => html`<strong>${g.name}</strong> `) : html`<span class="muted">none</span>`}</p>
+<p id="user-groups">Groups: ${
+          groups.groups.length
+            ? (groups.groups as Json[]).map(
+                (g) => html`<a href="${s.base}/groups/${g.id}"><strong>${g.name}</strong></a> `,
+              )
+            : html`<span class="muted">none</span>`
+        }${groups.next_cursor ? html`<span class="muted">and more</span>` : ""}</p>
 ${edit ? html`<form class="inline" method="post" action="${s.base}/do/end-user-sessions" data-confirm="End every session of this user?">${csrfField(s)}<input type="hidden" name="id" value="${id}"><button class="danger" type="submit" id="end-sessions">End all sessions</button></form>` : ""}
 <h2>What can this user reach</h2>
-<p class="muted">Every Resource, decided now by the evaluator connectors use, with the user's newest session.</p>
-${table(["Resource", "Now", "Why", "Granted by (policy)"], reach, "reach", "No resources yet.")}
+<p class="muted">Every Resource a Group of theirs grants, decided now by the evaluator connectors use, with the
+user's newest session. No other Resource is reachable (no Group grants it).</p>
+${table(["Resource", "Now", "Why", "Granted by (policy)"], reach, "reach", "No Group of theirs grants a Resource.")}
+${granted.next_cursor ? nextLink(`${s.base}/users/${id}?${new URLSearchParams({ reach_cursor: granted.next_cursor })}`, "reach-next") : ""}
 <h2>Devices</h2>
 ${table(
   ["Device", "Operating system", "Trust", "Last seen"],
@@ -1180,10 +1334,14 @@ ${table(
       search,
       q,
     } = await listView(c, s, "devices", "devices", "created");
-    const users = (await read(c, s, "/users")).users as Json[];
+    // Owners: the page's own (a user each, by ID), never the list of every user.
     const accounts = (await read(c, s, "/service-accounts")).service_accounts as Json[];
-    const owner = (id: string) =>
-      users.find((u) => u.id === id)?.email ?? accounts.find((a2) => a2.id === id)?.name ?? id;
+    const emails = new Map<string, string>();
+    for (const d of devices) {
+      if (d.principal_type !== "user" || emails.has(d.principal_id)) continue;
+      emails.set(d.principal_id, (await read(c, s, `/users/${d.principal_id}`)).user.email);
+    }
+    const owner = (id: string) => emails.get(id) ?? accounts.find((a2) => a2.id === id)?.name ?? id;
     const edit = can(s, "POST", "/devices/x/block");
     const button = (d: Json, action: string, label: string, cls = "secondary") =>
       html`<form class="inline" method="post" action="${consoleBase0(s)}/do/${action}">${csrfField(s)}<input type="hidden" name="id" value="${d.id}"><button class="${cls}" type="submit">${label}</button></form>`;
