@@ -158,7 +158,10 @@ async function signIn(who: { login: string; password: string }): Promise<Session
   await b.page.goto(`${edge.url}/admin/`);
   await b.page.locator("#signin-idp").click();
   await signInAtIdp(b.page, who);
-  await b.page.locator("main h1, #error").first().waitFor({ timeout: 15_000 });
+  // Signed in (the console shows who) or refused (an error page). Not "main h1": the IdP's own
+  // sign-in page has one, and it stays on screen until the redirects after its POST complete, so
+  // a test that navigated then would cut the sign-in short.
+  await b.page.locator("#who, #error").first().waitFor({ timeout: 15_000 });
   return s;
 }
 
