@@ -19,6 +19,7 @@
 import { ProtocolError } from "../protocol/errors.ts";
 import { FrameReader, RESET_CODES } from "../protocol/frame.ts";
 import { type Destination, Mux, type MuxOptions, type MuxStream } from "../protocol/mux.ts";
+import { nextTransmit } from "./transmit.ts";
 
 /** The connector must answer an AUTH within this. */
 export const AUTH_TIMEOUT_MS = 10_000;
@@ -272,18 +273,9 @@ export class ClientSession {
   // ------------------------------------------------------------------------------------------
   // Outputs
 
-  /**
-   * The next bytes to send: control frames first, then (unless `data` is false: the transport's
-   * buffer is full) DATA frames round-robin over the streams. A driver asks for data only while its
-   * transport accepts more, so control frames never queue behind much bulk data.
-   */
+  /** The next bytes to send (`nextTransmit`); `data` false: the transport's buffer is full. */
   pollTransmit(data = true): Uint8Array | undefined {
-    // The rest of a DATA frame whose header already left comes before anything else.
-    const tail = this.#mux.pollDataTail();
-    if (tail !== undefined) return tail;
-    const control = this.#transmits.shift();
-    if (control !== undefined || !data) return control;
-    return this.#mux.pollData();
+    return nextTransmit(this.#mux, this.#transmits, data);
   }
 
   pollEvent(): ClientEvent | undefined {
