@@ -76,6 +76,8 @@ export interface DaemonOptions {
   dnsUpstreams?: Upstream[];
   /** A UDP flow (SOCKS5 UDP ASSOCIATE destination) idle this long is ended. Default 60 s. */
   udpIdleMs?: number;
+  /** How long a tunnel whose path dropped may be resumed (ms); 0: off. */
+  resumeWindowMs?: number;
   /** Capture TCP to Resource addresses with nftables (Linux, root; checked by the caller). */
   transparent?: boolean;
 }
@@ -146,6 +148,7 @@ export class Daemon {
         this.transparent
           ? this.exemptFromCapture([tokens.relay_url, ...(tokens.connector.direct_endpoints ?? [])])
           : undefined,
+      opts.resumeWindowMs,
     );
   }
 
@@ -919,6 +922,7 @@ export class Daemon {
       acl_fetched_at: this.acl ? new Date(this.acl.fetchedAt).toISOString() : null,
       acl_push: this.aclPush,
       tunnels: this.tunnels.status(),
+      resumes: { count: this.tunnels.resumes, last_gap_ms: this.tunnels.lastResumeGapMs ?? null },
       reauth: this.reauth
         ? {
             ...this.reauth,

@@ -81,6 +81,22 @@ const UDP_IDLE: OptionSpec = {
   default: "60",
 };
 
+const RESUME_WINDOW: OptionSpec = {
+  flag: "resume-window",
+  env: "SALLYPORT_RESUME_WINDOW",
+  description:
+    "Seconds a tunnel whose path dropped (an edge deploy, a relay restart, a network change) may be resumed with its streams intact; 0 turns resumption off",
+  default: "30",
+};
+
+/** --resume-window in ms (0: off). Same rule as the connector's flag. */
+function resumeWindowMs(values: Record<string, string | undefined>): number {
+  const text = values["resume-window"] ?? "30";
+  if (!/^[0-9]{1,4}$/.test(text) || Number(text) > 3600)
+    throw new UsageError(`--resume-window: "${text}" must be a whole number of seconds from 0 to 3600`);
+  return Number(text) * 1000;
+}
+
 function udpIdleMs(values: Record<string, string | undefined>): number {
   const text = values["udp-idle-timeout"] ?? "60";
   if (!/^[1-9][0-9]{0,5}$/.test(text))
@@ -153,6 +169,7 @@ const COMMANDS: Record<
         description: "Resolvers for non-Resource names, IP[:PORT],... (default: /etc/resolv.conf)",
       },
       UDP_IDLE,
+      RESUME_WINDOW,
       {
         flag: "transparent",
         env: "SALLYPORT_TRANSPARENT",
@@ -406,7 +423,16 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
     acl_push?: "waiting" | "retrying" | "off";
     transparent?: boolean;
     overlaps?: Overlap[];
-    tunnels: { connector_id: string; path: string; streams: number; authorization_expires_at: string }[];
+    tunnels: {
+      connector_id: string;
+      path: string;
+      streams: number;
+      authorization_expires_at: string;
+      reconnecting?: boolean;
+      resumes?: number;
+      last_resume_gap_ms?: number | null;
+    }[];
+    resumes?: { count: number; last_gap_ms: number | null };
     reauth: { resources: string[]; expires_at: string | null; reason: string; url: string | null } | null;
     denials: { time: string; destination: string; reason: string; message: string }[];
     failures?: { time: string; destination: string; outcome: string; message: string }[];
@@ -430,9 +456,13 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
   for (const o of s.overlaps ?? []) out(describeOverlap(o));
   out(`Tunnels: ${s.tunnels.length === 0 ? "none" : ""}`);
   for (const t of s.tunnels) {
+    const resumed = t.resumes ? `  resumed ${t.resumes}× (last gap ${t.last_resume_gap_ms} ms)` : "";
     out(
-      `  ${t.connector_id}  ${t.path}  streams=${t.streams}  authorization until ${t.authorization_expires_at}`,
+      `  ${t.connector_id}  ${t.path}${t.reconnecting ? " (RECONNECTING: path lost, resuming)" : ""}  streams=${t.streams}  authorization until ${t.authorization_expires_at}${resumed}`,
     );
+  }
+  if (s.resumes && s.resumes.count > 0) {
+    out(`Tunnel resumes: ${s.resumes.count} (last gap ${s.resumes.last_gap_ms} ms)`);
   }
   if (s.reauth) {
     out(
@@ -641,6 +671,7 @@ async function cmdUp(
     dns,
     dnsUpstreams,
     udpIdleMs: udpIdleMs(values),
+    resumeWindowMs: resumeWindowMs(values),
     transparent,
     recentLogs: () => recent,
   });

@@ -3,12 +3,13 @@
 // and remembers, per Resource, a connector that could not reach it (DNS failed, connection
 // refused) so that Resource's new streams go to its peer. Renews authorizations before expiry.
 import type { Logger } from "../bunlib/log.ts";
+import { DEFAULT_RESUME_WINDOW_S } from "../bunlib/resumable.ts";
 import { PinningError } from "../bunlib/tls.ts";
 import { type ConnectionTokens, requestConnectionTokens } from "./controller-api.ts";
 import { ConnectorHealth, maintenanceAction, pickTunnel } from "./core/connector-choice.ts";
 import { afterDialFailure, type DialFailure, openingKey, retryHinted } from "./core/failover.ts";
 import type { SessionState } from "./state.ts";
-import { Tunnel, TunnelError } from "./tunnel.ts";
+import { type ResumeOptions, Tunnel, TunnelError } from "./tunnel.ts";
 
 interface Entry {
   tunnel: Tunnel;
@@ -29,6 +30,9 @@ export class TunnelManager {
    * one as soon as it is adopted: otherwise it would keep the old timers and cut streams early.
    */
   private authEpoch = 0;
+  /** Resumes of any tunnel since the client started, and the stall of the last one (ms). */
+  resumes = 0;
+  lastResumeGapMs: number | undefined;
 
   constructor(
     private readonly session: () => SessionState,
@@ -36,6 +40,8 @@ export class TunnelManager {
     private readonly log: Logger,
     /** Awaited before a tunnel is dialled (transparent mode exempts the relay and endpoints). */
     private readonly beforeDial?: (tokens: ConnectionTokens) => Promise<void> | undefined,
+    /** How long a tunnel whose path dropped may be resumed (ms); 0 turns resumption off. */
+    private readonly resumeWindowMs = DEFAULT_RESUME_WINDOW_S * 1000,
   ) {
     this.timer = setInterval(() => void this.maintain(), 15_000);
   }
@@ -91,10 +97,17 @@ export class TunnelManager {
       const epoch = this.authEpoch;
       const tokens = await requestConnectionTokens(this.session(), resourceId, undefined, avoid);
       const existing = this.entries.get(tokens.connector.id);
-      if (existing?.tunnel.alive && !existing.tunnel.goingAway) return existing.tunnel;
+      if (existing?.tunnel.alive && !existing.tunnel.goingAway && !existing.tunnel.detached)
+        return existing.tunnel;
       try {
         await this.beforeDial?.(tokens);
-        const tunnel = await Tunnel.open(tokens, this.deviceKey);
+        const connectorId = tokens.connector.id;
+        const resume: ResumeOptions = {
+          windowMs: this.resumeWindowMs,
+          tokens: () => requestConnectionTokens(this.session(), resourceId, connectorId),
+          ...(this.beforeDial ? { beforeDial: this.beforeDial } : {}),
+        };
+        const tunnel = await Tunnel.open(tokens, this.deviceKey, resume);
         this.log.info("tunnel established", {
           connector: tunnel.connectorId,
           remote_network: remoteNetworkId,
@@ -125,6 +138,11 @@ export class TunnelManager {
     const old = this.entries.get(tunnel.connectorId);
     this.entries.set(tunnel.connectorId, { tunnel, remoteNetworkId, resourceId });
     if (old && old.tunnel !== tunnel) this.retire(old.tunnel);
+    tunnel.onResumed = (gapMs, path) => {
+      this.resumes++;
+      this.lastResumeGapMs = gapMs;
+      this.log.info("tunnel resumed", { connector: tunnel.connectorId, path, gap_ms: gapMs });
+    };
     tunnel.onClose = (reason) => {
       this.log.info("tunnel closed", { connector: tunnel.connectorId, reason });
       if (this.entries.get(tunnel.connectorId)?.tunnel === tunnel) this.entries.delete(tunnel.connectorId);
@@ -212,6 +230,10 @@ export class TunnelManager {
       streams: t.streamCount,
       authorization_expires_at: new Date(t.authzExpiresAt).toISOString(),
       opened_at: new Date(t.openedAt).toISOString(),
+      resumable: t.resumable,
+      reconnecting: t.detached,
+      resumes: t.resumes,
+      last_resume_gap_ms: t.lastResumeGapMs ?? null,
     }));
   }
 
@@ -227,7 +249,8 @@ function view(t: Tunnel, remoteNetworkId: string) {
     connectorId: t.connectorId,
     remoteNetworkId,
     alive: t.alive,
-    goingAway: t.goingAway,
+    // A tunnel whose path is being resumed takes no new stream meanwhile.
+    goingAway: t.goingAway || t.detached,
     authzExpiresAt: t.authzExpiresAt,
     streamCount: t.streamCount,
   };

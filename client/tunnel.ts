@@ -5,6 +5,13 @@
 import { connect } from "node:net";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
+import {
+  ResumableDuplex,
+  ResumeRefused,
+  type ResumeSecret,
+  requestResume,
+  resumeSecret,
+} from "../bunlib/resumable.ts";
 import { connectTls, exporterValue } from "../bunlib/tls.ts";
 import { tlsTakesData } from "../bunlib/transmit.ts";
 import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
@@ -43,6 +50,40 @@ export function dialDirect(endpoint: string): Promise<Duplex> {
 }
 /** setTimeout's limit (~24.8 days). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The first release whose connector speaks the resumable link (docs/protocol.md §9). */
+export const RESUMABLE_SINCE = "0.2.0";
+/**
+ * After the connector stopped answering (rather than the transport dropping), one resume is tried
+ * for this long: a network change answers at once on a new path; a frozen connector does not, and
+ * its streams are then reported failed rather than held for the whole window.
+ */
+const HUNG_RESUME_MS = 3_000;
+/** One resume exchange (RESUME → RESUMED) may take this long. */
+const RESUME_EXCHANGE_MS = 3_000;
+
+/** How a tunnel reaches its connector again after losing its path. */
+export interface ResumeOptions {
+  /** How long the connector keeps a tunnel whose path dropped (ms); 0: no resumption. */
+  windowMs: number;
+  /** Fresh connection tokens for this tunnel's connector (the relay needs a new one per dial). */
+  tokens: () => Promise<ConnectionTokens>;
+  /** Awaited before each dial (transparent mode exempts the relay and the endpoints). */
+  beforeDial?: (tokens: ConnectionTokens) => Promise<void> | undefined;
+}
+
+/** Whether a connector of version `v` speaks the resumable link. */
+export function speaksResume(v: string | null | undefined): boolean {
+  if (!v) return false;
+  const a = v.split(/[.+-]/).map(Number);
+  const b = RESUMABLE_SINCE.split(".").map(Number);
+  for (let i = 0; i < 3; i++) {
+    const x = a[i] ?? 0;
+    const y = b[i] ?? 0;
+    if (!Number.isFinite(x)) return false;
+    if (x !== y) return x > y;
+  }
+  return true;
+}
 
 export class TunnelError extends Error {
   constructor(
@@ -82,16 +123,34 @@ export class Tunnel {
   readonly openedAt = Date.now();
   lastUsed = Date.now();
   onClose: (reason: string) => void = () => {};
+  /** Resumes so far, and how long the application's streams stalled across the last one (ms). */
+  resumes = 0;
+  lastResumeGapMs: number | undefined;
+  onResumed: (gapMs: number, path: "relayed" | "direct") => void = () => {};
+  private resuming = false;
+  private resumeAttempt = 0;
 
   private constructor(
     private readonly tls: TLSSocket,
     private readonly exporter: Uint8Array,
     private readonly deviceKey: CryptoKey,
     readonly connectorId: string,
-    readonly path: "relayed" | "direct",
+    public path: "relayed" | "direct",
+    private readonly link?: {
+      duplex: ResumableDuplex;
+      secret: ResumeSecret;
+      options: ResumeOptions;
+      tokens: ConnectionTokens;
+    },
   ) {
-    const core = new ClientSession(Date.now());
+    const core = new ClientSession(Date.now(), { resumable: link !== undefined });
     this.core = core;
+    if (link) {
+      link.duplex.onDetached = (why) => {
+        core.detach(`path lost: ${why}`, Date.now());
+        this.flush();
+      };
+    }
     core.onWake = () => this.flush();
     tls.on("data", (chunk: Uint8Array) => {
       core.handleBytes(chunk, Date.now());
@@ -169,13 +228,104 @@ export class Tunnel {
       }
       case "goaway":
         return;
+      case "path_lost":
+        void this.resume(event.reason, event.hung);
+        return;
       case "closed":
         if (this.timer) clearTimeout(this.timer);
         this.timer = undefined;
         this.tls.destroy();
+        this.link?.duplex.destroy();
         this.onClose(event.reason);
         return;
     }
+  }
+
+  /**
+   * The path under the TLS session is lost: reach the same connector again (the direct path
+   * first if the tunnel had it, else or then the relay with a fresh connection token) and resume
+   * the link from what each side received, within the window. The streams never notice; if it
+   * cannot be done (window over, authorization expired or revoked, connector gone), the tunnel
+   * closes and its streams are reported failed, as without resumption.
+   */
+  private async resume(reason: string, hung: boolean): Promise<void> {
+    const link = this.link;
+    if (!link || this.resuming) return;
+    this.resuming = true;
+    const lostAt = Date.now();
+    link.duplex.dropTransport();
+    const deadline =
+      lostAt + (hung ? Math.min(HUNG_RESUME_MS, link.options.windowMs) : link.options.windowMs);
+    let last = reason;
+    try {
+      for (let i = 0; Date.now() < deadline && this.core.alive; i++) {
+        try {
+          const { transport, path } = await withDeadline(this.redial(), deadline, "resume window ended");
+          const attempt = ++this.resumeAttempt;
+          const answer = await requestResume(
+            transport,
+            link.secret,
+            attempt,
+            link.duplex.link.received,
+            Math.min(RESUME_EXCHANGE_MS, Math.max(1, deadline - Date.now())),
+          );
+          if (!this.core.alive) {
+            transport.destroy();
+            return;
+          }
+          if (!link.duplex.link.canResumeFrom(answer.received)) {
+            transport.destroy();
+            this.close(
+              `cannot resume: the connector received ${answer.received} bytes, this side holds ${link.duplex.link.acknowledged}–${link.duplex.link.sent}`,
+            );
+            return;
+          }
+          link.duplex.attachResumed(transport, answer.received, answer.rest);
+          this.path = path;
+          const gap = Date.now() - lostAt;
+          this.resumes++;
+          this.lastResumeGapMs = gap;
+          this.core.reattach(Date.now());
+          this.flush();
+          this.onResumed(gap, path);
+          return;
+        } catch (err) {
+          if (err instanceof ResumeRefused) {
+            this.close(`tunnel not resumed: ${err.message}`);
+            return;
+          }
+          last = (err as Error).message;
+          // Full jitter, capped low: the window is short and a restarted edge answers in ~1 s.
+          await Bun.sleep(Math.random() * Math.min(1_000, 100 * 2 ** i));
+        }
+      }
+      this.core.close(`tunnel not resumed within ${Math.round((deadline - lostAt) / 1000)} s: ${last}`, hung);
+      this.flush();
+    } finally {
+      this.resuming = false;
+    }
+  }
+
+  /** A fresh transport to this tunnel's connector. */
+  private async redial(): Promise<{ transport: Duplex; path: "relayed" | "direct" }> {
+    const link = this.link!;
+    if (this.path === "direct") {
+      for (const endpoint of link.tokens.connector.direct_endpoints ?? []) {
+        try {
+          await link.options.beforeDial?.(link.tokens);
+          return { transport: await dialDirect(endpoint), path: "direct" };
+        } catch {
+          // next endpoint, then the relay
+        }
+      }
+    }
+    const tokens = await link.options.tokens();
+    if (tokens.connector.id !== this.connectorId) {
+      throw new Error("the Controller does not offer this tunnel's connector now");
+    }
+    await link.options.beforeDial?.(tokens);
+    const ws = await openWebSocket(`${tokens.relay_url}/relay/v1/session`, tokens.connection_token, 5_000);
+    return { transport: new WebSocketDuplex(ws), path: "relayed" };
   }
 
   /**
@@ -184,19 +334,25 @@ export class Tunnel {
    * start; the relay starts at once if it fails). Either way: the same pinned TLS 1.3 and the same
    * channel-bound AUTH. The loser is closed; a failed direct path falls back silently.
    */
-  static async open(tokens: ConnectionTokens, deviceKey: CryptoKey): Promise<Tunnel> {
+  static async open(tokens: ConnectionTokens, deviceKey: CryptoKey, resume?: ResumeOptions): Promise<Tunnel> {
     const relayed = () =>
-      Tunnel.establish(tokens, deviceKey, "relayed", async () => {
-        const ws = await openWebSocket(`${tokens.relay_url}/relay/v1/session`, tokens.connection_token);
-        return new WebSocketDuplex(ws);
-      });
+      Tunnel.establish(
+        tokens,
+        deviceKey,
+        "relayed",
+        async () => {
+          const ws = await openWebSocket(`${tokens.relay_url}/relay/v1/session`, tokens.connection_token);
+          return new WebSocketDuplex(ws);
+        },
+        resume,
+      );
     const endpoints = tokens.connector.direct_endpoints ?? [];
     if (endpoints.length === 0) return await relayed();
     const direct = (async () => {
       let last: unknown;
       for (const endpoint of endpoints) {
         try {
-          return await Tunnel.establish(tokens, deviceKey, "direct", () => dialDirect(endpoint));
+          return await Tunnel.establish(tokens, deviceKey, "direct", () => dialDirect(endpoint), resume);
         } catch (err) {
           last = err;
         }
@@ -239,9 +395,20 @@ export class Tunnel {
     deviceKey: CryptoKey,
     path: "relayed" | "direct",
     transport: () => Promise<Duplex>,
+    resume?: ResumeOptions,
   ): Promise<Tunnel> {
-    const tls = await connectTls(await transport(), tokens.connector.cert_sha256);
-    const tunnel = new Tunnel(tls, exporterValue(tls), deviceKey, tokens.connector.id, path);
+    const raw = await transport();
+    // The resumable link goes under TLS when both ends speak it and resumption is on.
+    const resumable = resume !== undefined && resume.windowMs > 0 && speaksResume(tokens.connector.version);
+    let duplex: ResumableDuplex | undefined;
+    if (resumable) {
+      duplex = new ResumableDuplex();
+      duplex.onDetached = () => duplex?.destroy();
+      duplex.attachNew(raw, { sendHello: true });
+    }
+    const tls = await connectTls(duplex ?? raw, tokens.connector.cert_sha256);
+    const link = duplex ? { duplex, secret: resumeSecret(tls), options: resume!, tokens } : undefined;
+    const tunnel = new Tunnel(tls, exporterValue(tls), deviceKey, tokens.connector.id, path, link);
     try {
       await tunnel.authorize(tokens.authorization_token);
     } catch (err) {
@@ -278,6 +445,16 @@ export class Tunnel {
     return this.core.goingAway;
   }
 
+  /** The path is lost and a resume is under way: no new stream belongs here meanwhile. */
+  get detached(): boolean {
+    return this.core.detached;
+  }
+
+  /** Whether this tunnel runs over the resumable link. */
+  get resumable(): boolean {
+    return this.link !== undefined;
+  }
+
   set goingAway(v: boolean) {
     if (v) this.core.markGoingAway();
   }
@@ -294,6 +471,7 @@ export class Tunnel {
   /** Open a stream and wait until the connector has connected to the destination. */
   openStream(host: string, port: number, protocol: "tcp" | "udp" = "tcp"): Promise<MuxStream> {
     if (!this.alive) return Promise.reject(new TunnelError("closed", "tunnel is closed"));
+    if (this.detached) return Promise.reject(new TunnelError("closed", "tunnel is reconnecting"));
     this.lastUsed = Date.now();
     const stream = this.core.openStream({ host, port, protocol }, Date.now());
     const done = new Promise<MuxStream>((resolve, reject) =>
@@ -311,6 +489,26 @@ export class Tunnel {
   close(reason: string): void {
     this.core.close(reason);
     this.flush();
+  }
+}
+
+/** `p`, or a rejection at `deadline` (ms since the epoch). */
+async function withDeadline<T>(p: Promise<T>, deadline: number, message: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+    // A transport that arrives after the deadline is not needed.
+    void p.then(
+      (v) => {
+        if (Date.now() >= deadline) (v as { transport?: Duplex }).transport?.destroy();
+      },
+      () => {},
+    );
   }
 }
 

@@ -58,6 +58,13 @@ export const CONNECTOR_OPTIONS: readonly OptionSpec[] = [
     default: "60",
   },
   {
+    flag: "resume-window",
+    env: "SALLYPORT_RESUME_WINDOW",
+    description:
+      "Seconds a tunnel whose path dropped (an edge deploy, a relay restart, the client's network change) is kept for the client to resume; 0 turns resumption off",
+    default: "30",
+  },
+  {
     flag: "log-level",
     env: "SALLYPORT_LOG_LEVEL",
     description: "debug, info, warn or error",
@@ -89,6 +96,8 @@ export interface ConnectorConfig {
   directAdvertise: string[];
   /** Idle timeout of a UDP flow, in ms. */
   udpIdleMs: number;
+  /** How long a tunnel whose path dropped is kept for a resume (ms); 0: not kept. */
+  resumeWindowMs: number;
   logLevel: Level;
   logFormat: LogFormat;
   metricsListen: { host: string; port: number } | undefined;
@@ -165,6 +174,9 @@ export function parseConnectorConfig(
   const idleText = values["udp-idle-timeout"] ?? "60";
   if (!/^[1-9][0-9]{0,5}$/.test(idleText))
     throw new UsageError(`--udp-idle-timeout: "${idleText}" must be a whole number of seconds, 1 or more`);
+  const windowText = values["resume-window"] ?? "30";
+  if (!/^[0-9]{1,4}$/.test(windowText) || Number(windowText) > 3600)
+    throw new UsageError(`--resume-window: "${windowText}" must be a whole number of seconds from 0 to 3600`);
   const config: ConnectorConfig = {
     controller,
     directListen,
@@ -174,6 +186,7 @@ export function parseConnectorConfig(
     stateDir: values["state-dir"]!,
     hostOverrides: overrides,
     udpIdleMs: Number(idleText) * 1000,
+    resumeWindowMs: Number(windowText) * 1000,
     logLevel: level as Level,
     logFormat: format as LogFormat,
     metricsListen: values["metrics-listen"]

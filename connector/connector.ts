@@ -2,9 +2,11 @@
 // heartbeats (which renew the relay token), sessions, draining on SIGTERM.
 import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:net";
+import type { Duplex } from "node:stream";
 import { createRemoteJWKSet, type JWTVerifyGetKey } from "jose";
 import { loadOrCreateIdentity } from "../bunlib/cert.ts";
 import type { Logger } from "../bunlib/log.ts";
+import { idHex, readFirstFrame, withPrefix } from "../bunlib/resumable.ts";
 import { openWebSocket, WebSocketClosedError } from "../bunlib/ws-duplex.ts";
 import { parseRelayToConnector, type RelayToConnectorMessage } from "../shared/contracts/relay-control.ts";
 import { RevocationList } from "../shared/revocations.ts";
@@ -22,7 +24,7 @@ import {
 import { EventReporter } from "./events.ts";
 import { ConnectorMetrics, type MetricsSnapshot } from "./metrics.ts";
 import { systemResolver } from "./proxy.ts";
-import { ConnectorSession, type SessionContext } from "./session.ts";
+import { ConnectorSession, refuseTransport, type SessionContext } from "./session.ts";
 import { checkIdentityKey } from "./state-dir.ts";
 
 const HEARTBEAT_MS = 20_000;
@@ -134,6 +136,8 @@ export class Connector {
       controllerNow: () => this.controllerNow(),
       ledger: this.ledger,
       revocations: this.revocations,
+      resumables: new Map(),
+      resumeWindowMs: this.config.resumeWindowMs,
     };
     this.events.start();
     if (this.config.directListen) this.listenDirect(ctx, this.config.directListen);
@@ -301,15 +305,59 @@ export class Connector {
       return;
     }
     if (msg.type === "dial") {
-      if (this.draining) return;
-      const session = new ConnectorSession(msg.session, ctx, () => this.sessions.delete(session));
-      this.sessions.add(session);
-      session.run().catch((err) => {
-        this.log.warn("client session failed", { error: (err as Error).message });
-        session.close("setup failed");
-        this.sessions.delete(session);
-      });
+      // While draining, a dial may still carry a RESUME for a tunnel whose streams are finishing.
+      const sid = msg.session;
+      ConnectorSession.dialRelay(sid, ctx).then(
+        (transport) => this.accept(transport, sid, "relayed", ctx),
+        (err: Error) => this.log.warn("client session failed", { error: err.message }),
+      );
     }
+  }
+
+  /**
+   * A new transport from a client, on either path: a new tunnel (HELLO, or a TLS record straight
+   * away from a client that predates the resumable link) or a RESUME of a tunnel whose path
+   * dropped (docs/protocol.md §9).
+   */
+  private async accept(
+    transport: Duplex,
+    sid: string,
+    path: "relayed" | "direct",
+    ctx: SessionContext,
+  ): Promise<void> {
+    transport.on("error", () => {});
+    let first: Awaited<ReturnType<typeof readFirstFrame>>;
+    try {
+      first = await readFirstFrame(transport);
+    } catch (err) {
+      this.log.debug("client transport refused", { error: (err as Error).message, path });
+      transport.destroy();
+      return;
+    }
+    if (first.kind === "resume") {
+      const session = ctx.resumables.get(idHex(first.request.id));
+      if (!session)
+        refuseTransport(transport, "unknown_tunnel", "no such tunnel (it ended, or the window passed)");
+      else session.resume(transport, first.request, first.rest, path);
+      return;
+    }
+    if (this.draining || this.stopped) {
+      transport.destroy();
+      return;
+    }
+    const session = new ConnectorSession(sid, ctx, () => this.sessions.delete(session), path);
+    this.sessions.add(session);
+    const serving =
+      first.kind === "hello"
+        ? session.serveResumable(transport, first.rest)
+        : // A client older than the link: TLS straight on the transport, first bytes included.
+          session.serve(withPrefix(transport, first.bytes));
+    await serving.catch((err: Error) => {
+      this.log.warn("client session failed", { error: err.message, path });
+      session.close("setup failed");
+      this.sessions.delete(session);
+      transport.destroy();
+    });
   }
 
   /**
@@ -319,20 +367,12 @@ export class Connector {
    */
   private listenDirect(ctx: SessionContext, at: { host: string; port: number }): void {
     const server = createServer((socket) => {
-      if (this.draining || this.stopped) {
+      if (this.stopped) {
         socket.destroy();
         return;
       }
       socket.setNoDelay(true);
-      socket.on("error", () => {});
-      const id = `direct-${randomUUID()}`;
-      const session = new ConnectorSession(id, ctx, () => this.sessions.delete(session), "direct");
-      this.sessions.add(session);
-      session.serve(socket).catch((err) => {
-        this.log.debug("direct session failed", { error: (err as Error).message });
-        session.close("setup failed");
-        socket.destroy();
-      });
+      void this.accept(socket, `direct-${randomUUID()}`, "direct", ctx);
     });
     server.on("error", (err) => this.log.error("direct listener failed", { error: err.message }));
     server.listen(at.port, at.host, () => {

@@ -8,6 +8,15 @@ import type { TLSSocket } from "node:tls";
 import type { JWTVerifyGetKey } from "jose";
 import type { Identity } from "../bunlib/cert.ts";
 import type { Logger } from "../bunlib/log.ts";
+import {
+  idHex,
+  macEquals,
+  ResumableDuplex,
+  type ResumeSecret,
+  resumedFrame,
+  resumeMac,
+  resumeSecret,
+} from "../bunlib/resumable.ts";
 import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
 import { acceptTls, exporterValue } from "../bunlib/tls.ts";
 import { tlsTakesData } from "../bunlib/transmit.ts";
@@ -16,6 +25,7 @@ import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { compileAcl } from "../shared/address.ts";
 import { RESET_CODES } from "../shared/protocol/frame.ts";
 import type { MuxStream } from "../shared/protocol/mux.ts";
+import { encodeRefuse, type RefuseReason, type ResumeRequest } from "../shared/resume/link.ts";
 import { type RevocationList, revocationApplies } from "../shared/revocations.ts";
 import { type ConnectorEvent, ConnectorSession as SessionCore } from "../shared/session/connector-session.ts";
 import { type Authorization, AuthorizationError, authorize } from "./authorize.ts";
@@ -69,6 +79,10 @@ export interface SessionContext {
   /** Consumed authorization jtis, shared by every tunnel on either path. */
   ledger: AuthzLedger;
   revocations: RevocationList;
+  /** Resumable tunnels by tunnel id (hex), for a RESUME arriving on any path. */
+  resumables: Map<string, ConnectorSession>;
+  /** How long a tunnel whose path dropped waits to be resumed (ms). */
+  resumeWindowMs: number;
 }
 
 /**
@@ -86,19 +100,105 @@ export class ConnectorSession {
   private closed = false;
   /** Socket or udp flow of each served stream, closed when the core stops the stream. */
   private readonly closers = new Map<MuxStream, () => void>();
+  /** The resumable link under TLS, when the client speaks it (docs/protocol.md §9). */
+  private link: { duplex: ResumableDuplex; secret: ResumeSecret; lastAttempt: number } | undefined;
+  /** Resumes of this tunnel, and the last one's gap (ms): noted on the streams' activity events. */
+  private resumes = 0;
+  private lastGapMs = 0;
+  private pathLostAt = 0;
 
   constructor(
     private readonly sid: string,
     private readonly ctx: SessionContext,
     private readonly onClosed: () => void = () => {},
-    readonly path: "relayed" | "direct" = "relayed",
+    public path: "relayed" | "direct" = "relayed",
   ) {}
 
-  /** Relayed: dial the relay for this session, then serve the tunnel over that WebSocket. */
-  async run(): Promise<void> {
-    const { ctx } = this;
-    const ws = await openWebSocket(`${ctx.relayUrl}/relay/v1/accept?session=${this.sid}`, ctx.relayToken());
-    await this.serve(new WebSocketDuplex(ws));
+  /** Relayed: dial the relay for this session; the transport is then served by `accept`. */
+  static async dialRelay(sid: string, ctx: SessionContext): Promise<Duplex> {
+    const ws = await openWebSocket(`${ctx.relayUrl}/relay/v1/accept?session=${sid}`, ctx.relayToken());
+    return new WebSocketDuplex(ws);
+  }
+
+  /**
+   * A new resumable tunnel: the link goes under TLS, and once the handshake is done the tunnel
+   * is known by the id both ends derive from it, so a RESUME on any path finds it.
+   */
+  async serveResumable(transport: Duplex, rest: Uint8Array): Promise<void> {
+    const duplex = new ResumableDuplex();
+    duplex.onDetached = () => duplex.destroy();
+    duplex.attachNew(transport, { sendHello: false, leftover: rest });
+    await this.serve(duplex);
+    if (!this.tls || this.closed) return;
+    const secret = resumeSecret(this.tls);
+    this.link = { duplex, secret, lastAttempt: 0 };
+    this.ctx.resumables.set(idHex(secret.id), this);
+    duplex.onDetached = (why) => this.pathLost(why);
+  }
+
+  private pathLost(why: string): void {
+    if (this.closed || !this.core) return;
+    if (this.ctx.resumeWindowMs <= 0) {
+      this.close(`tunnel path lost: ${why}`);
+      return;
+    }
+    this.pathLostAt = Date.now();
+    this.ctx.log.info("tunnel path lost; waiting for the client to resume it", {
+      session: this.sid,
+      reason: why,
+      window_s: Math.round(this.ctx.resumeWindowMs / 1000),
+    });
+    this.core.detach(this.ctx.controllerNow(), this.ctx.resumeWindowMs);
+    this.flush();
+  }
+
+  /**
+   * A RESUME for this tunnel arrived on `transport`. Accepted only with the resume key of this
+   * TLS session (so neither the relay nor a token holder can take the tunnel over), a fresh
+   * attempt number (a captured RESUME cannot be replayed), an authorization still in force, and
+   * an offset this side can send from; otherwise REFUSE, and the transport closes.
+   */
+  resume(transport: Duplex, req: ResumeRequest, rest: Uint8Array, path: "relayed" | "direct"): void {
+    const link = this.link;
+    const core = this.core;
+    const refuse = (reason: RefuseReason, text: string): void => {
+      this.ctx.log.warn("tunnel resume refused", { session: this.sid, reason: text });
+      refuseTransport(transport, reason, text);
+    };
+    if (!link || !core || this.closed) {
+      refuse("unknown_tunnel", "no such tunnel");
+      return;
+    }
+    const expected = resumeMac(link.secret.key, "resume", link.secret.id, req.attempt, req.received);
+    if (!macEquals(expected, req.mac)) {
+      refuse("bad_mac", "not authenticated by this tunnel's TLS session");
+      return;
+    }
+    if (req.attempt <= link.lastAttempt) {
+      refuse("replayed", "this resume attempt was already used");
+      return;
+    }
+    if (!core.resumable(this.ctx.controllerNow())) {
+      refuse("expired", "the tunnel's authorization is no longer in force");
+      this.close("authorization ended while the path was lost");
+      return;
+    }
+    if (!link.duplex.link.canResumeFrom(req.received)) {
+      const l = link.duplex.link;
+      const text = `the client received ${req.received} bytes; this side holds ${l.acknowledged}–${l.sent}`;
+      refuse("offset", text);
+      this.close(`cannot resume: ${text}`);
+      return;
+    }
+    link.lastAttempt = req.attempt;
+    transport.write(resumedFrame(link.secret, req.attempt, link.duplex.link.received));
+    link.duplex.attachResumed(transport, req.received, rest);
+    core.reattach(this.ctx.controllerNow());
+    this.path = path;
+    this.resumes++;
+    this.lastGapMs = this.pathLostAt ? Date.now() - this.pathLostAt : 0;
+    this.ctx.log.info("tunnel resumed", { session: this.sid, path, gap_ms: this.lastGapMs });
+    this.flush();
   }
 
   /**
@@ -236,6 +336,12 @@ export class ConnectorSession {
     const auth = core.authorization!;
     const started = Date.now();
     const destination = `${open.host}:${open.port}`;
+    const resumesAtStart = this.resumes;
+    // A stream that lived across resumes says so on its activity event.
+    const resumedNote = () => {
+      const n = this.resumes - resumesAtStart;
+      return n > 0 ? `tunnel resumed ${n}× (last gap ${this.lastGapMs} ms)` : null;
+    };
     const report: Report = (outcome, extra) =>
       ctx.events.report({
         time: new Date().toISOString(),
@@ -247,7 +353,7 @@ export class ConnectorSession {
         protocol: open.protocol,
         resolved_ip: extra.ip ?? null,
         outcome,
-        reason: extra.reason ?? null,
+        reason: [extra.reason, resumedNote()].filter(Boolean).join("; ") || null,
         bytes_sent: extra.sent ?? 0,
         bytes_received: extra.received ?? 0,
         duration_ms: Date.now() - started,
@@ -382,13 +488,20 @@ export class ConnectorSession {
     if (this.closed) return;
     this.closed = true;
     this.onClosed();
+    if (this.link) this.ctx.resumables.delete(idHex(this.link.secret.id));
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     for (const close of this.closers.values()) close();
     this.closers.clear();
     this.ctx.log.debug("session closed", { session: this.sid, reason });
     const tls = this.tls;
-    if (tls) setTimeout(() => tls.destroy(), lingerMs);
+    const duplex = this.link?.duplex;
+    if (tls)
+      setTimeout(() => {
+        tls.destroy();
+        // FIN: the client must not try to resume a tunnel that ended on purpose.
+        duplex?.destroy();
+      }, lingerMs);
   }
 
   /** The principal and device of this tunnel, once authorized. */
@@ -467,6 +580,13 @@ export class ConnectorSession {
   get streamCount(): number {
     return this.core?.streamCount ?? 0;
   }
+}
+
+/** REFUSE on a transport that asked to resume, then close it. */
+export function refuseTransport(transport: Duplex, reason: RefuseReason, text: string): void {
+  transport.write(encodeRefuse(reason, text));
+  transport.end();
+  setTimeout(() => transport.destroy(), 1_000);
 }
 
 function tcpConnect(host: string, port: number): Promise<Socket> {

@@ -52,6 +52,8 @@ export const ConnectionTokensResponse = z.looseObject({
     id,
     cert_sha256: z.string().min(1).max(200),
     direct_endpoints: z.array(z.string().min(1).max(300)).max(16).optional(),
+    /** The connector's release: a client uses the resumable link with 0.2.0 and later. */
+    version: z.string().max(64).nullable().optional(),
   }),
   expires_at: time,
 });

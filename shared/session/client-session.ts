@@ -51,7 +51,13 @@ export type ClientEvent =
   /** The connector is draining: open new streams elsewhere. */
   | { type: "goaway"; code: number; message: string }
   /** The tunnel is over; `hung` when the connector stopped answering. */
-  | { type: "closed"; reason: string; hung: boolean };
+  | { type: "closed"; reason: string; hung: boolean }
+  /**
+   * A resumable tunnel lost its path (`hung`: the connector stopped answering; else the transport
+   * dropped). Streams waiting to open failed (tunnelLost); open streams wait for `reattach` or
+   * `close`. No keepalive runs meanwhile.
+   */
+  | { type: "path_lost"; reason: string; hung: boolean };
 
 export interface ClientSessionTimers {
   authTimeoutMs: number;
@@ -73,6 +79,11 @@ export const CLIENT_TIMERS: ClientSessionTimers = {
 
 export interface ClientSessionOptions {
   timers?: Partial<ClientSessionTimers>;
+  /**
+   * The tunnel runs over a resumable link (docs/protocol.md §9): a dead path is reported
+   * (`path_lost`) for the driver to resume, instead of closing the tunnel.
+   */
+  resumable?: boolean;
   /** Multiplexer tuning (tests). */
   mux?: Omit<MuxOptions, "role" | "send" | "onStream" | "onFrame">;
 }
@@ -108,11 +119,15 @@ export class ClientSession {
   #authzExpiresAt = 0;
   #goingAway = false;
   #closed: { reason: string; hung: boolean } | undefined;
+  readonly #resumable: boolean;
+  /** Since when the path is lost (a resumable tunnel waiting to be resumed). */
+  #detachedAt: number | undefined;
   /** Called when output appears outside a handle*() call (a stream write by the driver). */
   onWake: () => void = () => {};
 
   constructor(now: number, options: ClientSessionOptions = {}) {
     this.#t = { ...CLIENT_TIMERS, ...options.timers };
+    this.#resumable = options.resumable ?? false;
     this.#lastInbound = now;
     this.#mux = new Mux({
       ...options.mux,
@@ -155,7 +170,7 @@ export class ClientSession {
   }
 
   handleTimeout(now: number): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#detachedAt !== undefined) return;
     for (const a of this.#auths) {
       if (now < a.deadline) continue;
       // The connector answers in order: with the oldest unanswered, every later one is lost too.
@@ -187,7 +202,7 @@ export class ClientSession {
       const sent = this.#probeSentAt;
       this.#probeSentAt = undefined;
       if (this.#lastInbound < sent) {
-        this.close("the connector stopped answering (hung)", true);
+        this.#lost("the connector stopped answering (hung)", true, now);
         return;
       }
     }
@@ -197,7 +212,7 @@ export class ClientSession {
       // and close the tunnel when the connector stops answering, so new streams go elsewhere and
       // the streams on it are reported failed instead of hanging.
       if (now - this.#lastInbound > this.#t.keepaliveDeadMs) {
-        this.close("the connector stopped answering", true);
+        this.#lost("the connector stopped answering", true, now);
         return;
       }
       this.#nextKeepalive = now + this.#t.keepaliveMs;
@@ -252,6 +267,27 @@ export class ClientSession {
     return stream;
   }
 
+  /** The transport dropped under a resumable tunnel (the driver resumes it, or closes). */
+  detach(reason: string, now: number): void {
+    if (!this.#resumable) {
+      this.close(reason);
+      return;
+    }
+    this.#lost(reason, false, now);
+  }
+
+  /**
+   * The link was resumed on a new transport: keepalive starts again, and AUTHs still unanswered
+   * get a fresh deadline (their answer may have waited in the link).
+   */
+  reattach(now: number): void {
+    if (this.#closed || this.#detachedAt === undefined) return;
+    this.#detachedAt = undefined;
+    this.#lastInbound = now;
+    if (this.#mux.authenticated) this.#nextKeepalive = now + this.#t.keepaliveMs;
+    for (const a of this.#auths) a.deadline = Math.max(a.deadline, now + this.#t.authTimeoutMs);
+  }
+
   /** New streams should go elsewhere (the connector is no longer offered); this one drains. */
   markGoingAway(): void {
     this.#goingAway = true;
@@ -261,6 +297,7 @@ export class ClientSession {
   close(reason: string, hung = false): void {
     if (this.#closed) return;
     this.#closed = { reason, hung };
+    this.#detachedAt = undefined;
     this.#nextKeepalive = undefined;
     this.#probeSentAt = undefined;
     const lostAuths = this.#auths.splice(0);
@@ -284,7 +321,7 @@ export class ClientSession {
 
   /** The next time `handleTimeout` must run, or undefined when no timer is due. */
   pollTimeout(): number | undefined {
-    if (this.#closed) return undefined;
+    if (this.#closed || this.#detachedAt !== undefined) return undefined;
     let next = this.#nextKeepalive ?? Number.POSITIVE_INFINITY;
     const first = this.#auths[0];
     if (first) next = Math.min(next, first.deadline);
@@ -318,6 +355,11 @@ export class ClientSession {
     return this.#goingAway;
   }
 
+  /** The path is lost and the tunnel waits to be resumed: no new stream belongs on it. */
+  get detached(): boolean {
+    return this.#detachedAt !== undefined;
+  }
+
   /** Expiry (ms) of the authorization the connector last accepted; 0 before the first. */
   get authzExpiresAt(): number {
     return this.#authzExpiresAt;
@@ -333,6 +375,34 @@ export class ClientSession {
   }
 
   // ------------------------------------------------------------------------------------------
+
+  /**
+   * The path is dead. A resumable tunnel waits for the driver (`reattach` or `close`); streams
+   * still waiting to open fail now, as retryable (nothing reached the application), so they go to
+   * a peer at once. Otherwise the tunnel closes.
+   */
+  #lost(reason: string, hung: boolean, now: number): void {
+    if (!this.#resumable) {
+      this.close(reason, hung);
+      return;
+    }
+    if (this.#detachedAt !== undefined) return;
+    this.#detachedAt = now;
+    this.#probeSentAt = undefined;
+    this.#nextKeepalive = undefined;
+    for (const stream of [...this.#opens.keys()]) {
+      this.#opens.delete(stream);
+      stream.reset(RESET_CODES.cancelled, reason);
+      this.#events.push({
+        type: "open_failed",
+        stream,
+        code: RESET_CODES.cancelled,
+        message: reason,
+        tunnelLost: true,
+      });
+    }
+    this.#events.push({ type: "path_lost", reason, hung });
+  }
 
   #authResult(ok: boolean, message: string): void {
     const a = this.#auths.shift();

@@ -92,6 +92,8 @@ export class ConnectorSession<A extends SessionAuthorization> {
   /** When the last byte arrived from the client. */
   #lastInbound: number;
   #policyDueCache: number | undefined;
+  /** The transport dropped under a resumable tunnel: closed unless resumed by this time. */
+  #resumeBy: number | undefined;
   /** Called when output appears outside a handle*() call (a stream write by the driver). */
   onWake: () => void = () => {};
 
@@ -169,7 +171,11 @@ export class ConnectorSession<A extends SessionAuthorization> {
       this.close("client did not authorize in time");
       return;
     }
-    if (this.#auth && now >= this.#lastInbound + this.#silenceMs) {
+    if (this.#resumeBy !== undefined && now >= this.#resumeBy) {
+      this.close("the client did not resume the tunnel in time");
+      return;
+    }
+    if (this.#resumeBy === undefined && this.#auth && now >= this.#lastInbound + this.#silenceMs) {
       this.close("the client stopped answering");
       return;
     }
@@ -270,10 +276,14 @@ export class ConnectorSession<A extends SessionAuthorization> {
   /** The next time `handleTimeout` must run, or undefined when no timer is due. */
   pollTimeout(): number | undefined {
     if (this.#closed !== undefined) return undefined;
-    let next = this.#authDeadline ?? Number.POSITIVE_INFINITY;
+    let next = Math.min(
+      this.#authDeadline ?? Number.POSITIVE_INFINITY,
+      this.#resumeBy ?? Number.POSITIVE_INFINITY,
+    );
     const auth = this.#auth;
     if (auth) {
-      next = Math.min(next, auth.expiresAt, this.#lastInbound + this.#silenceMs);
+      next = Math.min(next, auth.expiresAt);
+      if (this.#resumeBy === undefined) next = Math.min(next, this.#lastInbound + this.#silenceMs);
       next = Math.min(next, this.#policyDue());
     }
     return Number.isFinite(next) ? next : undefined;
@@ -281,6 +291,32 @@ export class ConnectorSession<A extends SessionAuthorization> {
 
   get authorization(): A | undefined {
     return this.#auth;
+  }
+
+  /**
+   * The transport dropped under a resumable tunnel (docs/protocol.md §9): streams and timers go on
+   * (a policy timer or a revocation still ends what it ends), the client-silence verdict waits, and
+   * the tunnel closes unless `reattach`ed within `windowMs`.
+   */
+  detach(now: number, windowMs: number): void {
+    if (this.#closed !== undefined || this.#resumeBy !== undefined) return;
+    this.#resumeBy = now + windowMs;
+  }
+
+  /** Resumed on a new transport. */
+  reattach(now: number): void {
+    this.#resumeBy = undefined;
+    this.#lastInbound = now;
+  }
+
+  /** Waiting to be resumed. */
+  get detached(): boolean {
+    return this.#resumeBy !== undefined;
+  }
+
+  /** Whether a resume may be accepted now: open, and its authorization still in force. */
+  resumable(now: number): boolean {
+    return this.#closed === undefined && (this.#auth === undefined || now < this.#auth.expiresAt);
   }
 
   get streamCount(): number {

@@ -18,6 +18,7 @@ import {
   startConnector,
 } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
+import { VERSION } from "../../shared/version.ts";
 import { call, deviceKey, randomCertDigest } from "../../workers/controller/helpers.test.ts";
 import { launchBrowser, signInAtIdp, type TestBrowser } from "../helpers/browser.ts";
 import { adminApi, type Edge, freePort, startEdge } from "../helpers/edge.ts";
@@ -469,7 +470,7 @@ describe("deploying and watching a connector", () => {
       await s.page.getByText("Connector details").click();
       expect(await text(s.page, "#connector-state")).toBe("online");
       const details = (await s.page.locator("#connector-details").textContent()) ?? "";
-      expect(details).toContain("Version0.1.0");
+      expect(details).toContain(`Version${VERSION}`);
       expect(await text(s.page, "#connector-uptime")).toMatch(/^\d+ s$|^\d+ min \d+ s$/);
       expect(await text(s.page, "#connector-tunnels")).toBe("0 direct, 0 relayed");
       expect(await text(s.page, "#connector-endpoints")).toBe(direct);

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
+import { VERSION } from "../../shared/version.ts";
 import { type Edge, freePort, startEdge } from "../helpers/edge.ts";
 import { curlVia } from "../helpers/peers.ts";
 import { startHttp } from "../helpers/servers.ts";
@@ -124,7 +125,7 @@ test("the connector's and the client's metrics move with traffic, and /healthz s
   expect(after.get('sallyport_connector_tunnels{path="relayed"}')).toBe(1);
   expect(after.get("sallyport_connector_relay_attached")).toBe(1);
   expect(after.get("sallyport_connector_controller_reachable")).toBe(1);
-  expect(after.get('sallyport_connector_build_info{version="0.1.0"}')).toBe(1);
+  expect(after.get(`sallyport_connector_build_info{version="${VERSION}"}`)).toBe(1);
   const clientAfter = await scrape(clientMetricsPort);
   const success = 'sallyport_client_connections_total{outcome="success"}';
   expect((clientAfter.get(success) ?? 0) - (clientBefore.get(success) ?? 0)).toBe(3);

@@ -318,8 +318,8 @@ export async function connectionTokens(
   // A client that could not reach a connector (it died before its heartbeat lapsed) names it in
   // avoid_connector_ids and fails over to its peer.
   const online = db.all<
-    Pick<ConnectorRow, "id" | "cert_sha256"> & { direct_endpoints: string }
-  >`SELECT id, cert_sha256, direct_endpoints FROM connectors
+    Pick<ConnectorRow, "id" | "cert_sha256"> & { direct_endpoints: string; version: string | null }
+  >`SELECT id, cert_sha256, direct_endpoints, version FROM connectors
     WHERE remote_network_id = ${resource.remote_network_id} AND cert_sha256 IS NOT NULL
       AND last_heartbeat_at > ${now - ONLINE_WINDOW_MS}`.filter((c) => !avoidConnectorIds.includes(c.id));
   if (online.length === 0) {
@@ -367,6 +367,7 @@ export async function connectionTokens(
       id: pick.id,
       cert_sha256: certSha256,
       direct_endpoints: JSON.parse(pick.direct_endpoints) as string[],
+      version: pick.version,
     },
     expires_at: iso(authz.expiresAt),
     connection_token_expires_at: iso(connection.expiresAt),

@@ -1,0 +1,405 @@
+// The resumable link's driver (docs/protocol.md §9): a Duplex for node:tls whose bytes travel, in
+// link frames, over a transport that may be replaced mid-session (the relay's WebSocket or a
+// direct TCP connection). The state is shared/resume/link.ts; this file has the sockets, the one
+// ack timer, and the MACs that authenticate a resume with a key only the two TLS ends know.
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { Duplex } from "node:stream";
+import type { TLSSocket } from "node:tls";
+import {
+  decodeRefuse,
+  decodeResume,
+  decodeResumed,
+  encodeHello,
+  encodeResume,
+  encodeResumed,
+  isHello,
+  macInput,
+  RESUME_ID_LENGTH,
+  ResumableLink,
+  type ResumeRequest,
+  RT,
+  RT_HEADER,
+  RT_MAX_FRAME,
+} from "../shared/resume/link.ts";
+
+/** Held for resending at most this much (the tunnel's 8 MiB window, TLS overhead, control frames). */
+export const MAX_UNACKED = 16 * 1024 * 1024;
+/** Default resume window (seconds): a flag on both binaries. */
+export const DEFAULT_RESUME_WINDOW_S = 30;
+const RESUME_LABEL = "EXPORTER-sallyport-resume";
+
+export interface ResumeSecret {
+  /** Names the tunnel in a RESUME (not secret: the relay sees it). */
+  id: Uint8Array;
+  /** Authenticates a RESUME and its answer; never leaves the two ends. */
+  key: Uint8Array;
+}
+
+/** Both ends of one TLS session derive the same tunnel id and resume key from its exporter. */
+export function resumeSecret(tls: TLSSocket): ResumeSecret {
+  const m = new Uint8Array(tls.exportKeyingMaterial(RESUME_ID_LENGTH + 32, RESUME_LABEL, Buffer.alloc(0)));
+  return { id: m.slice(0, RESUME_ID_LENGTH), key: m.slice(RESUME_ID_LENGTH) };
+}
+
+export function resumeMac(
+  key: Uint8Array,
+  label: "resume" | "resumed",
+  id: Uint8Array,
+  attempt: number,
+  received: number,
+): Uint8Array {
+  return new Uint8Array(
+    createHmac("sha256", key)
+      .update(macInput(label, id, attempt, received))
+      .digest(),
+  );
+}
+
+export function macEquals(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export function idHex(id: Uint8Array): string {
+  return Buffer.from(id).toString("hex");
+}
+
+export class ResumableDuplex extends Duplex {
+  readonly link = new ResumableLink();
+  private transport: Duplex | undefined;
+  private blocked = false;
+  private writeCb: ((err?: Error | null) => void) | undefined;
+  private writeEnd = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private timerAt: number | undefined;
+  /** FIN sent or received: the tunnel ended on purpose, no resume. */
+  private ended = false;
+  /** The transport dropped (not by a FIN). The owner resumes on a new one, or destroys this. */
+  onDetached: (reason: string) => void = () => {};
+
+  constructor(private readonly maxUnacked = MAX_UNACKED) {
+    super({ allowHalfOpen: false, readableHighWaterMark: 1024 * 1024, writableHighWaterMark: 256 * 1024 });
+  }
+
+  get attached(): boolean {
+    return this.transport !== undefined;
+  }
+
+  /** A new tunnel over `transport` (client side: sends HELLO first). */
+  attachNew(transport: Duplex, opts: { sendHello: boolean; leftover?: Uint8Array }): void {
+    if (opts.sendHello) transport.write(encodeHello());
+    this.link.attachNew();
+    this.wire(transport, opts.leftover);
+  }
+
+  /** After a RESUME/RESUMED exchange on `transport`: the peer received `peerReceived` bytes. */
+  attachResumed(transport: Duplex, peerReceived: number, leftover?: Uint8Array): void {
+    this.dropTransport();
+    this.link.resumeFrom(peerReceived);
+    this.wire(transport, leftover);
+  }
+
+  private wire(transport: Duplex, leftover?: Uint8Array): void {
+    this.transport = transport;
+    this.blocked = false;
+    const current = () => this.transport === transport;
+    transport.on("data", (chunk: Uint8Array) => {
+      if (!current()) return;
+      this.link.handleBytes(chunk, Date.now());
+      this.pump();
+    });
+    transport.on("drain", () => {
+      if (!current()) return;
+      this.blocked = false;
+      this.pump();
+    });
+    const lost = (why: string) => {
+      if (!current()) return;
+      this.transport = undefined;
+      this.link.detach();
+      transport.destroy();
+      if (this.ended || this.destroyed) return;
+      this.onDetached(why);
+    };
+    transport.on("error", (err: Error) => lost(err.message));
+    transport.on("close", () => lost("transport closed"));
+    transport.on("end", () => lost("transport ended"));
+    if (leftover && leftover.length > 0) this.link.handleBytes(leftover, Date.now());
+    transport.resume();
+    this.pump();
+  }
+
+  /** Give up the current transport (it looks dead): the owner resumes on a new one. */
+  dropTransport(): void {
+    const t = this.transport;
+    if (!t) return;
+    this.transport = undefined;
+    this.link.detach();
+    t.destroy();
+  }
+
+  private pump(): void {
+    const link = this.link;
+    for (let d = link.pollDelivered(); d; d = link.pollDelivered()) this.push(d);
+    const e = link.pollEvent();
+    if (e?.type === "fin") {
+      this.ended = true;
+      this.push(null);
+      this.destroy();
+      return;
+    }
+    if (e) {
+      this.destroy(new Error(`tunnel link: ${e.message}`));
+      return;
+    }
+    const t = this.transport;
+    if (t && !this.blocked) {
+      for (let b = link.pollTransmit(); b; b = link.pollTransmit()) {
+        if (!t.write(b)) {
+          this.blocked = true;
+          // A DATA header may be out without its payload: that payload goes first after 'drain'.
+          break;
+        }
+      }
+    }
+    if (
+      this.writeCb &&
+      link.transmitted >= this.writeEnd &&
+      !this.blocked &&
+      this.transport &&
+      link.unacked <= this.maxUnacked
+    ) {
+      const cb = this.writeCb;
+      this.writeCb = undefined;
+      cb();
+    }
+    this.arm();
+  }
+
+  private arm(): void {
+    const at = this.link.pollTimeout();
+    if (this.timer && at === this.timerAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = at;
+    if (at === undefined) return;
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.timerAt = undefined;
+        this.link.handleTimeout(Date.now());
+        this.pump();
+      },
+      Math.max(0, at - Date.now()),
+    );
+  }
+
+  override _read(): void {
+    // Push-based, like the transports under it; flow is bounded by the tunnel's credit windows.
+  }
+
+  override _write(chunk: Uint8Array, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    // TLS writes its records here: held until acknowledged; TLS is told "written" only once they
+    // went to the transport, so while the transport is slow, or gone, TLS (and the tunnel's
+    // scheduler above it) sees a full buffer and stops pulling data.
+    this.link.send(chunk);
+    this.writeEnd = this.link.sent;
+    this.writeCb = cb;
+    this.pump();
+  }
+
+  /** End the tunnel on purpose: FIN after what is queued, so the peer does not try to resume. */
+  finish(): void {
+    if (this.ended) return;
+    this.ended = true;
+    const t = this.transport;
+    if (t && !t.destroyed) {
+      for (let b = this.link.pollTransmit(); b; b = this.link.pollTransmit()) t.write(b);
+      t.write(this.link.finFrame());
+      t.end();
+    }
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.finish();
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.finish();
+    const t = this.transport;
+    this.transport = undefined;
+    if (t && !t.destroyed) setTimeout(() => t.destroy(), 100);
+    const pending = this.writeCb;
+    this.writeCb = undefined;
+    pending?.(err ?? new Error("tunnel closed"));
+    cb(err);
+  }
+}
+
+/** The first frame on a transport, and the bytes that came after it. */
+export type FirstFrame =
+  | { kind: "legacy"; bytes: Uint8Array }
+  | { kind: "hello"; rest: Uint8Array }
+  | { kind: "resume"; request: ResumeRequest; rest: Uint8Array };
+
+/**
+ * Read what opens a transport at the connector: a legacy tunnel (a TLS record straight away, from
+ * a client older than the link), HELLO (a new resumable tunnel) or RESUME. The transport's data
+ * listener is removed again; the caller wires the transport next.
+ */
+export function readFirstFrame(transport: Duplex, timeoutMs = 10_000): Promise<FirstFrame> {
+  return new Promise((resolve, reject) => {
+    let buf = new Uint8Array(0);
+    const done = (err: Error | undefined, v?: FirstFrame) => {
+      clearTimeout(timer);
+      // Paused until the next reader is wired (`wire` or TLS resumes it): no chunk is lost between.
+      transport.pause();
+      transport.off("data", onData);
+      transport.off("close", onClose);
+      transport.off("error", onError);
+      if (err) reject(err);
+      else resolve(v!);
+    };
+    const onData = (chunk: Uint8Array) => {
+      buf = buf.length === 0 ? new Uint8Array(chunk) : Buffer.concat([buf, chunk]);
+      if (buf[0] === 0x16) return done(undefined, { kind: "legacy", bytes: buf });
+      if (buf.length < RT_HEADER) return;
+      const type = buf[0];
+      const len = new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(1);
+      if ((type !== RT.HELLO && type !== RT.RESUME) || len > RT_MAX_FRAME) {
+        return done(new Error("transport did not open with HELLO or RESUME"));
+      }
+      if (buf.length < RT_HEADER + len) return;
+      const payload = buf.subarray(RT_HEADER, RT_HEADER + len);
+      const rest = buf.slice(RT_HEADER + len);
+      if (type === RT.HELLO) {
+        if (!isHello(payload)) return done(new Error("unsupported link version"));
+        return done(undefined, { kind: "hello", rest });
+      }
+      try {
+        done(undefined, { kind: "resume", request: decodeResume(payload), rest });
+      } catch (err) {
+        done(err as Error);
+      }
+    };
+    const onClose = () => done(new Error("transport closed before its first frame"));
+    const onError = (err: Error) => done(err);
+    const timer = setTimeout(() => done(new Error("no first frame in time")), timeoutMs);
+    transport.on("data", onData);
+    transport.once("close", onClose);
+    transport.once("error", onError);
+  });
+}
+
+export class ResumeRefused extends Error {
+  constructor(
+    readonly code: number,
+    reason: string,
+  ) {
+    super(`the connector refused to resume the tunnel: ${reason}`);
+    this.name = "ResumeRefused";
+  }
+}
+
+/**
+ * Client side of a resume on a fresh `transport`: RESUME, then the connector's RESUMED (checked
+ * against the resume key) or REFUSE. Resolves with what the connector received and the bytes that
+ * followed its answer.
+ */
+export function requestResume(
+  transport: Duplex,
+  secret: ResumeSecret,
+  attempt: number,
+  received: number,
+  timeoutMs: number,
+): Promise<{ received: number; rest: Uint8Array }> {
+  return new Promise((resolve, reject) => {
+    let buf = new Uint8Array(0);
+    const done = (err: Error | undefined, v?: { received: number; rest: Uint8Array }) => {
+      clearTimeout(timer);
+      transport.pause();
+      transport.off("data", onData);
+      transport.off("close", onClose);
+      transport.off("error", onError);
+      if (err) {
+        transport.destroy();
+        reject(err);
+      } else resolve(v!);
+    };
+    const onData = (chunk: Uint8Array) => {
+      buf = buf.length === 0 ? new Uint8Array(chunk) : Buffer.concat([buf, chunk]);
+      if (buf.length < RT_HEADER) return;
+      const type = buf[0];
+      const len = new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(1);
+      if ((type !== RT.RESUMED && type !== RT.REFUSE) || len > 4096) {
+        return done(new Error("the connector did not answer the RESUME"));
+      }
+      if (buf.length < RT_HEADER + len) return;
+      const payload = buf.subarray(RT_HEADER, RT_HEADER + len);
+      try {
+        if (type === RT.REFUSE) {
+          const r = decodeRefuse(payload);
+          return done(new ResumeRefused(r.code, r.reason));
+        }
+        const answer = decodeResumed(payload);
+        const expected = resumeMac(secret.key, "resumed", secret.id, attempt, answer.received);
+        if (!macEquals(expected, answer.mac)) return done(new Error("RESUMED is not from our connector"));
+        done(undefined, { received: answer.received, rest: buf.slice(RT_HEADER + len) });
+      } catch (err) {
+        done(err as Error);
+      }
+    };
+    const onClose = () => done(new Error("transport closed before the connector answered the RESUME"));
+    const onError = (err: Error) => done(err);
+    const timer = setTimeout(
+      () => done(new Error("the connector did not answer the RESUME in time")),
+      timeoutMs,
+    );
+    transport.on("data", onData);
+    transport.once("close", onClose);
+    transport.once("error", onError);
+    const mac = resumeMac(secret.key, "resume", secret.id, attempt, received);
+    transport.write(encodeResume({ id: secret.id, attempt, received, mac }));
+  });
+}
+
+/** The connector's RESUMED for a verified request. */
+export function resumedFrame(secret: ResumeSecret, attempt: number, received: number): Uint8Array {
+  return encodeResumed(received, resumeMac(secret.key, "resumed", secret.id, attempt, received));
+}
+
+/**
+ * `transport` with `prefix` (bytes already read from it) in front, as a plain Duplex. Used for a
+ * client older than the link, whose TLS record was read to tell it apart: TLS must see it again,
+ * and Bun's TLS over a raw socket would read the socket natively, past anything put back.
+ */
+export function withPrefix(transport: Duplex, prefix: Uint8Array): Duplex {
+  const d = new Duplex({
+    read() {
+      transport.resume();
+    },
+    write(chunk: Uint8Array, _enc, cb) {
+      if (transport.write(chunk)) cb();
+      else transport.once("drain", () => cb());
+    },
+    final(cb) {
+      transport.end();
+      cb();
+    },
+    destroy(err, cb) {
+      transport.destroy();
+      cb(err);
+    },
+  });
+  d.push(prefix);
+  transport.on("data", (chunk: Uint8Array) => {
+    if (!d.push(chunk)) transport.pause();
+  });
+  transport.on("end", () => d.push(null));
+  transport.on("close", () => d.destroy());
+  transport.on("error", (err: Error) => d.destroy(err));
+  transport.resume();
+  return d;
+}
