@@ -318,10 +318,16 @@ export class ResumableLink {
           else this.#ackDueAt ??= now + this.#ackDelayMs;
           break;
         case RT.ACK: {
-          if (f.payload.length !== 8) return this.#fail("ACK has the wrong length");
+          if (f.payload.length !== 8) {
+            this.#fail("ACK has the wrong length");
+            return;
+          }
           const n = Number(new DataView(f.payload.buffer, f.payload.byteOffset, 8).getBigUint64(0));
           // An ACK older than what a resume established is stale, not wrong.
-          if (n > this.#sent) return this.#fail(`ACK of byte ${n} was never sent`);
+          if (n > this.#sent) {
+            this.#fail(`ACK of byte ${n} was never sent`);
+            return;
+          }
           this.#ack(n);
           break;
         }
@@ -330,7 +336,8 @@ export class ResumableLink {
           this.#attached = false;
           return;
         default:
-          return this.#fail(`unexpected link frame ${f.type} on an attached transport`);
+          this.#fail(`unexpected link frame ${f.type} on an attached transport`);
+          return;
       }
     }
   }
