@@ -1,6 +1,7 @@
 // The Controller as a Worker of its own, for the two-Worker deployment (deploy/cloudflare/): every
 // route but /relay/*. Its PRESENCE binding names the Relay Worker's class (script_name), which is
-// how a revocation nudges a connector's relay presence at once.
+// how a revocation nudges a connector's relay presence at once and how a connection token avoids
+// a connector the relay has dropped as hung.
 import { Hono } from "hono";
 import { controllerApp } from "./controller/app.ts";
 import type { Env } from "./env.ts";

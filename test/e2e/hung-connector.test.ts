@@ -2,12 +2,15 @@
 // processes: a connector pair on the local edge, a client, curl through it. New connections must
 // reach the healthy peer within a few seconds with no failure seen by the application; the stream
 // that was open on the frozen connector fails (reported, never silently truncated); the relay drops
-// the silent connector, which attaches again when it wakes.
+// the silent connector, and from then on the Controller hands new clients the peer only (it asks the
+// relay about its pick); the frozen connector attaches again when it wakes.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { login, requestConnectionTokens } from "../../client/controller-api.ts";
+import { loadOrCreateDeviceKey, type SessionState } from "../../client/state.ts";
 import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
 import { adminApi, type Edge, startEdge } from "../helpers/edge.ts";
@@ -77,6 +80,13 @@ afterAll(async () => {
 
 const url = () => `http://hello.hung.internal:${hello.port}/`;
 
+/** A session of a device that has never seen either connector, for asking the Controller directly. */
+async function freshSession(): Promise<SessionState> {
+  const key = await loadOrCreateDeviceKey(join(tmp, "fresh-device"));
+  const res = await login(edge.url, p.serviceKey, key, { name: "fresh", os: "linux", hostname: "test" });
+  return { controller: edge.url, ...res };
+}
+
 test("SIGSTOP of the serving connector: new connections succeed on its peer within seconds, none fails; the open stream is reported failed", async () => {
   expect(await curlVia(client.socks, url())).toBe("hung ok");
   const serving = (await clientStatus(join(tmp, "client"))).tunnels[0]?.connector_id as string | undefined;
@@ -116,6 +126,41 @@ test("SIGSTOP of the serving connector: new connections succeed on its peer with
   expect(openClosedAt).toBeGreaterThan(0);
   const openFailedAfter = openClosedAt - frozenAt;
 
+  // The relay has dropped the silent connector (3 missed pings), while its heartbeat still shows
+  // it online at the Controller for up to a minute. The Controller asks the relay about its pick,
+  // so a brand-new client, which knows nothing of the freeze, is handed the peer at once: no
+  // failed dial, no failover. (Before, half of them were handed the frozen one first.)
+  const droppedDeadline = Date.now() + 5_000;
+  while (!edge.logs().includes('"event":"unresponsive"') && Date.now() < droppedDeadline)
+    await Bun.sleep(100);
+  expect(edge.logs()).toContain('"event":"unresponsive"');
+  const frozenView = await adminApi(edge)<{ connector: { state: string } }>("GET", `/connectors/${serving}`);
+  expect(frozenView.connector.state).toBe("online");
+  const session = await freshSession();
+  for (let i = 0; i < 12; i++) {
+    // Twelve fair coin flips all landing on the peer by chance: 1 in 4096.
+    expect((await requestConnectionTokens(session, p.resources.hello!)).connector.id).toBe(peer);
+  }
+  const fresh = await startClient({
+    controller: edge.url,
+    serviceKey: p.serviceKey,
+    stateDir: join(tmp, "fresh-client"),
+    label: "fresh-client",
+  });
+  let freshFirstMs: number;
+  try {
+    const t = Date.now();
+    expect(await curlVia(fresh.socks, url())).toBe("hung ok");
+    freshFirstMs = Date.now() - t;
+    const freshStatus = await clientStatus(join(tmp, "fresh-client"));
+    expect(freshStatus.tunnels.map((x: { connector_id: string }) => x.connector_id)).toEqual([peer]);
+    expect(fresh.logs()).not.toContain("connector unreachable");
+    // Far below the relay's 5 s dial deadline that a frozen pick would cost.
+    expect(freshFirstMs).toBeLessThan(2_000);
+  } finally {
+    await fresh.stop();
+  }
+
   // The relay dropped the silent connector: once it wakes it attaches again, and works.
   const attachedBefore = frozen.logs().split("attached to relay").length;
   frozen.proc.kill("SIGCONT");
@@ -125,6 +170,6 @@ test("SIGSTOP of the serving connector: new connections succeed on its peer with
   }
   expect(frozen.logs().split("attached to relay").length).toBeGreaterThan(attachedBefore);
   console.log(
-    `hung connector: first request after SIGSTOP answered ${firstSuccessAfter} ms after the freeze (by its peer); ${latencies.length} requests in 8 s, none failed, slowest ${Math.max(...latencies)} ms; the open stream was reset after ${openFailedAfter} ms`,
+    `hung connector: first request after SIGSTOP answered ${firstSuccessAfter} ms after the freeze (by its peer); ${latencies.length} requests in 8 s, none failed, slowest ${Math.max(...latencies)} ms; the open stream was reset after ${openFailedAfter} ms; once the relay dropped it, a fresh client's first request took ${freshFirstMs} ms (via the peer)`,
   );
 }, 90_000);

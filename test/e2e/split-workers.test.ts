@@ -1,12 +1,15 @@
 // The Controller and the Relay as two Workers (deploy/cloudflare/ wired on one workerd by
 // `selfhost:config --split`): connectors and clients reach the relay on its own origin, the relay
 // verifies tokens with the JWKS it reads through its CONTROLLER service binding, and a revocation
-// on the Controller nudges the connector through the relay's presence object at once.
+// on the Controller nudges the connector through the relay's presence object at once, and the
+// Controller asks that object whether the connector it picks for a token is live.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { login, requestConnectionTokens } from "../../client/controller-api.ts";
+import { loadOrCreateDeviceKey } from "../../client/state.ts";
 import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
 import { startSelfhostEdge } from "../../scripts/lib/selfhost-edge.ts";
@@ -97,5 +100,44 @@ describe("Controller and Relay as two Workers", () => {
     const got = await new Promise<string>((r) => b.sock.once("data", (d: Buffer) => r(d.toString())));
     expect(got).toBe("still here");
     b.sock.end();
+  }, 30_000);
+
+  test("the Controller asks the relay Worker whether its pick is live: a connector that never attached is passed over", async () => {
+    // A second connector of the remote network that registers and heartbeats (online at the
+    // Controller) but never attaches to the relay, as a hung one looks once the relay dropped it.
+    const second = await adminApi(edge)<{ connector: { id: string }; tokens: { access_token: string } }>(
+      "POST",
+      "/connectors",
+      { remote_network_id: p.remoteNetworkId, name: "never attached" },
+    );
+    const asConnector = (path: string, body: unknown) =>
+      fetch(`${edge.url}/connector/v1/${path}`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${second.tokens.access_token}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify(body),
+      });
+    const cert = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex");
+    expect(
+      (await asConnector("register", { cert_sha256: cert, version: "0.1.0", hostname: "x" })).status,
+    ).toBe(200);
+    expect((await asConnector("heartbeat", {})).status).toBe(200);
+    const view = await adminApi(edge)<{ connector: { state: string } }>(
+      "GET",
+      `/connectors/${second.connector.id}`,
+    );
+    expect(view.connector.state).toBe("online");
+
+    const key = await loadOrCreateDeviceKey(join(tmp, "crafted"));
+    const session = {
+      controller: edge.url,
+      ...(await login(edge.url, p.serviceKey, key, { name: "crafted", os: "linux", hostname: "test" })),
+    };
+    for (let i = 0; i < 12; i++) {
+      // Twelve fair coin flips all landing on the attached one by chance: 1 in 4096.
+      expect((await requestConnectionTokens(session, p.resources.b!)).connector.id).toBe(p.connector.id);
+    }
   }, 30_000);
 });

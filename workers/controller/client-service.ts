@@ -12,6 +12,7 @@ import { connectorHash } from "../../shared/connector-hash.ts";
 import { timingSafeEqual, toBase64Url } from "../../shared/encoding.ts";
 import { type Claims, TokenError, verifyToken } from "../../shared/tokens.ts";
 import { decisions, type SessionState } from "./access.ts";
+import { chooseConnector, type PresenceProbe } from "./connector-pick.ts";
 import { type NetworkContext, newJti, sign, verificationKeys } from "./context.ts";
 import type { Db } from "./db.ts";
 import { ControllerError, invalidRequest, unauthorized } from "./errors.ts";
@@ -295,12 +296,20 @@ export async function clientAcl(ctx: NetworkContext, session: ClientSession) {
   return { acl_token: token, expires_at: iso(expiresAt), resources, version: await versionOf(resources) };
 }
 
+export interface ConnectorHints {
+  /** The connector of the live tunnel whose authorization the client renews. */
+  preferConnectorId?: string | undefined;
+  /** Connectors the client could not reach: it fails over to their peers. */
+  avoidConnectorIds?: readonly string[] | undefined;
+  /** Asks the relay whether a connector is attached and answering (connector-pick.ts). */
+  presence?: PresenceProbe | undefined;
+}
+
 export async function connectionTokens(
   ctx: NetworkContext,
   session: ClientSession,
   resourceId: string,
-  preferConnectorId?: string,
-  avoidConnectorIds: readonly string[] = [],
+  { preferConnectorId, avoidConnectorIds = [], presence }: ConnectorHints = {},
 ) {
   const { db, now } = ctx;
   // An unknown Resource and one no Group grants get the same answer: nothing leaks about the other.
@@ -326,10 +335,14 @@ export async function connectionTokens(
     throw new ControllerError("no_connector", "no connector of this resource's remote network is online");
   }
   // A client renewing the authorization of a live tunnel asks for the same connector, so its
-  // streams keep running; otherwise spread clients over the connectors (deployed in pairs).
-  const pick =
-    online.find((c) => c.id === preferConnectorId) ??
-    online[(crypto.getRandomValues(new Uint32Array(1))[0] ?? 0) % online.length]!;
+  // streams keep running; otherwise spread clients over the connectors (deployed in pairs), passing
+  // over one the relay has dropped as hung while its heartbeat still looks online.
+  const pick = await chooseConnector({
+    online,
+    preferId: preferConnectorId,
+    random: crypto.getRandomValues(new Uint32Array(1))[0] ?? 0,
+    probe: presence,
+  });
   const certSha256 = pick.cert_sha256!;
   // The connector's ACL: only what the policies allow now, each with the end of its timer.
   const acl = principalResources(db, session.principalId, resource.remote_network_id).flatMap((r) => {

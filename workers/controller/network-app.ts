@@ -16,6 +16,7 @@ import {
   connectionTokens,
   login,
 } from "./client-service.ts";
+import type { PresenceProbe } from "./connector-pick.ts";
 import {
   authenticateConnector,
   connectorHeartbeat,
@@ -71,6 +72,8 @@ export interface NetworkAppDeps {
    * wakes its waiting clients (`aclWatchers`) on every such change.
    */
   nudgeConnectors?: (alsoConnectorIds: string[]) => void;
+  /** Whether the relay holds a live control socket for a connector (connector-pick.ts). */
+  presence?: PresenceProbe;
 }
 
 /** `actor`: who made an admin API request (set by its authentication middleware). */
@@ -313,7 +316,11 @@ export function createNetworkApp(deps: NetworkAppDeps): Hono<AppEnv> {
     const session = await authenticateSession(ctx, bearer(c.req.raw));
     const body = await parseBody(c.req.raw, ConnectionTokenRequest);
     return c.json(
-      await connectionTokens(ctx, session, body.resource_id, body.connector_id, body.avoid_connector_ids),
+      await connectionTokens(ctx, session, body.resource_id, {
+        preferConnectorId: body.connector_id,
+        avoidConnectorIds: body.avoid_connector_ids,
+        presence: deps.presence,
+      }),
     );
   });
 

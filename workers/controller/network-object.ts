@@ -4,6 +4,7 @@ import { DurableObject } from "cloudflare:workers";
 import { connectorHash } from "../../shared/connector-hash.ts";
 import type { Env } from "../env.ts";
 import { initializeNetwork, readNetworkId } from "./admin-service.ts";
+import { PRESENCE_DEADLINE_MS, type PresenceProbe, withDeadline } from "./connector-pick.ts";
 import { Db } from "./db.ts";
 import { ControllerKeys } from "./keys.ts";
 import { deliverLogSinks, hasLogSinks } from "./log-sinks.ts";
@@ -33,7 +34,22 @@ export class NetworkObject extends DurableObject<Env> {
       keys: this.keys,
       networkId: () => this.networkId,
       nudgeConnectors: (also) => this.ctx.waitUntil(this.nudgeConnectors(also)),
+      presence: this.presenceProbe(),
     });
+  }
+
+  /**
+   * Asks a connector's relay presence whether it is live, by H(connector ID) only, as the relay
+   * knows it. None when this Controller has no PRESENCE binding (a relay it cannot address): it then
+   * chooses by heartbeat alone, and clients fail over with avoid_connector_ids.
+   */
+  private presenceProbe(): PresenceProbe | undefined {
+    const ns = this.env.PRESENCE as Env["PRESENCE"] | undefined;
+    if (!ns) return undefined;
+    return withDeadline(
+      async (id) => await ns.get(ns.idFromName(await connectorHash(id))).live(),
+      PRESENCE_DEADLINE_MS,
+    );
   }
 
   /** Tell every online connector of this network (through its relay presence) to sync now. */

@@ -84,6 +84,16 @@ export class ConnectorPresence extends DurableObject<RelayEnv> {
   }
 
   /**
+   * Whether the connector is attached and answering its pings: the Controller asks before it hands
+   * this connector to a client, so a hung one stops being handed out as soon as the relay drops it
+   * rather than when its heartbeat lapses. Nothing crosses but the answer; the relay still knows
+   * the connector only by this object's hash.
+   */
+  async live(): Promise<boolean> {
+    return this.liveSocket() !== undefined;
+  }
+
+  /**
    * The connector's control socket, unless the connector has gone silent: its pings (answered by
    * the auto-response, which records the time) stopped for MISSED_PINGS intervals. A frozen process
    * keeps its TCP connection open, so without this the relay would keep asking it to dial, and every
