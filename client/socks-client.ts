@@ -91,8 +91,17 @@ export function socksConnect(
           reject(new SocksRefused(rep));
           return;
         }
+        // Paused until the caller reads: what the destination sends first (a banner, a download
+        // that starts at once) waits in the socket instead of going to no listener meanwhile.
+        sock.pause();
         const rest = buf.subarray(10);
         if (rest.length > 0) sock.unshift(rest);
+        const onListener = (event: string | symbol) => {
+          if (event !== "data") return;
+          sock.off("newListener", onListener);
+          queueMicrotask(() => sock.resume());
+        };
+        sock.on("newListener", onListener);
         resolve(sock);
       }
     };

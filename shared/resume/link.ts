@@ -38,6 +38,8 @@ export const RT = {
 export const RT_HEADER = 5;
 /** No frame is larger: a peer announcing more is broken or hostile. */
 export const RT_MAX_FRAME = 1024 * 1024;
+/** DATA frames carry at most this much (a WebSocket message on Workers stays well below its limit). */
+export const RT_MAX_DATA = 256 * 1024;
 export const RT_MAGIC = new Uint8Array([0x53, 0x50, 0x52, 0x54]); // "SPRT"
 export const RT_VERSION = 1;
 export const RESUME_ID_LENGTH = 16;
@@ -363,7 +365,9 @@ export class ResumableLink {
     const h = this.#held[i]!;
     const from = this.#tx - h.at;
     if (this.#pendingPayload === undefined) {
-      const payload = from === 0 ? h.bytes : h.bytes.subarray(from);
+      // TLS may hand over one large chunk (a burst encrypted at once): frames stay ≤ RT_MAX_DATA.
+      const end = Math.min(h.bytes.length, from + RT_MAX_DATA);
+      const payload = from === 0 && end === h.bytes.length ? h.bytes : h.bytes.subarray(from, end);
       this.#pendingPayload = payload;
       return header(RT.DATA, payload.length);
     }
