@@ -52,7 +52,6 @@ export const REFUSE_CODES = {
   replayed: 3,
   expired: 4,
   offset: 5,
-  busy: 6,
 } as const;
 export type RefuseReason = keyof typeof REFUSE_CODES;
 

@@ -12,6 +12,8 @@
 //   so expiry and policy timers are late; `ignoreNarrow`: `narrow` does nothing.
 // - independence — `noReceiveBudget`: tunnel credit only on consumption (the freeze of issue 11).
 // - hung detection — `noProbe`: `openSuspectMs` infinite, only the keepalive verdict (10–13 s).
+// - drops are invisible over the resumable link — `resumeFromAcked`: a resume sends again from the
+//   last acknowledgement instead of what the peer says it received (bytes arrive twice).
 //
 // Connector failover (two connectors of one remote network, the client's connector choice and
 // retry on the peer) is failover.sim.test.ts, with its own broken variants.
@@ -137,6 +139,22 @@ const faulty: fc.Arbitrary<Scenario> = fc.record({
 
 const any = fc.oneof(healthy, faulty);
 
+/** Transport drops (relay restarts) at random points: mid-frame, during a resume, during renewal. */
+const drop: fc.Arbitrary<Command> = fc.record({
+  at,
+  kind: fc.constant("drop" as const),
+  reconnectMs: fc.integer({ min: 1, max: 4_000 }),
+});
+const withResume = (arb: fc.Arbitrary<Scenario>, drops: fc.Arbitrary<Command[]>) =>
+  fc
+    .tuple(arb, drops, fc.integer({ min: 5_000, max: 30_000 }))
+    .map(([sc, d, windowMs]) => ({ ...sc, commands: [...sc.commands, ...d], resume: { windowMs } }));
+/** Healthy streams over a resumable link whose transport drops, with renewals in between. */
+const droppedHealthy = withResume(healthy, fc.array(drop, { minLength: 1, maxLength: 6 }));
+/** Anything goes, over a resumable link, drops included. */
+const droppedFaulty = withResume(faulty, fc.array(drop, { maxLength: 6 }));
+const anyResumable = fc.oneof(droppedHealthy, droppedFaulty);
+
 // ---------------------------------------------------------------------------------------------
 // The properties, as predicates over one run. Each returns what went wrong, or null.
 
@@ -220,6 +238,26 @@ function isHealthy(sc: Scenario): boolean {
   );
 }
 
+/**
+ * Drops are invisible: over a resumable link, with no other fault, every stream whose ends read
+ * completes, none is reported failed, and at least one resume happened.
+ */
+const invisibleDrops: Property = (sc, r) => {
+  if (!isHealthy({ ...sc, commands: sc.commands.filter((c) => c.kind !== "drop") })) return null;
+  for (const s of r.streams) {
+    // A stream still waiting to open when the path dropped fails over at once, as retryable
+    // (nothing reached the application: the real client opens it again on a live tunnel).
+    if (!s.openOk && s.clientFailed?.startsWith("open failed")) continue;
+    if (s.clientFailed !== null) return `stream ${s.index} failed across a drop: ${s.clientFailed}`;
+    if (!s.spec.clientReads || !s.spec.resourceReads) continue;
+    if (s.doneAt === null) return `stream ${s.index} (${s.spec.up} up, ${s.spec.down} down) never completed`;
+  }
+  const order = r.violations.find((v) => /out of order|ended after|resume impossible/.test(v));
+  if (order) return order;
+  if (r.closedAt !== null) return `the tunnel closed at ${r.closedAt}`;
+  return null;
+};
+
 const NONE: Broken = {};
 
 function holds(property: Property, arb: fc.Arbitrary<Scenario>, broken: Broken = NONE, numRuns = RUNS) {
@@ -276,6 +314,38 @@ describe("session cores in simulation", () => {
     "a hung connector is detected within the probe bound, a live one never",
     () => {
       expectHolds(detectsHung, any);
+    },
+    SIM_TIMEOUT_MS,
+  );
+});
+
+describe("resumable link in simulation: drops at random points", () => {
+  test(
+    "every stream delivers every byte in order or is reported failed",
+    () => {
+      expectHolds(delivers, anyResumable);
+    },
+    SIM_TIMEOUT_MS,
+  );
+  test(
+    "no data before AUTH, no stream outlives its authorization, across drops",
+    () => {
+      expectHolds(gated, anyResumable);
+      expectHolds(bounded, droppedFaulty);
+    },
+    SIM_TIMEOUT_MS * 2,
+  );
+  test(
+    "a drop is invisible: streams stall and complete, none fails, the tunnel stays",
+    () => {
+      expectHolds(invisibleDrops, droppedHealthy);
+    },
+    SIM_TIMEOUT_MS,
+  );
+  test(
+    "broken variant: resuming from the last acknowledgement (resends what the peer already has)",
+    () => {
+      expectBroken(invisibleDrops, droppedHealthy, { resumeFromAcked: true });
     },
     SIM_TIMEOUT_MS,
   );

@@ -5,6 +5,7 @@
 // authorization in force allows) is checked while the world runs, and summed up at the end.
 import { RESET_CODES } from "../../shared/protocol/frame.ts";
 import type { MuxStream } from "../../shared/protocol/mux.ts";
+import { ResumableLink } from "../../shared/resume/link.ts";
 import {
   ClientSession,
   type ClientSessionTimers,
@@ -44,6 +45,8 @@ export type Command =
   | { at: number; kind: "open"; spec: StreamSpec }
   | { at: number; kind: "freeze"; forMs: number | null }
   | { at: number; kind: "cut" }
+  /** The transport closes (a relay restart): both ends see it; the client resumes after `reconnectMs`. */
+  | { at: number; kind: "drop"; reconnectMs: number }
   | { at: number; kind: "revoke"; resource: number }
   | { at: number; kind: "revoke_all" }
   | { at: number; kind: "renew"; ttlMs: number }
@@ -60,6 +63,8 @@ export interface Scenario {
   /** A Resource Policy timer on one Resource: its streams end at `untilMs`. */
   until: { resource: number; atMs: number } | null;
   commands: Command[];
+  /** The tunnel runs over the resumable link (docs/protocol.md §10), with this window. */
+  resume?: { windowMs: number };
 }
 
 /** Deliberately broken variants: each must make one property fail (see session.sim.test.ts). */
@@ -76,6 +81,8 @@ export interface Broken {
   noProbe?: boolean;
   /** The client's driver forgets its streams when the tunnel is lost (a silent truncation). */
   silentLoss?: boolean;
+  /** A resume sends again from the last acknowledgement, not from what the peer says it received. */
+  resumeFromAcked?: boolean;
 }
 
 /** Simulated time after the last command: long enough for every deadline (open 30 s, keepalive 13 s). */
@@ -122,6 +129,8 @@ export interface Report {
   closedAt: number | null;
   /** The connector was still frozen when the run ended (it can report nothing). */
   frozenAtEnd: boolean;
+  /** Resumes that succeeded. */
+  resumes: number;
 }
 
 /**
@@ -185,8 +194,56 @@ export function runScenario(sc: Scenario, broken: Broken = {}): Report {
   let cOut: Uint8Array[] = [];
   let cFlushing = false;
   let cTimerGen = 0;
-  const toClient = new Link(sim, sc.latencyMs, sc.chunkBytes, (b) => clientInput(b));
-  const toConnector = new Link(sim, sc.latencyMs, sc.chunkBytes, (b) => connectorInput(b));
+  let toClient = new Link(sim, sc.latencyMs, sc.chunkBytes, (b) => clientInput(b));
+  let toConnector = new Link(sim, sc.latencyMs, sc.chunkBytes, (b) => connectorInput(b));
+
+  // The resumable link under each end's TLS (when the scenario has one): the cores' bytes are
+  // numbered and held until acknowledged; a dropped transport is replaced and both ends send
+  // again from what the other received.
+  const resumable = sc.resume !== undefined;
+  const cLink = new ResumableLink({ ackDelayMs: 20 });
+  const clLink = new ResumableLink({ ackDelayMs: 20 });
+  cLink.attachNew();
+  clLink.attachNew();
+  let cLinkGen = 0;
+  let clLinkGen = 0;
+  let resumes = 0;
+  const cPumpLink = () => {
+    const parts: Uint8Array[] = [];
+    for (let t = cLink.pollTransmit(); t; t = cLink.pollTransmit()) parts.push(t);
+    if (parts.length > 0) toClient.send(concat(parts));
+    const at = cLink.pollTimeout();
+    const gen = ++cLinkGen;
+    if (at !== undefined)
+      sim.at(at, () => {
+        if (gen !== cLinkGen) return;
+        cRun(() => {
+          cLink.handleTimeout(sim.now);
+          cPumpLink();
+        });
+      });
+  };
+  const clPumpLink = () => {
+    const parts: Uint8Array[] = [];
+    for (let t = clLink.pollTransmit(); t; t = clLink.pollTransmit()) parts.push(t);
+    if (parts.length > 0) toConnector.send(concat(parts));
+    const at = clLink.pollTimeout();
+    const gen = ++clLinkGen;
+    if (at !== undefined)
+      sim.at(at, () => {
+        if (gen !== clLinkGen) return;
+        clLink.handleTimeout(sim.now);
+        clPumpLink();
+      });
+  };
+  const cSend = (bytes: Uint8Array) => {
+    if (!resumable) toClient.send(bytes);
+    else cLink.send(bytes);
+  };
+  const clSend = (bytes: Uint8Array) => {
+    if (!resumable) toConnector.send(bytes);
+    else clLink.send(bytes);
+  };
 
   /** Work the connector process does: deferred while it is frozen (SIGSTOP). */
   const cRun = (fn: () => void) => {
@@ -198,7 +255,10 @@ export function runScenario(sc: Scenario, broken: Broken = {}): Report {
       frozenInbox.push(b);
       return;
     }
-    connector.handleBytes(b, sim.now);
+    if (resumable) {
+      cLink.handleBytes(b, sim.now);
+      for (let d = cLink.pollDelivered(); d; d = cLink.pollDelivered()) connector.handleBytes(d, sim.now);
+    } else connector.handleBytes(b, sim.now);
     cFlush();
   };
   connector.onWake = () => cFlush();
@@ -240,7 +300,8 @@ export function runScenario(sc: Scenario, broken: Broken = {}): Report {
           // The transport closes after the linger; the client sees it one latency later.
           const out = cOut;
           cOut = [];
-          if (out.length > 0) toClient.send(concat(out));
+          if (out.length > 0) cSend(concat(out));
+          if (resumable) cPumpLink();
           const wasCut = toClient.cut;
           sim.at(sim.now + e.lingerMs, () => {
             toClient.cut = true;
@@ -259,8 +320,9 @@ export function runScenario(sc: Scenario, broken: Broken = {}): Report {
     if (cOut.length > 0) {
       const out = cOut;
       cOut = [];
-      toClient.send(concat(out));
+      cSend(concat(out));
     }
+    if (resumable) cPumpLink();
     const at = connector.pollTimeout();
     const gen = ++cTimerGen;
     if (at !== undefined && !broken.noConnectorTimer) {
@@ -381,6 +443,7 @@ export function runScenario(sc: Scenario, broken: Broken = {}): Report {
   // ---------------------------------------------------------------------------------------------
   // Client: driver + application.
   const client = new ClientSession(sim.now, {
+    resumable,
     timers: broken.noProbe
       ? ({ openSuspectMs: Number.POSITIVE_INFINITY } as Partial<ClientSessionTimers>)
       : {},
@@ -391,7 +454,10 @@ export function runScenario(sc: Scenario, broken: Broken = {}): Report {
   let clTimerGen = 0;
   const pendingOpen = new Map<MuxStream, StreamRecord>();
   const clientInput = (b: Uint8Array) => {
-    client.handleBytes(b, sim.now);
+    if (resumable) {
+      clLink.handleBytes(b, sim.now);
+      for (let d = clLink.pollDelivered(); d; d = clLink.pollDelivered()) client.handleBytes(d, sim.now);
+    } else client.handleBytes(b, sim.now);
     clFlush();
   };
   client.onWake = () => clFlush();
@@ -437,6 +503,9 @@ export function runScenario(sc: Scenario, broken: Broken = {}): Report {
             );
           break;
         }
+        case "path_lost":
+          startResume(e.hung);
+          break;
         default:
           break;
       }
@@ -445,8 +514,9 @@ export function runScenario(sc: Scenario, broken: Broken = {}): Report {
     if (clOut.length > 0) {
       const out = clOut;
       clOut = [];
-      toConnector.send(concat(out));
+      clSend(concat(out));
     }
+    if (resumable) clPumpLink();
     const at = client.pollTimeout();
     const gen = ++clTimerGen;
     if (at !== undefined) {
@@ -456,6 +526,71 @@ export function runScenario(sc: Scenario, broken: Broken = {}): Report {
         clFlush();
       });
     }
+  }
+
+  // The client's resume, like client/tunnel.ts: after a dropped transport, retried until the
+  // window ends; after a silent path (the keepalive's verdict), for 3 s.
+  let resuming = false;
+  let reconnectMs = 100;
+  function startResume(hung: boolean): void {
+    if (resuming || !sc.resume) return;
+    resuming = true;
+    toClient.cut = true;
+    toConnector.cut = true;
+    clLink.detach();
+    const lostAt = sim.now;
+    const deadline = lostAt + (hung ? 3_000 : sc.resume.windowMs);
+    const attempt = () => {
+      if (!client.alive) {
+        resuming = false;
+        return;
+      }
+      if (sim.now >= deadline || connector.closeReason !== undefined) {
+        resuming = false;
+        client.close(`tunnel not resumed${connector.closeReason ? `: ${connector.closeReason}` : ""}`, hung);
+        clFlush();
+        return;
+      }
+      // A frozen connector cannot answer: the client tries again.
+      if (frozen) {
+        sim.at(sim.now + 250, attempt);
+        return;
+      }
+      if (!connector.resumable(sim.now)) {
+        resuming = false;
+        client.close("resume refused: the authorization is no longer in force", hung);
+        clFlush();
+        return;
+      }
+      // The connector may not have noticed the old transport die (a silent path): it goes now.
+      if (!connector.detached) connector.detach(sim.now, sc.resume!.windowMs);
+      cLink.detach();
+      const clientGot = clLink.received;
+      const connectorGot = cLink.received;
+      if (!cLink.canResumeFrom(clientGot) || !clLink.canResumeFrom(connectorGot)) {
+        fail(`resume impossible: client got ${clientGot}, connector got ${connectorGot}`);
+        resuming = false;
+        client.close("resume refused: offset", hung);
+        clFlush();
+        return;
+      }
+      if (broken.resumeFromAcked) {
+        cLink.resumeFrom(cLink.acknowledged);
+        clLink.resumeFrom(clLink.acknowledged);
+      } else {
+        cLink.resumeFrom(clientGot);
+        clLink.resumeFrom(connectorGot);
+      }
+      toClient = new Link(sim, sc.latencyMs, sc.chunkBytes, (b) => clientInput(b));
+      toConnector = new Link(sim, sc.latencyMs, sc.chunkBytes, (b) => connectorInput(b));
+      connector.reattach(sim.now);
+      client.reattach(sim.now);
+      resumes++;
+      resuming = false;
+      cFlush();
+      clFlush();
+    };
+    sim.at(sim.now + reconnectMs, attempt);
   }
 
   function clientStream(stream: MuxStream, rec: StreamRecord): void {
@@ -498,7 +633,7 @@ export function runScenario(sc: Scenario, broken: Broken = {}): Report {
     sim.at(cmd.at, () => {
       switch (cmd.kind) {
         case "open": {
-          if (!client.alive || !client.authenticated || client.goingAway) return;
+          if (!client.alive || !client.authenticated || client.goingAway || client.detached) return;
           const index = streams.length;
           const rec: StreamRecord = {
             index,
@@ -543,6 +678,21 @@ export function runScenario(sc: Scenario, broken: Broken = {}): Report {
         case "cut":
           toClient.cut = true;
           toConnector.cut = true;
+          return;
+        case "drop":
+          if (!resumable || resuming || !client.alive) return;
+          reconnectMs = cmd.reconnectMs;
+          toClient.cut = true;
+          toConnector.cut = true;
+          // Both ends see their transport close (a relay restart closes both WebSockets).
+          cRun(() => {
+            if (connector.closeReason !== undefined) return;
+            cLink.detach();
+            connector.detach(sim.now, sc.resume!.windowMs);
+            cFlush();
+          });
+          client.detach("transport closed", sim.now);
+          clFlush();
           return;
         case "revoke": {
           const id = `res-${cmd.resource}`;
@@ -601,7 +751,7 @@ export function runScenario(sc: Scenario, broken: Broken = {}): Report {
         fail(`stream ${rec.index}: still served at the Resource after its authorization ended`);
     }
   });
-  return { violations, streams, hungAt, closedAt, frozenAtEnd: frozen };
+  return { violations, streams, hungAt, closedAt, frozenAtEnd: frozen, resumes };
 }
 
 /**
