@@ -303,6 +303,14 @@ export class ResumeRefused extends Error {
   }
 }
 
+/** The new transport closed before the connector answered (`code`: the relay's close code). */
+export class ResumeTransportClosed extends Error {
+  constructor(readonly code: number | undefined) {
+    super(`transport closed before the connector answered the RESUME${code ? ` (close code ${code})` : ""}`);
+    this.name = "ResumeTransportClosed";
+  }
+}
+
 /**
  * Client side of a resume on a fresh `transport`: RESUME, then the connector's RESUMED (checked
  * against the resume key) or REFUSE. Resolves with what the connector received and the bytes that
@@ -351,7 +359,8 @@ export function requestResume(
         done(err as Error);
       }
     };
-    const onClose = () => done(new Error("transport closed before the connector answered the RESUME"));
+    const onClose = () =>
+      done(new ResumeTransportClosed((transport as Duplex & { closeCode?: number }).closeCode));
     const onError = (err: Error) => done(err);
     const timer = setTimeout(
       () => done(new Error("the connector did not answer the RESUME in time")),

@@ -143,6 +143,8 @@ export class TunnelManager {
       this.lastResumeGapMs = gapMs;
       this.log.info("tunnel resumed", { connector: tunnel.connectorId, path, gap_ms: gapMs });
     };
+    tunnel.onResumeFailed = (why) =>
+      this.log.debug("tunnel resume attempt failed", { connector: tunnel.connectorId, error: why });
     tunnel.onClose = (reason) => {
       this.log.info("tunnel closed", { connector: tunnel.connectorId, reason });
       if (this.entries.get(tunnel.connectorId)?.tunnel === tunnel) this.entries.delete(tunnel.connectorId);

@@ -9,18 +9,19 @@ import {
   ResumableDuplex,
   ResumeRefused,
   type ResumeSecret,
+  ResumeTransportClosed,
   requestResume,
   resumeSecret,
 } from "../bunlib/resumable.ts";
 import { connectTls, exporterValue } from "../bunlib/tls.ts";
 import { tlsTakesData } from "../bunlib/transmit.ts";
-import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
+import { openWebSocket, WebSocketClosedError, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { signChannelBinding } from "../shared/channel-binding.ts";
 import { toBase64Url } from "../shared/encoding.ts";
 import type { MuxStream } from "../shared/protocol/mux.ts";
 import { type ClientEvent, ClientSession } from "../shared/session/client-session.ts";
 import { peekClaim } from "../shared/tokens.ts";
-import type { ConnectionTokens } from "./controller-api.ts";
+import { ClientApiError, type ConnectionTokens } from "./controller-api.ts";
 
 /** How long the direct path may try alone before the relay is raced against it. */
 const DIRECT_HEAD_START_MS = 300;
@@ -60,6 +61,15 @@ export const RESUMABLE_SINCE = "0.2.0";
 const HUNG_RESUME_MS = 3_000;
 /** One resume exchange (RESUME → RESUMED) may take this long. */
 const RESUME_EXCHANGE_MS = 3_000;
+/**
+ * A connector the relay says is not attached (or the Controller no longer offers) for this long is
+ * taken for gone (a crashed process, a machine off): its streams are reported failed then, not at
+ * the end of the window. A relay restart or a network change brings a live connector back sooner.
+ */
+const CONNECTOR_ABSENT_MS = 5_000;
+
+/** The relay or the Controller says the tunnel's connector is not there (right now). */
+class ConnectorAbsent extends Error {}
 
 /** How a tunnel reaches its connector again after losing its path. */
 export interface ResumeOptions {
@@ -127,6 +137,8 @@ export class Tunnel {
   resumes = 0;
   lastResumeGapMs: number | undefined;
   onResumed: (gapMs: number, path: "relayed" | "direct") => void = () => {};
+  /** One resume attempt failed (the loop goes on until the window or a final answer). */
+  onResumeFailed: (why: string) => void = () => {};
   private resuming = false;
   private resumeAttempt = 0;
 
@@ -257,8 +269,14 @@ export class Tunnel {
     const deadline =
       lostAt + (hung ? Math.min(HUNG_RESUME_MS, link.options.windowMs) : link.options.windowMs);
     let last = reason;
+    let absentSince: number | undefined;
     try {
       for (let i = 0; Date.now() < deadline && this.core.alive; i++) {
+        if (absentSince !== undefined && Date.now() - absentSince >= CONNECTOR_ABSENT_MS) {
+          this.core.close(`tunnel not resumed: the connector is gone (${last})`, hung);
+          this.flush();
+          return;
+        }
         try {
           const { transport, path } = await withDeadline(this.redial(), deadline, "resume window ended");
           const attempt = ++this.resumeAttempt;
@@ -294,7 +312,14 @@ export class Tunnel {
             this.close(`tunnel not resumed: ${err.message}`);
             return;
           }
+          // The relay closes the new session with 4401 when the connector is not attached, 4408
+          // when it did not dial in time.
+          const relaySaysAbsent =
+            err instanceof ResumeTransportClosed && (err.code === 4401 || err.code === 4408);
+          if (err instanceof ConnectorAbsent || relaySaysAbsent) absentSince ??= Date.now();
+          else absentSince = undefined;
           last = (err as Error).message;
+          this.onResumeFailed(last);
           // Full jitter, capped low: the window is short and a restarted edge answers in ~1 s.
           await Bun.sleep(Math.random() * Math.min(1_000, 100 * 2 ** i));
         }
@@ -319,12 +344,25 @@ export class Tunnel {
         }
       }
     }
-    const tokens = await link.options.tokens();
+    const tokens = await link.options.tokens().catch((err: unknown) => {
+      if (err instanceof ClientApiError && err.code === "no_connector")
+        throw new ConnectorAbsent(err.message);
+      throw err;
+    });
     if (tokens.connector.id !== this.connectorId) {
-      throw new Error("the Controller does not offer this tunnel's connector now");
+      throw new ConnectorAbsent("the Controller does not offer this tunnel's connector now");
     }
     await link.options.beforeDial?.(tokens);
-    const ws = await openWebSocket(`${tokens.relay_url}/relay/v1/session`, tokens.connection_token, 5_000);
+    const ws = await openWebSocket(
+      `${tokens.relay_url}/relay/v1/session`,
+      tokens.connection_token,
+      5_000,
+    ).catch((err: unknown) => {
+      // 4401: not attached to the relay (the token is fresh); 4408: attached but did not dial.
+      if (err instanceof WebSocketClosedError && (err.code === 4401 || err.code === 4408))
+        throw new ConnectorAbsent(`the relay has no live connector ${this.connectorId} (${err.code})`);
+      throw err;
+    });
     return { transport: new WebSocketDuplex(ws), path: "relayed" };
   }
 
