@@ -179,6 +179,7 @@ export function runScenario(sc: Scenario, broken: Broken = {}): Report {
   // ---------------------------------------------------------------------------------------------
   // Connector: driver + Resources.
   let frozen = false;
+  let frozenForever = false;
   let frozenInbox: Uint8Array[] = [];
   let frozenWork: (() => void)[] = [];
   /** The authorization the verifier accepted (the model's view of what is in force). */
@@ -661,8 +662,11 @@ export function runScenario(sc: Scenario, broken: Broken = {}): Report {
         }
         case "freeze":
           frozen = true;
+          if (cmd.forMs === null) frozenForever = true;
           if (cmd.forMs !== null) {
             sim.at(sim.now + cmd.forMs, () => {
+              // A shorter freeze ending does not thaw a permanent one (overlapping commands).
+              if (frozenForever) return;
               frozen = false;
               const inbox = frozenInbox;
               const work = frozenWork;
