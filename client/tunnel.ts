@@ -320,8 +320,9 @@ export class Tunnel {
           else absentSince = undefined;
           last = (err as Error).message;
           this.onResumeFailed(last);
-          // Full jitter, capped low: the window is short and a restarted edge answers in ~1 s.
-          await Bun.sleep(Math.random() * Math.min(1_000, 100 * 2 ** i));
+          // Full jitter, capped low: the window is short and a restarted edge answers in ~1 s;
+          // the stall an application sees is mostly this wait once the connector is back.
+          await Bun.sleep(Math.random() * Math.min(500, 50 * 2 ** i));
         }
       }
       this.core.close(`tunnel not resumed within ${Math.round((deadline - lostAt) / 1000)} s: ${last}`, hung);

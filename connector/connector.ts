@@ -285,7 +285,8 @@ export class Connector {
         if (code === 4401 || code === 4412) await this.heartbeat();
       }
       if (this.stopped || this.draining) break;
-      const wait = backoffMs(this.attempt++);
+      // A short first step: after a relay restart every tunnel waits for its connector to re-attach.
+      const wait = backoffMs(this.attempt++, 250);
       await Bun.sleep(wait);
     }
   }

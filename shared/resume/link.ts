@@ -147,7 +147,7 @@ export function decodeRefuse(payload: Uint8Array): { code: number; reason: strin
   if (payload.length < 1) throw new ProtocolError("bad_payload", "REFUSE has no code");
   return {
     code: payload[0]!,
-    reason: new TextDecoder("utf-8", { fatal: false }).decode(payload.subarray(1)),
+    reason: new TextDecoder().decode(payload.subarray(1)),
   };
 }
 

@@ -122,6 +122,7 @@ export class ClientSession {
   readonly #resumable: boolean;
   /** Since when the path is lost (a resumable tunnel waiting to be resumed). */
   #detachedAt: number | undefined;
+  #detachedHung = false;
   /** Called when output appears outside a handle*() call (a stream write by the driver). */
   onWake: () => void = () => {};
 
@@ -283,6 +284,7 @@ export class ClientSession {
   reattach(now: number): void {
     if (this.#closed || this.#detachedAt === undefined) return;
     this.#detachedAt = undefined;
+    this.#detachedHung = false;
     this.#lastInbound = now;
     if (this.#mux.authenticated) this.#nextKeepalive = now + this.#t.keepaliveMs;
     for (const a of this.#auths) a.deadline = Math.max(a.deadline, now + this.#t.authTimeoutMs);
@@ -342,9 +344,12 @@ export class ClientSession {
     return this.#mux.authenticated;
   }
 
-  /** Closed because the connector stopped answering (not by a clean close or a lost transport). */
+  /**
+   * Closed because the connector stopped answering (not by a clean close or a lost transport), or
+   * waiting to be resumed after it did: either way, skip this connector for now.
+   */
   get hung(): boolean {
-    return this.#closed?.hung ?? false;
+    return this.#closed?.hung ?? this.#detachedHung;
   }
 
   get closeReason(): string | undefined {
@@ -388,6 +393,7 @@ export class ClientSession {
     }
     if (this.#detachedAt !== undefined) return;
     this.#detachedAt = now;
+    this.#detachedHung = hung;
     this.#probeSentAt = undefined;
     this.#nextKeepalive = undefined;
     for (const stream of [...this.#opens.keys()]) {
