@@ -151,9 +151,10 @@ class Probe {
  */
 async function backAt(url: string, restarted: Promise<void>): Promise<number> {
   let done = false;
-  void restarted.finally(() => {
+  const settled = () => {
     done = true;
-  });
+  };
+  restarted.then(settled, settled);
   let down = false;
   const deadline = performance.now() + 90_000;
   while (performance.now() < deadline) {
