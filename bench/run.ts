@@ -16,6 +16,7 @@ import { HELP, type Options, parseOptions, type Section, UsageError } from "./li
 import { descendants, workerdPids, workerdRoles } from "./lib/procfs.ts";
 import { addRatios, evaluateTargets, renderConsoleReport, renderReport } from "./lib/report.ts";
 import { machineInfo, Results, writeResults } from "./lib/results.ts";
+import { measureResume } from "./lib/resume.ts";
 import {
   type Client,
   HOSTS,
@@ -445,6 +446,29 @@ async function bench(opts: Options, cleanup: Cleanup): Promise<void> {
   if (run("idle")) {
     log(`scale: ${profile.idleStreams} idle streams through fresh connectors; connector footprint`);
     await measureFreshConnectors(sp, peers.echo, profile.idleStreams, profile, results, cleanup, log);
+  }
+
+  // After every other figure on this edge: it kills and restarts the edge under them.
+  if (run("resume")) {
+    log(`resume: an interactive stream across ${profile.resumeRestarts} relay (edge) restarts`);
+    await measureResume(
+      {
+        socks,
+        echo: echoTunnelled,
+        restart: () => sp.edge.restart(),
+        healthz: `${sp.edge.url}/healthz`,
+        resumes: async () =>
+          (
+            (await clientStatus(client.stateDir)) as unknown as {
+              resumes: { count: number; last_gap_ms: number | null };
+            }
+          ).resumes,
+        logs: () => ({ client: client.logs(), connector: sp.connector.logs(), edge: sp.edge.logs() }),
+        log,
+      },
+      profile,
+      results,
+    );
   }
 
   // Last, on its own edge: a million seeded events must not weigh on the figures above.

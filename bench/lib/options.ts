@@ -34,6 +34,8 @@ export interface Profile {
   settleMs: number;
   /** Requests per console page and per events query on the seeded network (console-scale.ts). */
   consoleSamples: number;
+  /** Relay (edge) restarts under an open interactive stream (resume.ts). */
+  resumeRestarts: number;
 }
 
 export const PROFILES: Record<Mode, Profile> = {
@@ -54,6 +56,7 @@ export const PROFILES: Record<Mode, Profile> = {
     scaleRuns: 3,
     settleMs: 2000,
     consoleSamples: 50,
+    resumeRestarts: 8,
   },
   quick: {
     mode: "quick",
@@ -72,6 +75,7 @@ export const PROFILES: Record<Mode, Profile> = {
     scaleRuns: 1,
     settleMs: 1000,
     consoleSamples: 20,
+    resumeRestarts: 3,
   },
   // One tiny run of every figure: proves the benchmark works end to end (CI), measures nothing.
   smoke: {
@@ -91,6 +95,7 @@ export const PROFILES: Record<Mode, Profile> = {
     scaleRuns: 1,
     settleMs: 500,
     consoleSamples: 5,
+    resumeRestarts: 1,
   },
 };
 
@@ -113,6 +118,7 @@ export const SECTIONS = [
   "tokens",
   "scale",
   "idle",
+  "resume",
   "console",
 ] as const;
 export type Section = (typeof SECTIONS)[number];
@@ -129,8 +135,8 @@ Options:
   --no-build              use dist/ as it is instead of rebuilding the binaries first
   --splice-message-kib N  message size of the bare splice, KiB (default 256)
   --only LIST             only these sections, comma-separated: throughput, latency,
-                          relay-memory, tokens, scale, idle, console (targets of the others show
-                          as missing)
+                          relay-memory, tokens, scale, idle, resume, console (targets of the
+                          others show as missing)
   --console-only          only the console pages and the events API on a seeded network (1,000
                           Resources, 5,000 users, 200 Groups, 1,000,000 events; about 2 minutes)
   --help                  this text

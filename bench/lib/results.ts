@@ -5,7 +5,17 @@ import { cpus, loadavg, release, totalmem, type } from "node:os";
 import { dirname } from "node:path";
 import type { Mode } from "./options.ts";
 
-export type Unit = "MiB/s" | "ms" | "bytes" | "ratio" | "tokens/s" | "streams" | "s/GiB" | "s" | "events";
+export type Unit =
+  | "MiB/s"
+  | "ms"
+  | "bytes"
+  | "ratio"
+  | "tokens/s"
+  | "streams"
+  | "s/GiB"
+  | "s"
+  | "events"
+  | "restarts";
 
 export interface Result {
   name: string;
@@ -32,6 +42,8 @@ export const REQUIRED: readonly { name: string; unit: Unit }[] = [
   { name: "control.tokens_per_second", unit: "tokens/s" },
   { name: "console.page.p95", unit: "ms" },
   { name: "api.events.page.p95", unit: "ms" },
+  { name: "resume.gap.p50", unit: "ms" },
+  { name: "resume.gap.p99", unit: "ms" },
 ];
 
 export class Results {
