@@ -1,12 +1,15 @@
-// npm run soak [-- --minutes N] [--no-new-tunnels] [--no-bulk] [--out FILE]: mixed traffic through
-// the real edge, connector and client for N minutes, sampling every process's RSS, to see whether
-// anything grows without levelling off. Traffic, all checked:
+// npm run soak [-- --minutes N] [--selfhost] [--no-new-tunnels] [--no-bulk] [--out FILE]: mixed
+// traffic through the real edge, connector and client for N minutes, sampling every process's RSS,
+// to see whether anything grows without levelling off. The edge is `wrangler dev` by default, or with
+// --selfhost plain `workerd serve` with the `npm run selfhost:config` config, as production
+// self-hosts it: one workerd process, no wrangler proxy in front. Traffic, all checked:
 // - short HTTP requests through the client's SOCKS port, one new stream each (about 20/s);
 // - one long echo stream moving 64 KiB chunks, verified byte for byte;
 // - (unless --no-new-tunnels) a new relayed tunnel every 2 s, opened, used and closed, which makes a
 //   fresh splice object, a connection token and an authorization each time.
 // Prints a table of RSS start → end and the growth rate over the second half (MiB/min, least
-// squares), and writes the samples to bench/results/soak.json. Loopback only; stops by itself.
+// squares), and writes the samples to bench/results/soak.json (soak-selfhost.json with --selfhost).
+// Loopback only; stops by itself.
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,22 +20,33 @@ import { Tunnel } from "../client/tunnel.ts";
 import { ROOT, startEdge } from "../scripts/lib/local-edge.ts";
 import { startClient, startConnector } from "../scripts/lib/processes.ts";
 import { provisionNetwork } from "../scripts/lib/provision.ts";
+import { startSelfhostEdge } from "../scripts/lib/selfhost-edge.ts";
 import { startEcho, startHttp } from "../test/helpers/servers.ts";
 import { socksConnect } from "../test/helpers/socks-client.ts";
-import { rssBytes, workerdRoles } from "./lib/procfs.ts";
+import { dirBytes, rssBytes, workerdPids, workerdRoles } from "./lib/procfs.ts";
 
 const { values } = parseArgs({
   options: {
     minutes: { type: "string", default: "10" },
+    selfhost: { type: "boolean", default: false },
     "no-new-tunnels": { type: "boolean", default: false },
     "no-bulk": { type: "boolean", default: false },
-    out: { type: "string", default: join(ROOT, "bench/results/soak.json") },
+    out: { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
 if (values.help) {
   process.stdout.write(
-    "npm run soak [-- --minutes N] [--no-new-tunnels] [--no-bulk] [--out FILE]\nMixed traffic for N minutes (default 10); RSS of every process sampled every 15 s.\n",
+    [
+      "npm run soak [-- --minutes N] [--selfhost] [--no-new-tunnels] [--no-bulk] [--out FILE]",
+      "Mixed traffic for N minutes (default 10); RSS of every process sampled every 15 s.",
+      "  --selfhost         the edge as production self-hosts it: plain `workerd serve` with the",
+      "                     `npm run selfhost:config` config (default: `wrangler dev`)",
+      "  --no-new-tunnels   no new relayed tunnel every 2 s",
+      "  --no-bulk          no long echo stream",
+      "  --out FILE         samples as JSON (default bench/results/soak.json, soak-selfhost.json)",
+      "",
+    ].join("\n"),
   );
   process.exit(0);
 }
@@ -49,7 +63,9 @@ const ECHO = "echo.bench.internal";
 
 const http = await startHttp("soak ok\n");
 const echo = await startEcho();
-const edge = await startEdge();
+const selfhost = values.selfhost;
+const out = values.out ?? join(ROOT, `bench/results/${selfhost ? "soak-selfhost" : "soak"}.json`);
+const edge = selfhost ? await startSelfhostEdge() : await startEdge();
 const tmp = mkdtempSync(join(tmpdir(), "sallyport-soak-"));
 const p = await provisionNetwork(
   edge,
@@ -82,7 +98,15 @@ await churnClient.stop();
 
 // wrangler dev runs two workerd processes: its own proxy in front (dev only; production has none)
 // and the one running our Worker and its Durable Objects. Sampled apart, to tell whose memory grows.
-const processes = () => {
+// `workerd serve` (--selfhost) is a single process running the Worker and its Durable Objects.
+const processes = (): Record<string, number[]> => {
+  if (selfhost) {
+    return {
+      "workerd (selfhost)": [edge.proc.pid, ...workerdPids(edge.proc.pid)],
+      connector: [connector.proc.pid],
+      client: [client.proc.pid],
+    };
+  }
   const roles = workerdRoles(edge.proc.pid, edge.port);
   return {
     "workerd (Worker)": roles.worker,
@@ -98,6 +122,9 @@ const sample = () => {
   for (const [name, pids] of Object.entries(processes())) {
     s[name] = pids.reduce((n, pid) => n + (rssBytes(pid) ?? 0), 0) / MiB;
   }
+  // The Durable Objects' SQLite files (self-hosted only: wrangler keeps them elsewhere), to tell a
+  // store that grows on disk from memory that grows.
+  if (selfhost) s["DO storage on disk"] = dirBytes(join(edge.stateDir, "do")) / MiB;
   samples.push(s);
 };
 
@@ -192,7 +219,7 @@ async function churn(): Promise<void> {
 }
 
 log(
-  `running ${minutes} min of mixed traffic (new tunnels: ${!values["no-new-tunnels"]}, bulk: ${!values["no-bulk"]})`,
+  `running ${minutes} min of mixed traffic against ${selfhost ? "workerd serve (self-hosted)" : "wrangler dev"} (new tunnels: ${!values["no-new-tunnels"]}, bulk: ${!values["no-bulk"]})`,
 );
 sample();
 const timer = setInterval(sample, 15_000);
@@ -218,7 +245,7 @@ function slope(key: string): number {
 
 const first = samples[0]!;
 const last = samples.at(-1)!;
-const rows = Object.keys(processes()).map((k) => ({
+const rows = [...Object.keys(processes()), ...(selfhost ? ["DO storage on disk"] : [])].map((k) => ({
   process: k,
   start_mib: Number((first[k] ?? 0).toFixed(1)),
   end_mib: Number((last[k] ?? 0).toFixed(1)),
@@ -232,7 +259,8 @@ process.stdout.write(
     )}\n\n${counts.requests} requests (${counts.requestFailures} failed), bulk stream ${counts.bulkFailures > 0 ? "FAILED" : "intact"}, ${counts.tunnels} new tunnels (${counts.tunnelFailures} failed), ${(counts.bulkBytes / MiB).toFixed(0)} MiB echoed and verified, in ${minutes} min\n`,
 );
 mkdirSync(join(ROOT, "bench/results"), { recursive: true });
-writeFileSync(values.out, JSON.stringify({ minutes, options: values, counts, rows, samples }, null, 2));
+writeFileSync(out, JSON.stringify({ minutes, options: values, counts, rows, samples }, null, 2));
+log(`samples written to ${out}`);
 await client.stop();
 await connector.stop("SIGINT");
 await edge.stop();

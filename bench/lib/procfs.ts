@@ -1,6 +1,7 @@
 // Reads what the benchmark needs about its processes from Linux /proc: resident memory, CPU time
 // consumed, and the process tree (wrangler dev runs workerd as grandchildren).
-import { readdirSync, readFileSync } from "node:fs";
+import { type Dirent, readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ: 100 on every Linux the project targets.
 
@@ -12,6 +13,29 @@ export function rssBytes(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Bytes of the regular files under `dir`, recursively (0 when it is gone). */
+export function dirBytes(dir: string): number {
+  let total = 0;
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) total += dirBytes(path);
+    else if (e.isFile()) {
+      try {
+        total += statSync(path).size;
+      } catch {
+        // removed meanwhile
+      }
+    }
+  }
+  return total;
 }
 
 /** User + system CPU seconds `pid` has used so far (0 when it is gone). */
