@@ -51,7 +51,15 @@ async function call<S extends z.ZodType>(
   controller: string,
   path: string,
   schema: S,
-  init: { method: string; token?: string; body?: unknown; timeoutMs?: number; signal?: AbortSignal },
+  init: {
+    method: string;
+    token?: string;
+    body?: unknown;
+    timeoutMs?: number;
+    signal?: AbortSignal;
+    /** On a new connection, not a pooled one (which may be bound to an address this host left). */
+    fresh?: boolean;
+  },
 ): Promise<z.output<S>> {
   const timeoutMs = init.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   let res: Response;
@@ -64,6 +72,7 @@ async function call<S extends z.ZodType>(
         ...(init.token ? { authorization: `Bearer ${init.token}` } : {}),
       },
       body: init.body === undefined ? undefined : JSON.stringify(init.body),
+      ...(init.fresh ? { keepalive: false } : {}),
       signal: init.signal
         ? AbortSignal.any([init.signal, AbortSignal.timeout(timeoutMs)])
         : AbortSignal.timeout(timeoutMs),
@@ -140,9 +149,11 @@ export async function requestConnectionTokens(
   resourceId: string,
   connectorId?: string,
   avoidConnectorIds: string[] = [],
+  opts: { fresh?: boolean } = {},
 ) {
   return await call(session.controller, "/connection-tokens", ConnectionTokensResponse, {
     method: "POST",
+    fresh: opts.fresh,
     timeoutMs: CONNECTION_TOKEN_TIMEOUT_MS,
     token: session.session_token,
     body: {

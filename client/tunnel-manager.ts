@@ -104,7 +104,9 @@ export class TunnelManager {
         const connectorId = tokens.connector.id;
         const resume: ResumeOptions = {
           windowMs: this.resumeWindowMs,
-          tokens: () => requestConnectionTokens(this.session(), resourceId, connectorId),
+          // A resume follows a lost path, perhaps a network change: a pooled connection to the
+          // Controller may be bound to the address this host no longer has, and hang.
+          tokens: () => requestConnectionTokens(this.session(), resourceId, connectorId, [], { fresh: true }),
           ...(this.beforeDial ? { beforeDial: this.beforeDial } : {}),
         };
         const tunnel = await Tunnel.open(tokens, this.deviceKey, resume);

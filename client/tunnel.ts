@@ -265,6 +265,9 @@ export class Tunnel {
     if (!link || this.resuming) return;
     this.resuming = true;
     const lostAt = Date.now();
+    // What the application stalls for: from the drop, or, on a path that died silently (found by
+    // the keepalive), from the last byte that came through.
+    const stalledSince = hung ? Math.min(lostAt, this.core.lastInboundAt) : lostAt;
     link.duplex.dropTransport();
     const deadline =
       lostAt + (hung ? Math.min(HUNG_RESUME_MS, link.options.windowMs) : link.options.windowMs);
@@ -300,7 +303,7 @@ export class Tunnel {
           }
           link.duplex.attachResumed(transport, answer.received, answer.rest);
           this.path = path;
-          const gap = Date.now() - lostAt;
+          const gap = Date.now() - stalledSince;
           this.resumes++;
           this.lastResumeGapMs = gap;
           this.core.reattach(Date.now());

@@ -360,6 +360,11 @@ export class ClientSession {
     return this.#goingAway;
   }
 
+  /** When the last byte arrived from the connector (ms). */
+  get lastInboundAt(): number {
+    return this.#lastInbound;
+  }
+
   /** The path is lost and the tunnel waits to be resumed: no new stream belongs on it. */
   get detached(): boolean {
     return this.#detachedAt !== undefined;
