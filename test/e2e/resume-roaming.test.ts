@@ -306,7 +306,7 @@ test("the client moves from address A to B mid-transfer (A and its route deleted
   console.log(
     `roaming: moved A→B after ${(movedAtBytes / 2 ** 20).toFixed(0)} MiB; the download stalled ${stallMs} ms ` +
       `(data again ${firstAfterStallAt - movedAt} ms after the move); status last_gap_ms ${after.resumes.last_gap_ms} ` +
-      `(path lost → resumed); finished ${doneAt - movedAt} ms after the move (256 MiB SHA-256 equal, echo intact)`,
+      `(last byte before the loss → resumed); finished ${doneAt - movedAt} ms after the move (256 MiB SHA-256 equal, echo intact)`,
   );
   sock.destroy();
 }, 90_000);
