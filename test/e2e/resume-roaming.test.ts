@@ -18,11 +18,12 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { mkdtempSync } from "node:fs";
-import { createServer, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
+import { type BulkSource, startBulkSource } from "../helpers/bulk-source.ts";
 import { type Edge, startEdge } from "../helpers/edge.ts";
 import { clientStatus, echoOnce } from "../helpers/peers.ts";
 import { startEcho } from "../helpers/servers.ts";
@@ -96,54 +97,16 @@ let p: Provisioned;
 let connector: Proc;
 let client: Proc & { socks: string };
 let echo: { port: number; close: () => void };
-let source: { port: number; close: () => void; sha256: string };
+let source: BulkSource;
 const tmp = mkdtempSync(join(tmpdir(), "sallyport-roam-"));
 /** The socket sampler of the roaming test runs while this is set. */
 let sampling = false;
-
-/** A TCP server that sends DOWNLOAD deterministic pseudo-random bytes to each connection. */
-async function startSource(): Promise<{ port: number; close: () => void; sha256: string }> {
-  const block = new Uint8Array(1024 * 1024);
-  let x = 0x12345678;
-  for (let i = 0; i < block.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    block[i] = x & 0xff;
-  }
-  const blocks = DOWNLOAD / block.length;
-  const h = createHash("sha256");
-  for (let i = 0; i < blocks; i++) {
-    block[0] = i & 0xff; // each block differs, so a replayed or skipped one changes the hash
-    h.update(block);
-  }
-  const sha256 = h.digest("hex");
-  const server = createServer((sock) => {
-    let i = 0;
-    const more = () => {
-      while (i < blocks) {
-        const b = Buffer.from(block);
-        b[0] = i & 0xff;
-        i++;
-        if (!sock.write(b)) {
-          sock.once("drain", more);
-          return;
-        }
-      }
-      sock.end();
-    };
-    sock.on("error", () => {});
-    more();
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  return { port: (server.address() as { port: number }).port, close: () => server.close(), sha256 };
-}
 
 beforeAll(async () => {
   setup();
   edge = await startEdge({ listen: EDGE_IP, publicHost: EDGE_IP });
   echo = await startEcho();
-  source = await startSource();
+  source = await startBulkSource(DOWNLOAD);
   p = await provisionNetwork(
     edge,
     [
