@@ -249,12 +249,48 @@ export type FirstFrame =
  * a client older than the link), HELLO (a new resumable tunnel) or RESUME. The transport's data
  * listener is removed again; the caller wires the transport next.
  */
-export function readFirstFrame(transport: Duplex, timeoutMs = 10_000): Promise<FirstFrame> {
+export async function readFirstFrame(transport: Duplex, timeoutMs = 10_000): Promise<FirstFrame> {
+  const first = await firstFrame(transport, {
+    types: [RT.HELLO, RT.RESUME],
+    maxLength: RT_MAX_FRAME,
+    timeoutMs,
+    legacy: true,
+    closed: () => new Error("transport closed before its first frame"),
+    timedOut: "no first frame in time",
+    unexpected: "transport did not open with HELLO or RESUME",
+  });
+  if (first.type === "legacy") return { kind: "legacy", bytes: first.payload };
+  if (first.type === RT.HELLO) {
+    if (!isHello(first.payload)) throw new Error("unsupported link version");
+    return { kind: "hello", rest: first.rest };
+  }
+  return { kind: "resume", request: decodeResume(first.payload), rest: first.rest };
+}
+
+/**
+ * The first link frame on a transport (of `types`), and the bytes after it; with `legacy`, a TLS
+ * record straight away is returned whole instead. The transport is paused when this settles, its
+ * listeners removed: nothing is lost before the next reader (`wire`, TLS) resumes it.
+ */
+function firstFrame(
+  transport: Duplex,
+  o: {
+    types: number[];
+    maxLength: number;
+    timeoutMs: number;
+    legacy?: boolean;
+    closed: () => Error;
+    timedOut: string;
+    unexpected: string;
+  },
+): Promise<{ type: number | "legacy"; payload: Uint8Array; rest: Uint8Array }> {
   return new Promise((resolve, reject) => {
     let buf = new Uint8Array(0);
-    const done = (err: Error | undefined, v?: FirstFrame) => {
+    const done = (
+      err: Error | undefined,
+      v?: { type: number | "legacy"; payload: Uint8Array; rest: Uint8Array },
+    ) => {
       clearTimeout(timer);
-      // Paused until the next reader is wired (`wire` or TLS resumes it): no chunk is lost between.
       transport.pause();
       transport.off("data", onData);
       transport.off("close", onClose);
@@ -264,29 +300,22 @@ export function readFirstFrame(transport: Duplex, timeoutMs = 10_000): Promise<F
     };
     const onData = (chunk: Uint8Array) => {
       buf = buf.length === 0 ? new Uint8Array(chunk) : Buffer.concat([buf, chunk]);
-      if (buf[0] === 0x16) return done(undefined, { kind: "legacy", bytes: buf });
+      if (o.legacy && buf[0] === 0x16)
+        return done(undefined, { type: "legacy", payload: buf, rest: new Uint8Array(0) });
       if (buf.length < RT_HEADER) return;
-      const type = buf[0];
+      const type = buf[0]!;
       const len = new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(1);
-      if ((type !== RT.HELLO && type !== RT.RESUME) || len > RT_MAX_FRAME) {
-        return done(new Error("transport did not open with HELLO or RESUME"));
-      }
+      if (!o.types.includes(type) || len > o.maxLength) return done(new Error(o.unexpected));
       if (buf.length < RT_HEADER + len) return;
-      const payload = buf.subarray(RT_HEADER, RT_HEADER + len);
-      const rest = buf.slice(RT_HEADER + len);
-      if (type === RT.HELLO) {
-        if (!isHello(payload)) return done(new Error("unsupported link version"));
-        return done(undefined, { kind: "hello", rest });
-      }
-      try {
-        done(undefined, { kind: "resume", request: decodeResume(payload), rest });
-      } catch (err) {
-        done(err as Error);
-      }
+      done(undefined, {
+        type,
+        payload: buf.subarray(RT_HEADER, RT_HEADER + len),
+        rest: buf.slice(RT_HEADER + len),
+      });
     };
-    const onClose = () => done(new Error("transport closed before its first frame"));
+    const onClose = () => done(o.closed());
     const onError = (err: Error) => done(err);
-    const timer = setTimeout(() => done(new Error("no first frame in time")), timeoutMs);
+    const timer = setTimeout(() => done(new Error(o.timedOut)), o.timeoutMs);
     transport.on("data", onData);
     transport.once("close", onClose);
     transport.once("error", onError);
@@ -316,62 +345,36 @@ export class ResumeTransportClosed extends Error {
  * against the resume key) or REFUSE. Resolves with what the connector received and the bytes that
  * followed its answer.
  */
-export function requestResume(
+export async function requestResume(
   transport: Duplex,
   secret: ResumeSecret,
   attempt: number,
   received: number,
   timeoutMs: number,
 ): Promise<{ received: number; rest: Uint8Array }> {
-  return new Promise((resolve, reject) => {
-    let buf = new Uint8Array(0);
-    const done = (err: Error | undefined, v?: { received: number; rest: Uint8Array }) => {
-      clearTimeout(timer);
-      transport.pause();
-      transport.off("data", onData);
-      transport.off("close", onClose);
-      transport.off("error", onError);
-      if (err) {
-        transport.destroy();
-        reject(err);
-      } else resolve(v!);
-    };
-    const onData = (chunk: Uint8Array) => {
-      buf = buf.length === 0 ? new Uint8Array(chunk) : Buffer.concat([buf, chunk]);
-      if (buf.length < RT_HEADER) return;
-      const type = buf[0];
-      const len = new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(1);
-      if ((type !== RT.RESUMED && type !== RT.REFUSE) || len > 4096) {
-        return done(new Error("the connector did not answer the RESUME"));
-      }
-      if (buf.length < RT_HEADER + len) return;
-      const payload = buf.subarray(RT_HEADER, RT_HEADER + len);
-      try {
-        if (type === RT.REFUSE) {
-          const r = decodeRefuse(payload);
-          return done(new ResumeRefused(r.code, r.reason));
-        }
-        const answer = decodeResumed(payload);
-        const expected = resumeMac(secret.key, "resumed", secret.id, attempt, answer.received);
-        if (!macEquals(expected, answer.mac)) return done(new Error("RESUMED is not from our connector"));
-        done(undefined, { received: answer.received, rest: buf.slice(RT_HEADER + len) });
-      } catch (err) {
-        done(err as Error);
-      }
-    };
-    const onClose = () =>
-      done(new ResumeTransportClosed((transport as Duplex & { closeCode?: number }).closeCode));
-    const onError = (err: Error) => done(err);
-    const timer = setTimeout(
-      () => done(new Error("the connector did not answer the RESUME in time")),
+  const mac = resumeMac(secret.key, "resume", secret.id, attempt, received);
+  transport.write(encodeResume({ id: secret.id, attempt, received, mac }));
+  try {
+    const answer = await firstFrame(transport, {
+      types: [RT.RESUMED, RT.REFUSE],
+      maxLength: 4096,
       timeoutMs,
-    );
-    transport.on("data", onData);
-    transport.once("close", onClose);
-    transport.once("error", onError);
-    const mac = resumeMac(secret.key, "resume", secret.id, attempt, received);
-    transport.write(encodeResume({ id: secret.id, attempt, received, mac }));
-  });
+      closed: () => new ResumeTransportClosed((transport as Duplex & { closeCode?: number }).closeCode),
+      timedOut: "the connector did not answer the RESUME in time",
+      unexpected: "the connector did not answer the RESUME",
+    });
+    if (answer.type === RT.REFUSE) {
+      const r = decodeRefuse(answer.payload);
+      throw new ResumeRefused(r.code, r.reason);
+    }
+    const resumed = decodeResumed(answer.payload);
+    const expected = resumeMac(secret.key, "resumed", secret.id, attempt, resumed.received);
+    if (!macEquals(expected, resumed.mac)) throw new Error("RESUMED is not from our connector");
+    return { received: resumed.received, rest: answer.rest };
+  } catch (err) {
+    transport.destroy();
+    throw err;
+  }
 }
 
 /** The connector's RESUMED for a verified request. */
