@@ -90,6 +90,18 @@ interface AclState {
   version: string | undefined;
 }
 
+/** How often the host's addresses are compared (a network change probes every tunnel). */
+const NETWORK_WATCH_MS = 1_000;
+
+/** The host's non-loopback addresses, as one comparable string. */
+function localAddresses(): string {
+  const out: string[] = [];
+  for (const [name, list] of Object.entries(networkInterfaces())) {
+    for (const a of list ?? []) if (!a.internal) out.push(`${name} ${a.address}`);
+  }
+  return out.sort().join(",");
+}
+
 export class Daemon {
   private session: SessionState;
   private acl: AclState | undefined;
@@ -98,6 +110,9 @@ export class Daemon {
   private readonly keys: JWTVerifyGetKey;
   private readonly tunnels: TunnelManager;
   private timer: ReturnType<typeof setInterval> | undefined;
+  private netWatch: ReturnType<typeof setInterval> | undefined;
+  /** The host's addresses as last seen (a change: Wi-Fi to a hotspot, a VPN, a moved laptop). */
+  private addresses = localAddresses();
   /** Ends the ACL-change wait and its retry sleeps at `stop()`. */
   private readonly aclWatch = new AbortController();
   /** The ACL push, for `sallyport status`: waiting at the Controller, retrying, or off (polling). */
@@ -169,12 +184,14 @@ export class Daemon {
       });
     }
     this.timer = setInterval(() => void this.refreshAcl(false), ACL_REFRESH_MS);
+    this.netWatch = setInterval(() => this.checkAddresses(), NETWORK_WATCH_MS);
     void this.watchAclChanges();
     try {
       this.socks = await this.startProxy();
       if (this.opts.transparent) await this.startTransparent();
     } catch (err) {
       clearInterval(this.timer);
+      clearInterval(this.netWatch);
       this.aclWatch.abort();
       await this.socks?.close();
       await this.stopTransparent();
@@ -934,7 +951,21 @@ export class Daemon {
     };
   }
 
+  /**
+   * When the host's addresses change, a tunnel's transport may be bound to an address that is gone
+   * and die without a sound: every tunnel is probed at once rather than waiting for the keepalive's
+   * 10 s verdict, and one whose path is dead resumes from the new address.
+   */
+  private checkAddresses(): void {
+    const now = localAddresses();
+    if (now === this.addresses) return;
+    this.addresses = now;
+    this.opts.log.info("network changed: checking tunnels");
+    this.tunnels.probeAll();
+  }
+
   async stop(): Promise<void> {
+    if (this.netWatch) clearInterval(this.netWatch);
     if (this.timer) clearInterval(this.timer);
     this.aclWatch.abort();
     this.aclPush = "off";

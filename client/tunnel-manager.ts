@@ -241,6 +241,11 @@ export class TunnelManager {
     }));
   }
 
+  /** The host's addresses changed: every tunnel proves its path, and resumes if it is dead. */
+  probeAll(): void {
+    for (const e of this.entries.values()) if (e.tunnel.alive && !e.tunnel.detached) e.tunnel.probe();
+  }
+
   closeAll(): void {
     clearInterval(this.timer);
     for (const e of this.entries.values()) e.tunnel.close("client stopping");

@@ -523,6 +523,12 @@ export class Tunnel {
     return done;
   }
 
+  /** The host's network changed: prove the path still carries (docs/protocol.md §10). */
+  probe(): void {
+    this.core.probe(Date.now());
+    this.flush();
+  }
+
   /** Why the tunnel closed, once it has. */
   get closeReason(): string | undefined {
     return this.core.closeReason;

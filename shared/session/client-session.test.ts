@@ -13,8 +13,8 @@ import {
 } from "./client-session.ts";
 
 /** A client core and a bare connector-side mux, bytes carried by hand (`toConnector`, `toClient`). */
-function pair() {
-  const core = new ClientSession(0);
+function pair(options: { resumable?: boolean } = {}) {
+  const core = new ClientSession(0, options);
   const fromConnector: Uint8Array[] = [];
   const opened: MuxStream[] = [];
   const connector = new Mux({
@@ -43,8 +43,8 @@ function pair() {
   return { core, connector, opened, sent, toConnector, toClient, events };
 }
 
-function authorized() {
-  const p = pair();
+function authorized(options: { resumable?: boolean } = {}) {
+  const p = pair(options);
   p.core.present('{"v":1}', 600_000, 0);
   p.toConnector();
   p.connector.authResult(true, "authorized");
@@ -112,6 +112,58 @@ describe("ClientSession", () => {
       },
       { type: "closed", reason: "the connector stopped answering (hung)", hung: true },
     ]);
+  });
+
+  test("resumable: a dead path is reported, not closed; open streams wait, waiting ones fail over; reattach resumes", () => {
+    const p = authorized({ resumable: true });
+    const open = p.core.openStream({ host: "a", port: 1, protocol: "tcp" }, 100);
+    p.toConnector();
+    p.opened[0]!.acceptOpen();
+    p.toClient(120);
+    const t = 500;
+    const waiting = p.core.openStream({ host: "b", port: 1, protocol: "tcp" }, t);
+    p.toConnector(); // nothing comes back from here on
+    p.core.handleTimeout(t + OPEN_SUSPECT_MS);
+    p.core.handleTimeout(t + OPEN_SUSPECT_MS + PROBE_MS);
+    const events = p.events();
+    expect(events).toContainEqual({
+      type: "open_failed",
+      stream: waiting,
+      code: RESET_CODES.cancelled,
+      message: "the connector stopped answering (hung)",
+      tunnelLost: true,
+    });
+    expect(events.at(-1)).toEqual({
+      type: "path_lost",
+      reason: "the connector stopped answering (hung)",
+      hung: true,
+    });
+    expect(p.core.alive).toBe(true);
+    expect(p.core.detached).toBe(true);
+    expect(p.core.hung).toBe(true);
+    expect(p.core.streamCount).toBe(1); // the open stream waits for the resume
+    expect(p.core.pollTimeout()).toBeUndefined(); // no keepalive verdict while detached
+    p.core.reattach(20_000);
+    expect(p.core.detached).toBe(false);
+    expect(p.core.hung).toBe(false);
+    expect(p.core.pollTimeout()).toBe(20_000 + KEEPALIVE_MS);
+    expect(open.id).toBeGreaterThan(0);
+  });
+
+  test("probe(): after a network change the tunnel proves its path; silence is the hung verdict", () => {
+    const live = authorized();
+    live.core.probe(1_000);
+    live.toConnector();
+    expect(live.sent.at(-1)).toMatchObject({ type: "ping", ack: false });
+    live.toClient(1_050); // the connector's mux answered
+    live.core.handleTimeout(1_000 + PROBE_MS);
+    expect(live.core.alive).toBe(true);
+    const dead = authorized({ resumable: true });
+    dead.core.probe(1_000);
+    dead.toConnector();
+    expect(dead.core.pollTimeout()).toBe(1_000 + PROBE_MS);
+    dead.core.handleTimeout(1_000 + PROBE_MS);
+    expect(dead.events().at(-1)).toMatchObject({ type: "path_lost", hung: true });
   });
 
   test("any byte after the probe's ping is life, and a live connector is never hung", () => {

@@ -290,6 +290,18 @@ export class ClientSession {
     for (const a of this.#auths) a.deadline = Math.max(a.deadline, now + this.#t.authTimeoutMs);
   }
 
+  /**
+   * Make the tunnel prove it is alive now (the host's network changed: the path under it may be
+   * dead without a sound). A ping goes out; nothing at all from the connector within PROBE_MS is
+   * the same verdict as a hung probe (a resumable tunnel then resumes on a new path).
+   */
+  probe(now: number): void {
+    if (this.#closed || this.#detachedAt !== undefined || !this.#mux.authenticated) return;
+    if (this.#probeSentAt !== undefined) return;
+    this.#probeSentAt = now;
+    this.#mux.ping(new Uint8Array(8));
+  }
+
   /** New streams should go elsewhere (the connector is no longer offered); this one drains. */
   markGoingAway(): void {
     this.#goingAway = true;

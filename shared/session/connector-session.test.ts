@@ -49,6 +49,39 @@ const open = (streamId: number, host = "db.internal"): Frame => ({
 });
 
 describe("ConnectorSession", () => {
+  test("a detached tunnel waits the resume window (not the silence verdict), and closes at its end", () => {
+    const core = new ConnectorSession<Auth>(0, { restrict });
+    core.handleBytes(bytes(AUTH), 5);
+    drain(core);
+    core.verdict({ ok: true, auth: auth(600_000) }, 10);
+    drain(core);
+    core.detach(1_000, 30_000);
+    expect(core.detached).toBe(true);
+    expect(core.resumable(20_000)).toBe(true);
+    // Past the client-silence verdict it would have met attached: still waiting.
+    core.handleTimeout(1_000 + CLIENT_SILENCE_MS - 1);
+    expect(drain(core).events).toEqual([]);
+    core.reattach(25_000);
+    expect(core.detached).toBe(false);
+    core.detach(40_000, 30_000);
+    expect(core.pollTimeout()).toBe(70_000);
+    core.handleTimeout(70_000);
+    expect(drain(core).events).toEqual([
+      { type: "closed", reason: "the client did not resume the tunnel in time", lingerMs: 0 },
+    ]);
+    expect(core.resumable(70_001)).toBe(false);
+  });
+
+  test("an expired authorization makes a tunnel unresumable", () => {
+    const core = new ConnectorSession<Auth>(0, { restrict });
+    core.handleBytes(bytes(AUTH), 5);
+    drain(core);
+    core.verdict({ ok: true, auth: auth(60_000) }, 10);
+    core.detach(1_000, 300_000);
+    expect(core.resumable(59_999)).toBe(true);
+    expect(core.resumable(60_000)).toBe(false);
+  });
+
   test("a tunnel without AUTH closes at the deadline, not before", () => {
     const core = new ConnectorSession<Auth>(1000, { restrict });
     expect(core.pollTimeout()).toBe(1000 + AUTH_DEADLINE_MS);

@@ -2,8 +2,9 @@
 // mid-transfer, as a laptop does from Wi-Fi to a phone hotspot. Its old address and route are
 // deleted, so the old TCP connection to the edge dies silently (no FIN, no RST: the client's kernel
 // can no longer send from the old address, and what the edge sends to it is dropped by a host that
-// no longer owns it and does not forward). The client's keepalive notices, and it resumes the
-// tunnel on a new connection from the new address; a 256 MiB download and an interactive echo
+// no longer owns it and does not forward). The client sees its addresses change and probes its
+// tunnels (the keepalive's 10 s verdict would find it too, later); the dead one resumes on a new
+// connection from the new address; a 256 MiB download and an interactive echo
 // stream through the client's SOCKS port complete with the right bytes and no error seen.
 //
 //   sp-roam  uplink sp-roam-n: 10.97.1.2 (A, the old network) ─ veth ─ host 10.97.1.1 ┐ edge on
