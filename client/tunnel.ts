@@ -315,6 +315,11 @@ export class Tunnel {
             this.close(`tunnel not resumed: ${err.message}`);
             return;
           }
+          // The Controller refuses this device or person a token: access has ended, do not wait.
+          if (err instanceof ClientApiError && (err.status === 401 || err.status === 403)) {
+            this.close(`tunnel not resumed: the Controller refused access (${err.message})`);
+            return;
+          }
           // The relay closes the new session with 4401 when the connector is not attached, 4408
           // when it did not dial in time.
           const relaySaysAbsent =

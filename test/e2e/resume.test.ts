@@ -19,14 +19,15 @@ import {
   resumeSecret,
 } from "../../bunlib/resumable.ts";
 import { connectTls } from "../../bunlib/tls.ts";
+import { openWebSocket, WebSocketDuplex } from "../../bunlib/ws-duplex.ts";
 import { login, requestConnectionTokens } from "../../client/controller-api.ts";
 import { loadOrCreateDeviceKey } from "../../client/state.ts";
-import { dialDirect } from "../../client/tunnel.ts";
+import { dialDirect, Tunnel } from "../../client/tunnel.ts";
 import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
 import { REFUSE_CODES } from "../../shared/resume/link.ts";
 import { type BulkSource, startBulkSource } from "../helpers/bulk-source.ts";
-import { type Edge, freePort, startEdge } from "../helpers/edge.ts";
+import { adminApi, type Edge, freePort, startEdge } from "../helpers/edge.ts";
 import { clientStatus, echoOnce } from "../helpers/peers.ts";
 import { startEcho } from "../helpers/servers.ts";
 import { socksConnect } from "../helpers/socks-client.ts";
@@ -296,6 +297,81 @@ describe("a resume is authenticated by the tunnel's own TLS session", () => {
       c.duplex.destroy();
     } finally {
       await short.stop("SIGKILL");
+    }
+  }, 60_000);
+
+  test("access revoked while the path is down: the tunnel is not resumed, its stream is reported failed", async () => {
+    const r = await provisionNetwork(edge, [{ name: "e", address: "echo.revoke.internal" }], "Revoke");
+    const conn = await startConnector({
+      controller: edge.url,
+      accessToken: r.connector.accessToken,
+      refreshToken: r.connector.refreshToken,
+      stateDir: join(tmp, "revoke-connector"),
+      hostOverrides: ["echo.revoke.internal=127.0.0.1"],
+      label: "revoke",
+    });
+    try {
+      const device = await loadOrCreateDeviceKey(join(tmp, "revoke-device"));
+      const session = {
+        controller: edge.url,
+        ...(await login(edge.url, r.serviceKey, device, { name: "t", os: "linux", hostname: "t" })),
+      };
+      const tokens = await requestConnectionTokens(session, r.resources.e!);
+      // A connection token fetched before the revocation: the resume then reaches the connector,
+      // whose answer is what this test is about (the Controller would refuse a new one anyway).
+      const spare = await requestConnectionTokens(session, r.resources.e!, tokens.connector.id);
+      let transport: WebSocketDuplex | undefined;
+      let release!: () => void;
+      const released = new Promise<void>((res) => {
+        release = res;
+      });
+      const tunnel = await Tunnel.establish(
+        tokens,
+        device.privateKey,
+        "relayed",
+        async () => {
+          transport = new WebSocketDuplex(
+            await openWebSocket(`${tokens.relay_url}/relay/v1/session`, tokens.connection_token),
+          );
+          return transport;
+        },
+        {
+          windowMs: 30_000,
+          tokens: async () => {
+            await released;
+            return spare;
+          },
+        },
+      );
+      const stream = await tunnel.openStream("echo.revoke.internal", echo.port);
+      let got = "";
+      let resetAt = 0;
+      stream.onData = (b) => {
+        got += new TextDecoder().decode(b);
+        stream.consumed(b.length);
+      };
+      stream.onReset = () => {
+        resetAt = Date.now();
+      };
+      stream.write(new TextEncoder().encode("hello"));
+      for (let i = 0; i < 100 && got !== "hello"; i++) await Bun.sleep(20);
+      expect(got).toBe("hello");
+      transport!.destroy(); // the path drops
+      await conn.waitFor(/waiting for the client to resume/);
+      await adminApi(edge)("PATCH", `/service-accounts/${r.serviceAccountId}`, { disabled: true });
+      await conn.waitFor(/access revoked: closing tunnel/, 15_000);
+      expect(resetAt).toBe(0); // still waiting for the resume: nothing reported yet
+      const t = Date.now();
+      release();
+      for (let i = 0; i < 250 && resetAt === 0; i++) await Bun.sleep(20);
+      expect(resetAt).toBeGreaterThan(0);
+      expect(tunnel.alive).toBe(false);
+      expect(tunnel.closeReason).toContain("not resumed");
+      console.log(
+        `resume after a revocation: refused, stream reported failed ${resetAt - t} ms after the attempt`,
+      );
+    } finally {
+      await conn.stop("SIGKILL");
     }
   }, 60_000);
 });
