@@ -17,14 +17,13 @@
 // Names and addresses (sp-roam*, 10.97.0.0/16) are this file's own: other netns tests use sp-cli,
 // sp-tp-* and 10.98/10.99.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { createHash } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
-import { type BulkSource, startBulkSource } from "../helpers/bulk-source.ts";
+import { type BulkSource, readBulk, startBulkSource } from "../helpers/bulk-source.ts";
 import { type Edge, startEdge } from "../helpers/edge.ts";
 import { clientStatus, echoOnce } from "../helpers/peers.ts";
 import { startEcho } from "../helpers/servers.ts";
@@ -176,14 +175,7 @@ test("the client moves from address A to B mid-transfer (A and its route deleted
   const before = await status();
 
   const bulk: Socket = await socksConnect(client.socks, "bulk.roam.internal", source.port);
-  const h = createHash("sha256");
-  let bytes = 0;
   let movedAt = 0;
-  let movedAtBytes = 0;
-  let lastChunkAt = 0;
-  /** The longest wait for the next chunk after the move: the stall the application saw. */
-  let stallMs = 0;
-  let firstAfterStallAt = 0;
   let oldConnectionAfterMove: string[] = [];
   let duringEcho: Promise<string> | undefined;
   const move = () => {
@@ -193,7 +185,6 @@ test("the client moves from address A to B mid-transfer (A and its route deleted
     inNs("ip", "route", "replace", "default", "via", NEW.gw);
     inNs("ip", "addr", "del", `${OLD.addr}/24`, "dev", UPLINK);
     movedAt = Date.now();
-    movedAtBytes = bytes;
     // The old connection was not reset: the client's kernel still holds it, from an address it no
     // longer has (it can send nothing on it, and receives nothing).
     oldConnectionAfterMove = edgeConnections().filter((c) => c.startsWith(`${OLD.addr}:`));
@@ -224,33 +215,16 @@ test("the client moves from address A to B mid-transfer (A and its route deleted
       await Bun.sleep(200);
     }
   };
-  const result = await new Promise<{ error: string | null }>((resolve) => {
-    let error: string | null = null;
-    bulk.on("data", (chunk: Buffer) => {
-      const now = Date.now();
-      h.update(chunk);
-      bytes += chunk.length;
-      if (movedAt && lastChunkAt && now - lastChunkAt > stallMs) {
-        stallMs = now - lastChunkAt;
-        firstAfterStallAt = now;
-      }
-      lastChunkAt = now;
-      if (!movedAt && bytes >= 64 * 1024 * 1024) move();
-    });
-    bulk.on("error", (err) => {
-      error = err.message;
-    });
-    bulk.on("close", () => resolve({ error }));
-  });
+  const result = await readBulk(bulk, 64 * 1024 * 1024, move);
   const doneAt = Date.now();
   sampling = false;
 
   expect(movedAt, "the move happened mid-transfer").toBeGreaterThan(0);
-  expect(movedAtBytes).toBeLessThan(DOWNLOAD);
+  expect(result.triggeredAt).toBeLessThan(DOWNLOAD);
   expect(oldConnectionAfterMove.length, "the old connection died silently (not reset)").toBeGreaterThan(0);
   expect(result.error, logs()).toBeNull();
-  expect(bytes, logs()).toBe(DOWNLOAD);
-  expect(h.digest("hex")).toBe(source.sha256);
+  expect(result.bytes, logs()).toBe(DOWNLOAD);
+  expect(result.sha256).toBe(source.sha256);
   expect(await duringEcho).toBe("typed during the move");
   for (let i = 0; i < 3; i++) expect(await echoOnce(sock, `after ${i}`)).toBe(`after ${i}`);
   expect(chatErrors).toEqual([]);
@@ -268,8 +242,8 @@ test("the client moves from address A to B mid-transfer (A and its route deleted
   expect(inNs("ip", "route", "get", EDGE_IP)).toContain(`src ${NEW.addr}`);
 
   console.log(
-    `roaming: moved A→B after ${(movedAtBytes / 2 ** 20).toFixed(0)} MiB; the download stalled ${stallMs} ms ` +
-      `(data again ${firstAfterStallAt - movedAt} ms after the move); status last_gap_ms ${after.resumes.last_gap_ms} ` +
+    `roaming: moved A→B after ${(result.triggeredAt / 2 ** 20).toFixed(0)} MiB; the download stalled ${result.stallMs} ms ` +
+      `(data again ${result.stallEndedAt - movedAt} ms after the move); status last_gap_ms ${after.resumes.last_gap_ms} ` +
       `(last byte before the loss → resumed); finished ${doneAt - movedAt} ms after the move (256 MiB SHA-256 equal, echo intact)`,
   );
   sock.destroy();

@@ -5,7 +5,6 @@
 // connector over its direct path: a RESUME authenticated by another TLS session, a replayed one,
 // one asking for bytes the connector never sent, and one after the window.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createHash } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -26,7 +25,7 @@ import { dialDirect, Tunnel } from "../../client/tunnel.ts";
 import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
 import { REFUSE_CODES } from "../../shared/resume/link.ts";
-import { type BulkSource, startBulkSource } from "../helpers/bulk-source.ts";
+import { type BulkSource, readBulk, startBulkSource } from "../helpers/bulk-source.ts";
 import { adminApi, type Edge, freePort, startEdge } from "../helpers/edge.ts";
 import { clientStatus, echoOnce } from "../helpers/peers.ts";
 import { startEcho } from "../helpers/servers.ts";
@@ -43,36 +42,9 @@ let source: BulkSource;
 let directPort: number;
 const tmp = mkdtempSync(join(tmpdir(), "sallyport-resume-"));
 
-/**
- * Downloads from the source through the SOCKS port; `at(bytes)` runs once when that much arrived.
- * Resolves with the SHA-256 and whether the application saw an error.
- */
-async function download(
-  at: number,
-  during: () => Promise<void>,
-): Promise<{ sha256: string; bytes: number; error: string | null }> {
-  const sock: Socket = await socksConnect(client.socks, "bulk.resume.internal", source.port);
-  const h = createHash("sha256");
-  let bytes = 0;
-  let fired = false;
-  let duringDone: Promise<void> = Promise.resolve();
-  return await new Promise((resolve) => {
-    let error: string | null = null;
-    sock.on("data", (chunk: Buffer) => {
-      h.update(chunk);
-      bytes += chunk.length;
-      if (!fired && bytes >= at) {
-        fired = true;
-        duringDone = during();
-      }
-    });
-    sock.on("error", (err) => {
-      error = err.message;
-    });
-    sock.on("close", () => {
-      void duringDone.then(() => resolve({ sha256: h.digest("hex"), bytes, error }));
-    });
-  });
+/** Downloads from the source through the SOCKS port; `during` runs once `at` bytes arrived. */
+async function download(at: number, during: () => Promise<void>) {
+  return await readBulk(await socksConnect(client.socks, "bulk.resume.internal", source.port), at, during);
 }
 
 beforeAll(async () => {
