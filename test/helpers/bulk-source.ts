@@ -64,11 +64,7 @@ export interface BulkRead {
  * Reads a bulk download from `sock` to its end, hashing it; once `at` bytes arrived, `during()`
  * runs (the fault under test), and the read settles only after it did too.
  */
-export function readBulk(
-  sock: Socket,
-  at: number,
-  during: () => Promise<void> | void,
-): Promise<BulkRead> {
+export function readBulk(sock: Socket, at: number, during: () => Promise<void> | void): Promise<BulkRead> {
   const h = createHash("sha256");
   let bytes = 0;
   let triggeredAt = -1;
