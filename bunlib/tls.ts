@@ -3,6 +3,32 @@
 import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import { EXPORTER_LABEL, EXPORTER_LENGTH } from "../shared/channel-binding.ts";
+import { isProtocolVersion, PROTOCOL_VERSIONS, type ProtocolVersion } from "../shared/protocol/frame.ts";
+
+/** The ALPN name of a protocol version ("sallyport/2"): TLS agrees on the tunnel's version. */
+export function alpnName(v: number): string {
+  return `sallyport/${v}`;
+}
+
+/** The protocol version TLS agreed on (ALPN); throws when the peer offered none of ours. */
+export function negotiatedVersion(sock: tls.TLSSocket): ProtocolVersion {
+  const alpn = sock.alpnProtocol;
+  const v = typeof alpn === "string" && /^sallyport\/\d+$/.test(alpn) ? Number(alpn.slice(10)) : Number.NaN;
+  if (!isProtocolVersion(v)) throw new VersionMismatchError(typeof alpn === "string" ? alpn : undefined);
+  return v;
+}
+
+/** The two ends share no protocol version. */
+export class VersionMismatchError extends Error {
+  constructor(readonly agreed?: string) {
+    super(
+      `no common tunnel protocol version: this side speaks ${PROTOCOL_VERSIONS.map(alpnName).join(", ")}${
+        agreed ? `, the peer chose ${agreed}` : ""
+      }; update the older of client and connector`,
+    );
+    this.name = "VersionMismatchError";
+  }
+}
 
 export class PinningError extends Error {
   constructor(
@@ -48,7 +74,10 @@ function handshake(
       clearTimeout(timer);
       resolve(sock);
     });
-    sock.once("error", fail);
+    sock.once("error", (err: Error) =>
+      // The peer's TLS refused every version offered (no_application_protocol): say so plainly.
+      fail(/NO_APPLICATION_PROTOCOL/i.test(err.message) ? new VersionMismatchError() : err),
+    );
     transport.once("close", () => {
       const code = (transport as Duplex & { closeCode?: number }).closeCode;
       const message = "the relay closed the connection before the TLS handshake finished";
@@ -61,8 +90,16 @@ function requireTls13(sock: tls.TLSSocket): void {
   if (sock.getProtocol() !== "TLSv1.3") throw new Error("peer did not negotiate TLS 1.3");
 }
 
-/** Client side: handshake, then refuse unless the peer certificate digest equals `pinnedDigest`. */
-export function connectTls(socket: Duplex, pinnedDigest: string, timeoutMs = 10_000): Promise<tls.TLSSocket> {
+/**
+ * Client side: handshake, then refuse unless the peer certificate digest equals `pinnedDigest`.
+ * Offers `versions` (newest first); `negotiatedVersion` tells which one the connector chose.
+ */
+export function connectTls(
+  socket: Duplex,
+  pinnedDigest: string,
+  timeoutMs = 10_000,
+  versions: readonly number[] = PROTOCOL_VERSIONS,
+): Promise<tls.TLSSocket> {
   // rejectUnauthorized is off because trust comes from the pin, checked before any byte of
   // application data is written.
   const sock = tls.connect({
@@ -70,21 +107,26 @@ export function connectTls(socket: Duplex, pinnedDigest: string, timeoutMs = 10_
     rejectUnauthorized: false,
     minVersion: "TLSv1.3",
     maxVersion: "TLSv1.3",
-    ALPNProtocols: ["sallyport/1"],
+    ALPNProtocols: versions.map(alpnName),
   });
   return handshake(sock, socket, "secureConnect", "connector", timeoutMs, () => {
     requireTls13(sock);
+    negotiatedVersion(sock);
     const cert = sock.getPeerCertificate();
     const actual = cert?.fingerprint256 ? normalizeFingerprint(cert.fingerprint256) : "";
     if (actual !== pinnedDigest.toLowerCase()) throw new PinningError(pinnedDigest, actual);
   });
 }
 
-/** Connector side: terminate TLS 1.3 with the connector's own key and certificate. */
+/**
+ * Connector side: terminate TLS 1.3 with the connector's own key and certificate. The newest
+ * version both sides speak wins (ALPN); a client offering none of ours fails the handshake.
+ */
 export function acceptTls(
   socket: Duplex,
   identity: { keyPem: string; certPem: string },
   timeoutMs = 10_000,
+  versions: readonly number[] = PROTOCOL_VERSIONS,
 ): Promise<tls.TLSSocket> {
   const sock = new tls.TLSSocket(
     socket as unknown as import("node:net").Socket,
@@ -94,10 +136,13 @@ export function acceptTls(
       cert: identity.certPem,
       minVersion: "TLSv1.3",
       maxVersion: "TLSv1.3",
-      ALPNProtocols: ["sallyport/1"],
+      ALPNProtocols: versions.map(alpnName),
     } as tls.TLSSocketOptions,
   );
-  return handshake(sock, socket, "secure", "client", timeoutMs, () => requireTls13(sock));
+  return handshake(sock, socket, "secure", "client", timeoutMs, () => {
+    requireTls13(sock);
+    negotiatedVersion(sock);
+  });
 }
 
 export function exporterValue(sock: tls.TLSSocket): Uint8Array {

@@ -43,3 +43,64 @@ test("one large write leaves as messages of at most 256 KiB, bytes intact and in
     server.stop(true);
   }
 }, 30_000);
+
+test("pieces gathered into one shared buffer: two sockets, many small writes, each receives exactly its own bytes", async () => {
+  const received = new Map<string, Uint8Array[]>();
+  let open = 0;
+  let allClosed!: () => void;
+  const done = new Promise<void>((r) => {
+    allClosed = r;
+  });
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch(req, srv) {
+      const name = new URL(req.url).pathname;
+      return srv.upgrade(req, { data: { name } }) ? undefined : new Response("no", { status: 400 });
+    },
+    websocket: {
+      data: {} as { name: string },
+      open() {
+        open++;
+      },
+      message(ws, msg) {
+        const list = received.get(ws.data.name) ?? [];
+        list.push(new Uint8Array(msg as Buffer));
+        received.set(ws.data.name, list);
+      },
+      close() {
+        if (--open === 0) allClosed();
+      },
+    },
+  });
+  try {
+    const sockets = await Promise.all(
+      ["/a", "/b"].map(async (name) => ({
+        name,
+        duplex: new WebSocketDuplex(await openWebSocket(`ws://127.0.0.1:${server.port}${name}`, "t")),
+        written: [] as Uint8Array[],
+      })),
+    );
+    // 8 MiB per socket in pieces of 1–9,000 bytes, interleaved; nobody waits for drain, so the
+    // sends run far ahead of the network and Bun buffers them: a send that kept a reference to
+    // the shared buffer instead of copying would show as corrupted bytes.
+    let seed = 7;
+    for (let i = 0; i < 2_000; i++) {
+      for (const s of sockets) {
+        seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+        const piece = new Uint8Array(1 + (seed % 9_000)).map((_, k) => (seed + k * 13) & 0xff);
+        s.written.push(piece);
+        s.duplex.write(piece);
+      }
+    }
+    for (const s of sockets) s.duplex.end();
+    await done;
+    for (const s of sockets) {
+      const got = received.get(s.name) ?? [];
+      expect(Math.max(...got.map((m) => m.byteLength))).toBeLessThanOrEqual(256 * 1024);
+      expect(Buffer.compare(Buffer.concat(got), Buffer.concat(s.written))).toBe(0);
+    }
+  } finally {
+    server.stop(true);
+  }
+}, 30_000);

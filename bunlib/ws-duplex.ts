@@ -10,6 +10,8 @@ const HIGH_WATER = 512 * 1024;
 const LOW_WATER = 128 * 1024;
 /** Coalesce TLS records into WebSocket messages of up to this size (fewer, larger messages). */
 const MAX_MESSAGE = 256 * 1024;
+/** Where pieces are gathered into one message: one per process (send() copies before returning). */
+const gather = new Uint8Array(MAX_MESSAGE);
 
 export interface OpenedSocket {
   ws: WebSocket;
@@ -116,16 +118,37 @@ export class WebSocketDuplex extends Duplex {
   private flush(): void {
     this.flushScheduled = false;
     if (this.pendingBytes === 0 || this.ws.readyState !== WebSocket.OPEN) return;
-    const data =
-      this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    const pending = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
-    // TLS may hand over one large chunk (writes made in one tick are encrypted together): it
-    // leaves in messages of at most MAX_MESSAGE, views of the chunk, so the relay never sees a
-    // message larger than that (Workers limit the size of a received WebSocket message).
-    for (let at = 0; at < data.byteLength; at += MAX_MESSAGE) {
-      this.ws.send(at === 0 && data.byteLength <= MAX_MESSAGE ? data : data.subarray(at, at + MAX_MESSAGE));
+    // One piece of at most MAX_MESSAGE goes as it is. Otherwise the pieces are gathered into
+    // messages of at most MAX_MESSAGE in one buffer shared by every socket of the process: send()
+    // copies synchronously (a client masks what it sends; shown by ws-duplex.test.ts), so the
+    // buffer is free again when it returns, and no fresh 256 KiB is allocated per message. A
+    // chunk larger than MAX_MESSAGE (TLS may hand over one) leaves in views of itself, so the relay
+    // never sees a message larger than that (Workers limit the size of a received message).
+    if (pending.length === 1 && pending[0]!.byteLength <= MAX_MESSAGE) {
+      this.ws.send(pending[0]!);
+      return;
     }
+    let filled = 0;
+    for (const piece of pending) {
+      for (let at = 0; at < piece.byteLength; ) {
+        const n = Math.min(piece.byteLength - at, MAX_MESSAGE - filled);
+        if (filled === 0 && n === MAX_MESSAGE) {
+          this.ws.send(piece.subarray(at, at + n));
+        } else {
+          gather.set(piece.subarray(at, at + n), filled);
+          filled += n;
+          if (filled === MAX_MESSAGE) {
+            this.ws.send(gather);
+            filled = 0;
+          }
+        }
+        at += n;
+      }
+    }
+    if (filled > 0) this.ws.send(gather.subarray(0, filled));
   }
 
   override _final(cb: (err?: Error | null) => void): void {

@@ -13,7 +13,7 @@ import {
   requestResume,
   resumeSecret,
 } from "../bunlib/resumable.ts";
-import { connectTls, exporterValue } from "../bunlib/tls.ts";
+import { connectTls, exporterValue, negotiatedVersion } from "../bunlib/tls.ts";
 import { tlsTakesData } from "../bunlib/transmit.ts";
 import { openWebSocket, WebSocketClosedError, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { signChannelBinding } from "../shared/channel-binding.ts";
@@ -155,7 +155,7 @@ export class Tunnel {
       tokens: ConnectionTokens;
     },
   ) {
-    const core = new ClientSession(Date.now(), { resumable: link !== undefined });
+    const core = new ClientSession(Date.now(), { resumable: link !== undefined, version: negotiatedVersion(tls) });
     this.core = core;
     if (link) {
       link.duplex.onDetached = (why) => {

@@ -18,7 +18,7 @@ import {
   resumeSecret,
 } from "../bunlib/resumable.ts";
 import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
-import { acceptTls, exporterValue } from "../bunlib/tls.ts";
+import { acceptTls, exporterValue, negotiatedVersion } from "../bunlib/tls.ts";
 import { tlsTakesData } from "../bunlib/transmit.ts";
 import { relayDatagrams, udpConnect } from "../bunlib/udp-relay.ts";
 import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
@@ -214,7 +214,10 @@ export class ConnectorSession {
       tls.destroy();
       return;
     }
-    const core = new SessionCore<SessionAuth>(ctx.controllerNow(), { restrict });
+    const core = new SessionCore<SessionAuth>(ctx.controllerNow(), {
+      restrict,
+      version: negotiatedVersion(tls),
+    });
     this.core = core;
     core.onWake = () => this.flush();
     tls.on("data", (chunk: Uint8Array) => {

@@ -11,6 +11,9 @@ import {
   HEADER_SIZE,
   MAX_CONTROL_PAYLOAD,
   MAX_DATA_PAYLOAD,
+  MAX_DATA_PAYLOAD_V1,
+  maxDataPayload,
+  type ProtocolVersion,
 } from "./frame.ts";
 import vectors from "./testdata/vectors.json" with { type: "json" };
 
@@ -46,8 +49,8 @@ function codeOf(fn: () => unknown): string | undefined {
 }
 
 /** Pushes `bytes` one byte per push and returns all frames. */
-function readByteByByte(bytes: Uint8Array): Frame[] {
-  const reader = new FrameReader();
+function readByteByByte(bytes: Uint8Array, version: ProtocolVersion): Frame[] {
+  const reader = new FrameReader(version);
   const frames: Frame[] = [];
   for (let i = 0; i < bytes.byteLength; i++) frames.push(...reader.push(bytes.subarray(i, i + 1)));
   reader.finish();
@@ -55,22 +58,26 @@ function readByteByByte(bytes: Uint8Array): Frame[] {
 }
 
 describe("golden vectors", () => {
+  // A vector without `version` is version 1's.
+  const versionOf = (v: { version?: number }) => (v.version ?? 1) as ProtocolVersion;
   for (const vector of vectors.valid) {
     test(`valid: ${vector.name}`, () => {
+      const version = versionOf(vector);
       const frame = frameFromJson(vector.frame);
-      expect(toHex(encodeFrame(frame))).toBe(vector.hex);
-      const decoded = decodeFrame(fromHex(vector.hex));
+      expect(toHex(encodeFrame(frame, version))).toBe(vector.hex);
+      const decoded = decodeFrame(fromHex(vector.hex), version);
       expect(frameToJson(decoded)).toEqual(vector.frame);
-      expect(readByteByByte(fromHex(vector.hex)).map(frameToJson)).toEqual([vector.frame]);
+      expect(readByteByByte(fromHex(vector.hex), version).map(frameToJson)).toEqual([vector.frame]);
     });
   }
 
   for (const vector of vectors.invalid) {
     test(`invalid: ${vector.name} -> ${vector.code}`, () => {
       const bytes = fromHex(vector.hex);
-      expect(codeOf(() => decodeFrame(bytes))).toBe(vector.code);
+      const version = versionOf(vector);
+      expect(codeOf(() => decodeFrame(bytes, version))).toBe(vector.code);
 
-      const reader = new FrameReader();
+      const reader = new FrameReader(version);
       if (vector.code === "truncated") {
         // A stream reader just waits for more; only the end of the stream makes it an error.
         expect(reader.push(bytes)).toEqual([]);
@@ -91,6 +98,33 @@ describe("golden vectors", () => {
       ["auth", "auth_result", "credit", "data", "fin", "goaway", "open", "open_ok", "ping", "reset"].sort(),
     );
     expect(vectors.invalid.length).toBeGreaterThan(20);
+    // Both versions have vectors, and the size limit that tells them apart is pinned on each side.
+    expect(new Set([...vectors.valid, ...vectors.invalid].map(versionOf))).toEqual(new Set([1, 2]));
+  });
+});
+
+describe("protocol versions", () => {
+  test("version 2 carries DATA of up to 256 KiB; version 1 refuses a byte over 64 KiB", () => {
+    const big = new Uint8Array(MAX_DATA_PAYLOAD).map((_, i) => (i * 13) & 0xff);
+    const frame = encodeData(5, big, 2);
+    const v2 = new FrameReader(2);
+    const got = v2.push(frame);
+    expect(got).toHaveLength(1);
+    expect(got[0]?.type === "data" && got[0].data).toEqual(big);
+    // A version-1 peer would be handed a frame it must refuse: the encoder refuses it first.
+    expect(codeOf(() => encodeData(5, big, 1))).toBe("frame_too_large");
+    expect(codeOf(() => encodeData(5, big.subarray(0, MAX_DATA_PAYLOAD_V1 + 1), 1))).toBe("frame_too_large");
+    expect(codeOf(() => new FrameReader(1).push(frame))).toBe("frame_too_large");
+    expect(maxDataPayload(1)).toBe(65536);
+    expect(maxDataPayload(2)).toBe(262144);
+  });
+
+  test("AUTH says the tunnel's version; the other version is refused as bad_version", () => {
+    const auth = (v: ProtocolVersion) => encodeFrame({ type: "auth", json: "{}" }, v);
+    expect(new FrameReader(2).push(auth(2))).toEqual([{ type: "auth", json: "{}" }]);
+    expect(new FrameReader(1).push(auth(1))).toEqual([{ type: "auth", json: "{}" }]);
+    expect(codeOf(() => new FrameReader(2).push(auth(1)))).toBe("bad_version");
+    expect(codeOf(() => new FrameReader(1).push(auth(2)))).toBe("bad_version");
   });
 });
 
@@ -153,7 +187,7 @@ describe("FrameReader", () => {
     { type: "reset", streamId: 3, code: 2, message: "denied ✋" },
     { type: "goaway", lastStreamId: 3, code: 6, message: "bye" },
   ];
-  const bytes = concat(stream.map(encodeFrame));
+  const bytes = concat(stream.map((f) => encodeFrame(f)));
 
   test("input split at every byte boundary yields the same frames", () => {
     for (let cut = 0; cut <= bytes.byteLength; cut++) {
@@ -179,7 +213,7 @@ describe("FrameReader", () => {
   });
 
   test("one byte per push", () => {
-    expect(readByteByByte(bytes)).toEqual(stream);
+    expect(readByteByByte(bytes, 2)).toEqual(stream);
   });
 
   test("a large DATA payload is a view of the pushed chunk; a small one is copied, so it pins little", () => {
@@ -216,7 +250,12 @@ describe("FrameReader", () => {
   });
 
   test("an oversized length is refused from the header alone, without buffering the payload", () => {
-    const reader = new FrameReader();
+    const v2 = new FrameReader(2);
+    expect(codeOf(() => v2.push(encodeDataHeader(1, MAX_DATA_PAYLOAD).map((b, i) => (i === 9 ? b + 1 : b))))).toBe(
+      "frame_too_large",
+    );
+    expect(v2.bufferedBytes).toBe(0);
+    const reader = new FrameReader(1);
     const header = fromHex("05000000000100010001"); // DATA, stream 1, length 65537
     expect(reader.push(header.subarray(0, 9))).toEqual([]);
     expect(codeOf(() => reader.push(header.subarray(9)))).toBe("frame_too_large");
@@ -313,7 +352,7 @@ const frameArb: fc.Arbitrary<Frame> = fc.oneof(
 const mangledArb = fc
   .tuple(fc.array(frameArb, { maxLength: 4 }), fc.array(fc.tuple(fc.nat(), fc.nat(255)), { maxLength: 4 }))
   .map(([frames, edits]) => {
-    const bytes = concat(frames.map(encodeFrame));
+    const bytes = concat(frames.map((f) => encodeFrame(f)));
     for (const [at, value] of edits) if (bytes.byteLength > 0) bytes[at % bytes.byteLength] = value;
     return bytes;
   });
@@ -345,7 +384,7 @@ describe("properties", () => {
         fc.array(frameArb, { maxLength: 6 }),
         fc.array(fc.nat(), { maxLength: 8 }),
         (frames, cuts) => {
-          const bytes = concat(frames.map(encodeFrame));
+          const bytes = concat(frames.map((f) => encodeFrame(f)));
           const points = [...new Set(cuts.map((c) => c % (bytes.byteLength + 1)))].sort((a, b) => a - b);
           const reader = new FrameReader();
           const out: Frame[] = [];

@@ -15,7 +15,7 @@
  *   0x02 AUTH_RESULT  stream 0    status u8 (0 ok, 1 denied) | UTF-8 message
  *   0x03 OPEN         stream != 0 protocol u8 (6 tcp, 17 udp) | port u16 | hostLen u8 | host (ASCII)
  *   0x04 OPEN_OK      stream != 0 (empty)
- *   0x05 DATA         stream != 0 bytes (1..65536)
+ *   0x05 DATA         stream != 0 bytes (1..65536 in version 1, 1..262144 in version 2)
  *   0x06 FIN          stream != 0 (empty)
  *   0x07 RESET        stream != 0 code u16 | UTF-8 message
  *   0x08 CREDIT       any stream  increment u32 (> 0); stream 0 = the whole tunnel
@@ -25,11 +25,30 @@
 
 import { ProtocolError } from "./errors.ts";
 
-export const PROTOCOL_VERSION = 1;
+/** The newest protocol version; the one a tunnel speaks is negotiated by TLS ALPN (tls.ts). */
+export const PROTOCOL_VERSION = 2;
+/** Every version this code speaks, newest first. Versions differ only in the DATA size limit. */
+export const PROTOCOL_VERSIONS = [2, 1] as const;
+export type ProtocolVersion = (typeof PROTOCOL_VERSIONS)[number];
 
 export const HEADER_SIZE = 10;
-/** Largest DATA payload. Bounds the memory a single frame can make the reader hold. */
-export const MAX_DATA_PAYLOAD = 65536;
+/** Largest DATA payload of version 1. */
+export const MAX_DATA_PAYLOAD_V1 = 65536;
+/**
+ * Largest DATA payload of the newest version (2): 256 KiB, so a bulk transfer costs a quarter of
+ * the frames, TLS writes and reads per byte. Bounds the memory a single frame can make the reader
+ * hold.
+ */
+export const MAX_DATA_PAYLOAD = 262144;
+
+/** The DATA size limit of `version`. */
+export function maxDataPayload(version: ProtocolVersion): number {
+  return version === 1 ? MAX_DATA_PAYLOAD_V1 : MAX_DATA_PAYLOAD;
+}
+
+export function isProtocolVersion(v: unknown): v is ProtocolVersion {
+  return (PROTOCOL_VERSIONS as readonly unknown[]).includes(v);
+}
 /** Largest payload of every other frame type. */
 export const MAX_CONTROL_PAYLOAD = 16384;
 /** Hostnames are DNS names (at most 253 characters) or IP literals. */
@@ -173,7 +192,7 @@ interface Header {
 }
 
 /** Reads and validates the header at `offset`; the caller guarantees HEADER_SIZE bytes are there. */
-function parseHeader(bytes: Uint8Array, offset: number): Header {
+function parseHeader(bytes: Uint8Array, offset: number, version: ProtocolVersion): Header {
   const view = new DataView(bytes.buffer, bytes.byteOffset + offset, HEADER_SIZE);
   const typeByte = view.getUint8(0);
   const flags = view.getUint8(1);
@@ -185,7 +204,7 @@ function parseHeader(bytes: Uint8Array, offset: number): Header {
     throw new ProtocolError("unknown_frame_type", `unknown frame type 0x${hex2(typeByte)}`);
   }
   // The size limit comes first: it is what protects memory, and it does not depend on the payload.
-  const limit = rule.type === "data" ? MAX_DATA_PAYLOAD : MAX_CONTROL_PAYLOAD;
+  const limit = rule.type === "data" ? maxDataPayload(version) : MAX_CONTROL_PAYLOAD;
   if (length > limit) {
     throw new ProtocolError("frame_too_large", `${rule.type} frame of ${length} bytes exceeds ${limit}`);
   }
@@ -218,14 +237,19 @@ function decodeUtf8(bytes: Uint8Array, what: string): string {
 }
 
 /** Decodes a payload whose length the header already validated. `payload` is owned by the frame. */
-function decodePayload(header: Header, payload: Uint8Array): Frame {
+function decodePayload(header: Header, payload: Uint8Array, version: ProtocolVersion): Frame {
   const { streamId } = header;
   const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   switch (header.rule.type) {
     case "auth": {
-      const version = view.getUint8(0);
-      if (version !== PROTOCOL_VERSION) {
-        throw new ProtocolError("bad_version", `protocol version ${version} is not supported`);
+      const said = view.getUint8(0);
+      if (said !== version) {
+        throw new ProtocolError(
+          "bad_version",
+          isProtocolVersion(said)
+            ? `AUTH says protocol version ${said}, but the TLS handshake agreed on version ${version}`
+            : `protocol version ${said} is not supported`,
+        );
       }
       return { type: "auth", json: decodeUtf8(payload.subarray(1), "AUTH JSON") };
     }
@@ -302,11 +326,11 @@ function isValidHostBytes(bytes: Uint8Array): boolean {
  * Decodes exactly one complete frame. Throws `ProtocolError` ("truncated" / "trailing_bytes" when
  * `bytes` is not exactly one frame). The returned frame does not share memory with `bytes`.
  */
-export function decodeFrame(bytes: Uint8Array): Frame {
+export function decodeFrame(bytes: Uint8Array, version: ProtocolVersion = PROTOCOL_VERSION): Frame {
   if (bytes.byteLength < HEADER_SIZE) {
     throw new ProtocolError("truncated", `${bytes.byteLength} bytes is shorter than a frame header`);
   }
-  const header = parseHeader(bytes, 0);
+  const header = parseHeader(bytes, 0, version);
   const end = HEADER_SIZE + header.length;
   if (bytes.byteLength < end) {
     throw new ProtocolError("truncated", `frame needs ${end} bytes, got ${bytes.byteLength}`);
@@ -314,7 +338,7 @@ export function decodeFrame(bytes: Uint8Array): Frame {
   if (bytes.byteLength > end) {
     throw new ProtocolError("trailing_bytes", `${bytes.byteLength - end} bytes after the frame`);
   }
-  return decodePayload(header, bytes.slice(HEADER_SIZE, end));
+  return decodePayload(header, bytes.slice(HEADER_SIZE, end), version);
 }
 
 /**
@@ -328,6 +352,8 @@ export function decodeFrame(bytes: Uint8Array): Frame {
  * earlier in the same `push` are dropped with it, since the tunnel is torn down anyway.
  */
 export class FrameReader {
+  /** The tunnel's protocol version: its DATA size limit, and what AUTH must say. */
+  readonly version: ProtocolVersion;
   #chunks: Uint8Array[] = [];
   /** Index of the first unconsumed chunk in #chunks. */
   #head = 0;
@@ -338,6 +364,10 @@ export class FrameReader {
   #header: Header | undefined;
   #error: unknown;
   #failed = false;
+
+  constructor(version: ProtocolVersion = PROTOCOL_VERSION) {
+    this.version = version;
+  }
 
   /** Bytes received but not yet returned as frames (a partial frame). */
   get bufferedBytes(): number {
@@ -361,7 +391,7 @@ export class FrameReader {
         if (this.#buffered < header.length) break;
         const payload = this.#take(header.length);
         this.#header = undefined;
-        frames.push(decodePayload(header, payload));
+        frames.push(decodePayload(header, payload, this.version));
       }
     } catch (error) {
       this.#failed = true;
@@ -391,11 +421,11 @@ export class FrameReader {
     const first = this.#chunks[this.#head];
     if (first !== undefined && first.byteLength - this.#offset >= HEADER_SIZE) {
       // Common case: the header lies in one chunk; parse it in place without allocating.
-      const header = parseHeader(first, this.#offset);
+      const header = parseHeader(first, this.#offset, this.version);
       this.#skip(HEADER_SIZE);
       return header;
     }
-    return parseHeader(this.#take(HEADER_SIZE), 0);
+    return parseHeader(this.#take(HEADER_SIZE), 0, this.version);
   }
 
   /** Consumes `n` buffered bytes without copying them. */
@@ -475,8 +505,14 @@ function checkU16(n: number, what: string): void {
 }
 
 /** Header + payload, enforcing the size limit of the type. */
-function build(type: FrameType, flags: number, streamId: number, payload: Uint8Array): Uint8Array {
-  const limit = type === "data" ? MAX_DATA_PAYLOAD : MAX_CONTROL_PAYLOAD;
+function build(
+  type: FrameType,
+  flags: number,
+  streamId: number,
+  payload: Uint8Array,
+  version: ProtocolVersion = PROTOCOL_VERSION,
+): Uint8Array {
+  const limit = type === "data" ? maxDataPayload(version) : MAX_CONTROL_PAYLOAD;
   if (payload.byteLength > limit) {
     throw new ProtocolError(
       "frame_too_large",
@@ -510,10 +546,10 @@ function u32(n: number): number[] {
  * Encodes a frame to its wire bytes. Strings are encoded as UTF-8 (a lone surrogate becomes
  * U+FFFD, as with any `TextEncoder`). Throws `ProtocolError` for a frame the decoder would reject.
  */
-export function encodeFrame(frame: Frame): Uint8Array {
+export function encodeFrame(frame: Frame, version: ProtocolVersion = PROTOCOL_VERSION): Uint8Array {
   switch (frame.type) {
     case "auth":
-      return build("auth", 0, 0, withText([PROTOCOL_VERSION], frame.json));
+      return build("auth", 0, 0, withText([version], frame.json));
     case "auth_result":
       return build("auth_result", 0, 0, withText([frame.ok ? 0 : 1], frame.message));
     case "open": {
@@ -535,7 +571,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
       checkStreamId("open_ok", frame.streamId, "nonzero");
       return build("open_ok", 0, frame.streamId, new Uint8Array(0));
     case "data":
-      return encodeData(frame.streamId, frame.data);
+      return encodeData(frame.streamId, frame.data, version);
     case "fin":
       checkStreamId("fin", frame.streamId, "nonzero");
       return build("fin", 0, frame.streamId, new Uint8Array(0));
@@ -561,23 +597,32 @@ export function encodeFrame(frame: Frame): Uint8Array {
 
 /**
  * Fast path for the hot case: a DATA frame straight from a byte slice, with one allocation and one
- * copy. `bytes` must be 1..MAX_DATA_PAYLOAD long (empty DATA is invalid: FIN ends a stream).
+ * copy. `bytes` must be 1..maxDataPayload(version) long (empty DATA is invalid: FIN ends a stream).
  */
-export function encodeData(streamId: number, bytes: Uint8Array): Uint8Array {
+export function encodeData(
+  streamId: number,
+  bytes: Uint8Array,
+  version: ProtocolVersion = PROTOCOL_VERSION,
+): Uint8Array {
   checkStreamId("data", streamId, "nonzero");
   if (bytes.byteLength === 0) throw new ProtocolError("bad_payload", "DATA must not be empty");
-  return build("data", 0, streamId, bytes);
+  return build("data", 0, streamId, bytes, version);
 }
 
 /**
  * The header of a DATA frame carrying `length` bytes, for a sender that writes the payload itself
  * right after it (no copy of the payload into a frame buffer). Same checks as `encodeData`.
  */
-export function encodeDataHeader(streamId: number, length: number): Uint8Array {
+export function encodeDataHeader(
+  streamId: number,
+  length: number,
+  version: ProtocolVersion = PROTOCOL_VERSION,
+): Uint8Array {
   checkStreamId("data", streamId, "nonzero");
   if (length === 0) throw new ProtocolError("bad_payload", "DATA must not be empty");
-  if (length > MAX_DATA_PAYLOAD) {
-    throw new ProtocolError("frame_too_large", `DATA payload of ${length} bytes exceeds ${MAX_DATA_PAYLOAD}`);
+  const limit = maxDataPayload(version);
+  if (length > limit) {
+    throw new ProtocolError("frame_too_large", `DATA payload of ${length} bytes exceeds ${limit}`);
   }
   const out = new Uint8Array(HEADER_SIZE);
   writeHeader(out, FRAME_TYPES.data, 0, streamId, length);

@@ -263,7 +263,7 @@ describe("multiplexer under arbitrary and mutated frame sequences", () => {
   });
 
   test("bytes of a valid session, mangled, through FrameReader into the connector's mux", () => {
-    const valid = CONNECTOR_SEED.map(encodeFrame);
+    const valid = CONNECTOR_SEED.map((f) => encodeFrame(f));
     const total = valid.reduce((n, b) => n + b.byteLength, 0);
     fc.assert(
       fc.property(

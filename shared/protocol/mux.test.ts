@@ -1,7 +1,14 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { ProtocolError } from "./errors.ts";
-import { decodeFrame, type Frame, FrameReader, MAX_DATA_PAYLOAD, RESET_CODES } from "./frame.ts";
+import {
+  decodeFrame,
+  type Frame,
+  FrameReader,
+  MAX_DATA_PAYLOAD,
+  MAX_DATA_PAYLOAD_V1,
+  RESET_CODES,
+} from "./frame.ts";
 import { type ControlFrame, type Destination, Mux, type MuxOptions, type MuxStream } from "./mux.ts";
 
 type Tuning = Omit<MuxOptions, "role" | "send" | "onStream" | "onFrame">;
@@ -24,7 +31,7 @@ function tunnel(tuning: Tuning = {}) {
     role: "client",
     send: (bytes) => {
       wire.toConnector.push(bytes);
-      sent.byClient.push(decodeFrame(bytes));
+      sent.byClient.push(decodeFrame(bytes, tuning.version));
     },
     onFrame: (frame) => control.client.push(frame),
     ...tuning,
@@ -33,13 +40,13 @@ function tunnel(tuning: Tuning = {}) {
     role: "connector",
     send: (bytes) => {
       wire.toClient.push(bytes);
-      sent.byConnector.push(decodeFrame(bytes));
+      sent.byConnector.push(decodeFrame(bytes, tuning.version));
     },
     onStream: (stream, destination) => hooks.onStream(stream, destination),
     onFrame: (frame) => control.connector.push(frame),
     ...tuning,
   });
-  const readers = { client: new FrameReader(), connector: new FrameReader() };
+  const readers = { client: new FrameReader(tuning.version), connector: new FrameReader(tuning.version) };
 
   /** Delivers everything in flight, including what the deliveries cause, until the wire is idle. */
   function deliver(): void {
@@ -317,19 +324,24 @@ describe("streams", () => {
     expect(() => local.write(text("x"))).toThrow(/after end/);
   });
 
-  test("a large write is split into DATA frames of at most 64 KiB", () => {
-    const t = tunnel();
-    t.authenticate();
-    const { local, remote } = t.openStream();
-    const connectorSide = sink(remote);
-    const payload = Uint8Array.from({ length: 200_000 }, (_, i) => (i * 31) & 0xff);
-    local.write(payload);
-    t.deliver();
-    const sizes = t.sent.byClient.flatMap((f) => (f.type === "data" ? [f.data.byteLength] : []));
-    expect(Math.max(...sizes)).toBeLessThanOrEqual(MAX_DATA_PAYLOAD);
-    expect(sizes.reduce((a, b) => a + b, 0)).toBe(200_000);
-    expect(connectorSide.bytes).toEqual(payload);
-  });
+  for (const [version, limit] of [
+    [1, MAX_DATA_PAYLOAD_V1],
+    [2, MAX_DATA_PAYLOAD],
+  ] as const) {
+    test(`version ${version}: a large write is split into DATA frames of at most ${limit / 1024} KiB`, () => {
+      const t = tunnel({ version });
+      t.authenticate();
+      const { local, remote } = t.openStream();
+      const connectorSide = sink(remote);
+      const payload = Uint8Array.from({ length: 900_000 }, (_, i) => (i * 31) & 0xff);
+      local.write(payload);
+      t.deliver();
+      const sizes = t.sent.byClient.flatMap((f) => (f.type === "data" ? [f.data.byteLength] : []));
+      expect(Math.max(...sizes)).toBe(limit);
+      expect(sizes.reduce((a, b) => a + b, 0)).toBe(900_000);
+      expect(connectorSide.bytes).toEqual(payload);
+    });
+  }
 
   test("OPEN must use a fresh odd id, and the stream limit holds", () => {
     const t = tunnel({ maxStreams: 2 });

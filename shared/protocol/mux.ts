@@ -31,7 +31,9 @@ import {
   encodeFrame,
   type Frame,
   type GoAwayFrame,
-  MAX_DATA_PAYLOAD,
+  maxDataPayload,
+  PROTOCOL_VERSION,
+  type ProtocolVersion,
   type PingFrame,
   RESET_CODES,
 } from "./frame.ts";
@@ -96,6 +98,8 @@ export interface MuxOptions {
    * says a poll would now return something.
    */
   pull?: { onDataReady: () => void };
+  /** The tunnel's protocol version (negotiated by TLS ALPN): sets the DATA size limit. */
+  version?: ProtocolVersion;
 }
 
 /** The part of the mux a stream handle drives. */
@@ -333,6 +337,8 @@ export class Mux {
   readonly #tunnelWindow: number;
   readonly #maxStreams: number;
   readonly #highWaterMark: number;
+  readonly version: ProtocolVersion;
+  readonly #maxData: number;
 
   readonly #streams = new Map<number, StreamState>();
   /** Streams with queued data, in round-robin order (a stream that sends moves to the back). */
@@ -357,6 +363,8 @@ export class Mux {
 
   constructor(options: MuxOptions) {
     this.role = options.role;
+    this.version = options.version ?? PROTOCOL_VERSION;
+    this.#maxData = maxDataPayload(this.version);
     this.#send = options.send;
     this.#onDataReady = options.pull?.onDataReady;
     this.#onStream = options.onStream;
@@ -435,7 +443,7 @@ export class Mux {
     const id = this.#nextId;
     // Encoded before the id is taken, so an invalid destination throws without side effects.
     const { host, port, protocol } = destination;
-    const bytes = encodeFrame({ type: "open", streamId: id, host, port, protocol });
+    const bytes = encodeFrame({ type: "open", streamId: id, host, port, protocol }, this.version);
     this.#nextId += 2;
     const state = this.#newStream(id);
     this.#send(bytes);
@@ -815,7 +823,7 @@ export class Mux {
   #pump(
     state: StreamState,
     maxFrames: number,
-    emit: (streamId: number, bytes: Uint8Array) => void = (id, bytes) => this.#send(encodeData(id, bytes)),
+    emit: (streamId: number, bytes: Uint8Array) => void = (id, bytes) => this.#send(encodeData(id, bytes, this.version)),
   ): void {
     if (!this.#maySend(state)) return;
     if (this.#onDataReady !== undefined && maxFrames === Number.POSITIVE_INFINITY && state.queue.length > 0) {
@@ -830,7 +838,7 @@ export class Mux {
       state.sendWindow > 0 &&
       this.#tunnelSendWindow > 0
     ) {
-      const bytes = state.queue.take(Math.min(MAX_DATA_PAYLOAD, state.sendWindow, this.#tunnelSendWindow));
+      const bytes = state.queue.take(Math.min(this.#maxData, state.sendWindow, this.#tunnelSendWindow));
       state.sendWindow -= bytes.byteLength;
       this.#tunnelSendWindow -= bytes.byteLength;
       emit(state.id, bytes);
@@ -870,7 +878,7 @@ export class Mux {
       // The frame leaves in two pieces, header then payload, so the payload is never copied into
       // a frame buffer; nothing may be sent between them (pollDataTail).
       this.#pump(state, 1, (id, bytes) => {
-        header = encodeDataHeader(id, bytes.byteLength);
+        header = encodeDataHeader(id, bytes.byteLength, this.version);
         this.#dataTail = bytes;
       });
       if (header !== undefined) return header;
@@ -909,7 +917,7 @@ export class Mux {
   // ------------------------------------------------------------------------------------------
 
   #sendFrame(frame: Frame): void {
-    this.#send(encodeFrame(frame));
+    this.#send(encodeFrame(frame, this.version));
   }
 
   #requireRole(role: "client" | "connector", method: string): void {

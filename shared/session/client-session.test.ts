@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { type Frame, FrameReader, RESET_CODES } from "../protocol/frame.ts";
+import { type Frame, FrameReader, MAX_DATA_PAYLOAD, RESET_CODES } from "../protocol/frame.ts";
 import { Mux, type MuxStream } from "../protocol/mux.ts";
 import {
   AUTH_TIMEOUT_MS,
@@ -274,8 +274,8 @@ describe("ClientSession", () => {
     for (const s of p.opened) s.acceptOpen();
     p.toClient(30);
     for (let i = 0; i < 3; i++) {
-      a.write(new Uint8Array(64 * 1024));
-      b.write(new Uint8Array(64 * 1024));
+      a.write(new Uint8Array(MAX_DATA_PAYLOAD));
+      b.write(new Uint8Array(MAX_DATA_PAYLOAD));
     }
     const reader = new FrameReader();
     const order: number[] = [];

@@ -17,7 +17,7 @@
  */
 
 import { ProtocolError } from "../protocol/errors.ts";
-import { FrameReader, RESET_CODES } from "../protocol/frame.ts";
+import { FrameReader, type ProtocolVersion, RESET_CODES } from "../protocol/frame.ts";
 import { type Destination, Mux, type MuxOptions, type MuxStream } from "../protocol/mux.ts";
 import { nextTransmit } from "./transmit.ts";
 
@@ -84,8 +84,10 @@ export interface ClientSessionOptions {
    * (`path_lost`) for the driver to resume, instead of closing the tunnel.
    */
   resumable?: boolean;
+  /** The tunnel's protocol version, as TLS ALPN negotiated it (default: the newest). */
+  version?: ProtocolVersion;
   /** Multiplexer tuning (tests). */
-  mux?: Omit<MuxOptions, "role" | "send" | "onStream" | "onFrame">;
+  mux?: Omit<MuxOptions, "role" | "send" | "onStream" | "onFrame" | "version">;
 }
 
 interface PendingAuth {
@@ -102,7 +104,7 @@ interface PendingOpen {
 }
 
 export class ClientSession {
-  readonly #reader = new FrameReader();
+  readonly #reader: FrameReader;
   readonly #mux: Mux;
   readonly #t: ClientSessionTimers;
   readonly #transmits: Uint8Array[] = [];
@@ -130,8 +132,10 @@ export class ClientSession {
     this.#t = { ...CLIENT_TIMERS, ...options.timers };
     this.#resumable = options.resumable ?? false;
     this.#lastInbound = now;
+    this.#reader = new FrameReader(options.version);
     this.#mux = new Mux({
       ...options.mux,
+      version: options.version,
       role: "client",
       send: (bytes) => {
         this.#transmits.push(bytes);

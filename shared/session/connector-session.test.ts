@@ -20,7 +20,7 @@ function auth(expiresAt: number, untils: Record<string, number> = {}): Auth {
 }
 
 const bytes = (...frames: Frame[]) => {
-  const parts = frames.map(encodeFrame);
+  const parts = frames.map((f) => encodeFrame(f));
   const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
   let off = 0;
   for (const p of parts) {

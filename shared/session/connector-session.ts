@@ -17,7 +17,7 @@
  */
 
 import { ProtocolError } from "../protocol/errors.ts";
-import { type Frame, FrameReader, RESET_CODES } from "../protocol/frame.ts";
+import { type Frame, FrameReader, type ProtocolVersion, RESET_CODES } from "../protocol/frame.ts";
 import { type Destination, Mux, type MuxOptions, type MuxStream } from "../protocol/mux.ts";
 import { nextTransmit } from "./transmit.ts";
 
@@ -68,12 +68,14 @@ export interface ConnectorSessionOptions<A extends SessionAuthorization> {
   restrict: (auth: A, keep: ReadonlySet<string>) => A;
   authDeadlineMs?: number;
   clientSilenceMs?: number;
+  /** The tunnel's protocol version, as TLS ALPN negotiated it (default: the newest). */
+  version?: ProtocolVersion;
   /** Multiplexer tuning (tests). */
-  mux?: Omit<MuxOptions, "role" | "send" | "onStream" | "onFrame">;
+  mux?: Omit<MuxOptions, "role" | "send" | "onStream" | "onFrame" | "version">;
 }
 
 export class ConnectorSession<A extends SessionAuthorization> {
-  readonly #reader = new FrameReader();
+  readonly #reader: FrameReader;
   readonly #mux: Mux;
   readonly #restrict: (auth: A, keep: ReadonlySet<string>) => A;
   readonly #transmits: Uint8Array[] = [];
@@ -102,8 +104,10 @@ export class ConnectorSession<A extends SessionAuthorization> {
     this.#authDeadline = now + (options.authDeadlineMs ?? AUTH_DEADLINE_MS);
     this.#silenceMs = options.clientSilenceMs ?? CLIENT_SILENCE_MS;
     this.#lastInbound = now;
+    this.#reader = new FrameReader(options.version);
     this.#mux = new Mux({
       ...options.mux,
+      version: options.version,
       role: "connector",
       send: (bytes) => {
         this.#transmits.push(bytes);

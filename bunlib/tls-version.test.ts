@@ -1,0 +1,72 @@
+// The tunnel's protocol version is agreed in the TLS handshake (ALPN, docs/protocol.md §9): the
+// newest both ends speak wins, an older peer still gets version 1, and two ends with no version in
+// common fail the handshake with an error that says so, on both sides.
+import { expect, test } from "bun:test";
+import { Duplex } from "node:stream";
+import type tls from "node:tls";
+import { createIdentity } from "./cert.ts";
+import { acceptTls, connectTls, negotiatedVersion, VersionMismatchError } from "./tls.ts";
+
+function duplexPair(): [Duplex, Duplex] {
+  let a!: Duplex;
+  let b!: Duplex;
+  const make = (peer: () => Duplex) =>
+    new Duplex({
+      read() {},
+      write(chunk: Uint8Array, _enc, cb) {
+        peer().push(new Uint8Array(chunk));
+        cb();
+      },
+    });
+  a = make(() => b);
+  b = make(() => a);
+  return [a, b];
+}
+
+async function handshake(client: number[], connector: number[]) {
+  const id = await createIdentity("versions");
+  const [x, y] = duplexPair();
+  const results = await Promise.allSettled([
+    acceptTls(x, id, 5_000, connector),
+    connectTls(y, id.digest, 5_000, client),
+  ]);
+  for (const r of results) if (r.status === "fulfilled") r.value.destroy();
+  return results as [PromiseSettledResult<tls.TLSSocket>, PromiseSettledResult<tls.TLSSocket>];
+}
+
+test("both ends current: version 2", async () => {
+  const id = await createIdentity("versions");
+  const [x, y] = duplexPair();
+  const [s, c] = await Promise.all([acceptTls(x, id), connectTls(y, id.digest)]);
+  expect(negotiatedVersion(s)).toBe(2);
+  expect(negotiatedVersion(c)).toBe(2);
+  s.destroy();
+  c.destroy();
+});
+
+test("a client that speaks only version 1 gets version 1 from a current connector", async () => {
+  const id = await createIdentity("versions");
+  const [x, y] = duplexPair();
+  const [s, c] = await Promise.all([acceptTls(x, id), connectTls(y, id.digest, 5_000, [1])]);
+  expect(negotiatedVersion(s)).toBe(1);
+  expect(negotiatedVersion(c)).toBe(1);
+  s.destroy();
+  c.destroy();
+});
+
+test("a current client gets version 1 from a connector that speaks only version 1", async () => {
+  const [s, c] = await handshake([2, 1], [1]);
+  expect(s.status === "fulfilled" && negotiatedVersion(s.value)).toBe(1);
+  expect(c.status === "fulfilled" && negotiatedVersion(c.value)).toBe(1);
+});
+
+test("no version in common: both ends fail the handshake with a clear error", async () => {
+  const [s, c] = await handshake([9], [2, 1]);
+  expect(c.status).toBe("rejected");
+  const clientErr = (c as PromiseRejectedResult).reason as Error;
+  expect(clientErr).toBeInstanceOf(VersionMismatchError);
+  expect(clientErr.message).toContain("no common tunnel protocol version");
+  expect(clientErr.message).toContain("sallyport/2");
+  expect(s.status).toBe("rejected");
+  expect(((s as PromiseRejectedResult).reason as Error).message).toContain("no common tunnel protocol version");
+});
