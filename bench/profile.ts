@@ -1,14 +1,16 @@
-// npm run bench:profile [-- --seconds N] [--out DIR]: where the relayed path's CPU goes. Runs one
-// single-stream iperf3 through Sallyport (as `npm run bench` does) with the connector and client
+// npm run bench:profile [-- --seconds N] [--out DIR] [--path relayed|direct] [--no-js] [--reverse]:
+// where a path's CPU goes (default the relayed one). Runs one single-stream iperf3 through
+// Sallyport (as `npm run bench` does) with the connector and client
 // binaries under Bun's sampling profiler (BUN_OPTIONS=--cpu-prof: JavaScript functions, wall-clock
 // samples) and, when perf is available, client, connector and both workerd processes under
 // `perf record` (CPU samples: kernel, native code such as BoringSSL, JIT code), then prints where
 // each process spends its time. The raw profiles stay in the output directory (.cpuprofile opens
-// in Chrome DevTools or speedscope; perf.data in `perf report`).
+// in Chrome DevTools or speedscope; perf.data in `perf report`). `--no-js` leaves Bun's profiler
+// out (it slows the binaries): CPU per GiB is then comparable with `npm run bench`.
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
-import { ROOT } from "../scripts/lib/local-edge.ts";
+import { freePort, ROOT } from "../scripts/lib/local-edge.ts";
 import { Cleanup } from "./lib/cleanup.ts";
 import { runIperf, startIperfServer } from "./lib/iperf.ts";
 import { cpuSeconds, workerdRoles } from "./lib/procfs.ts";
@@ -57,8 +59,16 @@ function perfReport(data: string, args: string[], top: number): string {
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
-  options: { seconds: { type: "string", default: "10" }, out: { type: "string" } },
+  options: {
+    seconds: { type: "string", default: "10" },
+    out: { type: "string" },
+    path: { type: "string", default: "relayed" },
+    "no-js": { type: "boolean", default: false },
+    reverse: { type: "boolean", default: false },
+  },
 });
+if (values.path !== "relayed" && values.path !== "direct") throw new Error("--path: relayed or direct");
+const directPath = values.path === "direct";
 const seconds = Number(values.seconds);
 if (!Number.isInteger(seconds) || seconds < 1 || seconds > 120) throw new Error("--seconds: 1 to 120");
 const out = values.out ?? join(ROOT, "bench/results/profile");
@@ -68,16 +78,26 @@ process.once("SIGINT", () => void cleanup.run().then(() => process.exit(130)));
 try {
   const iperf = await startIperfServer(cleanup);
   // The connector and the client inherit this; nothing else the edge starts is a Bun process.
-  process.env.BUN_OPTIONS = `--cpu-prof --cpu-prof-dir=${out}`;
+  if (!values["no-js"]) process.env.BUN_OPTIONS = `--cpu-prof --cpu-prof-dir=${out}`;
   const sp = await startSallyport(cleanup);
-  const client = await sp.startClient("client");
+  // The direct path: a connector that accepts tunnels on loopback, and a client of its network.
+  const direct = directPath
+    ? await sp.freshConnector("direct-connector", ["--direct-listen", `127.0.0.1:${await freePort()}`])
+    : undefined;
+  const client = await sp.startClient("client", direct?.network);
+  const connector = direct?.connector ?? sp.connector;
   delete process.env.BUN_OPTIONS;
-  const target = { host: HOSTS.iperf, port: iperf.port, prefix: socksPrefix(client.socks, sp.tmp, "client") };
+  const target = {
+    host: HOSTS.iperf,
+    port: iperf.port,
+    prefix: socksPrefix(client.socks, sp.tmp, "client"),
+    reverse: values.reverse,
+  };
   await runIperf({ ...target, seconds: 2 }); // warm-up
   const workerd = workerdRoles(sp.edge.proc.pid, sp.edge.port);
   const pids = {
     client: [client.proc.pid],
-    connector: [sp.connector.proc.pid],
+    connector: [connector.proc.pid],
     "workerd (wrangler proxy)": workerd.proxy,
     "workerd (worker)": workerd.worker,
   };
@@ -109,7 +129,7 @@ try {
   await perf?.exited;
   const gib = run.bytes / 2 ** 30;
   const lines = [
-    `relayed, 1 stream, ${seconds} s: ${run.mibps.toFixed(0)} MiB/s`,
+    `${values.path}${values.reverse ? " (reverse)" : ""}, 1 stream, ${seconds} s: ${run.mibps.toFixed(0)} MiB/s`,
     "",
     "CPU seconds per GiB:",
   ];
@@ -120,11 +140,13 @@ try {
   lines.push(`  ${"iperf3 client".padEnd(26)} ${(run.clientCpu / gib).toFixed(2)}`);
   // SIGINT: both binaries stop cleanly, and Bun writes the profile on the way out.
   await client.stop("SIGINT");
-  await sp.connector.stop("SIGINT");
-  for (const [label, pid] of [
-    ["client", client.proc.pid],
-    ["connector", sp.connector.proc.pid],
-  ] as const) {
+  await connector.stop("SIGINT");
+  for (const [label, pid] of values["no-js"]
+    ? []
+    : ([
+        ["client", client.proc.pid],
+        ["connector", connector.proc.pid],
+      ] as const)) {
     const file = readdirSync(out).find((f) => f.endsWith(".cpuprofile") && f.includes(`.${pid}.`));
     lines.push("", `${label}: hottest JavaScript functions (self time, share of wall-clock samples)`);
     if (!file) {

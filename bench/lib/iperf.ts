@@ -40,8 +40,20 @@ export interface IperfSpec {
   reverse?: boolean;
 }
 
-/** An iperf3 server serves one test at a time and may still be finishing the previous one. */
+/**
+ * An iperf3 server serves one test at a time and may still be finishing the previous one: it
+ * says "busy", or (between tests, while it re-opens its listening socket) refuses or resets the
+ * next control connection. Either way the run is tried again.
+ */
 class ServerBusy extends Error {}
+
+function serverBusy(error: string): boolean {
+  return (
+    error.includes("busy") ||
+    /unable to connect to server: Connection refused/.test(error) ||
+    /unable to receive control message: Connection reset by peer/.test(error)
+  );
+}
 
 export async function runIperf(spec: IperfSpec): Promise<IperfRun> {
   for (let attempt = 1; ; attempt++) {
@@ -84,7 +96,7 @@ async function runIperfOnce(spec: IperfSpec): Promise<IperfRun> {
   } catch {
     throw new Error(`iperf3 ${args.slice(1).join(" ")} printed no JSON (exit ${proc.exitCode}): ${err}`);
   }
-  if (json.error?.includes("busy")) throw new ServerBusy(json.error);
+  if (json.error && serverBusy(json.error)) throw new ServerBusy(json.error);
   const sum = json.end?.sum_received;
   if (json.error || !sum || !(sum.seconds > 0) || !(sum.bytes > 0)) {
     throw new Error(`iperf3 ${args.slice(1).join(" ")} failed: ${json.error ?? "no bytes received"}`);

@@ -103,6 +103,55 @@ describe("golden vectors", () => {
   });
 });
 
+describe("FrameReader streamData", () => {
+  test("a DATA frame across chunks comes out piece by piece, as views, the same bytes in order", () => {
+    const payload = new Uint8Array(MAX_DATA_PAYLOAD).map((_, i) => (i * 29) & 0xff);
+    const wire = concat([
+      encodeFrame({ type: "credit", streamId: 0, increment: 5 }),
+      encodeData(3, payload),
+      encodeFrame({ type: "fin", streamId: 3 }),
+    ]);
+    const reader = new FrameReader(2, { streamData: true });
+    const out: { frame: Frame; chunk: Uint8Array }[] = [];
+    // TLS hands plaintext over in pieces of up to 64 KiB.
+    for (let at = 0; at < wire.length; at += 65_536) {
+      const chunk = wire.slice(at, at + 65_536);
+      for (const frame of reader.push(chunk)) out.push({ frame, chunk });
+    }
+    reader.finish();
+    const types = out.map((o) => o.frame.type);
+    expect(types[0]).toBe("credit");
+    expect(types.at(-1)).toBe("fin");
+    const data = out.filter((o) => o.frame.type === "data");
+    expect(data.length).toBeGreaterThan(3);
+    let views = 0;
+    for (const d of data) {
+      if (d.frame.type !== "data") continue;
+      expect(d.frame.streamId).toBe(3);
+      expect(d.frame.data.byteLength).toBeGreaterThan(0);
+      if (d.frame.data.buffer === d.chunk.buffer) views++;
+    }
+    expect(views).toBeGreaterThanOrEqual(4);
+    expect(concat(data.map((d) => (d.frame.type === "data" ? d.frame.data : new Uint8Array())))).toEqual(payload);
+  });
+
+  test("one byte per push: every byte once, in order; the header is still judged whole", () => {
+    const payload = new Uint8Array(3000).map((_, i) => i & 0xff);
+    const wire = encodeData(9, payload);
+    const reader = new FrameReader(2, { streamData: true });
+    const got: Uint8Array[] = [];
+    for (let i = 0; i < wire.length; i++)
+      for (const f of reader.push(wire.subarray(i, i + 1))) if (f.type === "data") got.push(f.data.slice());
+    expect(concat(got)).toEqual(payload);
+    expect(() => reader.finish()).not.toThrow();
+    // An oversized DATA header is refused before any of its payload is handed out.
+    const bad = new FrameReader(1, { streamData: true });
+    expect(codeOf(() => bad.push(concat([encodeDataHeader(1, MAX_DATA_PAYLOAD_V1 + 1, 2), payload])))).toBe(
+      "frame_too_large",
+    );
+  });
+});
+
 describe("protocol versions", () => {
   test("version 2 carries DATA of up to 256 KiB; version 1 refuses a byte over 64 KiB", () => {
     const big = new Uint8Array(MAX_DATA_PAYLOAD).map((_, i) => (i * 13) & 0xff);

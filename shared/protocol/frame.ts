@@ -365,8 +365,18 @@ export class FrameReader {
   #error: unknown;
   #failed = false;
 
-  constructor(version: ProtocolVersion = PROTOCOL_VERSION) {
+  /** Hand DATA payloads out as they arrive (see the constructor). */
+  readonly #streamData: boolean;
+
+  /**
+   * `streamData`: a DATA frame whose payload arrives in several chunks is returned as several DATA
+   * frames (same stream, the same bytes in order), each as soon as its bytes are here, instead of
+   * being gathered into one copy. A 256 KiB payload spans several TLS reads, and the stream is a
+   * byte stream either way; what the peer sent is still checked frame by frame from its header.
+   */
+  constructor(version: ProtocolVersion = PROTOCOL_VERSION, options: { streamData?: boolean } = {}) {
     this.version = version;
+    this.#streamData = options.streamData ?? false;
   }
 
   /** Bytes received but not yet returned as frames (a partial frame). */
@@ -388,7 +398,17 @@ export class FrameReader {
           this.#header = this.#readHeader();
         }
         const header = this.#header;
-        if (this.#buffered < header.length) break;
+        if (this.#buffered < header.length) {
+          if (this.#streamData && header.rule.type === "data") {
+            // What is here goes now, a piece per pushed chunk (views, unless small: #take).
+            while (this.#buffered > 0) {
+              const piece = this.#take(this.#chunks[this.#head]!.byteLength - this.#offset);
+              header.length -= piece.byteLength;
+              frames.push({ type: "data", streamId: header.streamId, data: piece });
+            }
+          }
+          break;
+        }
         const payload = this.#take(header.length);
         this.#header = undefined;
         frames.push(decodePayload(header, payload, this.version));

@@ -3,6 +3,7 @@ import fc from "fast-check";
 import {
   decodeResume,
   decodeResumed,
+  encodeFrame,
   encodeResume,
   encodeResumed,
   RESUME_MAC_LENGTH,
@@ -238,5 +239,30 @@ describe("resumable link", () => {
     expect(decodeResume(f!.payload)).toEqual({ id, attempt: 3, received: 2 ** 40 + 5, mac });
     const answer = encodeResumed(77, mac);
     expect(decodeResumed(answer.subarray(5))).toEqual({ received: 77, mac });
+  });
+
+  test("DATA payloads come out as views of the pushed chunks, in pieces, never copied", () => {
+    const payload = Uint8Array.from({ length: 100_000 }, (_, i) => (i * 7) & 0xff);
+    const wire = new Uint8Array([...encodeFrame(RT.DATA, payload), ...encodeFrame(RT.ACK, new Uint8Array(8))]);
+    const reader = new RtReader();
+    // Cut at awkward places: inside the header, inside the payload, between the frames.
+    const cuts = [0, 3, 40_000, 99_999 + 5, wire.length - 2, wire.length];
+    const out: { type: number; payload: Uint8Array; from: Uint8Array }[] = [];
+    for (let i = 1; i < cuts.length; i++) {
+      const chunk = wire.slice(cuts[i - 1], cuts[i]);
+      for (const f of reader.push(chunk)) out.push({ ...f, from: chunk });
+    }
+    const data = out.filter((f) => f.type === RT.DATA);
+    expect(data.length).toBeGreaterThan(1);
+    for (const f of data) expect(f.payload.buffer).toBe(f.from.buffer);
+    expect(Buffer.concat(data.map((f) => f.payload))).toEqual(Buffer.from(payload));
+    expect(out.at(-1)!.type).toBe(RT.ACK);
+    expect(reader.buffered).toBe(0);
+  });
+
+  test("a control frame longer than a control frame can be is refused from its header", () => {
+    const reader = new RtReader();
+    const h = new Uint8Array([RT.ACK, 0, 0, 0x10, 1]); // ACK of 4,097 bytes
+    expect(() => reader.push(h)).toThrow(/too large/);
   });
 });

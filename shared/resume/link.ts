@@ -164,40 +164,90 @@ function safeOffset(v: bigint): number {
   return Number(v);
 }
 
-/** Splits a byte stream into frames; a frame split across chunks waits for the rest. */
+/** Largest payload of a link frame other than DATA (RESUME, REFUSE, ACK… are a few dozen bytes). */
+export const RT_MAX_CONTROL = 4096;
+
+/**
+ * Splits a byte stream into frames. DATA payloads are handed out as they arrive, in pieces that
+ * are views of the pushed chunks (never copied: a payload is a byte stream into TLS, which reads
+ * it at once); a DATA frame split across chunks comes out as several DATA frames of the same
+ * bytes. Other frames are small and are copied whole once complete. Pushed chunks must not be
+ * reused by the caller.
+ */
 export class RtReader {
-  #buf: Uint8Array = new Uint8Array(0);
+  /** Bytes of a header split across chunks. */
+  #header = new Uint8Array(RT_HEADER);
+  #headerFill = 0;
+  /** The frame being read: its type and the payload bytes still to come. */
+  #type = 0;
+  #remaining = -1;
+  /** A non-DATA payload being gathered. */
+  #control: Uint8Array | undefined;
+  #controlFill = 0;
 
   push(chunk: Uint8Array): RtFrame[] {
-    let buf = this.#buf.length === 0 ? chunk : concat(this.#buf, chunk);
     const frames: RtFrame[] = [];
-    while (buf.length >= RT_HEADER) {
-      const type = buf[0]!;
-      if (type < RT.HELLO || type > RT.FIN)
-        throw new ProtocolError("unknown_frame_type", `unknown link frame type ${type}`);
-      const len = new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(1);
-      if (len > RT_MAX_FRAME)
-        throw new ProtocolError("frame_too_large", `link frame of ${len} bytes is too large`);
-      if (buf.length < RT_HEADER + len) break;
-      frames.push({ type, payload: buf.subarray(RT_HEADER, RT_HEADER + len) });
-      buf = buf.subarray(RT_HEADER + len);
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.#remaining < 0) {
+        // Reading a header: in place when it lies in the chunk, else gathered.
+        let h: Uint8Array;
+        if (this.#headerFill === 0 && chunk.length - at >= RT_HEADER) {
+          h = chunk.subarray(at, at + RT_HEADER);
+          at += RT_HEADER;
+        } else {
+          const n = Math.min(RT_HEADER - this.#headerFill, chunk.length - at);
+          this.#header.set(chunk.subarray(at, at + n), this.#headerFill);
+          this.#headerFill += n;
+          at += n;
+          if (this.#headerFill < RT_HEADER) break;
+          this.#headerFill = 0;
+          h = this.#header;
+        }
+        this.#begin(h, frames);
+        continue;
+      }
+      const n = Math.min(this.#remaining, chunk.length - at);
+      if (this.#type === RT.DATA) {
+        frames.push({ type: RT.DATA, payload: chunk.subarray(at, at + n) });
+      } else {
+        this.#control!.set(chunk.subarray(at, at + n), this.#controlFill);
+        this.#controlFill += n;
+      }
+      at += n;
+      this.#remaining -= n;
+      if (this.#remaining === 0) this.#end(frames);
     }
-    // What is left is copied: a partial frame must not pin (or alias) the transport's chunk.
-    this.#buf = buf.length === 0 ? new Uint8Array(0) : buf.slice();
     return frames;
+  }
+
+  #begin(h: Uint8Array, frames: RtFrame[]): void {
+    const type = h[0]!;
+    if (type < RT.HELLO || type > RT.FIN)
+      throw new ProtocolError("unknown_frame_type", `unknown link frame type ${type}`);
+    const len = new DataView(h.buffer, h.byteOffset, RT_HEADER).getUint32(1);
+    const limit = type === RT.DATA ? RT_MAX_FRAME : RT_MAX_CONTROL;
+    if (len > limit) throw new ProtocolError("frame_too_large", `link frame of ${len} bytes is too large`);
+    this.#type = type;
+    this.#remaining = len;
+    if (type !== RT.DATA) {
+      this.#control = new Uint8Array(len);
+      this.#controlFill = 0;
+    }
+    if (len === 0) this.#end(frames);
+  }
+
+  #end(frames: RtFrame[]): void {
+    if (this.#type !== RT.DATA) frames.push({ type: this.#type, payload: this.#control! });
+    this.#control = undefined;
+    this.#controlFill = 0;
+    this.#remaining = -1;
   }
 
   /** Bytes of an incomplete frame held back (dropped with the transport that carried them). */
   get buffered(): number {
-    return this.#buf.length;
+    return this.#headerFill + this.#controlFill;
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
 }
 
 export interface LinkOptions {

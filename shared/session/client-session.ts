@@ -132,7 +132,7 @@ export class ClientSession {
     this.#t = { ...CLIENT_TIMERS, ...options.timers };
     this.#resumable = options.resumable ?? false;
     this.#lastInbound = now;
-    this.#reader = new FrameReader(options.version);
+    this.#reader = new FrameReader(options.version, { streamData: true });
     this.#mux = new Mux({
       ...options.mux,
       version: options.version,

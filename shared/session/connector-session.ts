@@ -104,7 +104,7 @@ export class ConnectorSession<A extends SessionAuthorization> {
     this.#authDeadline = now + (options.authDeadlineMs ?? AUTH_DEADLINE_MS);
     this.#silenceMs = options.clientSilenceMs ?? CLIENT_SILENCE_MS;
     this.#lastInbound = now;
-    this.#reader = new FrameReader(options.version);
+    this.#reader = new FrameReader(options.version, { streamData: true });
     this.#mux = new Mux({
       ...options.mux,
       version: options.version,
