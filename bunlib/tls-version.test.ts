@@ -68,5 +68,7 @@ test("no version in common: both ends fail the handshake with a clear error", as
   expect(clientErr.message).toContain("no common tunnel protocol version");
   expect(clientErr.message).toContain("sallyport/2");
   expect(s.status).toBe("rejected");
-  expect(((s as PromiseRejectedResult).reason as Error).message).toContain("no common tunnel protocol version");
+  expect(((s as PromiseRejectedResult).reason as Error).message).toContain(
+    "no common tunnel protocol version",
+  );
 });

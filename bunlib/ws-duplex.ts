@@ -96,8 +96,10 @@ export class WebSocketDuplex extends Duplex {
     }
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
-    if (this.pendingBytes >= MAX_MESSAGE) this.flush();
-    else if (!this.flushScheduled) {
+    // A full message leaves at once; what is left waits for the end of the tick, so a large TLS
+    // write is not followed by a runt message of its last bytes.
+    if (this.pendingBytes >= MAX_MESSAGE) this.flush(false);
+    if (this.pendingBytes > 0 && !this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
     }
@@ -115,26 +117,32 @@ export class WebSocketDuplex extends Duplex {
     setTimeout(wait, 1);
   }
 
-  private flush(): void {
-    this.flushScheduled = false;
+  /** Send what is pending; with `all` false only whole messages of MAX_MESSAGE, the rest waits. */
+  private flush(all = true): void {
+    if (all) this.flushScheduled = false;
     if (this.pendingBytes === 0 || this.ws.readyState !== WebSocket.OPEN) return;
+    let budget = all ? this.pendingBytes : this.pendingBytes - (this.pendingBytes % MAX_MESSAGE);
+    if (budget === 0) return;
     const pending = this.pending;
     this.pending = [];
-    this.pendingBytes = 0;
+    this.pendingBytes -= budget;
     // One piece of at most MAX_MESSAGE goes as it is. Otherwise the pieces are gathered into
     // messages of at most MAX_MESSAGE in one buffer shared by every socket of the process: send()
     // copies synchronously (a client masks what it sends; shown by ws-duplex.test.ts), so the
     // buffer is free again when it returns, and no fresh 256 KiB is allocated per message. A
     // chunk larger than MAX_MESSAGE (TLS may hand over one) leaves in views of itself, so the relay
     // never sees a message larger than that (Workers limit the size of a received message).
-    if (pending.length === 1 && pending[0]!.byteLength <= MAX_MESSAGE) {
+    if (pending.length === 1 && budget === pending[0]!.byteLength && budget <= MAX_MESSAGE) {
       this.ws.send(pending[0]!);
       return;
     }
     let filled = 0;
-    for (const piece of pending) {
-      for (let at = 0; at < piece.byteLength; ) {
-        const n = Math.min(piece.byteLength - at, MAX_MESSAGE - filled);
+    let i = 0;
+    for (; i < pending.length && budget > 0; i++) {
+      const piece = pending[i]!;
+      let at = 0;
+      for (; at < piece.byteLength && budget > 0; ) {
+        const n = Math.min(piece.byteLength - at, MAX_MESSAGE - filled, budget);
         if (filled === 0 && n === MAX_MESSAGE) {
           this.ws.send(piece.subarray(at, at + n));
         } else {
@@ -146,8 +154,16 @@ export class WebSocketDuplex extends Duplex {
           }
         }
         at += n;
+        budget -= n;
+      }
+      // The rest of a piece cut by the budget stays pending, as a view (no copy).
+      if (at < piece.byteLength) {
+        this.pending.push(piece.subarray(at));
+        i++;
+        break;
       }
     }
+    for (; i < pending.length; i++) this.pending.push(pending[i]!);
     if (filled > 0) this.ws.send(gather.subarray(0, filled));
   }
 

@@ -155,7 +155,10 @@ export class Tunnel {
       tokens: ConnectionTokens;
     },
   ) {
-    const core = new ClientSession(Date.now(), { resumable: link !== undefined, version: negotiatedVersion(tls) });
+    const core = new ClientSession(Date.now(), {
+      resumable: link !== undefined,
+      version: negotiatedVersion(tls),
+    });
     this.core = core;
     if (link) {
       link.duplex.onDetached = (why) => {

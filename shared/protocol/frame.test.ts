@@ -132,7 +132,9 @@ describe("FrameReader streamData", () => {
       if (d.frame.data.buffer === d.chunk.buffer) views++;
     }
     expect(views).toBeGreaterThanOrEqual(4);
-    expect(concat(data.map((d) => (d.frame.type === "data" ? d.frame.data : new Uint8Array())))).toEqual(payload);
+    expect(concat(data.map((d) => (d.frame.type === "data" ? d.frame.data : new Uint8Array())))).toEqual(
+      payload,
+    );
   });
 
   test("one byte per push: every byte once, in order; the header is still judged whole", () => {
@@ -300,9 +302,9 @@ describe("FrameReader", () => {
 
   test("an oversized length is refused from the header alone, without buffering the payload", () => {
     const v2 = new FrameReader(2);
-    expect(codeOf(() => v2.push(encodeDataHeader(1, MAX_DATA_PAYLOAD).map((b, i) => (i === 9 ? b + 1 : b))))).toBe(
-      "frame_too_large",
-    );
+    expect(
+      codeOf(() => v2.push(encodeDataHeader(1, MAX_DATA_PAYLOAD).map((b, i) => (i === 9 ? b + 1 : b)))),
+    ).toBe("frame_too_large");
     expect(v2.bufferedBytes).toBe(0);
     const reader = new FrameReader(1);
     const header = fromHex("05000000000100010001"); // DATA, stream 1, length 65537

@@ -32,9 +32,9 @@ import {
   type Frame,
   type GoAwayFrame,
   maxDataPayload,
+  type PingFrame,
   PROTOCOL_VERSION,
   type ProtocolVersion,
-  type PingFrame,
   RESET_CODES,
 } from "./frame.ts";
 
@@ -823,7 +823,8 @@ export class Mux {
   #pump(
     state: StreamState,
     maxFrames: number,
-    emit: (streamId: number, bytes: Uint8Array) => void = (id, bytes) => this.#send(encodeData(id, bytes, this.version)),
+    emit: (streamId: number, bytes: Uint8Array) => void = (id, bytes) =>
+      this.#send(encodeData(id, bytes, this.version)),
   ): void {
     if (!this.#maySend(state)) return;
     if (this.#onDataReady !== undefined && maxFrames === Number.POSITIVE_INFINITY && state.queue.length > 0) {

@@ -243,7 +243,10 @@ describe("resumable link", () => {
 
   test("DATA payloads come out as views of the pushed chunks, in pieces, never copied", () => {
     const payload = Uint8Array.from({ length: 100_000 }, (_, i) => (i * 7) & 0xff);
-    const wire = new Uint8Array([...encodeFrame(RT.DATA, payload), ...encodeFrame(RT.ACK, new Uint8Array(8))]);
+    const wire = new Uint8Array([
+      ...encodeFrame(RT.DATA, payload),
+      ...encodeFrame(RT.ACK, new Uint8Array(8)),
+    ]);
     const reader = new RtReader();
     // Cut at awkward places: inside the header, inside the payload, between the frames.
     const cuts = [0, 3, 40_000, 99_999 + 5, wire.length - 2, wire.length];

@@ -38,8 +38,12 @@ export const RT = {
 export const RT_HEADER = 5;
 /** No frame is larger: a peer announcing more is broken or hostile. */
 export const RT_MAX_FRAME = 1024 * 1024;
-/** DATA frames carry at most this much (a WebSocket message on Workers stays well below its limit). */
-export const RT_MAX_DATA = 256 * 1024;
+/**
+ * DATA frames carry at most this much: one TLS write of a 256 KiB tunnel frame (256 KiB and its
+ * record overhead) fits in one. Link frames do not follow WebSocket messages (the WebSocket
+ * driver cuts its messages at 256 KiB), and every release reads DATA of up to RT_MAX_FRAME.
+ */
+export const RT_MAX_DATA = 512 * 1024;
 export const RT_MAGIC = new Uint8Array([0x53, 0x50, 0x52, 0x54]); // "SPRT"
 export const RT_VERSION = 1;
 export const RESUME_ID_LENGTH = 16;
