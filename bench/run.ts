@@ -220,16 +220,21 @@ async function throughputSection(
       log,
     );
 
-    log("latency: new streams while a bulk transfer runs on the same tunnel (relayed)");
-    await measureNewStreamUnderLoad(
-      "relayed",
-      parseHostPort(client.socks),
-      { host: HOSTS.echo, port: echoPort },
-      { host: HOSTS.iperf, port: iperf.port, prefix: socksPrefix(client.socks, sp.tmp, "client-load") },
-      { host: "127.0.0.1", port: echoPort },
-      profile,
-      results,
-    );
+    for (const paced of [false, true]) {
+      log(
+        `latency: new streams while a${paced ? " paced" : ""} bulk transfer runs on the same tunnel (relayed)`,
+      );
+      await measureNewStreamUnderLoad(
+        "relayed",
+        parseHostPort(client.socks),
+        { host: HOSTS.echo, port: echoPort },
+        { host: HOSTS.iperf, port: iperf.port, prefix: socksPrefix(client.socks, sp.tmp, "client-load") },
+        { host: "127.0.0.1", port: echoPort },
+        profile,
+        results,
+        paced,
+      );
+    }
 
     log("throughput: Sallyport relayed");
     const viaClient = socksPrefix(client.socks, sp.tmp, "client");
@@ -276,16 +281,25 @@ async function throughputSection(
       [...CONFIGS, STREAMS64],
       log,
     );
-    log("latency: new streams while a bulk transfer runs on the same tunnel (direct path)");
-    await measureNewStreamUnderLoad(
-      "direct_path",
-      parseHostPort(directClient.socks),
-      { host: HOSTS.echo, port: echoPort },
-      { host: HOSTS.iperf, port: iperf.port, prefix: socksPrefix(directClient.socks, sp.tmp, "direct-load") },
-      { host: "127.0.0.1", port: echoPort },
-      profile,
-      results,
-    );
+    for (const paced of [false, true]) {
+      log(
+        `latency: new streams while a${paced ? " paced" : ""} bulk transfer runs on the same tunnel (direct path)`,
+      );
+      await measureNewStreamUnderLoad(
+        "direct_path",
+        parseHostPort(directClient.socks),
+        { host: HOSTS.echo, port: echoPort },
+        {
+          host: HOSTS.iperf,
+          port: iperf.port,
+          prefix: socksPrefix(directClient.socks, sp.tmp, "direct-load"),
+        },
+        { host: "127.0.0.1", port: echoPort },
+        profile,
+        results,
+        paced,
+      );
+    }
     const directStatus = await clientStatus(directClient.stateDir);
     if (!directStatus.tunnels.some((t) => t.path === "direct")) {
       throw new Error("the direct-path client did not use the direct path");

@@ -38,6 +38,8 @@ export interface IperfSpec {
   seconds: number;
   parallel?: number;
   reverse?: boolean;
+  /** Pace the sender at this rate (MiB/s) instead of as fast as it can. */
+  paceMibps?: number;
 }
 
 /**
@@ -80,6 +82,7 @@ async function runIperfOnce(spec: IperfSpec): Promise<IperfRun> {
   args.push("--connect-timeout", "10000");
   if ((spec.parallel ?? 1) > 1) args.push("-P", String(spec.parallel));
   if (spec.reverse) args.push("-R");
+  if (spec.paceMibps) args.push("-b", String(Math.round(spec.paceMibps * 2 ** 20 * 8)));
   const proc = Bun.spawn([...(spec.prefix ?? []), ...args], {
     stdout: "pipe",
     stderr: "pipe",

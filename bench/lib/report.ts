@@ -2,6 +2,7 @@
 // docs/performance.md) and evaluates the DESIGN §7 budgets against them.
 import { DEFAULT_TUNNEL_WINDOW } from "../../shared/protocol/mux.ts";
 import { CONSOLE_P95_TARGET_MS } from "./console-scale.ts";
+import { PACED_MIBPS } from "./latency.ts";
 import type { Results } from "./results.ts";
 import { RESUME_PROBE_INTERVAL_MS } from "./resume.ts";
 
@@ -228,6 +229,10 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
       [
         "new stream during a bulk transfer on its tunnel, direct path: p50 / p99 / added p99",
         `${ms(get("latency.new_stream_under_load.direct_path.p50"))} / ${ms(get("latency.new_stream_under_load.direct_path.p99"))} / ${ms(get("latency.new_stream_under_load.direct_path.added_p99"))}`,
+      ],
+      [
+        `same, bulk paced at ${PACED_MIBPS} MiB/s (cores not saturated): added p99 relayed / direct path`,
+        `${ms(get("latency.new_stream_under_load.relayed.paced.added_p99"))} / ${ms(get("latency.new_stream_under_load.direct_path.paced.added_p99"))}`,
       ],
       [
         "new TCP connection, direct: p50 / p99",

@@ -34,6 +34,7 @@ export const REQUIRED: readonly { name: string; unit: Unit }[] = [
   { name: "throughput.direct_path.streams64", unit: "MiB/s" },
   { name: "latency.new_stream_under_load.p50", unit: "ms" },
   { name: "latency.new_stream_under_load.p99", unit: "ms" },
+  { name: "latency.new_stream_under_load.relayed.paced.p99", unit: "ms" },
   { name: "latency.new_stream.p50", unit: "ms" },
   { name: "latency.new_stream.p99", unit: "ms" },
   { name: "latency.direct.p50", unit: "ms" },

@@ -326,7 +326,16 @@ interface StreamState {
   queue: ByteQueue;
   /** `write` returned false; `onDrain` is owed. */
   needDrain: boolean;
+  /** DATA bytes sent so far (counted up to INTERACTIVE_BYTES: only "is it still small" matters). */
+  sentBytes: number;
 }
+
+/**
+ * Pull mode: a stream that has sent less than this goes ahead of the round-robin, so a new
+ * stream's first request (an HTTP request, a TLS ClientHello, an SSH banner) does not wait for
+ * a bulk stream's turn. Each stream has this head start once, so bulk streams cannot starve.
+ */
+export const INTERACTIVE_BYTES = 64 * 1024;
 
 export class Mux {
   readonly role: "client" | "connector";
@@ -343,6 +352,8 @@ export class Mux {
   readonly #streams = new Map<number, StreamState>();
   /** Streams with queued data, in round-robin order (a stream that sends moves to the back). */
   readonly #pending = new Set<StreamState>();
+  /** Of #pending, the streams still within their first INTERACTIVE_BYTES: they go first. */
+  readonly #interactive = new Set<StreamState>();
   /** Client: the id the next `open` uses. */
   #nextId = 1;
   /** Connector: the highest stream id the peer opened. */
@@ -493,6 +504,7 @@ export class Mux {
     const states = [...this.#streams.values()];
     this.#streams.clear();
     this.#pending.clear();
+    this.#interactive.clear();
     for (const state of states) {
       state.closed = true;
       state.queue.clear();
@@ -714,6 +726,7 @@ export class Mux {
       unacked: 0,
       queue: new ByteQueue(),
       needDrain: false,
+      sentBytes: 0,
     };
     this.#streams.set(id, state);
     return state;
@@ -800,6 +813,7 @@ export class Mux {
     state.closed = true;
     this.#streams.delete(state.id);
     this.#pending.delete(state);
+    this.#interactive.delete(state);
     state.queue.clear();
     // After a reset the owner drops whatever it still buffers, so the tunnel credit for it is
     // returned now; it would otherwise leak. After a clean close the owner keeps processing and
@@ -828,7 +842,7 @@ export class Mux {
   ): void {
     if (!this.#maySend(state)) return;
     if (this.#onDataReady !== undefined && maxFrames === Number.POSITIVE_INFINITY && state.queue.length > 0) {
-      if (!this.#pending.has(state)) this.#pending.add(state);
+      if (!this.#pending.has(state)) this.#addPending(state);
       if (state.sendWindow > 0 && this.#tunnelSendWindow > 0) this.#onDataReady();
       return;
     }
@@ -842,13 +856,15 @@ export class Mux {
       const bytes = state.queue.take(Math.min(this.#maxData, state.sendWindow, this.#tunnelSendWindow));
       state.sendWindow -= bytes.byteLength;
       this.#tunnelSendWindow -= bytes.byteLength;
+      if (state.sentBytes < INTERACTIVE_BYTES) state.sentBytes += bytes.byteLength;
       emit(state.id, bytes);
       frames++;
     }
     // Re-inserting moves the stream to the back of the round-robin order.
     this.#pending.delete(state);
+    this.#interactive.delete(state);
     if (state.queue.length > 0) {
-      this.#pending.add(state);
+      this.#addPending(state);
       return;
     }
     if (state.localEnded && !state.finSent) {
@@ -872,7 +888,21 @@ export class Mux {
     if (tail !== undefined) return tail;
     if (this.#closed) return undefined;
     if (this.#tunnelSendWindow === 0) return undefined;
-    for (const state of this.#pending) {
+    // Streams still within their first INTERACTIVE_BYTES go first, then the rest in turn.
+    if (this.#interactive.size > 0) {
+      const header = this.#pollDataFrom(true);
+      if (header !== undefined) return header;
+    }
+    return this.#pollDataFrom(false);
+  }
+
+  #addPending(state: StreamState): void {
+    this.#pending.add(state);
+    if (state.sentBytes < INTERACTIVE_BYTES) this.#interactive.add(state);
+  }
+
+  #pollDataFrom(interactiveOnly: boolean): Uint8Array | undefined {
+    for (const state of interactiveOnly ? this.#interactive : this.#pending) {
       if (state.closed || !this.#maySend(state) || state.sendWindow === 0 || state.queue.length === 0)
         continue;
       let header: Uint8Array | undefined;

@@ -36,6 +36,12 @@ export const RT = {
 } as const;
 
 export const RT_HEADER = 5;
+/**
+ * A receiver acknowledges once this much arrived unacknowledged (else after 100 ms). Each ACK is
+ * a message of its own through the relay, whose cost is per message: 1 MiB makes them 1,024 per
+ * GiB instead of 8,192, for at most 1 MiB more held for resending.
+ */
+export const ACK_BYTES = 1024 * 1024;
 /** No frame is larger: a peer announcing more is broken or hostile. */
 export const RT_MAX_FRAME = 1024 * 1024;
 /**
@@ -300,7 +306,7 @@ export class ResumableLink {
   #failed = false;
 
   constructor(options: LinkOptions = {}) {
-    this.#ackBytes = options.ackBytes ?? 128 * 1024;
+    this.#ackBytes = options.ackBytes ?? ACK_BYTES;
     this.#ackDelayMs = options.ackDelayMs ?? 100;
   }
 

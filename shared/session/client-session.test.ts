@@ -284,4 +284,31 @@ describe("ClientSession", () => {
     }
     expect(order).toEqual([a.id, b.id, a.id, b.id, a.id, b.id]);
   });
+
+  test("scheduling: a new stream's first bytes go ahead of a bulk stream's queued frames", () => {
+    const p = authorized();
+    const bulk = p.core.openStream({ host: "bulk", port: 1, protocol: "tcp" }, 20);
+    p.toConnector();
+    for (const s of p.opened) s.acceptOpen();
+    p.toClient(30);
+    const reader = new FrameReader();
+    const sent = () => {
+      const ids: number[] = [];
+      for (let t = p.core.pollTransmit(); t; t = p.core.pollTransmit())
+        for (const f of reader.push(t)) if (f.type === "data") ids.push(f.streamId);
+      return ids;
+    };
+    // The bulk stream is past its head start.
+    bulk.write(new Uint8Array(MAX_DATA_PAYLOAD));
+    expect(sent()).toEqual([bulk.id]);
+    const fresh = p.core.openStream({ host: "web", port: 80, protocol: "tcp" }, 40);
+    p.toConnector();
+    p.opened.at(-1)!.acceptOpen();
+    p.toClient(50);
+    // Three bulk frames queue, then the new stream's request.
+    for (let i = 0; i < 3; i++) bulk.write(new Uint8Array(MAX_DATA_PAYLOAD));
+    fresh.write(new Uint8Array(300));
+    // Round-robin alone would send the bulk stream's next frame first (it queued first).
+    expect(sent()).toEqual([fresh.id, bulk.id, bulk.id, bulk.id]);
+  });
 });
