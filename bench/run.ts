@@ -26,7 +26,7 @@ import {
   startSallyport,
 } from "./lib/sallyport.ts";
 import { measureFreshConnectors, measureStalledReceiver } from "./lib/scale.ts";
-import { parseHostPort } from "./lib/socks.ts";
+import { parseHostPort, socksConnect, tcpConnect } from "./lib/socks.ts";
 import { sshCipher, startSshForward } from "./lib/ssh-forward.ts";
 import { CONFIGS, measureConcurrent, measurePath, STREAMS64 } from "./lib/throughput.ts";
 
@@ -133,7 +133,8 @@ async function throughputSection(
     );
 
     log("throughput: ssh -L");
-    const ssh = await startSshForward(iperfTarget);
+    // A second forward on the same ssh connection reaches the echo peer (latency under load).
+    const ssh = await startSshForward(iperfTarget, { host: "127.0.0.1", port: echoPort });
     cleanup.add("ssh -L", () => ssh.stop());
     const cipher = sshCipher(ssh);
     await measurePath(
@@ -150,6 +151,18 @@ async function throughputSection(
       results,
       CONFIGS,
       log,
+    );
+    // The yardstick for the new-stream-under-load figures: a new forwarded connection while a
+    // bulk transfer runs over the same ssh connection (ssh multiplexes channels much as the tunnel
+    // multiplexes streams, on the same two cores).
+    log("latency: new connections while a bulk transfer runs on the same ssh -L connection");
+    await measureNewStreamUnderLoad(
+      "ssh",
+      () => tcpConnect({ host: "127.0.0.1", port: ssh.echoPort }),
+      { host: "127.0.0.1", port: ssh.port },
+      { host: "127.0.0.1", port: echoPort },
+      profile,
+      results,
     );
 
     log("throughput: bare workerd splice");
@@ -226,8 +239,7 @@ async function throughputSection(
       );
       await measureNewStreamUnderLoad(
         "relayed",
-        parseHostPort(client.socks),
-        { host: HOSTS.echo, port: echoPort },
+        () => socksConnect(parseHostPort(client.socks), { host: HOSTS.echo, port: echoPort }),
         { host: HOSTS.iperf, port: iperf.port, prefix: socksPrefix(client.socks, sp.tmp, "client-load") },
         { host: "127.0.0.1", port: echoPort },
         profile,
@@ -287,8 +299,7 @@ async function throughputSection(
       );
       await measureNewStreamUnderLoad(
         "direct_path",
-        parseHostPort(directClient.socks),
-        { host: HOSTS.echo, port: echoPort },
+        () => socksConnect(parseHostPort(directClient.socks), { host: HOSTS.echo, port: echoPort }),
         {
           host: HOSTS.iperf,
           port: iperf.port,

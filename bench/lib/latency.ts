@@ -112,9 +112,9 @@ export const PACED_MIBPS = 64;
  */
 export async function measureNewStreamUnderLoad(
   path: string,
-  socks: { host: string; port: number },
-  tunnelled: { host: string; port: number },
-  bulk: { host: string; port: number; prefix: readonly string[] },
+  /** Opens a new connection through the path under test (SOCKS to the client, or ssh's forward). */
+  tunnelOpen: () => Promise<Socket>,
+  bulk: { host: string; port: number; prefix?: readonly string[] },
   echo: { host: string; port: number },
   profile: Profile,
   results: Results,
@@ -130,7 +130,7 @@ export async function measureNewStreamUnderLoad(
   const deadline = performance.now() + (seconds - 1.2) * 1000;
   for (let i = 0; i < samples && performance.now() < deadline; i++) {
     direct.push(await timeToFirstByte(() => tcpConnect(echo)));
-    tunnel.push(await timeToFirstByte(() => socksConnect(socks, tunnelled)));
+    tunnel.push(await timeToFirstByte(tunnelOpen));
     await Bun.sleep(5);
   }
   const run = await load;

@@ -131,7 +131,7 @@ export function evaluateTargets(r: Results): Target[] {
     },
     {
       target: "new stream while a bulk transfer runs on the same tunnel: p99 < 5 ms added (worst path)",
-      measured: ms(worstUnderLoad),
+      measured: `${ms(worstUnderLoad)} (ssh -L: ${ms(r.get("latency.new_stream_under_load.ssh.added_p99"))})`,
       met: check(worstUnderLoad, (v) => v < 5),
     },
     {
@@ -229,6 +229,10 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
       [
         "new stream during a bulk transfer on its tunnel, direct path: p50 / p99 / added p99",
         `${ms(get("latency.new_stream_under_load.direct_path.p50"))} / ${ms(get("latency.new_stream_under_load.direct_path.p99"))} / ${ms(get("latency.new_stream_under_load.direct_path.added_p99"))}`,
+      ],
+      [
+        "new connection during a bulk transfer on the same ssh -L connection: p50 / p99 / added p99",
+        `${ms(get("latency.new_stream_under_load.ssh.p50"))} / ${ms(get("latency.new_stream_under_load.ssh.p99"))} / ${ms(get("latency.new_stream_under_load.ssh.added_p99"))}`,
       ],
       [
         `same, bulk paced at ${PACED_MIBPS} MiB/s (cores not saturated): added p99 relayed / direct path`,

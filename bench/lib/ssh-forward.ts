@@ -8,14 +8,20 @@ import { startSshd } from "../../scripts/lib/sshd.ts";
 export interface SshForward {
   /** Local port of the forward. */
   port: number;
+  /** Local port of the second forward (to `echo`), on the same ssh connection. */
+  echoPort: number;
   sshd: Proc;
   ssh: Proc;
   stop(): Promise<void>;
 }
 
-export async function startSshForward(target: { host: string; port: number }): Promise<SshForward> {
+export async function startSshForward(
+  target: { host: string; port: number },
+  echo: { host: string; port: number },
+): Promise<SshForward> {
   const sshd = await startSshd({ allowTcpForwarding: true });
   const port = await freePort();
+  const echoPort = await freePort();
   let ssh: Proc | undefined;
   const stop = async () => {
     await ssh?.stop();
@@ -29,6 +35,8 @@ export async function startSshForward(target: { host: string; port: number }): P
         "-N",
         "-L",
         `127.0.0.1:${port}:${target.host}:${target.port}`,
+        "-L",
+        `127.0.0.1:${echoPort}:${echo.host}:${echo.port}`,
         "-p",
         String(sshd.port),
         "-i",
@@ -50,7 +58,7 @@ export async function startSshForward(target: { host: string; port: number }): P
     );
     // Printed once authentication succeeded and the forward is listening.
     await ssh.waitFor(/Entering interactive session/, 20_000);
-    return { port, sshd: sshd.proc, ssh, stop };
+    return { port, echoPort, sshd: sshd.proc, ssh, stop };
   } catch (err) {
     await stop();
     throw err;
