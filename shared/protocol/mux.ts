@@ -245,6 +245,9 @@ export class MuxStream {
   }
 }
 
+/** Writes smaller than this are coalesced into frames of up to this size (one copy); larger go as they are. */
+const COALESCE_BELOW = 64 * 1024;
+
 /** FIFO of byte slices, consumed from the front in pieces of any size. */
 class ByteQueue {
   #items: Uint8Array[] = [];
@@ -256,16 +259,24 @@ class ByteQueue {
     this.length += bytes.byteLength;
   }
 
-  /** Removes and returns up to `max` bytes (max > 0, queue not empty); copies only to coalesce. */
+  /**
+   * Removes and returns up to `max` bytes (max > 0, queue not empty). A write of COALESCE_BELOW
+   * bytes or more goes as it is (a view, up to `max`); only smaller ones are coalesced, into at
+   * most COALESCE_BELOW bytes: a 256 KiB frame is never assembled by copying 128 KiB socket reads.
+   */
   take(max: number): Uint8Array {
     const first = this.#items[this.#head]!;
-    if (first.byteLength >= max || this.#items.length - this.#head === 1) {
+    if (
+      first.byteLength >= max ||
+      first.byteLength >= COALESCE_BELOW ||
+      this.#items.length - this.#head === 1
+    ) {
       const piece = first.byteLength > max ? first.subarray(0, max) : first;
       this.#advance(piece.byteLength);
       return piece;
     }
     // Many small writes queued while blocked: coalesce them into one frame.
-    const out = new Uint8Array(Math.min(max, this.length));
+    const out = new Uint8Array(Math.min(max, COALESCE_BELOW, this.length));
     let filled = 0;
     while (filled < out.byteLength) {
       const item = this.#items[this.#head]!;

@@ -285,6 +285,29 @@ describe("ClientSession", () => {
     expect(order).toEqual([a.id, b.id, a.id, b.id, a.id, b.id]);
   });
 
+  test("queued large writes leave as they are (no frame assembled by copying); small ones are coalesced", () => {
+    const p = authorized();
+    const s = p.core.openStream({ host: "a", port: 1, protocol: "tcp" }, 20);
+    p.toConnector();
+    for (const o of p.opened) o.acceptOpen();
+    p.toClient(30);
+    // Queued before the transport pulls, like socket reads behind a full transport.
+    const big = Array.from({ length: 3 }, (_, k) => new Uint8Array(128 * 1024).fill(k + 1));
+    for (const b of big) s.write(b);
+    const small = Array.from({ length: 200 }, (_, k) => new Uint8Array(1000).fill(k & 0xff));
+    for (const b of small) s.write(b);
+    const reader = new FrameReader();
+    const frames: Uint8Array[] = [];
+    for (let t = p.core.pollTransmit(); t; t = p.core.pollTransmit())
+      for (const f of reader.push(t)) if (f.type === "data") frames.push(f.data);
+    const sizes = frames.map((f) => f.byteLength);
+    // Each 128 KiB write is a frame of its own, the very bytes written (a view, not a copy).
+    expect(sizes.slice(0, 3)).toEqual([128 * 1024, 128 * 1024, 128 * 1024]);
+    // 200,000 bytes of 1,000-byte writes: coalesced into frames of up to 64 KiB.
+    expect(sizes.slice(3)).toEqual([65536, 65536, 65536, 200_000 - 3 * 65536]);
+    expect(Buffer.concat(frames)).toEqual(Buffer.concat([...big, ...small]));
+  });
+
   test("scheduling: a new stream's first bytes go ahead of a bulk stream's queued frames", () => {
     const p = authorized();
     const bulk = p.core.openStream({ host: "bulk", port: 1, protocol: "tcp" }, 20);
