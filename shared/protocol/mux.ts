@@ -170,6 +170,14 @@ export class MuxStream {
     this.#replay();
   }
 
+  /**
+   * Stop listening for a reset (an opener hands the stream over to its owner): one that arrives
+   * before the owner sets its own `onReset` is held for it, not delivered to the old callback.
+   */
+  releaseOnReset(): void {
+    this.#onReset = undefined;
+  }
+
   /** The mux's way in: hand `event` to its callback, or hold it (in order) until one is set. */
   [deliver](event: StreamEvent): void {
     // The common case, on every DATA frame: nothing held and the owner listening.

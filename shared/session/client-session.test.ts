@@ -266,6 +266,24 @@ describe("ClientSession", () => {
     expect(late).toBeDefined();
   });
 
+  test("a RESET right behind OPEN_OK, before the application took the stream over, reaches it", () => {
+    // Found by the simulation: the core's own open-failure listener swallowed it, and the
+    // application waited forever on a dead stream (a destination that accepts and resets at once).
+    const p = authorized();
+    const s = p.core.openStream({ host: "a", port: 1, protocol: "tcp" }, 20);
+    p.toConnector();
+    p.opened[0]!.acceptOpen();
+    p.opened[0]!.end();
+    p.opened[0]!.reset(7, "authorization expired");
+    p.toClient(30);
+    expect(p.events().map((e) => e.type)).toEqual(["open_ok"]);
+    // The application attaches its callbacks a task later.
+    const got: string[] = [];
+    s.onEnd = () => got.push("end");
+    s.onReset = (code, message) => got.push(`reset ${code} ${message}`);
+    expect(got).toEqual(["reset 7 authorization expired"]);
+  });
+
   test("scheduling: streams with queued data take turns frame by frame", () => {
     const p = authorized();
     const a = p.core.openStream({ host: "a", port: 1, protocol: "tcp" }, 20);

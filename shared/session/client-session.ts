@@ -254,6 +254,10 @@ export class ClientSession {
     });
     stream.onOpenOk = () => {
       this.#opens.delete(stream);
+      // The application takes the stream over when it handles the event, a task or more later; a
+      // RESET that arrives meanwhile (in the same read as OPEN_OK, say) is held for it. Left to
+      // the handler below, it would be swallowed and the application would wait forever.
+      stream.releaseOnReset();
       this.#events.push({ type: "open_ok", stream });
     };
     stream.onReset = (code, message) => {
