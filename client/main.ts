@@ -426,6 +426,7 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
     tunnels: {
       connector_id: string;
       path: string;
+      protocol_version?: number;
       streams: number;
       authorization_expires_at: string;
       reconnecting?: boolean;
@@ -458,7 +459,7 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
   for (const t of s.tunnels) {
     const resumed = t.resumes ? `  resumed ${t.resumes}× (last gap ${t.last_resume_gap_ms} ms)` : "";
     out(
-      `  ${t.connector_id}  ${t.path}${t.reconnecting ? " (RECONNECTING: path lost, resuming)" : ""}  streams=${t.streams}  authorization until ${t.authorization_expires_at}${resumed}`,
+      `  ${t.connector_id}  ${t.path}${t.protocol_version ? ` v${t.protocol_version}` : ""}${t.reconnecting ? " (RECONNECTING: path lost, resuming)" : ""}  streams=${t.streams}  authorization until ${t.authorization_expires_at}${resumed}`,
     );
   }
   if (s.resumes && s.resumes.count > 0) {

@@ -231,6 +231,7 @@ export class TunnelManager {
       remote_network_id: remoteNetworkId,
       connector_id: t.connectorId,
       path: t.path,
+      protocol_version: t.version,
       streams: t.streamCount,
       authorization_expires_at: new Date(t.authzExpiresAt).toISOString(),
       opened_at: new Date(t.openedAt).toISOString(),

@@ -18,6 +18,7 @@ import { tlsTakesData } from "../bunlib/transmit.ts";
 import { openWebSocket, WebSocketClosedError, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { signChannelBinding } from "../shared/channel-binding.ts";
 import { toBase64Url } from "../shared/encoding.ts";
+import type { ProtocolVersion } from "../shared/protocol/frame.ts";
 import type { MuxStream } from "../shared/protocol/mux.ts";
 import { type ClientEvent, ClientSession } from "../shared/session/client-session.ts";
 import { peekClaim } from "../shared/tokens.ts";
@@ -131,6 +132,8 @@ export class Tunnel {
   private timerAt: number | undefined;
   private flushing = false;
   readonly openedAt = Date.now();
+  /** The tunnel protocol version TLS agreed on with the connector (ALPN). */
+  readonly version: ProtocolVersion;
   lastUsed = Date.now();
   onClose: (reason: string) => void = () => {};
   /** Resumes so far, and how long the application's streams stalled across the last one (ms). */
@@ -155,10 +158,8 @@ export class Tunnel {
       tokens: ConnectionTokens;
     },
   ) {
-    const core = new ClientSession(Date.now(), {
-      resumable: link !== undefined,
-      version: negotiatedVersion(tls),
-    });
+    this.version = negotiatedVersion(tls);
+    const core = new ClientSession(Date.now(), { resumable: link !== undefined, version: this.version });
     this.core = core;
     if (link) {
       link.duplex.onDetached = (why) => {
@@ -446,6 +447,8 @@ export class Tunnel {
     path: "relayed" | "direct",
     transport: () => Promise<Duplex>,
     resume?: ResumeOptions,
+    /** Protocol versions to offer, newest first (default: every one this release speaks). */
+    versions?: readonly number[],
   ): Promise<Tunnel> {
     const raw = await transport();
     // The resumable link goes under TLS when both ends speak it and resumption is on.
@@ -456,7 +459,7 @@ export class Tunnel {
       duplex.onDetached = () => duplex?.destroy();
       duplex.attachNew(raw, { sendHello: true });
     }
-    const tls = await connectTls(duplex ?? raw, tokens.connector.cert_sha256);
+    const tls = await connectTls(duplex ?? raw, tokens.connector.cert_sha256, undefined, versions);
     const link = duplex ? { duplex, secret: resumeSecret(tls), options: resume!, tokens } : undefined;
     const tunnel = new Tunnel(tls, exporterValue(tls), deviceKey, tokens.connector.id, path, link);
     try {

@@ -6,6 +6,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import { openWebSocket, WebSocketDuplex } from "../../bunlib/ws-duplex.ts";
 import { ClientApiError, login, requestConnectionTokens } from "../../client/controller-api.ts";
 import { loadOrCreateDeviceKey, type SessionState } from "../../client/state.ts";
 import { StreamRefused, Tunnel, TunnelError } from "../../client/tunnel.ts";
@@ -221,6 +222,73 @@ describe("authorization renewal", () => {
     } finally {
       tunnel.close("test done");
     }
+  });
+});
+
+describe("protocol versions (agreed by ALPN in the TLS handshake)", () => {
+  const relayed = (tokens: Awaited<ReturnType<typeof requestConnectionTokens>>) => async () =>
+    new WebSocketDuplex(await openWebSocket(`${tokens.relay_url}/relay/v1/session`, tokens.connection_token));
+
+  test("a client that speaks only version 1 (release 0.2) still gets a working tunnel", async () => {
+    const tokens = await requestConnectionTokens(session, p.resources.echo!);
+    const tunnel = await Tunnel.establish(
+      tokens,
+      deviceKey.privateKey,
+      "relayed",
+      relayed(tokens),
+      undefined,
+      [1],
+    );
+    try {
+      expect(tunnel.version).toBe(1);
+      const stream = await tunnel.openStream("echo.demo.internal", echo.port);
+      // 1 MiB in one write: a version-1 connector would refuse a DATA frame over 64 KiB.
+      const sent = randomBytes(1024 * 1024);
+      const back: Uint8Array[] = [];
+      const done = new Promise<void>((resolve) => {
+        let n = 0;
+        stream.onData = (b) => {
+          back.push(b.slice());
+          n += b.length;
+          stream.consumed(b.length);
+          if (n >= sent.length) resolve();
+        };
+      });
+      stream.write(sent);
+      await done;
+      expect(createHash("sha256").update(Buffer.concat(back)).digest("hex")).toBe(
+        createHash("sha256").update(sent).digest("hex"),
+      );
+      stream.reset(RESET_CODES.cancelled, "done");
+    } finally {
+      tunnel.close("test done");
+    }
+  });
+
+  test("a current client gets version 2", async () => {
+    const tokens = await requestConnectionTokens(session, p.resources.echo!);
+    const tunnel = await Tunnel.establish(tokens, deviceKey.privateKey, "relayed", relayed(tokens));
+    expect(tunnel.version).toBe(2);
+    tunnel.close("test done");
+  });
+
+  test("no version in common: the handshake fails with a clear error, and the connector logs why", async () => {
+    const tokens = await requestConnectionTokens(session, p.resources.echo!);
+    const err = await Tunnel.establish(
+      tokens,
+      deviceKey.privateKey,
+      "relayed",
+      relayed(tokens),
+      undefined,
+      [9],
+    ).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err?.name).toBe("VersionMismatchError");
+    expect(err?.message).toContain("no common tunnel protocol version");
+    await Bun.sleep(200);
+    expect(connector.logs()).toContain("no common tunnel protocol version");
   });
 });
 
