@@ -4,8 +4,8 @@
 // layering) and checks, after megabytes more were read, that each still holds what it held.
 import { expect, test } from "bun:test";
 import { createServer, connect as netConnect } from "node:net";
-import { Duplex } from "node:stream";
 import type tls from "node:tls";
+import { duplexPair } from "../test/helpers/duplex-pair.ts";
 import { createIdentity } from "./cert.ts";
 import { acceptTls, connectTls } from "./tls.ts";
 
@@ -71,28 +71,6 @@ test("node:tls over a TCP socket never reuses a delivered chunk", async () => {
     c.destroy();
   }
 }, 60_000);
-
-/** Two Duplexes joined in memory: what node:tls meets on the relayed path (a WebSocket Duplex). */
-function duplexPair(): [Duplex, Duplex] {
-  let a!: Duplex;
-  let b!: Duplex;
-  const make = (peer: () => Duplex) =>
-    new Duplex({
-      read() {},
-      write(chunk: Uint8Array, _enc, cb) {
-        // A fresh copy per message, as a WebSocket delivers.
-        peer().push(new Uint8Array(chunk));
-        cb();
-      },
-      final(cb) {
-        peer().push(null);
-        cb();
-      },
-    });
-  a = make(() => b);
-  b = make(() => a);
-  return [a, b];
-}
 
 test("node:tls over a Duplex never reuses a delivered chunk", async () => {
   const id = await createIdentity("chunks");

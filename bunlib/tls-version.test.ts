@@ -2,26 +2,10 @@
 // newest both ends speak wins, an older peer still gets version 1, and two ends with no version in
 // common fail the handshake with an error that says so, on both sides.
 import { expect, test } from "bun:test";
-import { Duplex } from "node:stream";
 import type tls from "node:tls";
+import { duplexPair } from "../test/helpers/duplex-pair.ts";
 import { createIdentity } from "./cert.ts";
 import { acceptTls, connectTls, negotiatedVersion, VersionMismatchError } from "./tls.ts";
-
-function duplexPair(): [Duplex, Duplex] {
-  let a!: Duplex;
-  let b!: Duplex;
-  const make = (peer: () => Duplex) =>
-    new Duplex({
-      read() {},
-      write(chunk: Uint8Array, _enc, cb) {
-        peer().push(new Uint8Array(chunk));
-        cb();
-      },
-    });
-  a = make(() => b);
-  b = make(() => a);
-  return [a, b];
-}
 
 async function handshake(client: number[], connector: number[]) {
   const id = await createIdentity("versions");

@@ -315,6 +315,7 @@ export class ConnectorSession {
         principal: auth.claims.sub,
         device: auth.claims.dev,
         session: this.sid,
+        protocol: this.tls ? negotiatedVersion(this.tls) : undefined,
       });
     } catch (err) {
       const message = err instanceof AuthorizationError ? err.message : "authorization failed";

@@ -218,8 +218,9 @@ export class MuxStream {
   }
 
   /**
-   * Sends `bytes` (split into DATA frames of at most 64 KiB) as far as credit allows and queues the
-   * rest. Returns false when the queue is above the high-water mark: pause until `onDrain`. The mux
+   * Sends `bytes` (in DATA frames of at most the version's limit: 256 KiB, 64 KiB in version 1) as
+   * far as credit allows and queues the rest. Returns false when the queue is above the high-water
+   * mark: pause until `onDrain`. The mux
    * keeps a reference to `bytes` until sent, so do not modify it. Writing to a reset stream is
    * ignored (the reset was reported through `onReset`); writing after `end()` throws.
    */

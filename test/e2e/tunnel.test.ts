@@ -226,19 +226,18 @@ describe("authorization renewal", () => {
 });
 
 describe("protocol versions (agreed by ALPN in the TLS handshake)", () => {
-  const relayed = (tokens: Awaited<ReturnType<typeof requestConnectionTokens>>) => async () =>
-    new WebSocketDuplex(await openWebSocket(`${tokens.relay_url}/relay/v1/session`, tokens.connection_token));
+  /** A relayed tunnel to the echo Resource's connector, offering `versions` (default: all). */
+  const relayedTunnel = async (versions?: number[]) => {
+    const tokens = await requestConnectionTokens(session, p.resources.echo!);
+    const ws = async () =>
+      new WebSocketDuplex(
+        await openWebSocket(`${tokens.relay_url}/relay/v1/session`, tokens.connection_token),
+      );
+    return Tunnel.establish(tokens, deviceKey.privateKey, "relayed", ws, undefined, versions);
+  };
 
   test("a client that speaks only version 1 (release 0.2) still gets a working tunnel", async () => {
-    const tokens = await requestConnectionTokens(session, p.resources.echo!);
-    const tunnel = await Tunnel.establish(
-      tokens,
-      deviceKey.privateKey,
-      "relayed",
-      relayed(tokens),
-      undefined,
-      [1],
-    );
+    const tunnel = await relayedTunnel([1]);
     try {
       expect(tunnel.version).toBe(1);
       const stream = await tunnel.openStream("echo.demo.internal", echo.port);
@@ -266,22 +265,13 @@ describe("protocol versions (agreed by ALPN in the TLS handshake)", () => {
   });
 
   test("a current client gets version 2", async () => {
-    const tokens = await requestConnectionTokens(session, p.resources.echo!);
-    const tunnel = await Tunnel.establish(tokens, deviceKey.privateKey, "relayed", relayed(tokens));
+    const tunnel = await relayedTunnel();
     expect(tunnel.version).toBe(2);
     tunnel.close("test done");
   });
 
   test("no version in common: the handshake fails with a clear error, and the connector logs why", async () => {
-    const tokens = await requestConnectionTokens(session, p.resources.echo!);
-    const err = await Tunnel.establish(
-      tokens,
-      deviceKey.privateKey,
-      "relayed",
-      relayed(tokens),
-      undefined,
-      [9],
-    ).then(
+    const err = await relayedTunnel([9]).then(
       () => undefined,
       (e: Error) => e,
     );
