@@ -1,10 +1,10 @@
 // The WebSocket Duplex under the relayed path's TLS: what it sends is what was written, in order,
-// in messages of at most 256 KiB (a relay on Workers refuses larger ones), even when TLS hands it
-// one chunk of megabytes at once.
+// in messages of at most MAX_MESSAGE (320 KiB: a relay on Workers refuses larger ones), even when
+// TLS hands it one chunk of megabytes at once, and without a runt message behind a large write.
 import { expect, test } from "bun:test";
-import { openWebSocket, WebSocketDuplex } from "./ws-duplex.ts";
+import { MAX_MESSAGE, openWebSocket, WebSocketDuplex } from "./ws-duplex.ts";
 
-test("one large write leaves as messages of at most 256 KiB, bytes intact and in order", async () => {
+test("one large write leaves as messages of at most MAX_MESSAGE, bytes intact and in order", async () => {
   const messages: Uint8Array[] = [];
   let closed!: () => void;
   const done = new Promise<void>((r) => {
@@ -34,7 +34,7 @@ test("one large write leaves as messages of at most 256 KiB, bytes intact and in
     duplex.write(small);
     duplex.end();
     await done;
-    expect(Math.max(...messages.map((m) => m.byteLength))).toBeLessThanOrEqual(256 * 1024);
+    expect(Math.max(...messages.map((m) => m.byteLength))).toBeLessThanOrEqual(MAX_MESSAGE);
     const all = Buffer.concat(messages);
     expect(all.byteLength).toBe(big.byteLength + small.byteLength);
     expect(Buffer.compare(all.subarray(0, big.byteLength), big)).toBe(0);
@@ -97,9 +97,47 @@ test("pieces gathered into one shared buffer: two sockets, many small writes, ea
     await done;
     for (const s of sockets) {
       const got = received.get(s.name) ?? [];
-      expect(Math.max(...got.map((m) => m.byteLength))).toBeLessThanOrEqual(256 * 1024);
+      expect(Math.max(...got.map((m) => m.byteLength))).toBeLessThanOrEqual(MAX_MESSAGE);
       expect(Buffer.compare(Buffer.concat(got), Buffer.concat(s.written))).toBe(0);
     }
+  } finally {
+    server.stop(true);
+  }
+}, 30_000);
+
+test("a 256 KiB frame written as TLS records in one tick leaves as one message, not one and a runt", async () => {
+  const messages: number[] = [];
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch(req, srv) {
+      return srv.upgrade(req) ? undefined : new Response("no", { status: 400 });
+    },
+    websocket: {
+      message(_ws, msg) {
+        messages.push(typeof msg === "string" ? msg.length : msg.byteLength);
+      },
+    },
+  });
+  try {
+    const ws = await openWebSocket(`ws://127.0.0.1:${server.port}/`, "t");
+    const duplex = new WebSocketDuplex(ws);
+    // What TLS makes of one 256 KiB DATA frame: sixteen full records and a short one.
+    const records = [...Array.from({ length: 16 }, () => 16_384 + 22), 10 + 22];
+    const burst = () => {
+      for (const n of records) duplex.write(new Uint8Array(n).fill(7));
+    };
+    burst();
+    await Bun.sleep(50);
+    burst();
+    burst();
+    await Bun.sleep(50);
+    const total = records.reduce((a, b) => a + b, 0);
+    const deadline = Date.now() + 5000;
+    while (messages.reduce((a, b) => a + b, 0) < 3 * total && Date.now() < deadline) await Bun.sleep(10);
+    // One burst: one message. Two bursts in one tick: a 256 KiB message and one with the rest.
+    expect(messages).toEqual([total, 256 * 1024, 2 * total - 256 * 1024]);
+    duplex.destroy();
   } finally {
     server.stop(true);
   }

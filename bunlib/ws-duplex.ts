@@ -8,8 +8,14 @@ import { Duplex } from "node:stream";
 // each 256 KiB here is about 1.3 ms of added latency for them under load.
 const HIGH_WATER = 512 * 1024;
 const LOW_WATER = 128 * 1024;
-/** Coalesce TLS records into WebSocket messages of up to this size (fewer, larger messages). */
-const MAX_MESSAGE = 256 * 1024;
+/** Coalesce TLS records into WebSocket messages of this size (fewer, larger messages). */
+const MESSAGE = 256 * 1024;
+/**
+ * The largest message: what is left at the end of a tick goes as one message when it fits, so a
+ * 256 KiB DATA frame (a little more once in TLS records and link frames) is one message, not one
+ * and a runt of its last few hundred bytes. Workers limit the size of a received message (1 MiB).
+ */
+export const MAX_MESSAGE = MESSAGE + 64 * 1024;
 /** Where pieces are gathered into one message: one per process (send() copies before returning). */
 const gather = new Uint8Array(MAX_MESSAGE);
 
@@ -96,9 +102,9 @@ export class WebSocketDuplex extends Duplex {
     }
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
-    // A full message leaves at once; what is left waits for the end of the tick, so a large TLS
-    // write is not followed by a runt message of its last bytes.
-    if (this.pendingBytes >= MAX_MESSAGE) this.flush(false);
+    // Full messages leave at once, as long as more than the largest message is pending; the rest
+    // waits for the end of the tick, so a large TLS write is not followed by a runt message.
+    if (this.pendingBytes > MAX_MESSAGE) this.flush(false);
     if (this.pendingBytes > 0 && !this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -117,54 +123,43 @@ export class WebSocketDuplex extends Duplex {
     setTimeout(wait, 1);
   }
 
-  /** Send what is pending; with `all` false only whole messages of MAX_MESSAGE, the rest waits. */
+  /**
+   * Send what is pending, in messages of MESSAGE bytes while more than MAX_MESSAGE is left, then
+   * the rest as one message; with `all` false the last ≤ MAX_MESSAGE bytes wait.
+   */
   private flush(all = true): void {
     if (all) this.flushScheduled = false;
-    if (this.pendingBytes === 0 || this.ws.readyState !== WebSocket.OPEN) return;
-    let budget = all ? this.pendingBytes : this.pendingBytes - (this.pendingBytes % MAX_MESSAGE);
-    if (budget === 0) return;
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    while (this.pendingBytes > MAX_MESSAGE) this.sendMessage(MESSAGE);
+    if (all && this.pendingBytes > 0) this.sendMessage(this.pendingBytes);
+  }
+
+  /**
+   * Sends the next `size` pending bytes as one message. A piece that holds them all goes as a view
+   * of itself; otherwise they are gathered into one buffer shared by every socket of the process:
+   * send() copies synchronously (a client masks what it sends; shown by ws-duplex.test.ts), so the
+   * buffer is free again when it returns, and no fresh buffer is allocated per message.
+   */
+  private sendMessage(size: number): void {
     const pending = this.pending;
-    this.pending = [];
-    this.pendingBytes -= budget;
-    // One piece of at most MAX_MESSAGE goes as it is. Otherwise the pieces are gathered into
-    // messages of at most MAX_MESSAGE in one buffer shared by every socket of the process: send()
-    // copies synchronously (a client masks what it sends; shown by ws-duplex.test.ts), so the
-    // buffer is free again when it returns, and no fresh 256 KiB is allocated per message. A
-    // chunk larger than MAX_MESSAGE (TLS may hand over one) leaves in views of itself, so the relay
-    // never sees a message larger than that (Workers limit the size of a received message).
-    if (pending.length === 1 && budget === pending[0]!.byteLength && budget <= MAX_MESSAGE) {
-      this.ws.send(pending[0]!);
+    const first = pending[0]!;
+    this.pendingBytes -= size;
+    if (first.byteLength >= size) {
+      this.ws.send(size === first.byteLength ? first : first.subarray(0, size));
+      if (size === first.byteLength) pending.shift();
+      else pending[0] = first.subarray(size);
       return;
     }
     let filled = 0;
-    let i = 0;
-    for (; i < pending.length && budget > 0; i++) {
-      const piece = pending[i]!;
-      let at = 0;
-      for (; at < piece.byteLength && budget > 0; ) {
-        const n = Math.min(piece.byteLength - at, MAX_MESSAGE - filled, budget);
-        if (filled === 0 && n === MAX_MESSAGE) {
-          this.ws.send(piece.subarray(at, at + n));
-        } else {
-          gather.set(piece.subarray(at, at + n), filled);
-          filled += n;
-          if (filled === MAX_MESSAGE) {
-            this.ws.send(gather);
-            filled = 0;
-          }
-        }
-        at += n;
-        budget -= n;
-      }
-      // The rest of a piece cut by the budget stays pending, as a view (no copy).
-      if (at < piece.byteLength) {
-        this.pending.push(piece.subarray(at));
-        i++;
-        break;
-      }
+    while (filled < size) {
+      const piece = pending[0]!;
+      const n = Math.min(piece.byteLength, size - filled);
+      gather.set(n === piece.byteLength ? piece : piece.subarray(0, n), filled);
+      filled += n;
+      if (n === piece.byteLength) pending.shift();
+      else pending[0] = piece.subarray(n);
     }
-    for (; i < pending.length; i++) this.pending.push(pending[i]!);
-    if (filled > 0) this.ws.send(gather.subarray(0, filled));
+    this.ws.send(gather.subarray(0, size));
   }
 
   override _final(cb: (err?: Error | null) => void): void {
