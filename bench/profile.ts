@@ -1,5 +1,6 @@
-// npm run bench:profile [-- --seconds N] [--out DIR] [--path relayed|direct] [--no-js] [--reverse]:
-// where a path's CPU goes (default the relayed one). Runs one single-stream iperf3 through
+// npm run bench:profile [-- --seconds N] [--out DIR] [--path relayed|direct] [--no-js] [--reverse]
+// [--streams N]: where a path's CPU goes (default the relayed one). Runs one iperf3 (one stream, or
+// N parallel streams on the same tunnel) through
 // Sallyport (as `npm run bench` does) with the connector and client
 // binaries under Bun's sampling profiler (BUN_OPTIONS=--cpu-prof: JavaScript functions, wall-clock
 // samples) and, when perf is available, client, connector and both workerd processes under
@@ -65,12 +66,15 @@ const { values } = parseArgs({
     path: { type: "string", default: "relayed" },
     "no-js": { type: "boolean", default: false },
     reverse: { type: "boolean", default: false },
+    streams: { type: "string", default: "1" },
   },
 });
 if (values.path !== "relayed" && values.path !== "direct") throw new Error("--path: relayed or direct");
 const directPath = values.path === "direct";
 const seconds = Number(values.seconds);
 if (!Number.isInteger(seconds) || seconds < 1 || seconds > 120) throw new Error("--seconds: 1 to 120");
+const streams = Number(values.streams);
+if (!Number.isInteger(streams) || streams < 1 || streams > 128) throw new Error("--streams: 1 to 128");
 const out = values.out ?? join(ROOT, "bench/results/profile");
 mkdirSync(out, { recursive: true });
 const cleanup = new Cleanup();
@@ -92,6 +96,7 @@ try {
     port: iperf.port,
     prefix: socksPrefix(client.socks, sp.tmp, "client"),
     reverse: values.reverse,
+    parallel: streams,
   };
   await runIperf({ ...target, seconds: 2 }); // warm-up
   const workerd = workerdRoles(sp.edge.proc.pid, sp.edge.port);
@@ -129,7 +134,7 @@ try {
   await perf?.exited;
   const gib = run.bytes / 2 ** 30;
   const lines = [
-    `${values.path}${values.reverse ? " (reverse)" : ""}, 1 stream, ${seconds} s: ${run.mibps.toFixed(0)} MiB/s`,
+    `${values.path}${values.reverse ? " (reverse)" : ""}, ${streams} stream${streams === 1 ? "" : "s"}, ${seconds} s: ${run.mibps.toFixed(0)} MiB/s`,
     "",
     "CPU seconds per GiB:",
   ];
