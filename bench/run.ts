@@ -28,7 +28,14 @@ import {
 import { measureFreshConnectors, measureStalledReceiver } from "./lib/scale.ts";
 import { parseHostPort, socksConnect, tcpConnect } from "./lib/socks.ts";
 import { sshCipher, startSshForward } from "./lib/ssh-forward.ts";
-import { CONFIGS, measureConcurrent, measurePath, STREAMS64 } from "./lib/throughput.ts";
+import {
+  CONFIGS,
+  measureConcurrent,
+  measurePairedRatio,
+  measurePath,
+  type Path,
+  STREAMS64,
+} from "./lib/throughput.ts";
 
 const started = performance.now();
 const log = (line: string) =>
@@ -137,21 +144,16 @@ async function throughputSection(
     const ssh = await startSshForward(iperfTarget, { host: "127.0.0.1", port: echoPort });
     cleanup.add("ssh -L", () => ssh.stop());
     const cipher = sshCipher(ssh);
-    await measurePath(
-      {
-        id: "ssh",
-        port: ssh.port,
-        components: () => ({
-          ssh: [ssh.ssh.proc.pid],
-          sshd: [ssh.sshd.proc.pid, ...descendants(ssh.sshd.proc.pid).map((p) => p.pid)],
-        }),
-        ...common,
-      },
-      profile,
-      results,
-      CONFIGS,
-      log,
-    );
+    const sshPath: Path = {
+      id: "ssh",
+      port: ssh.port,
+      components: () => ({
+        ssh: [ssh.ssh.proc.pid],
+        sshd: [ssh.sshd.proc.pid, ...descendants(ssh.sshd.proc.pid).map((p) => p.pid)],
+      }),
+      ...common,
+    };
+    await measurePath(sshPath, profile, results, CONFIGS, log);
     // The yardstick for the new-stream-under-load figures: a new forwarded connection while a
     // bulk transfer runs over the same ssh connection (ssh multiplexes channels much as the tunnel
     // multiplexes streams, on the same two cores).
@@ -217,13 +219,8 @@ async function throughputSection(
         ...common,
       };
     };
-    await measurePath(
-      { id: "splice", ...(await bridges(opts.spliceMessageBytes)) },
-      profile,
-      results,
-      CONFIGS,
-      log,
-    );
+    const splicePath: Path = { id: "splice", ...(await bridges(opts.spliceMessageBytes)) };
+    await measurePath(splicePath, profile, results, CONFIGS, log);
     // Sallyport's tunnel sends TLS data in messages of about 64 KiB: the splice at that size too.
     await measurePath(
       { id: "splice_64k", ...(await bridges(SALLYPORT_MESSAGE_BYTES)) },
@@ -251,25 +248,20 @@ async function throughputSection(
     log("throughput: Sallyport relayed");
     const viaClient = socksPrefix(client.socks, sp.tmp, "client");
     const edgePids = workerdRoles(sp.edge.proc.pid, sp.edge.port);
-    await measurePath(
-      {
-        id: "relayed",
-        host: HOSTS.iperf,
-        port: iperf.port,
-        prefix: viaClient,
-        components: () => ({
-          client: [client.proc.pid],
-          wrangler_proxy: edgePids.proxy,
-          workerd: edgePids.worker,
-          connector: [sp.connector.proc.pid],
-        }),
-        ...common,
-      },
-      profile,
-      results,
-      [...CONFIGS, STREAMS64],
-      log,
-    );
+    const relayedPath: Path = {
+      id: "relayed",
+      host: HOSTS.iperf,
+      port: iperf.port,
+      prefix: viaClient,
+      components: () => ({
+        client: [client.proc.pid],
+        wrangler_proxy: edgePids.proxy,
+        workerd: edgePids.worker,
+        connector: [sp.connector.proc.pid],
+      }),
+      ...common,
+    };
+    await measurePath(relayedPath, profile, results, [...CONFIGS, STREAMS64], log);
     // The direct (peer-to-peer) path: a connector that accepts tunnels on loopback, and a client
     // of its network, which races it against the relay and keeps the direct tunnel.
     log("throughput: Sallyport direct path");
@@ -279,18 +271,34 @@ async function throughputSection(
       `127.0.0.1:${directPort}`,
     ]);
     const directClient = await sp.startClient("direct-client", direct.network);
-    await measurePath(
-      {
-        id: "direct_path",
-        host: HOSTS.iperf,
-        port: iperf.port,
-        prefix: socksPrefix(directClient.socks, sp.tmp, "direct-client"),
-        components: () => ({ client: [directClient.proc.pid], connector: [direct.connector.proc.pid] }),
-        ...common,
-      },
+    const directPath: Path = {
+      id: "direct_path",
+      host: HOSTS.iperf,
+      port: iperf.port,
+      prefix: socksPrefix(directClient.socks, sp.tmp, "direct-client"),
+      components: () => ({ client: [directClient.proc.pid], connector: [direct.connector.proc.pid] }),
+      ...common,
+    };
+    await measurePath(directPath, profile, results, [...CONFIGS, STREAMS64], log);
+    // The ratios again, each path run back to back with its yardstick: the figures above are
+    // minutes apart, and this machine's speed can drift more than that in minutes.
+    log("throughput: paired runs (direct path with ssh -L, relayed with the bare splice, alternated)");
+    await measurePairedRatio(
+      "ratio.direct_path_to_ssh.paired",
+      directPath,
+      sshPath,
       profile,
       results,
-      [...CONFIGS, STREAMS64],
+      undefined,
+      log,
+    );
+    await measurePairedRatio(
+      "ratio.relayed_to_splice.paired",
+      relayedPath,
+      splicePath,
+      profile,
+      results,
+      undefined,
       log,
     );
     for (const paced of [false, true]) {

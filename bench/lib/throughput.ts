@@ -91,3 +91,51 @@ export async function measureConcurrent(
   }
   return median(sums);
 }
+
+/** The configurations the paired comparison runs: single stream, each direction. */
+export const PAIRED = CONFIGS.filter((c) => c.parallel === 1);
+
+/**
+ * A path against its yardstick, run for run: each round runs both back to back (the order flips
+ * every round) and keeps their ratio; the figure is the median ratio, `<name>.<config>`. On a
+ * shared machine whose speed drifts over minutes (steal time), the ratio of two medians measured
+ * minutes apart moves with the drift; the ratio within a pair, seconds apart, much less.
+ */
+export async function measurePairedRatio(
+  name: string,
+  subject: Path,
+  yardstick: Path,
+  profile: Profile,
+  results: Results,
+  configs: readonly Config[] = PAIRED,
+  log: (line: string) => void = () => {},
+): Promise<void> {
+  for (const c of configs) {
+    const run = (p: Path) =>
+      runIperf({
+        host: p.host,
+        port: p.port,
+        prefix: p.prefix,
+        seconds: profile.iperfSeconds,
+        parallel: c.parallel,
+        reverse: c.reverse,
+      });
+    const ratios: number[] = [];
+    for (let i = 0; i < profile.iperfRuns; i++) {
+      let s: IperfRun;
+      let y: IperfRun;
+      if (i % 2 === 0) {
+        y = await run(yardstick);
+        s = await run(subject);
+      } else {
+        s = await run(subject);
+        y = await run(yardstick);
+      }
+      if (y.mibps > 0) ratios.push(s.mibps / y.mibps);
+    }
+    if (ratios.length === 0) continue;
+    const value = median(ratios);
+    results.add(`${name}.${c.key}`, value, "ratio");
+    log(`${name}.${c.key}: ${value.toFixed(2)}× (${ratios.map((r) => r.toFixed(2)).join(", ")})`);
+  }
+}
