@@ -4,13 +4,9 @@
 import { expect, test } from "bun:test";
 import { MAX_MESSAGE, openWebSocket, WebSocketDuplex } from "./ws-duplex.ts";
 
-test("one large write leaves as messages of at most MAX_MESSAGE, bytes intact and in order", async () => {
-  const messages: Uint8Array[] = [];
-  let closed!: () => void;
-  const done = new Promise<void>((r) => {
-    closed = r;
-  });
-  const server = Bun.serve({
+/** A WebSocket server that hands every message it receives, as bytes, to `onMessage`. */
+function receiver(onMessage: (msg: Uint8Array) => void, onClose: () => void = () => {}) {
+  return Bun.serve({
     port: 0,
     hostname: "127.0.0.1",
     fetch(req, srv) {
@@ -18,13 +14,25 @@ test("one large write leaves as messages of at most MAX_MESSAGE, bytes intact an
     },
     websocket: {
       message(_ws, msg) {
-        messages.push(typeof msg === "string" ? new TextEncoder().encode(msg) : new Uint8Array(msg));
+        onMessage(typeof msg === "string" ? new TextEncoder().encode(msg) : new Uint8Array(msg));
       },
       close() {
-        closed();
+        onClose();
       },
     },
   });
+}
+
+test("one large write leaves as messages of at most MAX_MESSAGE, bytes intact and in order", async () => {
+  const messages: Uint8Array[] = [];
+  let closed!: () => void;
+  const done = new Promise<void>((r) => {
+    closed = r;
+  });
+  const server = receiver(
+    (msg) => messages.push(msg),
+    () => closed(),
+  );
   try {
     const ws = await openWebSocket(`ws://127.0.0.1:${server.port}/`, "t");
     const duplex = new WebSocketDuplex(ws);
@@ -107,18 +115,7 @@ test("pieces gathered into one shared buffer: two sockets, many small writes, ea
 
 test("a 256 KiB frame written as TLS records in one tick leaves as one message, not one and a runt", async () => {
   const messages: number[] = [];
-  const server = Bun.serve({
-    port: 0,
-    hostname: "127.0.0.1",
-    fetch(req, srv) {
-      return srv.upgrade(req) ? undefined : new Response("no", { status: 400 });
-    },
-    websocket: {
-      message(_ws, msg) {
-        messages.push(typeof msg === "string" ? msg.length : msg.byteLength);
-      },
-    },
-  });
+  const server = receiver((msg) => messages.push(msg.byteLength));
   try {
     const ws = await openWebSocket(`ws://127.0.0.1:${server.port}/`, "t");
     const duplex = new WebSocketDuplex(ws);
