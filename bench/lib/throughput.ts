@@ -41,6 +41,18 @@ function snapshot(path: Path): Record<string, number> {
   return out;
 }
 
+/** One throughput run of `path` in configuration `c`, as long as the profile's runs. */
+function runOnce(path: Path, c: Config, profile: Profile): Promise<IperfRun> {
+  return runIperf({
+    host: path.host,
+    port: path.port,
+    prefix: path.prefix,
+    seconds: profile.iperfSeconds,
+    parallel: c.parallel,
+    reverse: c.reverse,
+  });
+}
+
 export async function measurePath(
   path: Path,
   profile: Profile,
@@ -55,12 +67,7 @@ export async function measurePath(
     const cpu: Record<string, number> = {};
     for (let i = 0; i < profile.iperfRuns; i++) {
       const before = snapshot(path);
-      const run = await runIperf({
-        ...target,
-        seconds: profile.iperfSeconds,
-        parallel: c.parallel,
-        reverse: c.reverse,
-      });
+      const run = await runOnce(path, c, profile);
       const after = snapshot(path);
       for (const k of Object.keys(after)) cpu[k] = (cpu[k] ?? 0) + after[k]! - (before[k] ?? 0);
       cpu.iperf3 = (cpu.iperf3 ?? 0) + run.clientCpu;
@@ -111,15 +118,7 @@ export async function measurePairedRatio(
   log: (line: string) => void = () => {},
 ): Promise<void> {
   for (const c of configs) {
-    const run = (p: Path) =>
-      runIperf({
-        host: p.host,
-        port: p.port,
-        prefix: p.prefix,
-        seconds: profile.iperfSeconds,
-        parallel: c.parallel,
-        reverse: c.reverse,
-      });
+    const run = (p: Path) => runOnce(p, c, profile);
     const ratios: number[] = [];
     for (let i = 0; i < profile.iperfRuns; i++) {
       let s: IperfRun;
