@@ -3,6 +3,7 @@
 import { existsSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { homedir, hostname } from "node:os";
 import { join, resolve } from "node:path";
+import { reexecWithAllocatorTuning } from "../bunlib/allocator.ts";
 import {
   formatOptions,
   type OptionSpec,
@@ -949,6 +950,8 @@ async function main(argv: string[]): Promise<number> {
     case "login":
       return await cmdLogin(values, stateDir);
     case "up":
+      // Before anything is opened: the data path's allocator setting needs a fresh process image.
+      reexecWithAllocatorTuning();
       return await cmdUp(values, stateDir, level);
     case "status":
       return await cmdStatus(values, stateDir);

@@ -1,4 +1,5 @@
 // sallyport-connector: runs inside the private network, outbound connections only.
+import { reexecWithAllocatorTuning } from "../bunlib/allocator.ts";
 import { formatOptions, UsageError } from "../bunlib/config.ts";
 import { createLogger } from "../bunlib/log.ts";
 import { CONNECTOR_OPTIONS, parseConnectorConfig } from "./config.ts";
@@ -45,6 +46,8 @@ async function main(): Promise<number> {
     process.stdout.write(parsed.help ? HELP : `sallyport-connector ${CONNECTOR_VERSION}\n`);
     return 0;
   }
+  // Before anything is opened: the data path's allocator setting needs a fresh process image.
+  reexecWithAllocatorTuning();
   const log = createLogger("connector", parsed.config.logLevel, parsed.config.logFormat);
   let connector: Connector;
   try {
