@@ -5,7 +5,7 @@ import { expect, test } from "bun:test";
 import type tls from "node:tls";
 import { duplexPair } from "../test/helpers/duplex-pair.ts";
 import { createIdentity } from "./cert.ts";
-import { acceptTls, connectTls, negotiatedVersion, VersionMismatchError } from "./tls.ts";
+import { acceptTls, connectTls, negotiatedVersion, prepareTlsClient, VersionMismatchError } from "./tls.ts";
 
 async function handshake(client: number[], connector: number[]) {
   const id = await createIdentity("versions");
@@ -55,4 +55,15 @@ test("no version in common: both ends fail the handshake with a clear error", as
   expect(((s as PromiseRejectedResult).reason as Error).message).toContain(
     "no common tunnel protocol version",
   );
+});
+
+test("prepareTlsClient settles and leaves the shared context usable for a real handshake", async () => {
+  await prepareTlsClient();
+  const id = await createIdentity("prepared");
+  const [x, y] = duplexPair();
+  const [s, c] = await Promise.all([acceptTls(x, id), connectTls(y, id.digest)]);
+  expect(negotiatedVersion(c)).toBe(2);
+  expect(c.getPeerCertificate().fingerprint256.replaceAll(":", "").toLowerCase()).toBe(id.digest);
+  s.destroy();
+  c.destroy();
 });

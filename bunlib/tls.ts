@@ -1,6 +1,6 @@
 // End-to-end TLS 1.3 between client and connector, run by node:tls over a WebSocket Duplex.
 // The client pins the connector certificate digest from its connection token; there is no CA.
-import type { Duplex } from "node:stream";
+import { Duplex } from "node:stream";
 import tls from "node:tls";
 import { EXPORTER_LABEL, EXPORTER_LENGTH } from "../shared/channel-binding.ts";
 import { isProtocolVersion, PROTOCOL_VERSIONS, type ProtocolVersion } from "../shared/protocol/frame.ts";
@@ -90,6 +90,67 @@ function requireTls13(sock: tls.TLSSocket): void {
   if (sock.getProtocol() !== "TLSv1.3") throw new Error("peer did not negotiate TLS 1.3");
 }
 
+// Secure contexts are made once per process, not per tunnel: creating one costs ~10 ms in a
+// fresh process (most of the first connection's TLS step, docs/performance.md "Issue 14, fourth
+// round") and ~1 ms after. The client's has no CA store (trust is the pin); the connector's
+// carries its key and certificate. ALPN is set per connection, so contexts are shared.
+let clientContext: tls.SecureContext | undefined;
+const serverContexts = new WeakMap<{ keyPem: string; certPem: string }, tls.SecureContext>();
+
+function tlsClientContext(): tls.SecureContext {
+  clientContext ??= tls.createSecureContext({ minVersion: "TLSv1.3", maxVersion: "TLSv1.3" });
+  return clientContext;
+}
+
+function tlsServerContext(identity: { keyPem: string; certPem: string }): tls.SecureContext {
+  let ctx = serverContexts.get(identity);
+  if (!ctx) {
+    ctx = tls.createSecureContext({
+      key: identity.keyPem,
+      cert: identity.certPem,
+      minVersion: "TLSv1.3",
+      maxVersion: "TLSv1.3",
+    });
+    serverContexts.set(identity, ctx);
+  }
+  return ctx;
+}
+
+/**
+ * Makes the client's secure context now (at start-up) and writes one ClientHello into a sink, so
+ * the first tunnel a user opens meets neither a missing context nor cold code: in a fresh process
+ * the first ClientHello took ~20 ms, the next ~1 ms. Resolves once the hello is written.
+ */
+export function prepareTlsClient(): Promise<void> {
+  return new Promise((resolve) => {
+    let sock: tls.TLSSocket | undefined;
+    let written = false;
+    const sink = new Duplex({
+      read() {},
+      write(_chunk, _enc, cb) {
+        cb();
+        written = true;
+        sock?.destroy();
+        resolve();
+      },
+    });
+    sock = tls.connect({
+      socket: sink,
+      secureContext: tlsClientContext(),
+      rejectUnauthorized: false,
+      minVersion: "TLSv1.3",
+      maxVersion: "TLSv1.3",
+      ALPNProtocols: PROTOCOL_VERSIONS.map(alpnName),
+    });
+    if (written) sock.destroy();
+    sock.on("error", () => resolve());
+    setTimeout(() => {
+      sock?.destroy();
+      resolve();
+    }, 2_000).unref();
+  });
+}
+
 /**
  * Client side: handshake, then refuse unless the peer certificate digest equals `pinnedDigest`.
  * Offers `versions` (newest first); `negotiatedVersion` tells which one the connector chose.
@@ -104,6 +165,7 @@ export function connectTls(
   // application data is written.
   const sock = tls.connect({
     socket,
+    secureContext: tlsClientContext(),
     rejectUnauthorized: false,
     minVersion: "TLSv1.3",
     maxVersion: "TLSv1.3",
@@ -132,8 +194,7 @@ export function acceptTls(
     socket as unknown as import("node:net").Socket,
     {
       isServer: true,
-      key: identity.keyPem,
-      cert: identity.certPem,
+      secureContext: tlsServerContext(identity),
       minVersion: "TLSv1.3",
       maxVersion: "TLSv1.3",
       ALPNProtocols: versions.map(alpnName),
