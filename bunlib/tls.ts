@@ -92,8 +92,8 @@ function requireTls13(sock: tls.TLSSocket): void {
 
 // Secure contexts are made once per process, not per tunnel: creating one costs ~10 ms in a
 // fresh process (most of the first connection's TLS step, docs/performance.md "Issue 14, fourth
-// round") and ~1 ms after. The client's has no CA store (trust is the pin); the connector's
-// carries its key and certificate. ALPN is set per connection, so contexts are shared.
+// round") and ~1 ms after. The client's holds nothing of its own (trust is the pin); the
+// connector's carries its key and certificate. ALPN is set per connection, so contexts are shared.
 let clientContext: tls.SecureContext | undefined;
 const serverContexts = new WeakMap<{ keyPem: string; certPem: string }, tls.SecureContext>();
 

@@ -145,28 +145,59 @@ async function waitHealthy(url: string, proc: Subprocess, out: string[], timeout
 }
 
 /**
+ * Spawns wrangler on `fixed` or a free port and waits until it is healthy. A port chosen free can
+ * be taken before wrangler binds it (by any process's outgoing connection, or by wrangler's own
+ * workerd picking its inner ports): wrangler then exits with "Address already in use", and the
+ * start is tried again, on another port unless `fixed`.
+ */
+async function spawnHealthy(
+  fixed: number | undefined,
+  spawn: (port: number) => Subprocess,
+  urlOf: (port: number) => string,
+  out: string[],
+): Promise<{ proc: Subprocess; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = fixed ?? (await freePort());
+    const proc = spawn(port);
+    try {
+      await waitHealthy(urlOf(port), proc, out);
+      return { proc, port };
+    } catch (err) {
+      await stopTree(proc);
+      if (attempt >= 3 || !/Address already in use/.test((err as Error).message)) throw err;
+      out.length = 0;
+    }
+  }
+}
+
+/**
  * Any Worker config on workerd (test Workers, the benchmark's bare splice): started like the edge,
  * healthy once `/healthz` answers, and stopped with every workerd it started.
  */
 export async function startWorker(
   config: string,
 ): Promise<{ url: string; port: number; pid: number; logs: () => string; stop: () => Promise<void> }> {
-  const port = await freePort();
   const stateDir = mkdtempSync(join(tmpdir(), "sallyport-worker-"));
   const out: string[] = [];
-  const proc = spawnWrangler(port, stateDir, crypto.randomUUID(), out, config);
-  const url = `http://127.0.0.1:${port}`;
+  const urlOf = (port: number) => `http://127.0.0.1:${port}`;
+  let started: { proc: Subprocess; port: number };
+  try {
+    started = await spawnHealthy(
+      undefined,
+      (port) => spawnWrangler(port, stateDir, crypto.randomUUID(), out, config),
+      urlOf,
+      out,
+    );
+  } catch (err) {
+    rmSync(stateDir, { recursive: true, force: true });
+    throw err;
+  }
+  const { proc, port } = started;
   const stop = async () => {
     await stopTree(proc);
     rmSync(stateDir, { recursive: true, force: true });
   };
-  try {
-    await waitHealthy(url, proc, out);
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return { url, port, pid: proc.pid, logs: () => out.join(""), stop };
+  return { url: urlOf(port), port, pid: proc.pid, logs: () => out.join(""), stop };
 }
 
 export async function startEdge(
@@ -191,13 +222,18 @@ export async function startEdge(
     relayUrl: opts.relayUrl,
     devMode: opts.devMode,
   };
-  const port = opts.port ?? (await freePort());
   const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "sallyport-edge-"));
   const bootstrapSecret = crypto.randomUUID();
   const out: string[] = [];
-  let proc = spawnWrangler(port, stateDir, bootstrapSecret, out, undefined, net);
+  const started = await spawnHealthy(
+    opts.port,
+    (port) => spawnWrangler(port, stateDir, bootstrapSecret, out, undefined, net),
+    (port) => `http://${net.publicHost}:${port}`,
+    out,
+  );
+  const port = started.port;
+  let proc = started.proc;
   const url = `http://${net.publicHost}:${port}`;
-  await waitHealthy(url, proc, out);
   const edge: Edge = {
     url,
     port,
