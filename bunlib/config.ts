@@ -10,6 +10,22 @@ export interface OptionSpec {
   repeatable?: boolean;
 }
 
+/** --log-level and --log-format: the same for both binaries. */
+export const LOG_OPTIONS: readonly OptionSpec[] = [
+  {
+    flag: "log-level",
+    env: "SALLYPORT_LOG_LEVEL",
+    description: "debug, info, warn or error",
+    default: "info",
+  },
+  {
+    flag: "log-format",
+    env: "SALLYPORT_LOG_FORMAT",
+    description: "text (for people) or json (one object per line: ts, level, component, msg, fields)",
+    default: "text",
+  },
+];
+
 export class UsageError extends Error {
   constructor(message: string) {
     super(message);

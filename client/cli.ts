@@ -5,6 +5,7 @@ import { homedir, hostname } from "node:os";
 import { join, resolve } from "node:path";
 import {
   formatOptions,
+  LOG_OPTIONS,
   type OptionSpec,
   parseArgs,
   parsePort,
@@ -53,18 +54,7 @@ const COMMON: OptionSpec[] = [
     description: "Directory for the device key and session (0700)",
     default: join(homedir(), ".config/sallyport"),
   },
-  {
-    flag: "log-level",
-    env: "SALLYPORT_LOG_LEVEL",
-    description: "debug, info, warn or error",
-    default: "info",
-  },
-  {
-    flag: "log-format",
-    env: "SALLYPORT_LOG_FORMAT",
-    description: "text (for people) or json (one object per line: ts, level, component, msg, fields)",
-    default: "text",
-  },
+  ...LOG_OPTIONS,
   { flag: "help", description: "Show help for the command", boolean: true },
 ];
 

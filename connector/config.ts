@@ -1,7 +1,7 @@
 // Connector configuration: every flag and environment variable, declared once.
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { type OptionSpec, parseArgs, requireValue, UsageError } from "../bunlib/config.ts";
+import { LOG_OPTIONS, type OptionSpec, parseArgs, requireValue, UsageError } from "../bunlib/config.ts";
 import { type Level, LOG_FORMATS, type LogFormat } from "../bunlib/log.ts";
 import { readConfigFile } from "./config-file.ts";
 
@@ -64,18 +64,7 @@ export const CONNECTOR_OPTIONS: readonly OptionSpec[] = [
       "Seconds a tunnel whose path dropped (an edge deploy, a relay restart, the client's network change) is kept for the client to resume; 0 turns resumption off",
     default: "30",
   },
-  {
-    flag: "log-level",
-    env: "SALLYPORT_LOG_LEVEL",
-    description: "debug, info, warn or error",
-    default: "info",
-  },
-  {
-    flag: "log-format",
-    env: "SALLYPORT_LOG_FORMAT",
-    description: "text (for people) or json (one object per line: ts, level, component, msg, fields)",
-    default: "text",
-  },
+  ...LOG_OPTIONS,
   {
     flag: "metrics-listen",
     env: "SALLYPORT_METRICS_LISTEN",
