@@ -32,6 +32,7 @@ import {
   CONFIGS,
   measureConcurrent,
   measurePairedRatio,
+  measurePairedStreams,
   measurePath,
   type Path,
   STREAMS64,
@@ -301,6 +302,9 @@ async function throughputSection(
       undefined,
       log,
     );
+    log("throughput: paired runs (64 streams with one stream on the same tunnel, alternated)");
+    await measurePairedStreams(relayedPath, profile, results, log);
+    await measurePairedStreams(directPath, profile, results, log);
     for (const paced of [false, true]) {
       log(
         `latency: new streams while a${paced ? " paced" : ""} bulk transfer runs on the same tunnel (direct path)`,

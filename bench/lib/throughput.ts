@@ -119,22 +119,63 @@ export async function measurePairedRatio(
 ): Promise<void> {
   for (const c of configs) {
     const run = (p: Path) => runOnce(p, c, profile);
-    const ratios: number[] = [];
-    for (let i = 0; i < profile.iperfRuns; i++) {
-      let s: IperfRun;
-      let y: IperfRun;
-      if (i % 2 === 0) {
-        y = await run(yardstick);
-        s = await run(subject);
-      } else {
-        s = await run(subject);
-        y = await run(yardstick);
-      }
-      if (y.mibps > 0) ratios.push(s.mibps / y.mibps);
-    }
-    if (ratios.length === 0) continue;
-    const value = median(ratios);
-    results.add(`${name}.${c.key}`, value, "ratio");
-    log(`${name}.${c.key}: ${value.toFixed(2)}× (${ratios.map((r) => r.toFixed(2)).join(", ")})`);
+    await pairedRounds(
+      `${name}.${c.key}`,
+      () => run(subject),
+      () => run(yardstick),
+      profile,
+      results,
+      log,
+    );
   }
+}
+
+/**
+ * 64 parallel streams against one stream on the same tunnel, run for run (alternating, as
+ * measurePairedRatio does): `ratio.<id>.streams64_to_single.paired`. The table's figure divides
+ * two medians measured a minute apart, which this machine's drift moves by more than the effect.
+ */
+export async function measurePairedStreams(
+  path: Path,
+  profile: Profile,
+  results: Results,
+  log: (line: string) => void = () => {},
+): Promise<void> {
+  const single = CONFIGS[0];
+  await pairedRounds(
+    `ratio.${path.id}.streams64_to_single.paired`,
+    () => runOnce(path, STREAMS64, profile),
+    () => runOnce(path, single, profile),
+    profile,
+    results,
+    log,
+  );
+}
+
+/** `profile.iperfRuns` rounds of subject and yardstick back to back (order flips each round). */
+async function pairedRounds(
+  name: string,
+  subject: () => Promise<IperfRun>,
+  yardstick: () => Promise<IperfRun>,
+  profile: Profile,
+  results: Results,
+  log: (line: string) => void,
+): Promise<void> {
+  const ratios: number[] = [];
+  for (let i = 0; i < profile.iperfRuns; i++) {
+    let s: IperfRun;
+    let y: IperfRun;
+    if (i % 2 === 0) {
+      y = await yardstick();
+      s = await subject();
+    } else {
+      s = await subject();
+      y = await yardstick();
+    }
+    if (y.mibps > 0) ratios.push(s.mibps / y.mibps);
+  }
+  if (ratios.length === 0) return;
+  const value = median(ratios);
+  results.add(name, value, "ratio");
+  log(`${name}: ${value.toFixed(2)}× (${ratios.map((r) => r.toFixed(2)).join(", ")})`);
 }
