@@ -419,6 +419,7 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
       path: string;
       protocol_version?: number;
       streams: number;
+      rtt_ms?: number | null;
       authorization_expires_at: string;
       reconnecting?: boolean;
       resumes?: number;
@@ -450,7 +451,7 @@ async function cmdStatus(values: Record<string, string | undefined>, stateDir: s
   for (const t of s.tunnels) {
     const resumed = t.resumes ? `  resumed ${t.resumes}× (last gap ${t.last_resume_gap_ms} ms)` : "";
     out(
-      `  ${t.connector_id}  ${t.path}${t.protocol_version ? ` v${t.protocol_version}` : ""}${t.reconnecting ? " (RECONNECTING: path lost, resuming)" : ""}  streams=${t.streams}  authorization until ${t.authorization_expires_at}${resumed}`,
+      `  ${t.connector_id}  ${t.path}${t.protocol_version ? ` v${t.protocol_version}` : ""}${t.reconnecting ? " (RECONNECTING: path lost, resuming)" : ""}  streams=${t.streams}${t.rtt_ms != null ? `  rtt=${t.rtt_ms} ms` : ""}  authorization until ${t.authorization_expires_at}${resumed}`,
     );
   }
   if (s.resumes && s.resumes.count > 0) {

@@ -233,6 +233,7 @@ export class TunnelManager {
       path: t.path,
       protocol_version: t.version,
       streams: t.streamCount,
+      rtt_ms: t.minRttMs === undefined ? null : Math.round(t.minRttMs * 100) / 100,
       authorization_expires_at: new Date(t.authzExpiresAt).toISOString(),
       opened_at: new Date(t.openedAt).toISOString(),
       resumable: t.resumable,

@@ -159,7 +159,12 @@ export class Tunnel {
     },
   ) {
     this.version = negotiatedVersion(tls);
-    const core = new ClientSession(Date.now(), { resumable: link !== undefined, version: this.version });
+    const core = new ClientSession(Date.now(), {
+      resumable: link !== undefined,
+      version: this.version,
+      // Times PINGs and readers: stream windows grow on long paths (shared/protocol/mux.ts).
+      mux: { clock: () => performance.now() },
+    });
     this.core = core;
     if (link) {
       link.duplex.onDetached = (why) => {
@@ -519,6 +524,11 @@ export class Tunnel {
 
   get streamCount(): number {
     return this.core.streamCount;
+  }
+
+  /** The path's round trip without queues (the smallest PING round trip), ms. */
+  get minRttMs(): number | undefined {
+    return this.core.minRttMs;
   }
 
   /** Open a stream and wait until the connector has connected to the destination. */

@@ -217,6 +217,8 @@ export class ConnectorSession {
     const core = new SessionCore<SessionAuth>(ctx.controllerNow(), {
       restrict,
       version: negotiatedVersion(tls),
+      // Times PINGs and readers: stream windows grow on long paths (shared/protocol/mux.ts).
+      mux: { clock: () => performance.now() },
     });
     this.core = core;
     core.onWake = () => this.flush();

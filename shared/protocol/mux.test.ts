@@ -9,7 +9,14 @@ import {
   MAX_DATA_PAYLOAD_V1,
   RESET_CODES,
 } from "./frame.ts";
-import { type ControlFrame, type Destination, Mux, type MuxOptions, type MuxStream } from "./mux.ts";
+import {
+  type ControlFrame,
+  type Destination,
+  Mux,
+  type MuxOptions,
+  type MuxStream,
+  RTT_PING,
+} from "./mux.ts";
 
 type Tuning = Omit<MuxOptions, "role" | "send" | "onStream" | "onFrame">;
 
@@ -60,6 +67,15 @@ function tunnel(tuning: Tuning = {}) {
     }
   }
 
+  /** Delivers what is in flight now, once each way; what that causes stays on the wire. */
+  function step(): void {
+    const toConnector = wire.toConnector.splice(0);
+    const toClient = wire.toClient.splice(0);
+    for (const bytes of toConnector)
+      for (const frame of readers.connector.push(bytes)) connector.receive(frame);
+    for (const bytes of toClient) for (const frame of readers.client.push(bytes)) client.receive(frame);
+  }
+
   function authenticate(): void {
     client.auth('{"v":1,"authz":"x","sig":"y"}');
     deliver();
@@ -78,7 +94,7 @@ function tunnel(tuning: Tuning = {}) {
     return { local, remote };
   }
 
-  return { client, connector, wire, sent, control, accepted, hooks, deliver, authenticate, openStream };
+  return { client, connector, wire, sent, control, accepted, hooks, deliver, step, authenticate, openStream };
 }
 
 /** Records what a stream receives; consumes immediately unless `autoConsume` is false. */
@@ -633,6 +649,108 @@ describe("flow control", () => {
     t.authenticate();
     const { remote } = t.openStream();
     expect(() => remote.consumed(1)).toThrow(RangeError);
+  });
+});
+
+describe("window growth (receiver's choice: a fast reader on a long path)", () => {
+  /** A tunnel on a fake clock whose connector timed one PING at `rttMs`. */
+  function timed(rttMs: number | undefined, tuning: Tuning = {}) {
+    const clock = { now: 0 };
+    const t = tunnel({
+      clock: () => clock.now,
+      initialStreamWindow: 1024,
+      maxStreamWindow: 8192,
+      initialTunnelWindow: 1 << 20,
+      ...tuning,
+    });
+    t.authenticate();
+    if (rttMs !== undefined) {
+      t.connector.ping(RTT_PING);
+      t.step(); // the ping reaches the client; its answer is on the wire
+      clock.now += rttMs;
+      t.deliver();
+    }
+    return { ...t, clock };
+  }
+
+  test("the window doubles per credit up to the maximum, and every byte arrives in order", () => {
+    const t = timed(40);
+    expect(t.connector.minRttMs).toBe(40);
+    const { local, remote } = t.openStream();
+    const got = sink(remote);
+    const payload = Uint8Array.from({ length: 64 * 1024 }, (_, i) => (i * 7) & 0xff);
+    local.write(payload);
+    t.deliver();
+    expect(got.bytes).toEqual(payload);
+    expect(t.connector.streamWindowOf(remote.id)).toBe(8192);
+    // The credits said so: each returned what was consumed (a whole window: it arrives in one
+    // frame and is consumed at once) plus the growth, 1024 → 2048 → 4096 → 8192; then no more.
+    const credits = t.sent.byConnector.flatMap((f) =>
+      f.type === "credit" && f.streamId === remote.id ? [f.increment] : [],
+    );
+    expect(credits.slice(0, 3)).toEqual([1024 + 1024, 2048 + 2048, 4096 + 4096]);
+    expect(credits.slice(3).every((c) => c <= 8192)).toBe(true);
+  });
+
+  test("a reader no faster than the window carries per round trip keeps the initial window", () => {
+    const t = timed(1);
+    expect(t.connector.minRttMs).toBe(1);
+    const { local, remote } = t.openStream();
+    const got = sink(remote, false);
+    const payload = Uint8Array.from({ length: 16 * 1024 }, (_, i) => i & 0xff);
+    local.write(payload);
+    let taken = 0;
+    for (let i = 0; i < 100 && taken < payload.length; i++) {
+      t.deliver();
+      const n = got.bytes.byteLength - taken;
+      // 1024 bytes per 2 ms: half the window's 1024 per 1 ms round trip.
+      t.clock.now += (2 * n) / 1024;
+      remote.consumed(n);
+      taken += n;
+    }
+    t.deliver();
+    expect(got.bytes).toEqual(payload);
+    expect(t.connector.streamWindowOf(remote.id)).toBe(1024);
+  });
+
+  test("without a timed round trip, or without a clock, windows stay as they are", () => {
+    const noPing = timed(undefined);
+    const noClock = tunnel({
+      initialStreamWindow: 1024,
+      maxStreamWindow: 8192,
+      initialTunnelWindow: 1 << 20,
+    });
+    noClock.authenticate();
+    noClock.connector.ping(RTT_PING);
+    noClock.deliver();
+    for (const t of [noPing, noClock]) {
+      expect(t.connector.minRttMs).toBeUndefined();
+      const { local, remote } = t.openStream();
+      const got = sink(remote);
+      local.write(new Uint8Array(16 * 1024));
+      t.deliver();
+      expect(got.bytes.byteLength).toBe(16 * 1024);
+      expect(t.connector.streamWindowOf(remote.id)).toBe(1024);
+    }
+  });
+
+  test("a round trip is never under-estimated: an answer goes to the first unanswered PING", () => {
+    const t = timed(undefined);
+    t.connector.ping(RTT_PING); // t = 0
+    t.clock.now = 30;
+    t.connector.ping(RTT_PING); // same payload, still unanswered
+    t.clock.now = 40;
+    t.deliver();
+    expect(t.connector.minRttMs).toBe(40);
+    // A quicker answer later lowers it; a slower one (queues) does not raise it.
+    t.clock.now = 100;
+    t.connector.ping(RTT_PING);
+    t.clock.now = 105;
+    t.deliver();
+    t.connector.ping(RTT_PING);
+    t.clock.now = 200;
+    t.deliver();
+    expect(t.connector.minRttMs).toBe(5);
   });
 });
 

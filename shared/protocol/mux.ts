@@ -2,8 +2,8 @@
  * Stream multiplexer of the Sallyport tunnel (specified in docs/protocol.md).
  *
  * Contract: a sans-IO state machine. The owner feeds it every frame decoded from the peer
- * (`receive`) and gives it a `send` function for outgoing bytes; the mux never reads a socket, a
- * clock or a timer. `receive` throws `ProtocolError` when the peer breaks the protocol; the owner
+ * (`receive`) and gives it a `send` function for outgoing bytes; the mux never reads a socket or a
+ * timer, and time only from the owner's `clock` (optional: without one, stream windows stay fixed). `receive` throws `ProtocolError` when the peer breaks the protocol; the owner
  * then tears the tunnel down and calls `closeAll`. Local misuse of the API throws a plain `Error`.
  *
  * Rules it enforces:
@@ -40,6 +40,13 @@ import {
 
 /** Initial credit per stream, in each direction. Both peers use it; there is no negotiation. */
 export const DEFAULT_STREAM_WINDOW = 1024 * 1024;
+/**
+ * A receiver grows a stream's window up to this (receiver's choice, no negotiation): while the
+ * stream's reader consumes more than the window carries per round trip (window < 2 × rate ×
+ * minimum RTT), the window doubles, so one stream fills a long path (1 MiB per 40 ms round trip
+ * is only 25 MiB/s). Equal to the tunnel window: more could not be in flight anyway.
+ */
+export const DEFAULT_MAX_STREAM_WINDOW = 8 * 1024 * 1024;
 /** Initial credit for the whole tunnel, in each direction. */
 export const DEFAULT_TUNNEL_WINDOW = 8 * 1024 * 1024;
 /** Concurrent streams per tunnel. */
@@ -82,6 +89,17 @@ export interface MuxOptions {
   initialStreamWindow?: number;
   /** Both peers must use the same value; the default is the protocol's. Other values are for tests. */
   initialTunnelWindow?: number;
+  /**
+   * Receiver's choice, not negotiated: the largest a stream's window may grow (default
+   * DEFAULT_MAX_STREAM_WINDOW; the initial window turns growth off). Growth needs `clock`.
+   */
+  maxStreamWindow?: number;
+  /**
+   * Milliseconds on any monotonic clock. With it, the mux times its PINGs (the smallest round trip
+   * seen is the path's delay without queues) and how fast each stream's reader consumes, and grows
+   * the stream windows of fast readers on long paths (`maxStreamWindow`).
+   */
+  clock?: () => number;
   maxStreams?: number;
   writeHighWaterMark?: number;
   /**
@@ -257,6 +275,18 @@ export class MuxStream {
 /** Writes smaller than this are coalesced into frames of up to this size (one copy); larger go as they are. */
 const COALESCE_BELOW = 64 * 1024;
 
+/** The payload of the PING each end sends once its tunnel is authenticated, to time the idle path. */
+export const RTT_PING = new Uint8Array([0x72, 0x74, 0x74, 0, 0, 0, 0, 0]); // "rtt"
+
+/** Timed PINGs awaiting an answer at most (peers answer in order; more would be a stuck path). */
+const MAX_TIMED_PINGS = 16;
+
+function pingKey(data: Uint8Array): string {
+  let key = "";
+  for (const b of data) key += b.toString(16).padStart(2, "0");
+  return key;
+}
+
 /** FIFO of byte slices, consumed from the front in pieces of any size. */
 class ByteQueue {
   #items: Uint8Array[] = [];
@@ -343,6 +373,10 @@ interface StreamState {
   owed: number;
   /** Consumed bytes not yet returned to the peer as CREDIT. */
   unacked: number;
+  /** The stream's receive window now: initially the protocol's, grown for fast readers. */
+  window: number;
+  /** When the current flow-control epoch began (the last CREDIT, or the stream's start). */
+  epochStart: number;
   queue: ByteQueue;
   /** `write` returned false; `onDrain` is owed. */
   needDrain: boolean;
@@ -363,7 +397,13 @@ export class Mux {
   readonly #onStream: ((stream: MuxStream, destination: Destination) => void) | undefined;
   readonly #onFrame: (frame: ControlFrame) => void;
   readonly #streamWindow: number;
+  readonly #maxStreamWindow: number;
   readonly #tunnelWindow: number;
+  readonly #clock: (() => number) | undefined;
+  /** Smallest PING round trip seen, ms (undefined until the first answer). */
+  #minRtt: number | undefined;
+  /** Our PINGs awaiting their ACK: payload (hex) → when the first of them was sent. */
+  readonly #pingsSent = new Map<string, number>();
   readonly #maxStreams: number;
   readonly #highWaterMark: number;
   readonly version: ProtocolVersion;
@@ -408,6 +448,11 @@ export class Mux {
       options.initialTunnelWindow ?? DEFAULT_TUNNEL_WINDOW,
       "initialTunnelWindow",
     );
+    this.#maxStreamWindow = Math.max(
+      this.#streamWindow,
+      positive(options.maxStreamWindow ?? DEFAULT_MAX_STREAM_WINDOW, "maxStreamWindow"),
+    );
+    this.#clock = options.clock;
     this.#maxStreams = positive(options.maxStreams ?? DEFAULT_MAX_STREAMS, "maxStreams");
     this.#highWaterMark = positive(
       options.writeHighWaterMark ?? DEFAULT_WRITE_HIGH_WATER_MARK,
@@ -426,6 +471,16 @@ export class Mux {
     let n = 0;
     for (const s of this.#streams.values()) n += s.delivered;
     return n;
+  }
+
+  /** The smallest PING round trip seen (ms), or undefined: what window growth takes as the path's delay. */
+  get minRttMs(): number | undefined {
+    return this.#minRtt;
+  }
+
+  /** The receive window of stream `id` now (grown for a fast reader), or undefined if it is gone. */
+  streamWindowOf(id: number): number | undefined {
+    return this.#streams.get(id)?.window;
   }
 
   /** Open streams (including those waiting for OPEN_OK or being closed). */
@@ -499,6 +554,12 @@ export class Mux {
   /** Sends a PING; the peer's ACK arrives through `onFrame`. `data` is 8 bytes, e.g. a send time. */
   ping(data: Uint8Array): void {
     this.#requireOpen();
+    if (this.#clock && this.#pingsSent.size < MAX_TIMED_PINGS) {
+      const key = pingKey(data);
+      // The first unanswered one keeps its time: an answer is never matched to a later PING, so a
+      // round trip is never under-estimated.
+      if (!this.#pingsSent.has(key)) this.#pingsSent.set(key, this.#clock());
+    }
     this.#sendFrame({ type: "ping", ack: false, data });
   }
 
@@ -556,8 +617,10 @@ export class Mux {
         this.#onFrame(frame);
         return;
       case "ping":
-        if (frame.ack) this.#onFrame(frame);
-        else this.#sendFrame({ type: "ping", ack: true, data: frame.data });
+        if (frame.ack) {
+          this.#timePing(frame.data);
+          this.#onFrame(frame);
+        } else this.#sendFrame({ type: "ping", ack: true, data: frame.data });
         return;
       case "open":
         this.#receiveOpen(frame.streamId, frame);
@@ -578,6 +641,16 @@ export class Mux {
         this.#receiveCredit(frame.streamId, frame.increment);
         return;
     }
+  }
+
+  #timePing(data: Uint8Array): void {
+    if (!this.#clock) return;
+    const key = pingKey(data);
+    const sentAt = this.#pingsSent.get(key);
+    if (sentAt === undefined) return;
+    this.#pingsSent.delete(key);
+    const rtt = Math.max(0, this.#clock() - sentAt);
+    if (this.#minRtt === undefined || rtt < this.#minRtt) this.#minRtt = rtt;
   }
 
   #allowedBeforeAuth(frame: Frame): boolean {
@@ -744,6 +817,8 @@ export class Mux {
       delivered: 0,
       owed: 0,
       unacked: 0,
+      window: this.#streamWindow,
+      epochStart: this.#clock ? this.#clock() : 0,
       queue: new ByteQueue(),
       needDrain: false,
       sentBytes: 0,
@@ -791,12 +866,32 @@ export class Mux {
     state.unacked += n;
     // Credit in batches of half a window: often enough that the sender never stalls on a fast
     // consumer, rarely enough that CREDIT frames are a small fraction of the traffic.
-    if (state.unacked >= this.#streamWindow / 2) {
-      const increment = state.unacked;
+    if (state.unacked >= state.window / 2) {
+      const grow = this.#growth(state);
+      const increment = state.unacked + grow;
       state.unacked = 0;
+      state.window += grow;
       state.recvWindow += increment;
       this.#sendFrame({ type: "credit", streamId: state.id, increment });
     }
+  }
+
+  /**
+   * How much to add to the stream's window with this CREDIT (0 or the window again). The reader
+   * consumed `unacked` bytes since the epoch began: at that rate, a path of `minRtt` needs
+   * rate × RTT in flight, and the window should be twice that (as TCP's receive autotuning keeps
+   * it) so the sender never waits for credit. Growth stops once the rate stops rising with the
+   * window: a reader or a path that cannot go faster does not get a larger window.
+   */
+  #growth(state: StreamState): number {
+    const now = this.#clock?.();
+    if (now === undefined) return 0;
+    const elapsed = now - state.epochStart;
+    state.epochStart = now;
+    if (this.#minRtt === undefined || state.window >= this.#maxStreamWindow) return 0;
+    // window < 2 × (unacked / elapsed) × minRtt, without dividing by a zero elapsed time.
+    if (state.window * elapsed >= 2 * state.unacked * this.#minRtt) return 0;
+    return Math.min(state.window * 2, this.#maxStreamWindow) - state.window;
   }
 
   /** `n` delivered bytes of `state` are gone (consumed or dropped): owed tunnel credit goes back. */

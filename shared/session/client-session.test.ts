@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { type Frame, FrameReader, MAX_DATA_PAYLOAD, RESET_CODES } from "../protocol/frame.ts";
-import { Mux, type MuxStream } from "../protocol/mux.ts";
+import { Mux, type MuxStream, RTT_PING } from "../protocol/mux.ts";
 import {
   AUTH_TIMEOUT_MS,
   type ClientEvent,
@@ -11,6 +11,8 @@ import {
   OPEN_TIMEOUT_MS,
   PROBE_MS,
 } from "./client-session.ts";
+
+const equalBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** A client core and a bare connector-side mux, bytes carried by hand (`toConnector`, `toClient`). */
 function pair(options: { resumable?: boolean } = {}) {
@@ -202,9 +204,11 @@ describe("ClientSession", () => {
       now = p.core.pollTimeout()!;
       p.core.handleTimeout(now);
       p.toConnector();
-      pings = p.sent.filter((f) => f.type === "ping").length;
+      // Keepalive pings; the one that timed the idle path after AUTH_RESULT is not one of them.
+      pings = p.sent.filter((f) => f.type === "ping" && !equalBytes(f.data, RTT_PING)).length;
     }
     expect(pings).toBe(Math.floor(KEEPALIVE_DEAD_MS / KEEPALIVE_MS));
+    expect(p.sent.filter((f) => f.type === "ping" && equalBytes(f.data, RTT_PING))).toHaveLength(1);
     expect(now).toBeGreaterThan(10 + KEEPALIVE_DEAD_MS);
     expect(now).toBeLessThanOrEqual(10 + KEEPALIVE_DEAD_MS + KEEPALIVE_MS);
     expect(p.core.hung).toBe(true);

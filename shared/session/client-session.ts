@@ -18,7 +18,7 @@
 
 import { ProtocolError } from "../protocol/errors.ts";
 import { FrameReader, type ProtocolVersion, RESET_CODES } from "../protocol/frame.ts";
-import { type Destination, Mux, type MuxOptions, type MuxStream } from "../protocol/mux.ts";
+import { type Destination, Mux, type MuxOptions, type MuxStream, RTT_PING } from "../protocol/mux.ts";
 import { nextTransmit } from "./transmit.ts";
 
 /** The connector must answer an AUTH within this. */
@@ -119,6 +119,8 @@ export class ClientSession {
   #probeSentAt: number | undefined;
   #nextKeepalive: number | undefined;
   #authzExpiresAt = 0;
+  /** The PING that measures the idle path's round trip went out (after the first AUTH_RESULT). */
+  #rttPinged = false;
   #goingAway = false;
   #closed: { reason: string; hung: boolean } | undefined;
   readonly #resumable: boolean;
@@ -399,6 +401,11 @@ export class ClientSession {
     return this.#mux.streamCount;
   }
 
+  /** The tunnel's smallest PING round trip (ms), undefined until one was answered. */
+  get minRttMs(): number | undefined {
+    return this.#mux.minRttMs;
+  }
+
   /** Bytes received and not yet consumed by the application, over all streams. */
   get unconsumedBytes(): number {
     return this.#mux.unconsumedBytes;
@@ -438,7 +445,13 @@ export class ClientSession {
   #authResult(ok: boolean, message: string): void {
     const a = this.#auths.shift();
     if (!a) return;
-    if (ok) this.#authzExpiresAt = a.expiresAt;
+    if (ok) {
+      // The first answer: the path is idle now, so a PING's round trip is its delay without
+      // queues, which the mux's window growth needs.
+      if (!this.#rttPinged) this.#mux.ping(RTT_PING);
+      this.#rttPinged = true;
+      this.#authzExpiresAt = a.expiresAt;
+    }
     this.#events.push({ type: "auth", id: a.id, ok, message, timeout: false });
   }
 
