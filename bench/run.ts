@@ -37,6 +37,7 @@ import {
   type Path,
   STREAMS64,
 } from "./lib/throughput.ts";
+import { measureWan, WAN_RTT_MS } from "./lib/wan.ts";
 
 const started = performance.now();
 const log = (line: string) =>
@@ -450,6 +451,11 @@ async function bench(opts: Options, cleanup: Cleanup): Promise<void> {
     );
     log("latency: first connection of fresh clients");
     await measureFirstConnection((label) => sp.startClient(label), echoTunnelled, profile, results);
+  }
+
+  if (run("wan")) {
+    log(`wan: single-stream throughput over a ${WAN_RTT_MS} ms round trip (delay line)`);
+    await measureWan(sp, iperf[0]!.port, peers.echo, profile, results, cleanup, log);
   }
 
   if (run("relay-memory")) {

@@ -114,6 +114,7 @@ export interface Options {
 export const SECTIONS = [
   "throughput",
   "latency",
+  "wan",
   "relay-memory",
   "tokens",
   "scale",
@@ -134,9 +135,9 @@ Options:
   --out FILE              JSON output (default bench/results/latest.json)
   --no-build              use dist/ as it is instead of rebuilding the binaries first
   --splice-message-kib N  message size of the bare splice, KiB (default 256)
-  --only LIST             only these sections, comma-separated: throughput, latency,
-                          relay-memory, tokens, scale, idle, resume, console (targets of the
-                          others show as missing)
+  --only LIST             only these sections, comma-separated: throughput, latency, wan
+                          (a 40 ms round trip through a delay line), relay-memory, tokens,
+                          scale, idle, resume, console (targets of the others show as missing)
   --console-only          only the console pages and the events API on a seeded network (1,000
                           Resources, 5,000 users, 200 Groups, 1,000,000 events; about 2 minutes)
   --help                  this text

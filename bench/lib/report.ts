@@ -245,6 +245,10 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
         `${rate(get("throughput.relayed.streams64"))} (${ratio(get("ratio.relayed.streams64_to_single"))}) / ${rate(get("throughput.direct_path.streams64"))} (${ratio(get("ratio.direct_path.streams64_to_single"))}) MiB/s`,
       ],
       [
+        "40 ms round trip (delay line), 1 stream / -R: direct path; ssh -L; plain TCP",
+        `${rate(get("throughput.wan40.direct_path.single"))} / ${rate(get("throughput.wan40.direct_path.single.reverse"))}; ${rate(get("throughput.wan40.ssh.single"))} / ${rate(get("throughput.wan40.ssh.single.reverse"))}; ${rate(get("throughput.wan40.loopback.single"))} / ${rate(get("throughput.wan40.loopback.single.reverse"))} MiB/s (direct path ÷ ssh -L ${ratio(get("ratio.wan40.direct_path_to_ssh.single"))} / ${ratio(get("ratio.wan40.direct_path_to_ssh.single.reverse"))}; tunnel round trip measured ${ms(get("wan40.direct_path.rtt"))})`,
+      ],
+      [
         "64 parallel streams ÷ 1 stream, paired runs (alternated on the same tunnel): relayed / direct path",
         `${ratio(get("ratio.relayed.streams64_to_single.paired"))} / ${ratio(get("ratio.direct_path.streams64_to_single.paired"))}`,
       ],

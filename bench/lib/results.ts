@@ -36,6 +36,8 @@ export const REQUIRED: readonly { name: string; unit: Unit }[] = [
   { name: "ratio.direct_path_to_ssh.paired.single", unit: "ratio" },
   { name: "ratio.relayed.streams64_to_single.paired", unit: "ratio" },
   { name: "ratio.direct_path.streams64_to_single.paired", unit: "ratio" },
+  { name: "throughput.wan40.direct_path.single", unit: "MiB/s" },
+  { name: "throughput.wan40.ssh.single", unit: "MiB/s" },
   { name: "latency.new_stream_under_load.p50", unit: "ms" },
   { name: "latency.new_stream_under_load.p99", unit: "ms" },
   { name: "latency.new_stream_under_load.relayed.paced.p99", unit: "ms" },

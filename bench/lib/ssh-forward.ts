@@ -18,6 +18,8 @@ export interface SshForward {
 export async function startSshForward(
   target: { host: string; port: number },
   echo: { host: string; port: number },
+  /** Where ssh connects instead of sshd's own port (a delay line in front of it). */
+  through?: (sshdPort: number) => Promise<number>,
 ): Promise<SshForward> {
   const sshd = await startSshd({ allowTcpForwarding: true });
   const port = await freePort();
@@ -38,7 +40,7 @@ export async function startSshForward(
         "-L",
         `127.0.0.1:${echoPort}:${echo.host}:${echo.port}`,
         "-p",
-        String(sshd.port),
+        String(through ? await through(sshd.port) : sshd.port),
         "-i",
         sshd.clientKey,
         "-F",

@@ -103,7 +103,14 @@ describe("ConnectorSession", () => {
     core.verdict({ ok: true, auth: auth(60_000) }, 10);
     const after = drain(core);
     expect(after.frames[0]).toEqual({ type: "auth_result", ok: true, message: "authorized" });
+    // Then one PING that times the idle path (window growth needs its round trip); a renewal
+    // sends none.
+    expect(after.frames[1]).toMatchObject({ type: "ping", ack: false });
     expect(after.events.map((e) => e.type)).toEqual(["stream"]);
+    core.handleBytes(bytes(AUTH), 20);
+    drain(core);
+    core.verdict({ ok: true, auth: auth(120_000) }, 25);
+    expect(drain(core).frames.filter((f) => f.type === "ping")).toEqual([]);
   });
 
   test("a refused first AUTH closes the tunnel and drops what was pipelined behind it", () => {
