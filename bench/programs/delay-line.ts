@@ -21,20 +21,26 @@ if (!Number.isInteger(target) || target <= 0 || target > 65535 || !(delayMs >= 0
 /** Bytes read from `from`, written to `to` `delayMs` later, in order; ends and errors follow. */
 function line(from: Socket, to: Socket): void {
   const queue: { at: number; chunk: Buffer | null }[] = [];
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let scheduled = false;
   const release = () => {
-    timer = undefined;
+    scheduled = false;
     const now = performance.now();
     while (queue.length > 0 && queue[0]!.at <= now) {
       const { chunk } = queue.shift()!;
       if (chunk === null) to.end();
       else if (!to.destroyed) to.write(chunk);
     }
-    if (queue.length > 0) timer = setTimeout(release, Math.max(0, queue[0]!.at - now));
+    if (queue.length > 0) {
+      scheduled = true;
+      setTimeout(release, Math.max(0, queue[0]!.at - now));
+    }
   };
   const push = (chunk: Buffer | null) => {
     queue.push({ at: performance.now() + delayMs, chunk });
-    timer ??= setTimeout(release, delayMs);
+    if (!scheduled) {
+      scheduled = true;
+      setTimeout(release, delayMs);
+    }
   };
   // A copy: the runtime may hand out its read buffer's bytes, which must not change while held.
   from.on("data", (chunk: Buffer) => push(Buffer.from(chunk)));
