@@ -53,7 +53,9 @@ function serverBusy(error: string): boolean {
   return (
     error.includes("busy") ||
     /unable to connect to server: Connection refused/.test(error) ||
-    /unable to receive control message: Connection reset by peer/.test(error)
+    /unable to receive control message: Connection reset by peer/.test(error) ||
+    // Through a proxy the connection itself succeeds (to the proxy) and the reset comes after.
+    /unable to send cookie to server: Connection reset by peer/.test(error)
   );
 }
 
