@@ -734,6 +734,21 @@ describe("window growth (receiver's choice: a fast reader on a long path)", () =
     }
   });
 
+  test("measureRtt: PINGs one after another, the smallest round trip kept, then no more", () => {
+    const t = timed(undefined);
+    t.connector.measureRtt(3);
+    const rtts = [9, 2, 4];
+    for (const rtt of rtts) {
+      t.step(); // this PING reaches the client; its answer is on the wire
+      t.clock.now += rtt;
+      t.step(); // the answer arrives: the next PING leaves
+    }
+    t.deliver();
+    const pings = t.sent.byConnector.filter((f) => f.type === "ping" && !f.ack);
+    expect(pings).toHaveLength(3);
+    expect(t.connector.minRttMs).toBe(2);
+  });
+
   test("a round trip is never under-estimated: an answer goes to the first unanswered PING", () => {
     const t = timed(undefined);
     t.connector.ping(RTT_PING); // t = 0

@@ -278,6 +278,13 @@ const COALESCE_BELOW = 64 * 1024;
 /** The payload of the PING each end sends once its tunnel is authenticated, to time the idle path. */
 export const RTT_PING = new Uint8Array([0x72, 0x74, 0x74, 0, 0, 0, 0, 0]); // "rtt"
 
+/** `measureRtt`'s PINGs: the smallest of their round trips is the path's. */
+export const RTT_PROBES = 3;
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
 /** Timed PINGs awaiting an answer at most (peers answer in order; more would be a stuck path). */
 const MAX_TIMED_PINGS = 16;
 
@@ -404,6 +411,8 @@ export class Mux {
   #minRtt: number | undefined;
   /** Our PINGs awaiting their ACK: payload (hex) → when the first of them was sent. */
   readonly #pingsSent = new Map<string, number>();
+  /** `measureRtt`: timing PINGs still to send, each once the previous one is answered. */
+  #rttProbesLeft = 0;
   readonly #maxStreams: number;
   readonly #highWaterMark: number;
   readonly version: ProtocolVersion;
@@ -564,6 +573,17 @@ export class Mux {
   }
 
   /**
+   * Times the path: `count` PINGs (RTT_PING), each sent when the previous one is answered;
+   * `minRttMs` keeps the smallest. The first on a new tunnel meets code paths that run for the
+   * first time at both ends (several ms even on loopback); the next ones are the path's own.
+   */
+  measureRtt(count = RTT_PROBES): void {
+    this.#requireOpen();
+    this.#rttProbesLeft = Math.max(0, count - 1);
+    this.ping(RTT_PING);
+  }
+
+  /**
    * Resets every stream, telling the peer (RESET frames) and the local owners (`onReset`). For
    * example code 7 "unauthorized" when the client's authorization expires without renewal.
    */
@@ -619,6 +639,10 @@ export class Mux {
       case "ping":
         if (frame.ack) {
           this.#timePing(frame.data);
+          if (this.#rttProbesLeft > 0 && sameBytes(frame.data, RTT_PING)) {
+            this.#rttProbesLeft--;
+            this.ping(RTT_PING);
+          }
           this.#onFrame(frame);
         } else this.#sendFrame({ type: "ping", ack: true, data: frame.data });
         return;

@@ -18,7 +18,7 @@
 
 import { ProtocolError } from "../protocol/errors.ts";
 import { FrameReader, type ProtocolVersion, RESET_CODES } from "../protocol/frame.ts";
-import { type Destination, Mux, type MuxOptions, type MuxStream, RTT_PING } from "../protocol/mux.ts";
+import { type Destination, Mux, type MuxOptions, type MuxStream } from "../protocol/mux.ts";
 import { nextTransmit } from "./transmit.ts";
 
 /** The connector must answer an AUTH within this. */
@@ -448,7 +448,7 @@ export class ClientSession {
     if (ok) {
       // The first answer: the path is idle now, so a PING's round trip is its delay without
       // queues, which the mux's window growth needs.
-      if (!this.#rttPinged) this.#mux.ping(RTT_PING);
+      if (!this.#rttPinged) this.#mux.measureRtt();
       this.#rttPinged = true;
       this.#authzExpiresAt = a.expiresAt;
     }

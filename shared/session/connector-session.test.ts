@@ -103,8 +103,8 @@ describe("ConnectorSession", () => {
     core.verdict({ ok: true, auth: auth(60_000) }, 10);
     const after = drain(core);
     expect(after.frames[0]).toEqual({ type: "auth_result", ok: true, message: "authorized" });
-    // Then one PING that times the idle path (window growth needs its round trip); a renewal
-    // sends none.
+    // Then the first of the PINGs that time the idle path (window growth needs its round trip);
+    // a renewal sends none.
     expect(after.frames[1]).toMatchObject({ type: "ping", ack: false });
     expect(after.events.map((e) => e.type)).toEqual(["stream"]);
     core.handleBytes(bytes(AUTH), 20);

@@ -18,7 +18,7 @@
 
 import { ProtocolError } from "../protocol/errors.ts";
 import { type Frame, FrameReader, type ProtocolVersion, RESET_CODES } from "../protocol/frame.ts";
-import { type Destination, Mux, type MuxOptions, type MuxStream, RTT_PING } from "../protocol/mux.ts";
+import { type Destination, Mux, type MuxOptions, type MuxStream } from "../protocol/mux.ts";
 import { nextTransmit } from "./transmit.ts";
 
 /** Close a tunnel on which no AUTH arrived this long after the TLS handshake. */
@@ -158,7 +158,7 @@ export class ConnectorSession<A extends SessionAuthorization> {
       this.#mux.authResult(true, "authorized");
       // The path is idle after the first AUTH: a PING's round trip is its delay without queues,
       // which the mux's window growth needs (the client's answers cross the path the same way).
-      if (first) this.#mux.ping(RTT_PING);
+      if (first) this.#mux.measureRtt();
       // A renewal may move policy timers past streams that were already due: close those now.
       this.#expireStreams(now);
     } else {
