@@ -734,6 +734,24 @@ describe("window growth (receiver's choice: a fast reader on a long path)", () =
     }
   });
 
+  test("the tunnel window grows the same way, by what arrives, up to its maximum", () => {
+    const t = timed(40, {
+      initialTunnelWindow: 4096,
+      maxTunnelWindow: 32 * 1024,
+      initialStreamWindow: 1 << 20,
+    });
+    const { local, remote } = t.openStream();
+    const got = sink(remote);
+    const payload = Uint8Array.from({ length: 512 * 1024 }, (_, i) => (i * 13) & 0xff);
+    local.write(payload);
+    for (let i = 0; i < 1000 && got.bytes.byteLength < payload.length; i++) t.deliver();
+    expect(got.bytes).toEqual(payload);
+    expect(t.connector.tunnelReceiveWindow).toBe(32 * 1024);
+    // The client sent no more than the grown credit allowed (else the connector would have
+    // thrown flow_control): the tunnel is still up.
+    expect(() => t.client.ping(new Uint8Array(8))).not.toThrow();
+  });
+
   test("measureRtt: PINGs one after another, the smallest round trip kept, then no more", () => {
     const t = timed(undefined);
     t.connector.measureRtt(3);

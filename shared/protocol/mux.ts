@@ -44,9 +44,14 @@ export const DEFAULT_STREAM_WINDOW = 1024 * 1024;
  * A receiver grows a stream's window up to this (receiver's choice, no negotiation): while the
  * stream's reader consumes more than the window carries per round trip (window < 2 × rate ×
  * minimum RTT), the window doubles, so one stream fills a long path (1 MiB per 40 ms round trip
- * is only 25 MiB/s). Equal to the tunnel window: more could not be in flight anyway.
+ * is only 25 MiB/s).
  */
-export const DEFAULT_MAX_STREAM_WINDOW = 8 * 1024 * 1024;
+export const DEFAULT_MAX_STREAM_WINDOW = 16 * 1024 * 1024;
+/**
+ * The tunnel window grows the same way (what arrives, against the round trip), up to this: what a
+ * tunnel may have in flight per direction, and so what the relay may hold for it.
+ */
+export const DEFAULT_MAX_TUNNEL_WINDOW = 32 * 1024 * 1024;
 /** Initial credit for the whole tunnel, in each direction. */
 export const DEFAULT_TUNNEL_WINDOW = 8 * 1024 * 1024;
 /** Concurrent streams per tunnel. */
@@ -94,6 +99,8 @@ export interface MuxOptions {
    * DEFAULT_MAX_STREAM_WINDOW; the initial window turns growth off). Growth needs `clock`.
    */
   maxStreamWindow?: number;
+  /** Receiver's choice: the largest the tunnel window may grow (default DEFAULT_MAX_TUNNEL_WINDOW). */
+  maxTunnelWindow?: number;
   /**
    * Milliseconds on any monotonic clock. With it, the mux times its PINGs (the smallest round trip
    * seen is the path's delay without queues) and how fast each stream's reader consumes, and grows
@@ -406,6 +413,10 @@ export class Mux {
   readonly #streamWindow: number;
   readonly #maxStreamWindow: number;
   readonly #tunnelWindow: number;
+  readonly #maxTunnelWindow: number;
+  /** The tunnel's receive window now (grown on a long path) and when its credit epoch began. */
+  #tunnelWindowNow: number;
+  #tunnelEpochStart: number;
   readonly #clock: (() => number) | undefined;
   /** Smallest PING round trip seen, ms (undefined until the first answer). */
   #minRtt: number | undefined;
@@ -462,6 +473,12 @@ export class Mux {
       positive(options.maxStreamWindow ?? DEFAULT_MAX_STREAM_WINDOW, "maxStreamWindow"),
     );
     this.#clock = options.clock;
+    this.#maxTunnelWindow = Math.max(
+      this.#tunnelWindow,
+      positive(options.maxTunnelWindow ?? DEFAULT_MAX_TUNNEL_WINDOW, "maxTunnelWindow"),
+    );
+    this.#tunnelWindowNow = this.#tunnelWindow;
+    this.#tunnelEpochStart = this.#clock ? this.#clock() : 0;
     this.#maxStreams = positive(options.maxStreams ?? DEFAULT_MAX_STREAMS, "maxStreams");
     this.#highWaterMark = positive(
       options.writeHighWaterMark ?? DEFAULT_WRITE_HIGH_WATER_MARK,
@@ -485,6 +502,11 @@ export class Mux {
   /** The smallest PING round trip seen (ms), or undefined: what window growth takes as the path's delay. */
   get minRttMs(): number | undefined {
     return this.#minRtt;
+  }
+
+  /** The tunnel's receive window now (grown on a long path). */
+  get tunnelReceiveWindow(): number {
+    return this.#tunnelWindowNow;
   }
 
   /** The receive window of stream `id` now (grown for a fast reader), or undefined if it is gone. */
@@ -891,7 +913,8 @@ export class Mux {
     // Credit in batches of half a window: often enough that the sender never stalls on a fast
     // consumer, rarely enough that CREDIT frames are a small fraction of the traffic.
     if (state.unacked >= state.window / 2) {
-      const grow = this.#growth(state);
+      const grow = this.#growth(state.window, state.unacked, state.epochStart, this.#maxStreamWindow);
+      state.epochStart = this.#clock ? this.#clock() : 0;
       const increment = state.unacked + grow;
       state.unacked = 0;
       state.window += grow;
@@ -901,21 +924,18 @@ export class Mux {
   }
 
   /**
-   * How much to add to the stream's window with this CREDIT (0 or the window again). The reader
-   * consumed `unacked` bytes since the epoch began: at that rate, a path of `minRtt` needs
-   * rate × RTT in flight, and the window should be twice that (as TCP's receive autotuning keeps
-   * it) so the sender never waits for credit. Growth stops once the rate stops rising with the
-   * window: a reader or a path that cannot go faster does not get a larger window.
+   * How much to add to a window with this CREDIT (0 or the window again). `credited` bytes were
+   * consumed (a stream) or arrived (the tunnel) since `epochStart`: at that rate, a path of
+   * `minRtt` needs rate × RTT in flight, and the window should be twice that (as TCP's receive
+   * autotuning keeps it) so the sender never waits for credit. Growth stops once the rate stops
+   * rising with the window: a reader or a path that cannot go faster does not get a larger window.
    */
-  #growth(state: StreamState): number {
+  #growth(window: number, credited: number, epochStart: number, max: number): number {
     const now = this.#clock?.();
-    if (now === undefined) return 0;
-    const elapsed = now - state.epochStart;
-    state.epochStart = now;
-    if (this.#minRtt === undefined || state.window >= this.#maxStreamWindow) return 0;
-    // window < 2 × (unacked / elapsed) × minRtt, without dividing by a zero elapsed time.
-    if (state.window * elapsed >= 2 * state.unacked * this.#minRtt) return 0;
-    return Math.min(state.window * 2, this.#maxStreamWindow) - state.window;
+    if (now === undefined || this.#minRtt === undefined || window >= max) return 0;
+    // window < 2 × (credited / elapsed) × minRtt, without dividing by a zero elapsed time.
+    if (window * (now - epochStart) >= 2 * credited * this.#minRtt) return 0;
+    return Math.min(window * 2, max) - window;
   }
 
   /** `n` delivered bytes of `state` are gone (consumed or dropped): owed tunnel credit goes back. */
@@ -929,8 +949,16 @@ export class Mux {
   #creditTunnel(n: number): void {
     if (this.#closed) return; // consumed() after closeAll: there is no tunnel left to credit
     this.#tunnelUnacked += n;
-    if (this.#tunnelUnacked >= this.#tunnelWindow / 2) {
-      const increment = this.#tunnelUnacked;
+    if (this.#tunnelUnacked >= this.#tunnelWindowNow / 2) {
+      const grow = this.#growth(
+        this.#tunnelWindowNow,
+        this.#tunnelUnacked,
+        this.#tunnelEpochStart,
+        this.#maxTunnelWindow,
+      );
+      this.#tunnelEpochStart = this.#clock ? this.#clock() : 0;
+      this.#tunnelWindowNow += grow;
+      const increment = this.#tunnelUnacked + grow;
       this.#tunnelUnacked = 0;
       this.#tunnelRecvWindow += increment;
       this.#sendFrame({ type: "credit", streamId: 0, increment });
