@@ -3,7 +3,8 @@
  *
  * Contract: a sans-IO state machine. The owner feeds it every frame decoded from the peer
  * (`receive`) and gives it a `send` function for outgoing bytes; the mux never reads a socket or a
- * timer, and time only from the owner's `clock` (optional: without one, stream windows stay fixed). `receive` throws `ProtocolError` when the peer breaks the protocol; the owner
+ * timer, and time only from the owner's `clock` (optional: without one, windows stay fixed).
+ * `receive` throws `ProtocolError` when the peer breaks the protocol; the owner
  * then tears the tunnel down and calls `closeAll`. Local misuse of the API throws a plain `Error`.
  *
  * Rules it enforces:
@@ -103,8 +104,10 @@ export interface MuxOptions {
   maxTunnelWindow?: number;
   /**
    * Milliseconds on any monotonic clock. With it, the mux times its PINGs (the smallest round trip
-   * seen is the path's delay without queues) and how fast each stream's reader consumes, and grows
-   * the stream windows of fast readers on long paths (`maxStreamWindow`).
+   * seen is the path's delay without queues), how fast each stream's reader consumes and how fast
+   * DATA arrives, and grows the windows of fast readers and of the tunnel on long paths
+   * (`maxStreamWindow`, `maxTunnelWindow`). A peer that answers PINGs early or late only moves
+   * its own tunnel's windows, within those maxima and the memory bounds of docs/protocol.md §6.
    */
   clock?: () => number;
   maxStreams?: number;
