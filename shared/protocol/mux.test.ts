@@ -673,44 +673,53 @@ describe("window growth (receiver's choice: a fast reader on a long path)", () =
     return { ...t, clock };
   }
 
-  test("the window doubles per credit up to the maximum, and every byte arrives in order", () => {
-    const t = timed(40);
-    expect(t.connector.minRttMs).toBe(40);
-    const { local, remote } = t.openStream();
-    const got = sink(remote);
-    const payload = Uint8Array.from({ length: 64 * 1024 }, (_, i) => (i * 7) & 0xff);
-    local.write(payload);
-    t.deliver();
-    expect(got.bytes).toEqual(payload);
-    expect(t.connector.streamWindowOf(remote.id)).toBe(8192);
-    // The credits said so: each returned what was consumed (a whole window: it arrives in one
-    // frame and is consumed at once) plus the growth, 1024 → 2048 → 4096 → 8192; then no more.
-    const credits = t.sent.byConnector.flatMap((f) =>
-      f.type === "credit" && f.streamId === remote.id ? [f.increment] : [],
-    );
-    expect(credits.slice(0, 3)).toEqual([1024 + 1024, 2048 + 2048, 4096 + 4096]);
-    expect(credits.slice(3).every((c) => c <= 8192)).toBe(true);
-  });
-
-  test("a reader no faster than the window carries per round trip keeps the initial window", () => {
-    const t = timed(1);
-    expect(t.connector.minRttMs).toBe(1);
+  /**
+   * Runs a transfer over a path of `oneWayMs` each way (one hop per step), the reader taking at
+   * most `readPerStep` bytes per step (Infinity: at once). Returns what arrived and the windows seen.
+   */
+  function transfer(t: ReturnType<typeof timed>, oneWayMs: number, bytes: number, readPerStep = Infinity) {
     const { local, remote } = t.openStream();
     const got = sink(remote, false);
-    const payload = Uint8Array.from({ length: 16 * 1024 }, (_, i) => i & 0xff);
+    const payload = Uint8Array.from({ length: bytes }, (_, i) => (i * 7) & 0xff);
     local.write(payload);
+    const windows: number[] = [];
     let taken = 0;
-    for (let i = 0; i < 100 && taken < payload.length; i++) {
-      t.deliver();
-      const n = got.bytes.byteLength - taken;
-      // 1024 bytes per 2 ms: half the window's 1024 per 1 ms round trip.
-      t.clock.now += (2 * n) / 1024;
-      remote.consumed(n);
+    for (let i = 0; i < 100_000 && taken < payload.length; i++) {
+      t.clock.now += oneWayMs;
+      t.step();
+      const n = Math.min(got.bytes.byteLength - taken, readPerStep);
+      if (n > 0) remote.consumed(n);
       taken += n;
+      windows.push(t.connector.streamWindowOf(remote.id) ?? 0);
     }
     t.deliver();
+    return { got, payload, windows, remote };
+  }
+
+  test("on a long path the window doubles while the rate doubles with it, up to the maximum", () => {
+    const t = timed(40);
+    expect(t.connector.minRttMs).toBe(40);
+    const { got, payload, windows } = transfer(t, 20, 256 * 1024);
     expect(got.bytes).toEqual(payload);
-    expect(t.connector.streamWindowOf(remote.id)).toBe(1024);
+    // 1024 → 2048 → 4096 → 8192: each doubling was kept because the rate rose with it.
+    expect([...new Set(windows)]).toEqual([1024, 2048, 4096, 8192]);
+    // The credits said so: the growth rode on them, and no credit exceeded the grown window.
+    const credits = t.sent.byConnector.flatMap((f) =>
+      f.type === "credit" && f.streamId !== 0 ? [f.increment] : [],
+    );
+    expect(credits).toContain(1024 + 1024);
+    expect(credits.every((c) => c <= 8192 + 4096)).toBe(true);
+  });
+
+  test("a doubling that does not raise the rate (a slower reader, a busy CPU) is undone", () => {
+    // 2 ms round trip; the reader takes 384 bytes per ms, three quarters of what 1024 bytes per
+    // round trip carry: the rule asks for a larger window, which cannot make the reader faster.
+    const t = timed(2);
+    const { got, payload, windows } = transfer(t, 1, 512 * 1024, 384);
+    expect(got.bytes).toEqual(payload);
+    expect(windows).toContain(2048); // tried...
+    expect(windows.at(-1)).toBe(1024); // ...given back, and tried again ever more rarely
+    expect(windows.filter((w) => w > 1024).length).toBeLessThan(windows.length / 4);
   });
 
   test("without a timed round trip, or without a clock, windows stay as they are", () => {
@@ -744,7 +753,12 @@ describe("window growth (receiver's choice: a fast reader on a long path)", () =
     const got = sink(remote);
     const payload = Uint8Array.from({ length: 512 * 1024 }, (_, i) => (i * 13) & 0xff);
     local.write(payload);
-    for (let i = 0; i < 1000 && got.bytes.byteLength < payload.length; i++) t.deliver();
+    // A 40 ms round trip, one hop per step.
+    for (let i = 0; i < 10_000 && got.bytes.byteLength < payload.length; i++) {
+      t.clock.now += 20;
+      t.step();
+    }
+    t.deliver();
     expect(got.bytes).toEqual(payload);
     expect(t.connector.tunnelReceiveWindow).toBe(32 * 1024);
     // The client sent no more than the grown credit allowed (else the connector would have

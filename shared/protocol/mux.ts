@@ -38,6 +38,7 @@ import {
   type ProtocolVersion,
   RESET_CODES,
 } from "./frame.ts";
+import { WindowTuner } from "./window.ts";
 
 /** Initial credit per stream, in each direction. Both peers use it; there is no negotiation. */
 export const DEFAULT_STREAM_WINDOW = 1024 * 1024;
@@ -390,10 +391,8 @@ interface StreamState {
   owed: number;
   /** Consumed bytes not yet returned to the peer as CREDIT. */
   unacked: number;
-  /** The stream's receive window now: initially the protocol's, grown for fast readers. */
-  window: number;
-  /** When the current flow-control epoch began (the last CREDIT, or the stream's start). */
-  epochStart: number;
+  /** The stream's receive window (initially the protocol's, grown for a fast reader on a long path). */
+  tuner: WindowTuner;
   queue: ByteQueue;
   /** `write` returned false; `onDrain` is owed. */
   needDrain: boolean;
@@ -417,9 +416,8 @@ export class Mux {
   readonly #maxStreamWindow: number;
   readonly #tunnelWindow: number;
   readonly #maxTunnelWindow: number;
-  /** The tunnel's receive window now (grown on a long path) and when its credit epoch began. */
-  #tunnelWindowNow: number;
-  #tunnelEpochStart: number;
+  /** The tunnel's receive window now (grown on a long path). */
+  readonly #tunnelTuner: WindowTuner;
   readonly #clock: (() => number) | undefined;
   /** Smallest PING round trip seen, ms (undefined until the first answer). */
   #minRtt: number | undefined;
@@ -480,8 +478,7 @@ export class Mux {
       this.#tunnelWindow,
       positive(options.maxTunnelWindow ?? DEFAULT_MAX_TUNNEL_WINDOW, "maxTunnelWindow"),
     );
-    this.#tunnelWindowNow = this.#tunnelWindow;
-    this.#tunnelEpochStart = this.#clock ? this.#clock() : 0;
+    this.#tunnelTuner = new WindowTuner(this.#tunnelWindow, this.#maxTunnelWindow, this.#clock?.() ?? 0);
     this.#maxStreams = positive(options.maxStreams ?? DEFAULT_MAX_STREAMS, "maxStreams");
     this.#highWaterMark = positive(
       options.writeHighWaterMark ?? DEFAULT_WRITE_HIGH_WATER_MARK,
@@ -509,12 +506,12 @@ export class Mux {
 
   /** The tunnel's receive window now (grown on a long path). */
   get tunnelReceiveWindow(): number {
-    return this.#tunnelWindowNow;
+    return this.#tunnelTuner.window;
   }
 
   /** The receive window of stream `id` now (grown for a fast reader), or undefined if it is gone. */
   streamWindowOf(id: number): number | undefined {
-    return this.#streams.get(id)?.window;
+    return this.#streams.get(id)?.tuner.window;
   }
 
   /** Open streams (including those waiting for OPEN_OK or being closed). */
@@ -866,8 +863,7 @@ export class Mux {
       delivered: 0,
       owed: 0,
       unacked: 0,
-      window: this.#streamWindow,
-      epochStart: this.#clock ? this.#clock() : 0,
+      tuner: new WindowTuner(this.#streamWindow, this.#maxStreamWindow, this.#clock?.() ?? 0),
       queue: new ByteQueue(),
       needDrain: false,
       sentBytes: 0,
@@ -915,30 +911,23 @@ export class Mux {
     state.unacked += n;
     // Credit in batches of half a window: often enough that the sender never stalls on a fast
     // consumer, rarely enough that CREDIT frames are a small fraction of the traffic.
-    if (state.unacked >= state.window / 2) {
-      const grow = this.#growth(state.window, state.unacked, state.epochStart, this.#maxStreamWindow);
-      state.epochStart = this.#clock ? this.#clock() : 0;
-      const increment = state.unacked + grow;
+    const tuner = state.tuner;
+    if (state.unacked >= tuner.window / 2) {
+      const change = this.#clock ? tuner.adjust(state.unacked, this.#clock(), this.#minRtt) : 0;
+      // A growth undone (change < 0) is withheld from this and later credit until repaid.
+      const increment = state.unacked + change;
+      if (change > 0 && tuner.window * 2 > this.#tunnelTuner.window) {
+        // The tunnel's credit must not be what holds one fast stream back.
+        this.#growTunnel(this.#tunnelTuner.atLeast(tuner.window * 2));
+      }
+      if (increment <= 0) {
+        state.unacked = increment;
+        return;
+      }
       state.unacked = 0;
-      state.window += grow;
       state.recvWindow += increment;
       this.#sendFrame({ type: "credit", streamId: state.id, increment });
     }
-  }
-
-  /**
-   * How much to add to a window with this CREDIT (0 or the window again). `credited` bytes were
-   * consumed (a stream) or arrived (the tunnel) since `epochStart`: at that rate, a path of
-   * `minRtt` needs rate × RTT in flight, and the window should be twice that (as TCP's receive
-   * autotuning keeps it) so the sender never waits for credit. Growth stops once the rate stops
-   * rising with the window: a reader or a path that cannot go faster does not get a larger window.
-   */
-  #growth(window: number, credited: number, epochStart: number, max: number): number {
-    const now = this.#clock?.();
-    if (now === undefined || this.#minRtt === undefined || window >= max) return 0;
-    // window < 2 × (credited / elapsed) × minRtt, without dividing by a zero elapsed time.
-    if (window * (now - epochStart) >= 2 * credited * this.#minRtt) return 0;
-    return Math.min(window * 2, max) - window;
   }
 
   /** `n` delivered bytes of `state` are gone (consumed or dropped): owed tunnel credit goes back. */
@@ -952,20 +941,25 @@ export class Mux {
   #creditTunnel(n: number): void {
     if (this.#closed) return; // consumed() after closeAll: there is no tunnel left to credit
     this.#tunnelUnacked += n;
-    if (this.#tunnelUnacked >= this.#tunnelWindowNow / 2) {
-      const grow = this.#growth(
-        this.#tunnelWindowNow,
-        this.#tunnelUnacked,
-        this.#tunnelEpochStart,
-        this.#maxTunnelWindow,
-      );
-      this.#tunnelEpochStart = this.#clock ? this.#clock() : 0;
-      this.#tunnelWindowNow += grow;
-      const increment = this.#tunnelUnacked + grow;
+    const tuner = this.#tunnelTuner;
+    if (this.#tunnelUnacked >= tuner.window / 2) {
+      const change = this.#clock ? tuner.adjust(this.#tunnelUnacked, this.#clock(), this.#minRtt) : 0;
+      const increment = this.#tunnelUnacked + change;
+      if (increment <= 0) {
+        this.#tunnelUnacked = increment;
+        return;
+      }
       this.#tunnelUnacked = 0;
       this.#tunnelRecvWindow += increment;
       this.#sendFrame({ type: "credit", streamId: 0, increment });
     }
+  }
+
+  /** The tunnel window grew outside a credit point: the peer gets the growth at once. */
+  #growTunnel(grow: number): void {
+    if (grow <= 0) return;
+    this.#tunnelRecvWindow += grow;
+    this.#sendFrame({ type: "credit", streamId: 0, increment: grow });
   }
 
   /** Sends RESET and forgets the stream. */
