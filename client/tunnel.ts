@@ -162,7 +162,7 @@ export class Tunnel {
     const core = new ClientSession(Date.now(), {
       resumable: link !== undefined,
       version: this.version,
-      // Times PINGs and readers: stream windows grow on long paths (shared/protocol/mux.ts).
+      // Times PINGs and readers: stream windows grow on long paths (shared/protocol/window.ts).
       mux: { clock: () => performance.now() },
     });
     this.core = core;

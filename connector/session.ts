@@ -217,7 +217,7 @@ export class ConnectorSession {
     const core = new SessionCore<SessionAuth>(ctx.controllerNow(), {
       restrict,
       version: negotiatedVersion(tls),
-      // Times PINGs and readers: stream windows grow on long paths (shared/protocol/mux.ts).
+      // Times PINGs and readers: stream windows grow on long paths (shared/protocol/window.ts).
       mux: { clock: () => performance.now() },
     });
     this.core = core;

@@ -18,7 +18,7 @@
  */
 
 /** A doubling is kept when the rate rises by at least this factor. */
-export const GAIN = 1.5;
+export const GAIN = 1.25;
 /** A measurement of the rate after a doubling: at least this many epochs, and ROUND_MS. */
 export const TRIAL_EPOCHS = 2;
 /** ...and at least this long (ms): shorter rates on a busy machine are mostly scheduling noise. */
