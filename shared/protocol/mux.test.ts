@@ -683,6 +683,7 @@ describe("window growth (receiver's choice: a fast reader on a long path)", () =
     const payload = Uint8Array.from({ length: bytes }, (_, i) => (i * 7) & 0xff);
     local.write(payload);
     const windows: number[] = [];
+    const tunnelWindows: number[] = [];
     let taken = 0;
     for (let i = 0; i < 100_000 && taken < payload.length; i++) {
       t.clock.now += oneWayMs;
@@ -691,9 +692,10 @@ describe("window growth (receiver's choice: a fast reader on a long path)", () =
       if (n > 0) remote.consumed(n);
       taken += n;
       windows.push(t.connector.streamWindowOf(remote.id) ?? 0);
+      tunnelWindows.push(t.connector.tunnelReceiveWindow);
     }
     t.deliver();
-    return { got, payload, windows, remote };
+    return { got, payload, windows, tunnelWindows, remote };
   }
 
   test("on a long path the window doubles while the rate doubles with it, up to the maximum", () => {
@@ -763,6 +765,24 @@ describe("window growth (receiver's choice: a fast reader on a long path)", () =
     expect(t.connector.tunnelReceiveWindow).toBe(32 * 1024);
     // The client sent no more than the grown credit allowed (else the connector would have
     // thrown flow_control): the tunnel is still up.
+    expect(() => t.client.ping(new Uint8Array(8))).not.toThrow();
+  });
+
+  test("one fast stream raises the tunnel window to twice its own, so the tunnel never holds it back", () => {
+    const t = timed(40, {
+      initialTunnelWindow: 2048,
+      maxTunnelWindow: 64 * 1024,
+      initialStreamWindow: 1024,
+      maxStreamWindow: 16 * 1024,
+    });
+    const { got, payload, windows, tunnelWindows } = transfer(t, 20, 512 * 1024);
+    expect(got.bytes).toEqual(payload);
+    expect(windows.at(-1)).toBe(16 * 1024);
+    // At every step, from the stream's first growth on: the tunnel's window is at least twice it.
+    windows.forEach((w, i) => {
+      if (w > 1024) expect(tunnelWindows[i]).toBeGreaterThanOrEqual(2 * w);
+    });
+    // The raise went out as tunnel CREDIT, and the client never sent beyond it (no flow_control).
     expect(() => t.client.ping(new Uint8Array(8))).not.toThrow();
   });
 
