@@ -51,8 +51,8 @@ export class WindowTuner {
   #window: number;
   readonly #max: number;
   #epochStart: number;
-  /** The last BASE_EPOCHS epochs' bytes and durations (ms), oldest first. */
-  readonly #recent: { bytes: number; ms: number }[] = [];
+  /** The last BASE_EPOCHS epochs' bytes and durations (ms), oldest first; made at the first. */
+  #recent: { bytes: number; ms: number }[] | undefined;
   #trial: Trial | undefined;
   #quietUntil = Number.NEGATIVE_INFINITY;
   /** Failed trials in a row. */
@@ -81,6 +81,8 @@ export class WindowTuner {
   adjust(credited: number, now: number, minRtt: number | undefined): number {
     const ms = Math.max(0, now - this.#epochStart);
     this.#epochStart = now;
+    // An idle stream never gets here: it carries no history (DESIGN §7: bytes per idle stream).
+    this.#recent ??= [];
     const recent = this.#recent;
     recent.push({ bytes: credited, ms });
     if (recent.length > BASE_EPOCHS) recent.shift();
