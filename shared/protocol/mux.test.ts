@@ -11,6 +11,7 @@ import {
 } from "./frame.ts";
 import {
   type ControlFrame,
+  DEFAULT_TUNNEL_QUEUE_MARK,
   type Destination,
   Mux,
   type MuxOptions,
@@ -888,6 +889,122 @@ describe("tunnel lifecycle", () => {
     t.deliver();
     expect(connectorSide.reset?.code).toBe(8);
     expect(connectorSide.reset?.message.length).toBeLessThanOrEqual(1024);
+  });
+});
+
+describe("the tunnel's send queue (many writers)", () => {
+  /** What one socket read hands over in Bun at full speed. */
+  const CHUNK = 512 * 1024;
+  /**
+   * What the transport carries between two rounds of reads: a driver pulls DATA while TLS holds
+   * less than 256 KiB unsent (bunlib/transmit.ts), so one turn takes up to that and a frame.
+   */
+  const TICK = 512 * 1024;
+
+  /**
+   * `writers` streams in pull mode, each fed by a simulated socket: every round each writer that
+   * is not paused hands over one CHUNK (as a socket read does), pausing when `write` returns false
+   * until `onDrain`; then the transport carries TICK bytes and everything in flight is delivered.
+   */
+  function manyWriters(writers: number, chunksEach: number, tuning: Tuning = {}) {
+    const t = tunnel({ pull: { onDataReady: () => {} }, ...tuning });
+    t.authenticate();
+    const each = chunksEach * CHUNK;
+    const value = (i: number, position: number) => (i * 7 + Math.floor(position / CHUNK)) & 0xff;
+    const ws = Array.from({ length: writers }, (_, i) => {
+      const { local, remote } = t.openStream();
+      const w = { local, paused: false, written: 0, received: 0, inOrder: true };
+      local.onDrain = () => {
+        w.paused = false;
+      };
+      remote.onData = (bytes) => {
+        const last = w.received + bytes.byteLength - 1;
+        if (bytes[0] !== value(i, w.received) || bytes.at(-1) !== value(i, last)) w.inOrder = false;
+        w.received += bytes.byteLength;
+        remote.consumed(bytes.byteLength);
+      };
+      return w;
+    });
+    let maxQueued = 0;
+    let starved = 0;
+    let rounds = 0;
+    let spreadAtFirstDone: number | undefined;
+    while (ws.some((w) => w.received < each)) {
+      for (const [i, w] of ws.entries()) {
+        if (w.paused || w.written === each) continue;
+        const chunk = new Uint8Array(CHUNK).fill(value(i, w.written));
+        w.written += CHUNK;
+        if (!w.local.write(chunk)) w.paused = true;
+      }
+      // Every writer's first read arrives before anything can pause it: count from once the
+      // transport has carried that first burst.
+      if (rounds >= (writers * CHUNK) / TICK)
+        maxQueued = Math.max(
+          maxQueued,
+          ws.reduce((n, w) => n + w.local.queuedBytes, 0),
+        );
+      let carried = 0;
+      while (carried < TICK) {
+        const header = t.client.pollData();
+        if (header === undefined) break;
+        const payload = t.client.pollDataTail() as Uint8Array;
+        t.wire.toConnector.push(header, payload);
+        carried += payload.byteLength;
+      }
+      // The transport had room while some writer still had bytes to hand over.
+      if (carried < TICK && ws.some((w) => w.written < each)) starved++;
+      t.deliver();
+      rounds++;
+      if (spreadAtFirstDone === undefined && ws.some((w) => w.received === each)) {
+        spreadAtFirstDone = Math.min(...ws.map((w) => w.received)) / each;
+      }
+      if (rounds > 100_000) throw new Error("no progress");
+    }
+    return { ws, each, maxQueued, starved, rounds, spreadAtFirstDone: spreadAtFirstDone ?? 0 };
+  }
+
+  test("64 bulk writers: what waits in the sender stays near the mark, the transport never idles, all arrive in order", () => {
+    const r = manyWriters(64, 4);
+    for (const w of r.ws) {
+      expect(w.received).toBe(r.each);
+      expect(w.inOrder).toBe(true);
+    }
+    expect(r.maxQueued).toBeLessThanOrEqual(DEFAULT_TUNNEL_QUEUE_MARK + 2 * CHUNK);
+    expect(r.starved).toBe(0);
+    expect(r.rounds).toBe((64 * 4 * CHUNK) / TICK);
+    // Writers resume in turn: when the first is done, the last has most of its bytes through.
+    expect(r.spreadAtFirstDone).toBeGreaterThanOrEqual(0.5);
+  });
+
+  test("without the mark (each writer resumes on its own queue) every writer's read waits in memory", () => {
+    const r = manyWriters(64, 4, { tunnelQueueMark: 2 ** 31 - 1 });
+    expect(r.maxQueued).toBeGreaterThanOrEqual(16 * 2 ** 20);
+  });
+
+  test("a stream without credit holds no one back; a lone writer resumes at once", () => {
+    const t = tunnel({ pull: { onDataReady: () => {} } });
+    t.authenticate();
+    const carry = () => {
+      for (let h = t.client.pollData(); h !== undefined; h = t.client.pollData())
+        t.wire.toConnector.push(h, t.client.pollDataTail() as Uint8Array);
+      t.deliver();
+    };
+    // Three streams whose Resource stopped reading: each fills its window and queues 2 MiB more.
+    for (let i = 0; i < 3; i++) {
+      const { local, remote } = t.openStream();
+      sink(remote, false);
+      expect(local.write(new Uint8Array(3 * 2 ** 20))).toBe(false);
+      carry();
+      expect(local.queuedBytes).toBe(2 * 2 ** 20);
+    }
+    // 6 MiB wait for credit that may never come; a new bulk writer is not held behind them.
+    const { local, remote } = t.openStream();
+    const drains = sink(local);
+    const got = sink(remote);
+    expect(local.write(new Uint8Array(CHUNK))).toBe(false);
+    carry();
+    expect(got.bytes.byteLength).toBe(CHUNK);
+    expect(drains.drains).toBe(1);
   });
 });
 

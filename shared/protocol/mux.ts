@@ -65,6 +65,16 @@ export const DEFAULT_MAX_STREAMS = 16384;
 export const DEFAULT_RECEIVE_BUDGET = 64 * 1024 * 1024;
 /** Bytes a stream may queue (waiting for credit) before `write` returns false. */
 export const DEFAULT_WRITE_HIGH_WATER_MARK = 64 * 1024;
+/**
+ * A writer paused by its stream's high-water mark resumes (`onDrain`) only while less than this is
+ * queued for sending over all the tunnel's streams that have credit, and then one writer per
+ * RESUME_EVERY bytes sent, first paused first resumed; all at once when nothing is queued. A socket
+ * reader hands over up to a read buffer at a time (512 KiB in Bun), so 64 bulk streams resumed
+ * together queued 32 MiB in the sender's memory, 80 ms of the tunnel's traffic (issue 14).
+ */
+export const DEFAULT_TUNNEL_QUEUE_MARK = 1024 * 1024;
+/** Bytes sent between two writers resumed by the tunnel queue mark (see DEFAULT_TUNNEL_QUEUE_MARK). */
+export const RESUME_EVERY = 256 * 1024;
 
 /** Windows above this are a flow_control error, so credit arithmetic stays far from 2^53. */
 const MAX_WINDOW = 2 ** 31 - 1;
@@ -113,6 +123,8 @@ export interface MuxOptions {
   clock?: () => number;
   maxStreams?: number;
   writeHighWaterMark?: number;
+  /** Sender's choice: see DEFAULT_TUNNEL_QUEUE_MARK (the default). */
+  tunnelQueueMark?: number;
   /**
    * Receiver's choice, not negotiated: unconsumed bytes whose tunnel credit is returned on arrival
    * (default DEFAULT_RECEIVE_BUDGET). 0 returns tunnel credit only on consumption, which lets a few
@@ -396,6 +408,10 @@ interface StreamState {
   queue: ByteQueue;
   /** `write` returned false; `onDrain` is owed. */
   needDrain: boolean;
+  /** Waiting in the tunnel's resume queue for `onDrain` (its own queue has drained). */
+  waiting: boolean;
+  /** Of `queue.length`, what counts in the tunnel's queued total (all of it while it has credit). */
+  counted: number;
   /** DATA bytes sent so far (counted up to INTERACTIVE_BYTES: only "is it still small" matters). */
   sentBytes: number;
 }
@@ -427,6 +443,14 @@ export class Mux {
   #rttProbesLeft = 0;
   readonly #maxStreams: number;
   readonly #highWaterMark: number;
+  readonly #tunnelQueueMark: number;
+  /** Bytes queued for sending over the streams that have credit (their `counted`). */
+  #queued = 0;
+  /** Paused writers whose own queue has drained, waiting for the tunnel queue (first in first out). */
+  readonly #waiting = new Set<StreamState>();
+  /** Bytes sent below the mark since the last writer was resumed from #waiting. */
+  #resumeCredit = 0;
+  #resuming = false;
   readonly version: ProtocolVersion;
   readonly #maxData: number;
 
@@ -484,6 +508,7 @@ export class Mux {
       options.writeHighWaterMark ?? DEFAULT_WRITE_HIGH_WATER_MARK,
       "writeHighWaterMark",
     );
+    this.#tunnelQueueMark = positive(options.tunnelQueueMark ?? DEFAULT_TUNNEL_QUEUE_MARK, "tunnelQueueMark");
     this.#tunnelSendWindow = this.#tunnelWindow;
     this.#tunnelRecvWindow = this.#tunnelWindow;
     const budget = options.receiveBudget ?? DEFAULT_RECEIVE_BUDGET;
@@ -628,9 +653,12 @@ export class Mux {
     this.#streams.clear();
     this.#pending.clear();
     this.#interactive.clear();
+    this.#waiting.clear();
+    this.#queued = 0;
     for (const state of states) {
       state.closed = true;
       state.queue.clear();
+      state.counted = 0;
     }
     for (const state of states) state.handle[deliver]({ kind: "reset", code, message });
   }
@@ -866,6 +894,8 @@ export class Mux {
       tuner: new WindowTuner(this.#streamWindow, this.#maxStreamWindow, this.#clock?.() ?? 0),
       queue: new ByteQueue(),
       needDrain: false,
+      waiting: false,
+      counted: 0,
       sentBytes: 0,
     };
     this.#streams.set(id, state);
@@ -978,7 +1008,11 @@ export class Mux {
     this.#streams.delete(state.id);
     this.#pending.delete(state);
     this.#interactive.delete(state);
+    this.#waiting.delete(state);
+    state.waiting = false;
     state.queue.clear();
+    this.#count(state);
+    this.#resume(0);
     // After a reset the owner drops whatever it still buffers, so the tunnel credit for it is
     // returned now; it would otherwise leak. After a clean close the owner keeps processing and
     // returns the credit through consumed().
@@ -1006,11 +1040,24 @@ export class Mux {
   ): void {
     if (!this.#maySend(state)) return;
     if (this.#onDataReady !== undefined && maxFrames === Number.POSITIVE_INFINITY && state.queue.length > 0) {
+      this.#count(state);
       if (!this.#pending.has(state)) this.#addPending(state);
       if (state.sendWindow > 0 && this.#tunnelSendWindow > 0) this.#onDataReady();
       return;
     }
+    const sent = this.#sendFrames(state, maxFrames, emit);
+    this.#count(state);
+    this.#resume(sent);
+  }
+
+  /** #pump's work: DATA frames, FIN, onDrain. Returns the bytes sent. */
+  #sendFrames(
+    state: StreamState,
+    maxFrames: number,
+    emit: (streamId: number, bytes: Uint8Array) => void,
+  ): number {
     let frames = 0;
+    let sent = 0;
     while (
       frames < maxFrames &&
       state.queue.length > 0 &&
@@ -1023,13 +1070,14 @@ export class Mux {
       if (state.sentBytes < INTERACTIVE_BYTES) state.sentBytes += bytes.byteLength;
       emit(state.id, bytes);
       frames++;
+      sent += bytes.byteLength;
     }
     // Re-inserting moves the stream to the back of the round-robin order.
     this.#pending.delete(state);
     this.#interactive.delete(state);
     if (state.queue.length > 0) {
       this.#addPending(state);
-      return;
+      return sent;
     }
     if (state.localEnded && !state.finSent) {
       state.finSent = true;
@@ -1037,9 +1085,58 @@ export class Mux {
       this.#removeIfDone(state);
     }
     // Hysteresis: wait until half the mark is free, so a writer is not woken for a few bytes.
-    if (state.needDrain && !state.closed && state.queue.length <= this.#highWaterMark / 2) {
-      state.needDrain = false;
-      state.handle.onDrain();
+    if (state.needDrain && !state.closed && !state.waiting && state.queue.length <= this.#highWaterMark / 2) {
+      if (
+        this.#waiting.size === 0 &&
+        this.#queued - state.counted + state.queue.length < this.#tunnelQueueMark
+      ) {
+        state.needDrain = false;
+        state.handle.onDrain();
+      } else {
+        // The tunnel has enough queued from other writers: resumed in turn as it is sent.
+        state.waiting = true;
+        this.#waiting.add(state);
+      }
+    }
+    return sent;
+  }
+
+  /** Keeps `#queued` current after `state`'s queue, credit or state changed. */
+  #count(state: StreamState): void {
+    const counted = !state.closed && state.sendWindow > 0 && this.#maySend(state) ? state.queue.length : 0;
+    this.#queued += counted - state.counted;
+    state.counted = counted;
+  }
+
+  /**
+   * `sent` bytes left the queues: resume waiting writers, one per RESUME_EVERY bytes sent while
+   * less than the mark is queued, every one of them when nothing is.
+   */
+  #resume(sent: number): void {
+    if (this.#waiting.size === 0) {
+      this.#resumeCredit = 0;
+      return;
+    }
+    // Only what is sent while less than the mark is queued makes room for another writer.
+    if (this.#queued < this.#tunnelQueueMark) this.#resumeCredit += sent;
+    if (this.#resuming) return; // an onDrain that wrote: the outer loop goes on
+    this.#resuming = true;
+    try {
+      while (this.#waiting.size > 0) {
+        if (this.#queued > 0) {
+          if (this.#queued >= this.#tunnelQueueMark || this.#resumeCredit < RESUME_EVERY) break;
+          this.#resumeCredit -= RESUME_EVERY;
+        }
+        const state = this.#waiting.values().next().value as StreamState;
+        this.#waiting.delete(state);
+        state.waiting = false;
+        if (!state.closed && state.needDrain) {
+          state.needDrain = false;
+          state.handle.onDrain();
+        }
+      }
+    } finally {
+      this.#resuming = false;
     }
   }
 
