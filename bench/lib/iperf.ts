@@ -55,7 +55,10 @@ function serverBusy(error: string): boolean {
     /unable to connect to server: Connection refused/.test(error) ||
     /unable to receive control message: Connection reset by peer/.test(error) ||
     // Through a proxy the connection itself succeeds (to the proxy) and the reset comes after.
-    /unable to send cookie to server: Connection reset by peer/.test(error)
+    /unable to send cookie to server: Connection reset by peer/.test(error) ||
+    // A server still closing the previous test (seen through ssh -L) drops the next one's control
+    // connection before it starts.
+    /control socket has closed unexpectedly/.test(error)
   );
 }
 
