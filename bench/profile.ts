@@ -83,12 +83,13 @@ process.once("SIGINT", () => void cleanup.run().then(() => process.exit(130)));
 try {
   const iperf = await startIperfServer(cleanup);
   // The connector and the client inherit this; nothing else the edge starts is a Bun process.
+  const ownPurgeDelay = process.env[PURGE_DELAY_VAR];
   if (!values["no-js"]) {
     process.env.BUN_OPTIONS = `--cpu-prof --cpu-prof-dir=${out}`;
     // With the variable already set the binaries do not replace their own image at start
     // (bunlib/allocator.ts): the profiler's timer would outlive the exec and kill the new image
     // before it has a handler for the timer's signal.
-    process.env[PURGE_DELAY_VAR] = PURGE_DELAY_MS;
+    process.env[PURGE_DELAY_VAR] ??= PURGE_DELAY_MS;
   }
   const sp = await startSallyport(cleanup);
   // The direct path: a connector that accepts tunnels on loopback, and a client of its network.
@@ -98,7 +99,7 @@ try {
   const client = await sp.startClient("client", direct?.network);
   const connector = direct?.connector ?? sp.connector;
   delete process.env.BUN_OPTIONS;
-  delete process.env[PURGE_DELAY_VAR];
+  if (ownPurgeDelay === undefined) delete process.env[PURGE_DELAY_VAR];
   const target = {
     host: HOSTS.iperf,
     port: iperf.port,
