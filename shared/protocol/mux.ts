@@ -408,8 +408,6 @@ interface StreamState {
   queue: ByteQueue;
   /** `write` returned false; `onDrain` is owed. */
   needDrain: boolean;
-  /** Waiting in the tunnel's resume queue for `onDrain` (its own queue has drained). */
-  waiting: boolean;
   /** Of `queue.length`, what counts in the tunnel's queued total (all of it while it has credit). */
   counted: number;
   /** DATA bytes sent so far (counted up to INTERACTIVE_BYTES: only "is it still small" matters). */
@@ -894,7 +892,6 @@ export class Mux {
       tuner: new WindowTuner(this.#streamWindow, this.#maxStreamWindow, this.#clock?.() ?? 0),
       queue: new ByteQueue(),
       needDrain: false,
-      waiting: false,
       counted: 0,
       sentBytes: 0,
     };
@@ -1009,7 +1006,6 @@ export class Mux {
     this.#pending.delete(state);
     this.#interactive.delete(state);
     this.#waiting.delete(state);
-    state.waiting = false;
     state.queue.clear();
     this.#count(state);
     this.#resume(0);
@@ -1085,16 +1081,18 @@ export class Mux {
       this.#removeIfDone(state);
     }
     // Hysteresis: wait until half the mark is free, so a writer is not woken for a few bytes.
-    if (state.needDrain && !state.closed && !state.waiting && state.queue.length <= this.#highWaterMark / 2) {
-      if (
-        this.#waiting.size === 0 &&
-        this.#queued - state.counted + state.queue.length < this.#tunnelQueueMark
-      ) {
+    if (
+      state.needDrain &&
+      !state.closed &&
+      !this.#waiting.has(state) &&
+      state.queue.length <= this.#highWaterMark / 2
+    ) {
+      // This stream's queue is empty here; `counted` still holds what it was before these frames.
+      if (this.#waiting.size === 0 && this.#queued - state.counted < this.#tunnelQueueMark) {
         state.needDrain = false;
         state.handle.onDrain();
       } else {
         // The tunnel has enough queued from other writers: resumed in turn as it is sent.
-        state.waiting = true;
         this.#waiting.add(state);
       }
     }
@@ -1129,7 +1127,6 @@ export class Mux {
         }
         const state = this.#waiting.values().next().value as StreamState;
         this.#waiting.delete(state);
-        state.waiting = false;
         if (!state.closed && state.needDrain) {
           state.needDrain = false;
           state.handle.onDrain();
