@@ -1,5 +1,6 @@
 // npm run bench:profile [-- --seconds N] [--out DIR] [--path relayed|direct] [--no-js] [--reverse]
-// [--streams N]: where a path's CPU goes (default the relayed one). Runs one iperf3 (one stream, or
+// [--streams N] (flags: bench/lib/script-options.ts, --help): where a path's CPU goes (default the
+// relayed one). Runs one iperf3 (one stream, or
 // N parallel streams on the same tunnel) through
 // Sallyport (as `npm run bench` does) with the connector and client
 // binaries under Bun's sampling profiler (BUN_OPTIONS=--cpu-prof: JavaScript functions, wall-clock
@@ -10,13 +11,13 @@
 // out (it slows the binaries): CPU per GiB is then comparable with `npm run bench`.
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { parseArgs } from "node:util";
 import { PURGE_DELAY_MS, PURGE_DELAY_VAR } from "../bunlib/allocator.ts";
 import { freePort, ROOT } from "../scripts/lib/local-edge.ts";
 import { Cleanup } from "./lib/cleanup.ts";
 import { runIperf, startIperfServer } from "./lib/iperf.ts";
 import { cpuSeconds, workerdRoles } from "./lib/procfs.ts";
 import { HOSTS, socksPrefix, startSallyport } from "./lib/sallyport.ts";
+import { optionsOrExit, PROFILE_HELP, parseProfileOptions } from "./lib/script-options.ts";
 
 interface CpuProfile {
   nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
@@ -59,24 +60,10 @@ function perfReport(data: string, args: string[], top: number): string {
     .join("\n");
 }
 
-const { values } = parseArgs({
-  args: process.argv.slice(2),
-  options: {
-    seconds: { type: "string", default: "10" },
-    out: { type: "string" },
-    path: { type: "string", default: "relayed" },
-    "no-js": { type: "boolean", default: false },
-    reverse: { type: "boolean", default: false },
-    streams: { type: "string", default: "1" },
-  },
-});
-if (values.path !== "relayed" && values.path !== "direct") throw new Error("--path: relayed or direct");
-const directPath = values.path === "direct";
-const seconds = Number(values.seconds);
-if (!Number.isInteger(seconds) || seconds < 1 || seconds > 120) throw new Error("--seconds: 1 to 120");
-const streams = Number(values.streams);
-if (!Number.isInteger(streams) || streams < 1 || streams > 128) throw new Error("--streams: 1 to 128");
-const out = values.out ?? join(ROOT, "bench/results/profile");
+const opts = optionsOrExit("bench:profile", PROFILE_HELP, parseProfileOptions);
+const directPath = opts.path === "direct";
+const { seconds, streams } = opts;
+const out = opts.out ?? join(ROOT, "bench/results/profile");
 mkdirSync(out, { recursive: true });
 const cleanup = new Cleanup();
 process.once("SIGINT", () => void cleanup.run().then(() => process.exit(130)));
@@ -84,7 +71,7 @@ try {
   const iperf = await startIperfServer(cleanup);
   // The connector and the client inherit this; nothing else the edge starts is a Bun process.
   const ownPurgeDelay = process.env[PURGE_DELAY_VAR];
-  if (!values["no-js"]) {
+  if (!opts.noJs) {
     process.env.BUN_OPTIONS = `--cpu-prof --cpu-prof-dir=${out}`;
     // With the variable already set the binaries do not replace their own image at start
     // (bunlib/allocator.ts): the profiler's timer would outlive the exec and kill the new image
@@ -104,7 +91,7 @@ try {
     host: HOSTS.iperf,
     port: iperf.port,
     prefix: socksPrefix(client.socks, sp.tmp, "client"),
-    reverse: values.reverse,
+    reverse: opts.reverse,
     parallel: streams,
   };
   await runIperf({ ...target, seconds: 2 }); // warm-up
@@ -143,7 +130,7 @@ try {
   await perf?.exited;
   const gib = run.bytes / 2 ** 30;
   const lines = [
-    `${values.path}${values.reverse ? " (reverse)" : ""}, ${streams} stream${streams === 1 ? "" : "s"}, ${seconds} s: ${run.mibps.toFixed(0)} MiB/s`,
+    `${opts.path}${opts.reverse ? " (reverse)" : ""}, ${streams} stream${streams === 1 ? "" : "s"}, ${seconds} s: ${run.mibps.toFixed(0)} MiB/s`,
     "",
     "CPU seconds per GiB:",
   ];
@@ -155,7 +142,7 @@ try {
   // SIGINT: both binaries stop cleanly, and Bun writes the profile on the way out.
   await client.stop("SIGINT");
   await connector.stop("SIGINT");
-  for (const [label, pid] of values["no-js"]
+  for (const [label, pid] of opts.noJs
     ? []
     : ([
         ["client", client.proc.pid],

@@ -13,7 +13,6 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { requestConnectionTokens } from "../client/controller-api.ts";
 import { loadOrCreateDeviceKey, loadSession } from "../client/state.ts";
 import { Tunnel } from "../client/tunnel.ts";
@@ -24,37 +23,10 @@ import { startSelfhostEdge } from "../scripts/lib/selfhost-edge.ts";
 import { startEcho, startHttp } from "../test/helpers/servers.ts";
 import { socksConnect } from "../test/helpers/socks-client.ts";
 import { dirBytes, rssBytes, workerdPids, workerdRoles } from "./lib/procfs.ts";
+import { optionsOrExit, parseSoakOptions, SOAK_HELP } from "./lib/script-options.ts";
 
-const { values } = parseArgs({
-  options: {
-    minutes: { type: "string", default: "10" },
-    selfhost: { type: "boolean", default: false },
-    "no-new-tunnels": { type: "boolean", default: false },
-    "no-bulk": { type: "boolean", default: false },
-    out: { type: "string" },
-    help: { type: "boolean", default: false },
-  },
-});
-if (values.help) {
-  process.stdout.write(
-    [
-      "npm run soak [-- --minutes N] [--selfhost] [--no-new-tunnels] [--no-bulk] [--out FILE]",
-      "Mixed traffic for N minutes (default 10); RSS of every process sampled every 15 s.",
-      "  --selfhost         the edge as production self-hosts it: plain `workerd serve` with the",
-      "                     `npm run selfhost:config` config (default: `wrangler dev`)",
-      "  --no-new-tunnels   no new relayed tunnel every 2 s",
-      "  --no-bulk          no long echo stream",
-      "  --out FILE         samples as JSON (default bench/results/soak.json, soak-selfhost.json)",
-      "",
-    ].join("\n"),
-  );
-  process.exit(0);
-}
-const minutes = Number(values.minutes);
-if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 120) {
-  process.stderr.write("--minutes: a number of minutes from 0 to 120\n");
-  process.exit(2);
-}
+const opts = optionsOrExit("soak", SOAK_HELP, parseSoakOptions);
+const minutes = opts.minutes;
 
 const log = (s: string) => process.stderr.write(`soak: ${s}\n`);
 const MiB = 1024 * 1024;
@@ -63,8 +35,8 @@ const ECHO = "echo.bench.internal";
 
 const http = await startHttp("soak ok\n");
 const echo = await startEcho();
-const selfhost = values.selfhost;
-const out = values.out ?? join(ROOT, `bench/results/${selfhost ? "soak-selfhost" : "soak"}.json`);
+const selfhost = opts.selfhost;
+const out = opts.out ?? join(ROOT, `bench/results/${selfhost ? "soak-selfhost" : "soak"}.json`);
 const edge = selfhost ? await startSelfhostEdge() : await startEdge();
 const tmp = mkdtempSync(join(tmpdir(), "sallyport-soak-"));
 const p = await provisionNetwork(
@@ -219,12 +191,12 @@ async function churn(): Promise<void> {
 }
 
 log(
-  `running ${minutes} min of mixed traffic against ${selfhost ? "workerd serve (self-hosted)" : "wrangler dev"} (new tunnels: ${!values["no-new-tunnels"]}, bulk: ${!values["no-bulk"]})`,
+  `running ${minutes} min of mixed traffic against ${selfhost ? "workerd serve (self-hosted)" : "wrangler dev"} (new tunnels: ${opts.newTunnels}, bulk: ${opts.bulk})`,
 );
 sample();
 const timer = setInterval(sample, 15_000);
-const loops = [requests(), values["no-bulk"] ? Promise.resolve() : bulk()];
-if (!values["no-new-tunnels"]) loops.push(churn());
+const loops = [requests(), opts.bulk ? bulk() : Promise.resolve()];
+if (opts.newTunnels) loops.push(churn());
 await Bun.sleep(Math.max(0, deadline - Date.now()));
 stopping = true;
 await Promise.allSettled(loops);
@@ -259,7 +231,7 @@ process.stdout.write(
     )}\n\n${counts.requests} requests (${counts.requestFailures} failed), bulk stream ${counts.bulkFailures > 0 ? "FAILED" : "intact"}, ${counts.tunnels} new tunnels (${counts.tunnelFailures} failed), ${(counts.bulkBytes / MiB).toFixed(0)} MiB echoed and verified, in ${minutes} min\n`,
 );
 mkdirSync(join(ROOT, "bench/results"), { recursive: true });
-writeFileSync(out, JSON.stringify({ minutes, options: values, counts, rows, samples }, null, 2));
+writeFileSync(out, JSON.stringify({ minutes, options: opts.raw, counts, rows, samples }, null, 2));
 log(`samples written to ${out}`);
 await client.stop();
 await connector.stop("SIGINT");
