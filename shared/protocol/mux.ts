@@ -1080,14 +1080,9 @@ export class Mux {
       this.#sendFrame({ type: "fin", streamId: state.id });
       this.#removeIfDone(state);
     }
-    // Hysteresis: wait until half the mark is free, so a writer is not woken for a few bytes.
-    if (
-      state.needDrain &&
-      !state.closed &&
-      !this.#waiting.has(state) &&
-      state.queue.length <= this.#highWaterMark / 2
-    ) {
-      // This stream's queue is empty here; `counted` still holds what it was before these frames.
+    // The stream's own queue is empty here (a writer is woken only once all it wrote has gone, not
+    // for a few bytes of room); `counted` still holds what it was before these frames.
+    if (state.needDrain && !state.closed && !this.#waiting.has(state)) {
       if (this.#waiting.size === 0 && this.#queued - state.counted < this.#tunnelQueueMark) {
         state.needDrain = false;
         state.handle.onDrain();
