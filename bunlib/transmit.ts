@@ -1,14 +1,30 @@
 // How the tunnel drivers hand the session core's output to TLS. Control frames always go at once;
-// DATA frames are pulled from the core only while TLS holds less than TX_QUEUE_BYTES unsent, and
-// pulling resumes on "drain". Bulk data therefore waits in its own stream (whose writer is paused
-// by the mux's high-water mark), not in a deep socket buffer in front of a new stream's OPEN, a
+// DATA frames are pulled from the core only while fewer than TX_QUEUE_BYTES wait unsent below the
+// core, and pulling resumes on "drain". Bulk data therefore waits in its own stream (whose writer is
+// paused by the mux's high-water mark), not in a deep buffer in front of a new stream's OPEN, a
 // CREDIT or a keepalive (docs/protocol.md, "Scheduling").
+//
+// "Below the core" is TLS and the stream TLS runs on. Bun's TLS over a JavaScript Duplex (the
+// resumable link, the relay's WebSocket) encrypts at once and hands the ciphertext to that Duplex
+// in the same call, so TLS's own `writableLength` stays 0 and what waits, waits in the Duplex's
+// write queue: both are counted. (TLS on a native socket queues in TLS itself; its socket's
+// `writableLength` is then 0.)
+import type { Writable } from "node:stream";
 import type { TLSSocket } from "node:tls";
 
-/** Unsent bytes TLS may hold before DATA stops being pulled: a few frames, to keep the pipe full. */
+/** Unsent bytes below the core before DATA stops being pulled: a few frames, to keep the pipe full. */
 export const TX_QUEUE_BYTES = 256 * 1024;
 
-/** Whether the driver may pull DATA frames for `tls` now. */
-export function tlsTakesData(tls: TLSSocket | undefined): boolean {
-  return tls !== undefined && !tls.destroyed && tls.writableLength < TX_QUEUE_BYTES;
+/** Bytes written to `tls` that have not left for the transport yet (TLS's and its Duplex's queues). */
+export function unsentBytes(tls: TLSSocket, under?: Writable): number {
+  return tls.writableLength + (under?.writableLength ?? 0);
+}
+
+/**
+ * Whether the driver may pull DATA frames for `tls` now; `under` is the stream TLS runs on. When
+ * this says no, a "drain" from `tls` or from `under` follows (both queues are Node Writables whose
+ * high-water mark is at most TX_QUEUE_BYTES, so the write that filled them returned false).
+ */
+export function tlsTakesData(tls: TLSSocket | undefined, under?: Writable): boolean {
+  return tls !== undefined && !tls.destroyed && unsentBytes(tls, under) < TX_QUEUE_BYTES;
 }

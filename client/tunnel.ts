@@ -147,6 +147,8 @@ export class Tunnel {
 
   private constructor(
     private readonly tls: TLSSocket,
+    /** The stream TLS runs on (the resumable link, or the transport itself): its queue counts. */
+    private readonly under: Duplex,
     private readonly exporter: Uint8Array,
     private readonly deviceKey: CryptoKey,
     readonly connectorId: string,
@@ -178,6 +180,7 @@ export class Tunnel {
       this.flush();
     });
     tls.on("drain", () => this.flush());
+    under.on("drain", () => this.flush());
     tls.on("close", () => this.close("tunnel closed"));
     tls.on("error", (err) => this.close(`tunnel error: ${err.message}`));
   }
@@ -189,7 +192,7 @@ export class Tunnel {
     const core = this.core;
     try {
       for (;;) {
-        const bytes = core.pollTransmit(tlsTakesData(this.tls));
+        const bytes = core.pollTransmit(tlsTakesData(this.tls, this.under));
         if (bytes) {
           if (!this.tls.destroyed) this.tls.write(bytes);
           continue;
@@ -464,9 +467,10 @@ export class Tunnel {
       duplex.onDetached = () => duplex?.destroy();
       duplex.attachNew(raw, { sendHello: true });
     }
-    const tls = await connectTls(duplex ?? raw, tokens.connector.cert_sha256, undefined, versions);
+    const under = duplex ?? raw;
+    const tls = await connectTls(under, tokens.connector.cert_sha256, undefined, versions);
     const link = duplex ? { duplex, secret: resumeSecret(tls), options: resume!, tokens } : undefined;
-    const tunnel = new Tunnel(tls, exporterValue(tls), deviceKey, tokens.connector.id, path, link);
+    const tunnel = new Tunnel(tls, under, exporterValue(tls), deviceKey, tokens.connector.id, path, link);
     try {
       await tunnel.authorize(tokens.authorization_token);
     } catch (err) {

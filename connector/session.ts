@@ -93,6 +93,8 @@ export class ConnectorSession {
   private tls: TLSSocket | undefined;
   private core: SessionCore<SessionAuth> | undefined;
   private exporter: Uint8Array | undefined;
+  /** The stream TLS runs on (the resumable link, or the transport itself): its queue counts. */
+  private under: Duplex | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   /** The deadline the timer is armed for: unchanged deadlines keep their timer (the hot path). */
   private timerAt: number | undefined;
@@ -209,6 +211,7 @@ export class ConnectorSession {
     const { ctx } = this;
     const tls = await acceptTls(transport, ctx.identity);
     this.tls = tls;
+    this.under = transport;
     this.exporter = exporterValue(tls);
     if (this.closed) {
       tls.destroy();
@@ -227,6 +230,7 @@ export class ConnectorSession {
       this.flush();
     });
     tls.on("drain", () => this.flush());
+    transport.on("drain", () => this.flush());
     tls.on("close", () => this.close("tunnel closed"));
     tls.on("error", () => this.close("tunnel error"));
     this.flush();
@@ -239,7 +243,7 @@ export class ConnectorSession {
     this.flushing = true;
     try {
       for (;;) {
-        const bytes = core.pollTransmit(tlsTakesData(this.tls));
+        const bytes = core.pollTransmit(tlsTakesData(this.tls, this.under));
         if (bytes) {
           if (this.tls && !this.tls.destroyed) this.tls.write(bytes);
           continue;
