@@ -510,6 +510,36 @@ describe("flow control", () => {
     expect(fastSide.bytes.every((b) => b === 2)).toBe(true);
   });
 
+  for (const start of [undefined, 8 * 1024 * 1024]) {
+    test(`eight bulk streams with the protocol's windows: after the initial 8 MiB, in flight stays within the receiver's start (${start ? "8 MiB" : "default 4 MiB"})`, () => {
+      const t = tunnel(start ? { startTunnelWindow: start } : {});
+      t.authenticate();
+      const streams = Array.from({ length: 8 }, () => t.openStream());
+      const sinks = streams.map(({ remote }) => sink(remote));
+      const payloads = streams.map((_, k) =>
+        Uint8Array.from({ length: 6 * 1024 * 1024 }, (_, i) => (i * 7 + k) & 0xff),
+      );
+      streams.forEach(({ local }, k) => local.write(payloads[k]!));
+      // One hop per step: what is on the wire toward the connector is what the client has in flight.
+      const dataOnWire = () =>
+        t.wire.toConnector.reduce((n, bytes) => {
+          const f = decodeFrame(bytes);
+          return n + (f.type === "data" ? f.data.byteLength : 0);
+        }, 0);
+      const inFlight: number[] = [];
+      for (let i = 0; i < 10_000 && sinks.some((k, j) => k.bytes.byteLength < payloads[j]!.length); i++) {
+        inFlight.push(dataOnWire());
+        t.step();
+      }
+      t.deliver();
+      sinks.forEach((k, j) => expect(k.bytes).toEqual(payloads[j]!));
+      expect(inFlight[0]).toBe(8 * 1024 * 1024); // the protocol's initial credit: both peers know it
+      const after = Math.max(...inFlight.slice(1));
+      if (start) expect(after).toBe(8 * 1024 * 1024);
+      else expect(after).toBeLessThanOrEqual(4 * 1024 * 1024);
+    });
+  }
+
   test("the tunnel window bounds all streams together and is shared round-robin", () => {
     // receiveBudget 0: tunnel credit only on consumption, so the tunnel window is what binds here.
     const t = tunnel({ initialStreamWindow: 4096, initialTunnelWindow: 4096, receiveBudget: 0 });
@@ -766,6 +796,28 @@ describe("window growth (receiver's choice: a fast reader on a long path)", () =
     expect(t.connector.tunnelReceiveWindow).toBe(32 * 1024);
     // The client sent no more than the grown credit allowed (else the connector would have
     // thrown flow_control): the tunnel is still up.
+    expect(() => t.client.ping(new Uint8Array(8))).not.toThrow();
+  });
+
+  test("a tunnel window that starts below the initial credit also grows on a long path, up to its maximum", () => {
+    const t = timed(40, {
+      initialTunnelWindow: 8192,
+      startTunnelWindow: 2048,
+      maxTunnelWindow: 32 * 1024,
+      initialStreamWindow: 1 << 20,
+    });
+    expect(t.connector.tunnelReceiveWindow).toBe(2048);
+    const { local, remote } = t.openStream();
+    const got = sink(remote);
+    const payload = Uint8Array.from({ length: 512 * 1024 }, (_, i) => (i * 17) & 0xff);
+    local.write(payload);
+    for (let i = 0; i < 10_000 && got.bytes.byteLength < payload.length; i++) {
+      t.clock.now += 20;
+      t.step();
+    }
+    t.deliver();
+    expect(got.bytes).toEqual(payload);
+    expect(t.connector.tunnelReceiveWindow).toBe(32 * 1024);
     expect(() => t.client.ping(new Uint8Array(8))).not.toThrow();
   });
 

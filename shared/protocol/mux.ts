@@ -56,6 +56,13 @@ export const DEFAULT_MAX_STREAM_WINDOW = 16 * 1024 * 1024;
 export const DEFAULT_MAX_TUNNEL_WINDOW = 32 * 1024 * 1024;
 /** Initial credit for the whole tunnel, in each direction. */
 export const DEFAULT_TUNNEL_WINDOW = 8 * 1024 * 1024;
+/**
+ * The tunnel window a receiver starts from (receiver's choice, not negotiated): of the initial
+ * DEFAULT_TUNNEL_WINDOW, the rest is withheld from the first credit. The tunnel window is what a
+ * new stream's OPEN and first bytes wait behind when several bulk streams fill it, in the queues
+ * between the two muxes; it grows from here on long paths, and to twice any fast stream's window.
+ */
+export const DEFAULT_START_TUNNEL_WINDOW = 4 * 1024 * 1024;
 /** Concurrent streams per tunnel. */
 export const DEFAULT_MAX_STREAMS = 16384;
 /**
@@ -113,6 +120,11 @@ export interface MuxOptions {
   maxStreamWindow?: number;
   /** Receiver's choice: the largest the tunnel window may grow (default DEFAULT_MAX_TUNNEL_WINDOW). */
   maxTunnelWindow?: number;
+  /**
+   * Receiver's choice: the tunnel window this side starts from, at most `initialTunnelWindow`
+   * (default DEFAULT_START_TUNNEL_WINDOW); the difference is withheld from the first credit.
+   */
+  startTunnelWindow?: number;
   /**
    * Milliseconds on any monotonic clock. With it, the mux times its PINGs (the smallest round trip
    * seen is the path's delay without queues), how fast each stream's reader consumes and how fast
@@ -500,7 +512,13 @@ export class Mux {
       this.#tunnelWindow,
       positive(options.maxTunnelWindow ?? DEFAULT_MAX_TUNNEL_WINDOW, "maxTunnelWindow"),
     );
-    this.#tunnelTuner = new WindowTuner(this.#tunnelWindow, this.#maxTunnelWindow, this.#clock?.() ?? 0);
+    // Credit beyond the window this side starts from is withheld: the first CREDIT comes later.
+    const start = Math.min(
+      this.#tunnelWindow,
+      positive(options.startTunnelWindow ?? DEFAULT_START_TUNNEL_WINDOW, "startTunnelWindow"),
+    );
+    this.#tunnelTuner = new WindowTuner(start, this.#maxTunnelWindow, this.#clock?.() ?? 0);
+    this.#tunnelUnacked = start - this.#tunnelWindow;
     this.#maxStreams = positive(options.maxStreams ?? DEFAULT_MAX_STREAMS, "maxStreams");
     this.#highWaterMark = positive(
       options.writeHighWaterMark ?? DEFAULT_WRITE_HIGH_WATER_MARK,
