@@ -519,7 +519,7 @@ describe("flow control", () => {
       const payloads = streams.map((_, k) =>
         Uint8Array.from({ length: 6 * 1024 * 1024 }, (_, i) => (i * 7 + k) & 0xff),
       );
-      streams.forEach(({ local }, k) => local.write(payloads[k]!));
+      for (const [k, { local }] of streams.entries()) local.write(payloads[k]!);
       // One hop per step: what is on the wire toward the connector is what the client has in flight.
       const dataOnWire = () =>
         t.wire.toConnector.reduce((n, bytes) => {
@@ -532,7 +532,7 @@ describe("flow control", () => {
         t.step();
       }
       t.deliver();
-      sinks.forEach((k, j) => expect(k.bytes).toEqual(payloads[j]!));
+      for (const [j, k] of sinks.entries()) expect(k.bytes).toEqual(payloads[j]!);
       expect(inFlight[0]).toBe(8 * 1024 * 1024); // the protocol's initial credit: both peers know it
       const after = Math.max(...inFlight.slice(1));
       if (start) expect(after).toBe(8 * 1024 * 1024);
