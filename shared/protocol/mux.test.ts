@@ -776,50 +776,32 @@ describe("window growth (receiver's choice: a fast reader on a long path)", () =
     }
   });
 
-  test("the tunnel window grows the same way, by what arrives, up to its maximum", () => {
-    const t = timed(40, {
-      initialTunnelWindow: 4096,
-      maxTunnelWindow: 32 * 1024,
-      initialStreamWindow: 1 << 20,
+  for (const start of [undefined, 2048]) {
+    test(`the tunnel window grows the same way, by what arrives, up to its maximum${start ? " (from a start below the initial credit)" : ""}`, () => {
+      const t = timed(40, {
+        initialTunnelWindow: start ? 8192 : 4096,
+        startTunnelWindow: start,
+        maxTunnelWindow: 32 * 1024,
+        initialStreamWindow: 1 << 20,
+      });
+      expect(t.connector.tunnelReceiveWindow).toBe(start ?? 4096);
+      const { local, remote } = t.openStream();
+      const got = sink(remote);
+      const payload = Uint8Array.from({ length: 512 * 1024 }, (_, i) => (i * 13) & 0xff);
+      local.write(payload);
+      // A 40 ms round trip, one hop per step.
+      for (let i = 0; i < 10_000 && got.bytes.byteLength < payload.length; i++) {
+        t.clock.now += 20;
+        t.step();
+      }
+      t.deliver();
+      expect(got.bytes).toEqual(payload);
+      expect(t.connector.tunnelReceiveWindow).toBe(32 * 1024);
+      // The client sent no more than the grown credit allowed (else the connector would have
+      // thrown flow_control): the tunnel is still up.
+      expect(() => t.client.ping(new Uint8Array(8))).not.toThrow();
     });
-    const { local, remote } = t.openStream();
-    const got = sink(remote);
-    const payload = Uint8Array.from({ length: 512 * 1024 }, (_, i) => (i * 13) & 0xff);
-    local.write(payload);
-    // A 40 ms round trip, one hop per step.
-    for (let i = 0; i < 10_000 && got.bytes.byteLength < payload.length; i++) {
-      t.clock.now += 20;
-      t.step();
-    }
-    t.deliver();
-    expect(got.bytes).toEqual(payload);
-    expect(t.connector.tunnelReceiveWindow).toBe(32 * 1024);
-    // The client sent no more than the grown credit allowed (else the connector would have
-    // thrown flow_control): the tunnel is still up.
-    expect(() => t.client.ping(new Uint8Array(8))).not.toThrow();
-  });
-
-  test("a tunnel window that starts below the initial credit also grows on a long path, up to its maximum", () => {
-    const t = timed(40, {
-      initialTunnelWindow: 8192,
-      startTunnelWindow: 2048,
-      maxTunnelWindow: 32 * 1024,
-      initialStreamWindow: 1 << 20,
-    });
-    expect(t.connector.tunnelReceiveWindow).toBe(2048);
-    const { local, remote } = t.openStream();
-    const got = sink(remote);
-    const payload = Uint8Array.from({ length: 512 * 1024 }, (_, i) => (i * 17) & 0xff);
-    local.write(payload);
-    for (let i = 0; i < 10_000 && got.bytes.byteLength < payload.length; i++) {
-      t.clock.now += 20;
-      t.step();
-    }
-    t.deliver();
-    expect(got.bytes).toEqual(payload);
-    expect(t.connector.tunnelReceiveWindow).toBe(32 * 1024);
-    expect(() => t.client.ping(new Uint8Array(8))).not.toThrow();
-  });
+  }
 
   test("one fast stream raises the tunnel window to twice its own, so the tunnel never holds it back", () => {
     const t = timed(40, {
