@@ -6,7 +6,7 @@
 //
 // "Below the core" is TLS and the stream TLS runs on. Bun's TLS over a JavaScript Duplex (the
 // resumable link, the relay's WebSocket) encrypts at once and hands the ciphertext to that Duplex
-// in the same call, so TLS's own `writableLength` stays 0 and what waits, waits in the Duplex's
+// in the same call, so TLS's own `writableLength` stays near 0 and what waits, waits in the Duplex's
 // write queue: both are counted. (TLS on a native socket queues in TLS itself; its socket's
 // `writableLength` is then 0.)
 import type { Writable } from "node:stream";
