@@ -755,6 +755,17 @@ describe("window growth (receiver's choice: a fast reader on a long path)", () =
     expect(windows.filter((w) => w > 1024).length).toBeLessThan(windows.length / 4);
   });
 
+  test("a stream's doubling that is undone leaves the tunnel window where it was", () => {
+    // As above, with a tunnel window of twice the stream's: raising it to twice the window on
+    // trial (the rule before) left it at 4096 for good after the first failed trial.
+    const t = timed(2, { initialTunnelWindow: 2048 });
+    const { got, payload, windows, tunnelWindows } = transfer(t, 1, 256 * 1024, 384);
+    expect(got.bytes).toEqual(payload);
+    expect(windows).toContain(2048);
+    expect(windows.at(-1)).toBe(1024);
+    expect(Math.max(...tunnelWindows)).toBe(2048);
+  });
+
   test("without a timed round trip, or without a clock, windows stay as they are", () => {
     const noPing = timed(undefined);
     const noClock = tunnel({
@@ -803,7 +814,7 @@ describe("window growth (receiver's choice: a fast reader on a long path)", () =
     });
   }
 
-  test("one fast stream raises the tunnel window to twice its own, so the tunnel never holds it back", () => {
+  test("one fast stream raises the tunnel window to its own on trial and to twice a kept one, so the tunnel never holds it back", () => {
     const t = timed(40, {
       initialTunnelWindow: 2048,
       maxTunnelWindow: 64 * 1024,
@@ -813,10 +824,14 @@ describe("window growth (receiver's choice: a fast reader on a long path)", () =
     const { got, payload, windows, tunnelWindows } = transfer(t, 20, 512 * 1024);
     expect(got.bytes).toEqual(payload);
     expect(windows.at(-1)).toBe(16 * 1024);
-    // At every step, from the stream's first growth on: the tunnel's window is at least twice it.
-    windows.forEach((w, i) => {
-      if (w > 1024) expect(tunnelWindows[i]).toBeGreaterThanOrEqual(2 * w);
-    });
+    // At every step the tunnel's window is at least the stream's (a trial is never held back by
+    // it), and at least twice every window the stream kept (each step's window before a doubling).
+    for (const [i, w] of windows.entries()) {
+      expect(tunnelWindows[i]).toBeGreaterThanOrEqual(w);
+      if (i > 0 && windows[i - 1]! < w && windows[i - 1]! > 1024)
+        expect(tunnelWindows[i]).toBeGreaterThanOrEqual(2 * windows[i - 1]!);
+    }
+    expect(tunnelWindows.at(-1)).toBeGreaterThanOrEqual(2 * 16 * 1024);
     // The raise went out as tunnel CREDIT, and the client never sent beyond it (no flow_control).
     expect(() => t.client.ping(new Uint8Array(8))).not.toThrow();
   });

@@ -958,13 +958,18 @@ export class Mux {
     // consumer, rarely enough that CREDIT frames are a small fraction of the traffic.
     const tuner = state.tuner;
     if (state.unacked >= tuner.window / 2) {
+      const trying = tuner.trying;
       const change = this.#clock ? tuner.adjust(state.unacked, this.#clock(), this.#minRtt) : 0;
       // A growth undone (change < 0) is withheld from this and later credit until repaid.
       const increment = state.unacked + change;
-      if (change > 0 && tuner.window * 2 > this.#tunnelTuner.window) {
-        // The tunnel's credit must not be what holds one fast stream back.
-        this.#growTunnel(this.#tunnelTuner.atLeast(tuner.window * 2));
-      }
+      // The tunnel's credit must not be what holds one fast stream back: the tunnel window is
+      // raised to the window on trial while it is tried, and to twice a window once it is kept.
+      // Not to twice the trial's: a trial that fails (most do where the window does not limit the
+      // rate, as on loopback) would leave the tunnel raised for good, and everything in flight
+      // over it in front of every new stream.
+      const kept = trying && !tuner.trying && change === 0;
+      const need = kept ? tuner.window * 2 : change > 0 ? tuner.window : 0;
+      if (need > this.#tunnelTuner.window) this.#growTunnel(this.#tunnelTuner.atLeast(need));
       if (increment <= 0) {
         state.unacked = increment;
         return;
