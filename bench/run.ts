@@ -47,6 +47,16 @@ const log = (line: string) =>
 
 /** The size of the WebSocket messages Sallyport's tunnel sends at full speed (measured). */
 const SALLYPORT_MESSAGE_BYTES = 64 * 1024;
+/** Uploads at once in the "several bulk streams" variant of the new-stream-under-load figure. */
+const UNDER_LOAD_PARALLEL = 8;
+/** The new-stream-under-load variants measured on each Sallyport path. */
+const UNDER_LOAD_VARIANTS = [
+  { paced: false, parallel: 1 },
+  { paced: true, parallel: 1 },
+  { paced: false, parallel: UNDER_LOAD_PARALLEL },
+];
+const loadName = (paced: boolean, parallel: number) =>
+  parallel > 1 ? `${parallel} bulk transfers run` : `a${paced ? " paced" : ""} bulk transfer runs`;
 
 const TOOLS = ["iperf3", "ssh", "ssh-keygen", "wrk", "proxychains4"];
 
@@ -160,14 +170,18 @@ async function throughputSection(
     // bulk transfer runs over the same ssh connection (ssh multiplexes channels much as the tunnel
     // multiplexes streams, on the same two cores).
     log("latency: new connections while a bulk transfer runs on the same ssh -L connection");
-    await measureNewStreamUnderLoad(
-      "ssh",
-      () => tcpConnect({ host: "127.0.0.1", port: ssh.echoPort }),
-      { host: "127.0.0.1", port: ssh.port },
-      { host: "127.0.0.1", port: echoPort },
-      profile,
-      results,
-    );
+    for (const parallel of [1, UNDER_LOAD_PARALLEL]) {
+      await measureNewStreamUnderLoad(
+        "ssh",
+        () => tcpConnect({ host: "127.0.0.1", port: ssh.echoPort }),
+        { host: "127.0.0.1", port: ssh.port },
+        { host: "127.0.0.1", port: echoPort },
+        profile,
+        results,
+        false,
+        parallel,
+      );
+    }
 
     log("throughput: bare workerd splice");
     // Started the same way as the Sallyport edge, so both relayed paths pay the same local runtime
@@ -232,10 +246,8 @@ async function throughputSection(
       log,
     );
 
-    for (const paced of [false, true]) {
-      log(
-        `latency: new streams while a${paced ? " paced" : ""} bulk transfer runs on the same tunnel (relayed)`,
-      );
+    for (const { paced, parallel } of UNDER_LOAD_VARIANTS) {
+      log(`latency: new streams while ${loadName(paced, parallel)} on the same tunnel (relayed)`);
       await measureNewStreamUnderLoad(
         "relayed",
         () => socksConnect(parseHostPort(client.socks), { host: HOSTS.echo, port: echoPort }),
@@ -244,6 +256,7 @@ async function throughputSection(
         profile,
         results,
         paced,
+        parallel,
       );
     }
 
@@ -306,10 +319,8 @@ async function throughputSection(
     log("throughput: paired runs (64 streams with one stream on the same tunnel, alternated)");
     await measurePairedStreams(relayedPath, profile, results, log);
     await measurePairedStreams(directPath, profile, results, log);
-    for (const paced of [false, true]) {
-      log(
-        `latency: new streams while a${paced ? " paced" : ""} bulk transfer runs on the same tunnel (direct path)`,
-      );
+    for (const { paced, parallel } of UNDER_LOAD_VARIANTS) {
+      log(`latency: new streams while ${loadName(paced, parallel)} on the same tunnel (direct path)`);
       await measureNewStreamUnderLoad(
         "direct_path",
         () => socksConnect(parseHostPort(directClient.socks), { host: HOSTS.echo, port: echoPort }),
@@ -322,6 +333,7 @@ async function throughputSection(
         profile,
         results,
         paced,
+        parallel,
       );
     }
     const directStatus = await clientStatus(directClient.stateDir);

@@ -108,7 +108,9 @@ export const PACED_MIBPS = 64;
  * Figures: latency.new_stream_under_load.<path>.p50/p99 and .added_p99; the relayed ones are also
  * latency.new_stream_under_load.p50/p99. With `paced`, the same under a bulk transfer paced at
  * PACED_MIBPS (…<path>.paced.p50/p99/added_p99): what the tunnel's scheduling adds when the
- * machine's cores are not saturated by the transfer itself.
+ * machine's cores are not saturated by the transfer itself. With `parallel` > 1, the load is that
+ * many uploads at once (…<path>.parallel<n>.…): what several bulk streams put in front of a new
+ * one is bounded by the tunnel window, not by one stream's.
  */
 export async function measureNewStreamUnderLoad(
   path: string,
@@ -119,10 +121,11 @@ export async function measureNewStreamUnderLoad(
   profile: Profile,
   results: Results,
   paced = false,
+  parallel = 1,
 ): Promise<void> {
   const samples = Math.max(20, Math.round(profile.latencySamples / 3));
   const seconds = Math.max(3, Math.ceil(profile.iperfSeconds * 4));
-  const load = runIperf({ ...bulk, seconds, paceMibps: paced ? PACED_MIBPS : undefined });
+  const load = runIperf({ ...bulk, seconds, paceMibps: paced ? PACED_MIBPS : undefined, parallel });
   // Let the transfer reach full speed first.
   await Bun.sleep(700);
   const direct: number[] = [];
@@ -137,12 +140,12 @@ export async function measureNewStreamUnderLoad(
   if (tunnel.length < 10) throw new Error(`only ${tunnel.length} samples under load`);
   const p50 = percentile(tunnel, 50);
   const p99 = percentile(tunnel, 99);
-  const key = `latency.new_stream_under_load.${path}${paced ? ".paced" : ""}`;
+  const key = `latency.new_stream_under_load.${path}${paced ? ".paced" : ""}${parallel > 1 ? `.parallel${parallel}` : ""}`;
   results.add(`${key}.p50`, p50, "ms");
   results.add(`${key}.p99`, p99, "ms");
   results.add(`${key}.added_p99`, p99 - percentile(direct, 99), "ms");
   results.add(`${key}.bulk_mibps`, run.mibps, "MiB/s");
-  if (path === "relayed" && !paced) {
+  if (path === "relayed" && !paced && parallel === 1) {
     results.add("latency.new_stream_under_load.p50", p50, "ms");
     results.add("latency.new_stream_under_load.p99", p99, "ms");
   }

@@ -269,6 +269,15 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
         `${ms(get("latency.new_stream_under_load.relayed.paced.added_p99"))} / ${ms(get("latency.new_stream_under_load.direct_path.paced.added_p99"))}`,
       ],
       [
+        "new stream during 8 bulk transfers on its tunnel: p50 / p99 relayed; direct path; ssh -L",
+        ["relayed", "direct_path", "ssh"]
+          .map(
+            (p) =>
+              `${ms(get(`latency.new_stream_under_load.${p}.parallel8.p50`))} / ${ms(get(`latency.new_stream_under_load.${p}.parallel8.p99`))}`,
+          )
+          .join("; "),
+      ],
+      [
         "new TCP connection, direct: p50 / p99",
         `${ms(get("latency.direct.p50"))} / ${ms(get("latency.direct.p99"))}`,
       ],
