@@ -130,7 +130,7 @@ Measures Sallyport against direct loopback, OpenSSH ssh -L and a bare workerd We
 one run, and prints a table; the same figures go to a JSON file (docs/performance.md).
 
 Options:
-  --quick                 shorter runs of the same set (about 4 minutes)
+  --quick                 shorter runs of the same set (about 6 minutes)
   --smoke                 one tiny run of every figure (the CI smoke test); the figures mean nothing
   --out FILE              JSON output (default bench/results/latest.json)
   --no-build              use dist/ as it is instead of rebuilding the binaries first
