@@ -40,6 +40,7 @@ import {
 } from "./split-dns.ts";
 import { controlSocketPath, loadOrCreateDeviceKey, loadSession, saveSession } from "./state.ts";
 import { checkTransparentSupport, TransparentUnavailable } from "./transparent.ts";
+import { warmConnectionPath } from "./warmup.ts";
 
 /** A start-up failure the person can fix (a busy port): a sentence and exit 1, no stack. */
 class StartupError extends Error {}
@@ -635,6 +636,8 @@ async function cmdUp(
     if (recent.length > 500) recent.shift();
   });
   const device = await loadOrCreateDeviceKey(stateDir);
+  // The rest of a first connection's code, warmed the same way (client/warmup.ts).
+  const pathReady = tlsReady.then(() => warmConnectionPath(device.privateKey));
   const dnsText = values.dns ?? DEFAULT_DNS_ADDRESS;
   let dns: { host: string; port: number } | null = null;
   let dnsUpstreams: ReturnType<typeof parseUpstreams> | undefined;
@@ -728,7 +731,7 @@ async function cmdUp(
   if (started.transparent && dns && !stopRequested) {
     splitDns = await sessionSplitDns(daemon.resourceEntries(), dns, session.controller, log);
   }
-  await tlsReady;
+  if (!(await pathReady)) log.debug("start-up warm-up did not complete: the first connection runs cold");
   log.info("client up", {
     socks: `${socksHost}:${started.socksPort}`,
     dns: started.dns ?? "off",
