@@ -40,7 +40,7 @@ import {
 } from "./split-dns.ts";
 import { controlSocketPath, loadOrCreateDeviceKey, loadSession, saveSession } from "./state.ts";
 import { checkTransparentSupport, TransparentUnavailable } from "./transparent.ts";
-import { warmConnectionPath } from "./warmup.ts";
+import { WARM_IDENTITY_FILE, warmConnectionPath } from "./warmup.ts";
 
 /** A start-up failure the person can fix (a busy port): a sentence and exit 1, no stack. */
 class StartupError extends Error {}
@@ -260,7 +260,8 @@ const COMMANDS: Record<
     usage: "sallyport logout",
     details:
       "The session is revoked at the Controller (a copy of the token is worthless afterwards), then\n" +
-      "session.json and the device key are deleted from the state directory. Works offline too: the\n" +
+      "session.json, the device key and the start-up warm-up's throwaway TLS identity are deleted from\n" +
+      "the state directory. Works offline too: the\n" +
       "local files are deleted and the message says the Controller could not be told.",
     options: [...COMMON],
   },
@@ -535,7 +536,8 @@ async function cmdLogout(stateDir: string): Promise<number> {
       (err: Error) => ` The Controller could not be told (${err.message}); the session ends when it expires.`,
     );
   }
-  for (const f of ["session.json", "device-key.json"]) rmSync(join(stateDir, f), { force: true });
+  for (const f of ["session.json", "device-key.json", WARM_IDENTITY_FILE])
+    rmSync(join(stateDir, f), { force: true });
   out(
     `${session ? `Signed out of ${session.controller}.` : "Not signed in."}${told}${stopped ? " The client was stopped." : ""}`,
   );
@@ -637,7 +639,7 @@ async function cmdUp(
   });
   const device = await loadOrCreateDeviceKey(stateDir);
   // The rest of a first connection's code, warmed the same way (client/warmup.ts).
-  const pathReady = tlsReady.then(() => warmConnectionPath(device.privateKey));
+  const pathReady = tlsReady.then(() => warmConnectionPath(device.privateKey, { stateDir }));
   const dnsText = values.dns ?? DEFAULT_DNS_ADDRESS;
   let dns: { host: string; port: number } | null = null;
   let dnsUpstreams: ReturnType<typeof parseUpstreams> | undefined;

@@ -1,7 +1,10 @@
 import { expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { generateKeyPair } from "jose";
-import { warmConnectionPath } from "./warmup.ts";
+import { WARM_IDENTITY_FILE, warmConnectionPath } from "./warmup.ts";
 
 function refused(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -36,4 +39,24 @@ test("a warm-up that runs out of time reports it and closes what it opened", asy
   });
   expect(ok).toBe(false);
   for (const port of ports) expect(await refused(port)).toBe(true);
+});
+
+test("the warm-up's throwaway identity is kept private in the state directory, reused, and replaced when damaged", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sallyport-warmup-"));
+  try {
+    const key = await deviceKey();
+    const file = join(dir, WARM_IDENTITY_FILE);
+    expect(await warmConnectionPath(key, { rounds: 1, stateDir: dir })).toBe(true);
+    const first = readFileSync(file, "utf8");
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(await warmConnectionPath(key, { rounds: 1, stateDir: dir })).toBe(true);
+    expect(readFileSync(file, "utf8")).toBe(first);
+    writeFileSync(file, "{not json");
+    expect(await warmConnectionPath(key, { rounds: 1, stateDir: dir })).toBe(true);
+    const again = JSON.parse(readFileSync(file, "utf8")) as { digest: string };
+    expect(again.digest).toMatch(/^[0-9a-f]{64}$/);
+    expect(again.digest).not.toBe((JSON.parse(first) as { digest: string }).digest);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

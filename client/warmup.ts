@@ -11,7 +11,9 @@
 // core, the stream pipe. Nothing reaches the Controller, the relay or a connector; no Resource is
 // involved; every listener and socket is closed before READY.
 
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
+import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { Duplex as DuplexStream } from "node:stream";
 import type { TLSSocket } from "node:tls";
@@ -29,6 +31,8 @@ import { ClientSession } from "../shared/session/client-session.ts";
 import { ConnectorSession, type SessionAuthorization } from "../shared/session/connector-session.ts";
 import { SocksReply, startSocksServer } from "./socks5.ts";
 
+/** The warm-up identity's file in the state directory. */
+export const WARM_IDENTITY_FILE = "warm-up-identity.json";
 const WARM_DESTINATION = { host: "warm-up.invalid", port: 9 };
 const PAYLOAD = 64;
 /** Connections through the warm-up tunnel: enough for the hot functions to be compiled. */
@@ -171,7 +175,38 @@ class Opened {
   }
 }
 
+/**
+ * The warm-up's throwaway TLS identity. It authenticates nothing (only this process's own warm-up
+ * pins it), so it is kept in the state directory (0600) after the first start: making one costs
+ * the certificate library's load and a signature (~50 ms), reading it back almost nothing. A file
+ * that does not parse is replaced.
+ */
+async function warmIdentity(stateDir: string | undefined): Promise<Identity> {
+  const path = stateDir ? join(stateDir, WARM_IDENTITY_FILE) : undefined;
+  if (path && existsSync(path)) {
+    try {
+      const saved = JSON.parse(readFileSync(path, "utf8")) as Partial<Identity>;
+      if (
+        typeof saved.keyPem === "string" &&
+        typeof saved.certPem === "string" &&
+        /^[0-9a-f]{64}$/.test(saved.digest ?? "")
+      ) {
+        return saved as Identity;
+      }
+    } catch {
+      // made again below
+    }
+  }
+  // Loaded only here: a start that finds the file never pays for the certificate library.
+  const { createIdentity } = await import("../bunlib/cert.ts");
+  const identity = await createIdentity("sallyport-warm-up");
+  if (path) writeFileSync(path, JSON.stringify(identity), { mode: 0o600 });
+  return identity;
+}
+
 interface WarmOptions {
+  /** Where the warm-up identity is kept between starts (unset: made anew each time). */
+  stateDir?: string;
   /** Connections through the warm-up tunnel (default DEFAULT_WARM_ROUNDS). */
   rounds?: number;
   /** Give up after this long (default 3 s). */
@@ -181,9 +216,7 @@ interface WarmOptions {
 }
 
 async function warmUp(deviceKey: CryptoKey, opts: WarmOptions, opened: Opened): Promise<boolean> {
-  // Loaded here, not with the program: only `sallyport up` pays for the certificate library.
-  const { createIdentity } = await import("../bunlib/cert.ts");
-  const identity = await createIdentity("sallyport-warm-up");
+  const identity = await warmIdentity(opts.stateDir);
   const farEnds: DuplexStream[] = [];
   type Far = { duplex: DuplexStream; ws?: ServerWebSocket<Far> };
   const relay = Bun.serve<Far>({

@@ -285,11 +285,14 @@ test("sallyport down stops the running client; logout ends the session at the Co
   const { session_token } = JSON.parse(readFileSync(join(state, "session.json"), "utf8")) as {
     session_token: string;
   };
+  // `up` keeps its warm-up's throwaway identity in the state directory; logout deletes it too.
+  expect(existsSync(join(state, "warm-up-identity.json"))).toBe(true);
   const out = await run("logout");
   expect(out.code).toBe(0);
   expect(out.out).toContain("ended at the Controller");
   expect(existsSync(join(state, "session.json"))).toBe(false);
   expect(existsSync(join(state, "device-key.json"))).toBe(false);
+  expect(existsSync(join(state, "warm-up-identity.json"))).toBe(false);
   const res = await fetch(`${edge.url}/client/v1/acl`, {
     headers: { authorization: `Bearer ${session_token}` },
   });
