@@ -35,8 +35,11 @@ import { SocksReply, startSocksServer } from "./socks5.ts";
 export const WARM_IDENTITY_FILE = "warm-up-identity.json";
 const WARM_DESTINATION = { host: "warm-up.invalid", port: 9 };
 const PAYLOAD = 64;
-/** Connections through the warm-up tunnel: enough for the hot functions to be compiled. */
-export const DEFAULT_WARM_ROUNDS = 40;
+/**
+ * Connections through the warm-up tunnel. 10 bought the first connection as much as 40 did
+ * (docs/performance.md, "Issue 14, tenth round") at +6 MiB of idle memory instead of +10.
+ */
+export const DEFAULT_WARM_ROUNDS = 10;
 
 /** Drives a session core over TLS the way the tunnel drivers do: bytes out, events to `onEvent`. */
 function drive<E>(
