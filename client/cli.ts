@@ -261,8 +261,8 @@ const COMMANDS: Record<
     details:
       "The session is revoked at the Controller (a copy of the token is worthless afterwards), then\n" +
       "session.json, the device key and the start-up warm-up's throwaway TLS identity are deleted from\n" +
-      "the state directory. Works offline too: the\n" +
-      "local files are deleted and the message says the Controller could not be told.",
+      "the state directory. Works offline too: the local files are deleted and the message says the\n" +
+      "Controller could not be told.",
     options: [...COMMON],
   },
   bugreport: {
