@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -51,8 +51,11 @@ test("the warm-up's throwaway identity is kept private in the state directory, r
     expect(statSync(file).mode & 0o777).toBe(0o600);
     expect(await warmConnectionPath(key, { rounds: 1, stateDir: dir })).toBe(true);
     expect(readFileSync(file, "utf8")).toBe(first);
-    writeFileSync(file, "{not json");
+    writeFileSync(file, "{not json", { mode: 0o644 });
+    chmodSync(file, 0o644);
     expect(await warmConnectionPath(key, { rounds: 1, stateDir: dir })).toBe(true);
+    // Replaced private even though the damaged file was not.
+    expect(statSync(file).mode & 0o777).toBe(0o600);
     const again = JSON.parse(readFileSync(file, "utf8")) as { digest: string };
     expect(again.digest).toMatch(/^[0-9a-f]{64}$/);
     expect(again.digest).not.toBe((JSON.parse(first) as { digest: string }).digest);

@@ -11,7 +11,7 @@
 // core, the stream pipe. Nothing reaches the Controller, the relay or a connector; no Resource is
 // involved; every listener and socket is closed before READY.
 
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
@@ -203,7 +203,10 @@ async function warmIdentity(stateDir: string | undefined): Promise<Identity> {
   // Loaded only here: a start that finds the file never pays for the certificate library.
   const { createIdentity } = await import("../bunlib/cert.ts");
   const identity = await createIdentity("sallyport-warm-up");
-  if (path) writeFileSync(path, JSON.stringify(identity), { mode: 0o600 });
+  if (path) {
+    writeFileSync(path, JSON.stringify(identity), { mode: 0o600 });
+    chmodSync(path, 0o600); // the mode above applies only to a new file, not to one replaced
+  }
   return identity;
 }
 
