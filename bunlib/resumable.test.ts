@@ -7,7 +7,9 @@ import { mkdtempSync } from "node:fs";
 import { createServer, connect as netConnect, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
+import { encodeFrame, RT, RT_MAX_DATA } from "../shared/resume/link.ts";
 import { loadOrCreateIdentity } from "./cert.ts";
 import { ResumableDuplex, readFirstFrame, requestResume, resumedFrame, resumeSecret } from "./resumable.ts";
 import { acceptTls, connectTls } from "./tls.ts";
@@ -102,3 +104,47 @@ for (const bursty of [false, true]) {
     server.close();
   }, 60_000);
 }
+
+test("a large read reaches TLS in slices over several event-loop turns, in order, the transport paused meanwhile", async () => {
+  // What a 512 KiB socket read used to be: one turn in which TLS decrypted all of it and the
+  // session handled all of it while every other socket waited.
+  // A transport whose reads are pushed by hand (what this side writes, the link's ACKs, is dropped).
+  const transport = new Duplex({ read() {}, write: (_c, _e, cb) => cb() });
+  const duplex = new ResumableDuplex();
+  duplex.attachNew(transport, { sendHello: false });
+  const total = 3 * RT_MAX_DATA;
+  const data = randomBytes(total);
+  const frames: Uint8Array[] = [];
+  for (let at = 0; at < total; at += RT_MAX_DATA)
+    frames.push(encodeFrame(RT.DATA, data.subarray(at, at + RT_MAX_DATA)));
+  const pieces: { bytes: Uint8Array; turn: number; paused: boolean }[] = [];
+  let turn = 0;
+  duplex.on("data", (b: Uint8Array) => pieces.push({ bytes: b, turn, paused: transport.isPaused() }));
+  let got = 0;
+  const done = new Promise<void>((resolve) =>
+    duplex.on("data", (b: Uint8Array) => {
+      got += b.length;
+      if (got === total) resolve();
+    }),
+  );
+  // Another piece of work that asks for a turn of the event loop each time it runs.
+  setImmediate(function count() {
+    turn++;
+    if (got < total) setImmediate(count);
+  });
+  // All of it arrives in one transport read.
+  transport.push(Buffer.concat(frames));
+  await done;
+  expect(Buffer.compare(Buffer.concat(pieces.map((p) => p.bytes)), data)).toBe(0);
+  // The other work ran between slices: never more than 256 KiB went to TLS before it had a turn
+  // (all 1.5 MiB at once before). The transport was not read meanwhile, and is read again once
+  // everything was handed over.
+  const perTurn = new Map<number, number>();
+  for (const p of pieces) perTurn.set(p.turn, (perTurn.get(p.turn) ?? 0) + p.bytes.length);
+  expect(perTurn.size).toBe(total / (256 * 1024));
+  expect(Math.max(...perTurn.values())).toBe(256 * 1024);
+  expect(pieces.slice(0, -1).some((p) => p.paused)).toBe(true);
+  await new Promise((r) => setImmediate(r));
+  expect(transport.isPaused()).toBe(false);
+  duplex.destroy();
+});

@@ -27,6 +27,8 @@ export const MAX_UNACKED = 16 * 1024 * 1024;
 /** Default resume window (seconds): a flag on both binaries. */
 export const DEFAULT_RESUME_WINDOW_S = 30;
 const RESUME_LABEL = "EXPORTER-sallyport-resume";
+/** Received bytes handed to TLS per event-loop turn; the rest follows in the next turn. */
+const DELIVER_SLICE = 256 * 1024;
 
 export interface ResumeSecret {
   /** Names the tunnel in a RESUME (not secret: the relay sees it). */
@@ -73,6 +75,11 @@ export class ResumableDuplex extends Duplex {
   private timerAt: number | undefined;
   /** FIN sent or received: the tunnel ended on purpose, no resume. */
   private ended = false;
+  /** Received bytes not handed to TLS yet: what did not fit in this turn's slice. */
+  private held: Uint8Array[] = [];
+  private deliverLater: ReturnType<typeof setImmediate> | undefined;
+  private readPaused = false;
+  private delivering = false;
   /** The transport dropped (not by a FIN). The owner resumes on a new one, or destroys this. */
   onDetached: (reason: string) => void = () => {};
 
@@ -101,6 +108,7 @@ export class ResumableDuplex extends Duplex {
   private wire(transport: Duplex, leftover?: Uint8Array): void {
     this.transport = transport;
     this.blocked = false;
+    this.readPaused = false;
     const current = () => this.transport === transport;
     transport.on("data", (chunk: Uint8Array) => {
       if (!current()) return;
@@ -139,7 +147,21 @@ export class ResumableDuplex extends Duplex {
 
   private pump(): void {
     const link = this.link;
-    for (let d = link.pollDelivered(); d; d = link.pollDelivered()) this.push(d);
+    if (this.delivering) {
+      // Called from TLS while it takes a slice (it answered with a write): the outer call goes on.
+      this.transmit();
+      return;
+    }
+    if (this.deliverLater !== undefined) {
+      // More came while a slice waits (a read already under way when the transport was paused).
+      for (let r = link.pollDelivered(); r; r = link.pollDelivered()) this.held.push(r);
+      this.transmit();
+      return;
+    }
+    if (!this.deliver()) {
+      this.transmit();
+      return;
+    }
     const e = link.pollEvent();
     if (e?.type === "fin") {
       this.ended = true;
@@ -151,6 +173,61 @@ export class ResumableDuplex extends Duplex {
       this.destroy(new Error(`tunnel link: ${e.message}`));
       return;
     }
+    this.transmit();
+  }
+
+  /**
+   * Hand received bytes to TLS, at most DELIVER_SLICE per event-loop turn: TLS decrypts and the
+   * session above handles what it is given in the same call, so a 512 KiB socket read would be one
+   * long turn that a new stream's OPEN or answer, or any other socket, waits behind. Returns false
+   * while bytes are held for the next turn.
+   */
+  private deliver(): boolean {
+    this.delivering = true;
+    try {
+      return this.deliverSlice();
+    } finally {
+      this.delivering = false;
+    }
+  }
+
+  private deliverSlice(): boolean {
+    const link = this.link;
+    let budget = DELIVER_SLICE;
+    for (;;) {
+      if (this.destroyed) return true;
+      const d = this.held.shift() ?? link.pollDelivered();
+      if (!d) {
+        if (this.readPaused) {
+          this.readPaused = false;
+          this.transport?.resume();
+        }
+        return true;
+      }
+      if (d.length > budget) {
+        if (budget > 0) this.push(d.subarray(0, budget));
+        // Views of what the transport delivered, held past this turn: the runtime never writes a
+        // delivered chunk again (bunlib/tls-chunks.test.ts checks it for TCP sockets).
+        this.held.unshift(d.subarray(budget));
+        for (let r = link.pollDelivered(); r; r = link.pollDelivered()) this.held.push(r);
+        // Read no more from the transport until this is handed over: its socket holds the rest.
+        if (!this.readPaused) {
+          this.readPaused = true;
+          this.transport?.pause();
+        }
+        this.deliverLater = setImmediate(() => {
+          this.deliverLater = undefined;
+          if (!this.destroyed) this.pump();
+        });
+        return false;
+      }
+      this.push(d);
+      budget -= d.length;
+    }
+  }
+
+  private transmit(): void {
+    const link = this.link;
     const t = this.transport;
     if (t && !this.blocked) {
       for (let b = link.pollTransmit(); b; b = link.pollTransmit()) {
@@ -227,6 +304,9 @@ export class ResumableDuplex extends Duplex {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.deliverLater) clearImmediate(this.deliverLater);
+    this.deliverLater = undefined;
+    this.held = [];
     this.finish();
     const t = this.transport;
     this.transport = undefined;

@@ -1,9 +1,12 @@
-// The frame reader hands DATA payloads out as views of the chunk TLS delivered (no copy). That is
-// only sound if a chunk, once delivered, is never written again by the runtime: this test keeps
-// every chunk node:tls delivers (over a real TCP socket and over a Duplex, the relayed path's
-// layering) and checks, after megabytes more were read, that each still holds what it held.
+// The frame reader hands DATA payloads out as views of the chunk TLS delivered (no copy), and the
+// resumable link holds views of what its TCP transport delivered until a later event-loop turn
+// (bunlib/resumable.ts, DELIVER_SLICE). That is only sound if a chunk, once delivered, is never
+// written again by the runtime: these tests keep every chunk node:tls (over a real TCP socket and
+// over a Duplex, the relayed path's layering) and a plain TCP socket deliver, and check, after
+// megabytes more were read, that each still holds what it held.
 import { expect, test } from "bun:test";
-import { createServer, connect as netConnect } from "node:net";
+import { createServer, connect as netConnect, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type tls from "node:tls";
 import { duplexPair } from "../test/helpers/duplex-pair.ts";
 import { createIdentity } from "./cert.ts";
@@ -21,7 +24,7 @@ function pattern(from: number, n: number): Uint8Array {
   return out;
 }
 
-async function sendAndKeepChunks(server: tls.TLSSocket, client: tls.TLSSocket): Promise<void> {
+async function sendAndKeepChunks(server: Duplex, client: Duplex): Promise<void> {
   const kept: { at: number; chunk: Uint8Array; copy: Uint8Array }[] = [];
   let received = 0;
   const done = new Promise<void>((resolve) => {
@@ -76,6 +79,26 @@ test("node:tls over a Duplex never reuses a delivered chunk", async () => {
   const id = await createIdentity("chunks");
   const [x, y] = duplexPair();
   const [s, c] = await Promise.all([acceptTls(x, id), connectTls(y, id.digest)]);
+  try {
+    await sendAndKeepChunks(s, c);
+  } finally {
+    s.destroy();
+    c.destroy();
+  }
+}, 60_000);
+
+test("a TCP socket never reuses a delivered chunk", async () => {
+  const pair = await new Promise<[Socket, Socket]>((resolve) => {
+    const srv = createServer((sock) => {
+      srv.close();
+      resolve([sock, raw]);
+    });
+    let raw!: Socket;
+    srv.listen(0, "127.0.0.1", () => {
+      raw = netConnect({ host: "127.0.0.1", port: (srv.address() as { port: number }).port });
+    });
+  });
+  const [s, c] = pair;
   try {
     await sendAndKeepChunks(s, c);
   } finally {

@@ -14,7 +14,7 @@ import type { TLSSocket } from "node:tls";
 import { loadOrCreateIdentity } from "./cert.ts";
 import { ResumableDuplex, readFirstFrame } from "./resumable.ts";
 import { acceptTls, connectTls } from "./tls.ts";
-import { TX_QUEUE_BYTES, tlsTakesData, unsentBytes } from "./transmit.ts";
+import { TURN_TX_BYTES, TurnBudget, TX_QUEUE_BYTES, tlsTakesData, unsentBytes } from "./transmit.ts";
 
 const FRAME = 256 * 1024 + 10;
 /** What the sender may have in flight (the tunnel window stands in for the mux's credit). */
@@ -119,3 +119,33 @@ test("TLS's own queue alone says nothing over a Duplex: the window piles up unde
   expect(r.maxTlsQueued).toBeLessThan(TX_QUEUE_BYTES + FRAME);
   expect(r.maxQueued).toBeGreaterThan(4 * (TX_QUEUE_BYTES + FRAME));
 }, 60_000);
+
+test("a driver's DATA stops at TURN_TX_BYTES in one event-loop turn and goes on in the next", async () => {
+  const turns: number[] = [];
+  let turn = 0;
+  let sent = 0;
+  const total = 5 * TURN_TX_BYTES;
+  const frame = 16 * 1024;
+  const finished = Promise.withResolvers<void>();
+  // The driver's loop: pull DATA while the budget is open; `next` is its flush.
+  const budget: TurnBudget = new TurnBudget(() => flush());
+  function flush() {
+    while (sent < total && budget.open) {
+      budget.spend(frame);
+      sent += frame;
+      turns.push(turn);
+    }
+    if (sent >= total) finished.resolve();
+  }
+  setImmediate(function count() {
+    turn++;
+    if (sent < total) setImmediate(count);
+  });
+  flush();
+  await finished.promise;
+  const perTurn = new Map<number, number>();
+  for (const t of turns) perTurn.set(t, (perTurn.get(t) ?? 0) + frame);
+  // Other work got a turn between every TURN_TX_BYTES: five turns, not one.
+  expect([...perTurn.values()]).toEqual([1, 2, 3, 4, 5].map(() => TURN_TX_BYTES));
+  expect(perTurn.size).toBe(5);
+});

@@ -28,3 +28,38 @@ export function unsentBytes(tls: TLSSocket, under?: Writable): number {
 export function tlsTakesData(tls: TLSSocket | undefined, under?: Writable): boolean {
   return tls !== undefined && !tls.destroyed && unsentBytes(tls, under) < TX_QUEUE_BYTES;
 }
+
+/**
+ * DATA bytes a driver hands to TLS in one event-loop turn. Encrypting and writing is most of a
+ * turn's work under load, and everything else in the process (a new stream's SOCKS handshake, its
+ * OPEN, an answer coming back) waits for the turn to end: past this much, the driver lets the
+ * event loop poll once and goes on in the next turn (setImmediate runs after I/O).
+ */
+export const TURN_TX_BYTES = 128 * 1024;
+
+/** Counts the DATA one driver sent in this turn; calls `next` in the following one if it stopped. */
+export class TurnBudget {
+  #spent = 0;
+  #stopped = false;
+  #later: ReturnType<typeof setImmediate> | undefined;
+
+  constructor(private readonly next: () => void) {}
+
+  /** Whether more DATA may go in this turn (when not, `next` runs in the following turn). */
+  get open(): boolean {
+    if (this.#spent < TURN_TX_BYTES) return true;
+    this.#stopped = true;
+    return false;
+  }
+
+  spend(bytes: number): void {
+    this.#spent += bytes;
+    this.#later ??= setImmediate(() => {
+      this.#later = undefined;
+      this.#spent = 0;
+      if (!this.#stopped) return;
+      this.#stopped = false;
+      this.next();
+    });
+  }
+}

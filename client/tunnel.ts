@@ -14,7 +14,7 @@ import {
   resumeSecret,
 } from "../bunlib/resumable.ts";
 import { connectTls, exporterValue, negotiatedVersion } from "../bunlib/tls.ts";
-import { tlsTakesData } from "../bunlib/transmit.ts";
+import { TurnBudget, tlsTakesData } from "../bunlib/transmit.ts";
 import { openWebSocket, WebSocketClosedError, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { signChannelBinding } from "../shared/channel-binding.ts";
 import { toBase64Url } from "../shared/encoding.ts";
@@ -131,6 +131,8 @@ export class Tunnel {
   /** The deadline the timer is armed for: unchanged deadlines keep their timer (the hot path). */
   private timerAt: number | undefined;
   private flushing = false;
+  /** DATA per event-loop turn (bunlib/transmit.ts): bulk data does not hold up the process. */
+  private readonly budget = new TurnBudget(() => this.flush());
   readonly openedAt = Date.now();
   /** The tunnel protocol version TLS agreed on with the connector (ALPN). */
   readonly version: ProtocolVersion;
@@ -192,8 +194,10 @@ export class Tunnel {
     const core = this.core;
     try {
       for (;;) {
-        const bytes = core.pollTransmit(tlsTakesData(this.tls, this.under));
+        const data = tlsTakesData(this.tls, this.under) && this.budget.open;
+        const bytes = core.pollTransmit(data);
         if (bytes) {
+          if (data) this.budget.spend(bytes.length);
           if (!this.tls.destroyed) this.tls.write(bytes);
           continue;
         }

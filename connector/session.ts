@@ -19,7 +19,7 @@ import {
 } from "../bunlib/resumable.ts";
 import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
 import { acceptTls, exporterValue, negotiatedVersion } from "../bunlib/tls.ts";
-import { tlsTakesData } from "../bunlib/transmit.ts";
+import { TurnBudget, tlsTakesData } from "../bunlib/transmit.ts";
 import { relayDatagrams, udpConnect } from "../bunlib/udp-relay.ts";
 import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { compileAcl } from "../shared/address.ts";
@@ -99,6 +99,8 @@ export class ConnectorSession {
   /** The deadline the timer is armed for: unchanged deadlines keep their timer (the hot path). */
   private timerAt: number | undefined;
   private flushing = false;
+  /** DATA per event-loop turn (bunlib/transmit.ts): bulk data does not hold up the process. */
+  private readonly budget = new TurnBudget(() => this.flush());
   private closed = false;
   /** Socket or udp flow of each served stream, closed when the core stops the stream. */
   private readonly closers = new Map<MuxStream, () => void>();
@@ -243,8 +245,10 @@ export class ConnectorSession {
     this.flushing = true;
     try {
       for (;;) {
-        const bytes = core.pollTransmit(tlsTakesData(this.tls, this.under));
+        const data = tlsTakesData(this.tls, this.under) && this.budget.open;
+        const bytes = core.pollTransmit(data);
         if (bytes) {
+          if (data) this.budget.spend(bytes.length);
           if (this.tls && !this.tls.destroyed) this.tls.write(bytes);
           continue;
         }
