@@ -27,8 +27,12 @@ export const MAX_UNACKED = 16 * 1024 * 1024;
 /** Default resume window (seconds): a flag on both binaries. */
 export const DEFAULT_RESUME_WINDOW_S = 30;
 const RESUME_LABEL = "EXPORTER-sallyport-resume";
-/** Received bytes handed to TLS per event-loop turn; the rest follows in the next turn. */
-const DELIVER_SLICE = 256 * 1024;
+/**
+ * Of what one read brought, the bytes handed to TLS before the event loop gets a turn; the rest
+ * follows in later turns. Above the relay's largest WebSocket message (320 KiB), so only a socket
+ * read (up to 512 KiB) is split.
+ */
+export const DELIVER_SLICE = 384 * 1024;
 
 export interface ResumeSecret {
   /** Names the tunnel in a RESUME (not secret: the relay sees it). */

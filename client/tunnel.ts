@@ -197,8 +197,10 @@ export class Tunnel {
         const data = tlsTakesData(this.tls, this.under) && this.budget.open;
         const bytes = core.pollTransmit(data);
         if (bytes) {
-          if (data) this.budget.spend(bytes.length);
           if (!this.tls.destroyed) this.tls.write(bytes);
+          // After the write: the WebSocket's end-of-turn send is queued first, so each turn's
+          // DATA leaves as one message before the next turn adds more.
+          if (data) this.budget.spend(bytes.length);
           continue;
         }
         const event = core.pollEvent();
