@@ -24,7 +24,17 @@ function pattern(from: number, n: number): Uint8Array {
   return out;
 }
 
+/** Send from `server` to `client`, keeping every chunk `client` delivers; both are destroyed after. */
 async function sendAndKeepChunks(server: Duplex, client: Duplex): Promise<void> {
+  try {
+    await keepChunks(server, client);
+  } finally {
+    server.destroy();
+    client.destroy();
+  }
+}
+
+async function keepChunks(server: Duplex, client: Duplex): Promise<void> {
   const kept: { at: number; chunk: Uint8Array; copy: Uint8Array }[] = [];
   let received = 0;
   const done = new Promise<void>((resolve) => {
@@ -67,24 +77,14 @@ test("node:tls over a TCP socket never reuses a delivered chunk", async () => {
     clientReady = r;
   });
   const [s, c] = await Promise.all([accepted, client]);
-  try {
-    await sendAndKeepChunks(s, c);
-  } finally {
-    s.destroy();
-    c.destroy();
-  }
+  await sendAndKeepChunks(s, c);
 }, 60_000);
 
 test("node:tls over a Duplex never reuses a delivered chunk", async () => {
   const id = await createIdentity("chunks");
   const [x, y] = duplexPair();
   const [s, c] = await Promise.all([acceptTls(x, id), connectTls(y, id.digest)]);
-  try {
-    await sendAndKeepChunks(s, c);
-  } finally {
-    s.destroy();
-    c.destroy();
-  }
+  await sendAndKeepChunks(s, c);
 }, 60_000);
 
 test("a TCP socket never reuses a delivered chunk", async () => {
@@ -99,10 +99,5 @@ test("a TCP socket never reuses a delivered chunk", async () => {
     });
   });
   const [s, c] = pair;
-  try {
-    await sendAndKeepChunks(s, c);
-  } finally {
-    s.destroy();
-    c.destroy();
-  }
+  await sendAndKeepChunks(s, c);
 }, 60_000);
