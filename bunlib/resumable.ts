@@ -79,8 +79,8 @@ export class ResumableDuplex extends Duplex {
   private timerAt: number | undefined;
   /** FIN sent or received: the tunnel ended on purpose, no resume. */
   private ended = false;
-  /** Received bytes not handed to TLS yet: what did not fit in this turn's slice. */
-  private held: Uint8Array[] = [];
+  /** The rest of a delivered chunk that did not fit in this turn's slice (handed over first). */
+  private held: Uint8Array | undefined;
   private deliverLater: ReturnType<typeof setImmediate> | undefined;
   private readPaused = false;
   private delivering = false;
@@ -151,18 +151,9 @@ export class ResumableDuplex extends Duplex {
 
   private pump(): void {
     const link = this.link;
-    if (this.delivering) {
-      // Called from TLS while it takes a slice (it answered with a write): the outer call goes on.
-      this.transmit();
-      return;
-    }
-    if (this.deliverLater !== undefined) {
-      // More came while a slice waits (a read already under way when the transport was paused).
-      for (let r = link.pollDelivered(); r; r = link.pollDelivered()) this.held.push(r);
-      this.transmit();
-      return;
-    }
-    if (!this.deliver()) {
+    // Called from TLS while it takes a slice (it answered with a write), the outer call goes on;
+    // while a slice waits for its turn, what else arrives waits in the link behind it.
+    if (this.delivering || this.deliverLater !== undefined || !this.deliver()) {
       this.transmit();
       return;
     }
@@ -200,7 +191,8 @@ export class ResumableDuplex extends Duplex {
     let budget = DELIVER_SLICE;
     for (;;) {
       if (this.destroyed) return true;
-      const d = this.held.shift() ?? link.pollDelivered();
+      const d = this.held ?? link.pollDelivered();
+      this.held = undefined;
       if (!d) {
         if (this.readPaused) {
           this.readPaused = false;
@@ -210,10 +202,9 @@ export class ResumableDuplex extends Duplex {
       }
       if (d.length > budget) {
         if (budget > 0) this.push(d.subarray(0, budget));
-        // Views of what the transport delivered, held past this turn: the runtime never writes a
-        // delivered chunk again (bunlib/tls-chunks.test.ts checks it for TCP sockets).
-        this.held.unshift(d.subarray(budget));
-        for (let r = link.pollDelivered(); r; r = link.pollDelivered()) this.held.push(r);
+        // A view of what the transport delivered, held past this turn (as are the link's queued
+        // payloads): the runtime never writes a delivered chunk again (bunlib/tls-chunks.test.ts).
+        this.held = d.subarray(budget);
         // Read no more from the transport until this is handed over: its socket holds the rest.
         if (!this.readPaused) {
           this.readPaused = true;
@@ -310,7 +301,7 @@ export class ResumableDuplex extends Duplex {
     this.timer = undefined;
     if (this.deliverLater) clearImmediate(this.deliverLater);
     this.deliverLater = undefined;
-    this.held = [];
+    this.held = undefined;
     this.finish();
     const t = this.transport;
     this.transport = undefined;
