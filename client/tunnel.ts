@@ -5,6 +5,7 @@
 import { connect } from "node:net";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
+import { shortenKernelQueues } from "../bunlib/kernel-queue.ts";
 import {
   ResumableDuplex,
   ResumeRefused,
@@ -42,6 +43,8 @@ export function dialDirect(endpoint: string): Promise<Duplex> {
     sock.once("connect", () => {
       clearTimeout(timer);
       sock.setNoDelay(true);
+      // What the kernel queues is in front of every new stream: bounded (bunlib/kernel-queue.ts).
+      shortenKernelQueues(sock);
       resolve(sock);
     });
     sock.once("error", (err) => {

@@ -5,6 +5,7 @@ import { createServer, type Server } from "node:net";
 import type { Duplex } from "node:stream";
 import { createRemoteJWKSet, type JWTVerifyGetKey } from "jose";
 import { loadOrCreateIdentity } from "../bunlib/cert.ts";
+import { shortenKernelQueues } from "../bunlib/kernel-queue.ts";
 import type { Logger } from "../bunlib/log.ts";
 import { idHex, readFirstFrame, withPrefix } from "../bunlib/resumable.ts";
 import { openWebSocket, WebSocketClosedError } from "../bunlib/ws-duplex.ts";
@@ -373,6 +374,8 @@ export class Connector {
         return;
       }
       socket.setNoDelay(true);
+      // What the kernel queues is in front of every new stream: bounded (bunlib/kernel-queue.ts).
+      shortenKernelQueues(socket);
       void this.accept(socket, `direct-${randomUUID()}`, "direct", ctx);
     });
     server.on("error", (err) => this.log.error("direct listener failed", { error: err.message }));
