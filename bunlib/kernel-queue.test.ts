@@ -5,12 +5,13 @@ import { dlopen, FFIType, ptr } from "bun:ffi";
 import { afterEach, describe, expect, test } from "bun:test";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import {
+  BUFFER_CEIL,
   kernelMinRttUs,
   NOTSENT_LOWAT,
   PATH_RATE_BYTES_PER_S,
-  RECEIVE_WINDOW_CEIL,
+  queuesFor,
   RECEIVE_WINDOW_FLOOR,
-  receiveWindowFor,
+  SEND_BUFFER_FLOOR,
   shortenKernelQueues,
   socketFd,
 } from "./kernel-queue.ts";
@@ -75,38 +76,43 @@ function flood(socket: Socket): () => void {
   };
 }
 
-describe("receive window for a path", () => {
-  test("loopback and fast LANs get the floor; longer paths twice their bandwidth-delay product", () => {
-    expect(receiveWindowFor(15)).toBe(RECEIVE_WINDOW_FLOOR);
-    const lan = receiveWindowFor(400)!;
-    expect(lan).toBe(Math.ceil((2 * 400 * PATH_RATE_BYTES_PER_S) / 1e6));
-    expect(lan).toBeGreaterThan(RECEIVE_WINDOW_FLOOR);
-    expect(lan).toBeLessThanOrEqual(RECEIVE_WINDOW_CEIL);
+describe("what a path gets", () => {
+  test("loopback and fast LANs: small buffers both ways, at least the floors", () => {
+    expect(queuesFor(15)).toEqual({
+      minRttUs: 15,
+      receiveWindow: RECEIVE_WINDOW_FLOOR,
+      sendBuffer: SEND_BUFFER_FLOOR,
+    });
+    // 400 µs: twice the bandwidth-delay product at the path rate, above both floors.
+    const product = Math.ceil((2 * 400 * PATH_RATE_BYTES_PER_S) / 1e6);
+    expect(product).toBeGreaterThan(SEND_BUFFER_FLOOR);
+    expect(queuesFor(400)).toEqual({ minRttUs: 400, receiveWindow: product, sendBuffer: product });
   });
 
-  test("a long path, or none measured, keeps the kernel's autotuning", () => {
-    expect(receiveWindowFor(5_000)).toBeUndefined(); // 5 ms: 10 MiB at the path rate
-    expect(receiveWindowFor(0)).toBeUndefined();
-    expect(receiveWindowFor(Number.NaN)).toBeUndefined();
-    expect(receiveWindowFor(-1)).toBeUndefined();
+  test("a long path, or none measured, keeps autotuning and bounds only what waits unsent", () => {
+    const long = Math.ceil((BUFFER_CEIL * 1e6) / (2 * PATH_RATE_BYTES_PER_S)) + 1;
+    for (const rtt of [long, 5_000, 40_000]) {
+      expect(queuesFor(rtt)).toEqual({ minRttUs: rtt, notsentLowat: NOTSENT_LOWAT });
+    }
+    for (const rtt of [0, -1, Number.NaN])
+      expect(queuesFor(rtt)).toEqual({ minRttUs: 0, notsentLowat: NOTSENT_LOWAT });
   });
 });
 
 describe("a direct-path socket", () => {
-  test("gets the options on a real connection: unsent low-water mark and the loopback window", async () => {
+  test("gets the options on a real connection: loopback is a short path", async () => {
     const { sender, receiver } = await pair();
     const set = shortenKernelQueues(sender);
     expect(set).toBeDefined();
-    expect(set!.minRttUs).toBeGreaterThan(0);
-    expect(set!.minRttUs).toBe(kernelMinRttUs(socketFd(sender)!)!);
-    expect(set!.notsentLowat).toBe(NOTSENT_LOWAT);
-    // Loopback's round trip is tens of microseconds: the floor, or a little above it.
-    expect(set!.receiveWindow).toBe(receiveWindowFor(set!.minRttUs)!);
-    expect(set!.receiveWindow).toBeLessThan(RECEIVE_WINDOW_CEIL);
     const fd = socketFd(sender)!;
-    expect(sockoptInt(fd, 6, 25)).toBe(NOTSENT_LOWAT); // TCP_NOTSENT_LOWAT
-    // SO_RCVBUF reads back doubled (the kernel's bookkeeping share) and no longer autotunes.
-    expect(sockoptInt(fd, 1, 8)).toBe(2 * set!.receiveWindow!);
+    expect(set!.minRttUs).toBeGreaterThan(0);
+    expect(set!.minRttUs).toBe(kernelMinRttUs(fd)!);
+    expect(set).toEqual(queuesFor(set!.minRttUs));
+    expect(set!.notsentLowat).toBeUndefined();
+    // The kernel reads both back doubled (its bookkeeping share); neither autotunes any more.
+    expect(sockoptInt(fd, 1, 8)).toBe(2 * set!.receiveWindow!); // SO_RCVBUF
+    expect(sockoptInt(fd, 1, 7)).toBe(2 * set!.sendBuffer!); // SO_SNDBUF
+    expect(sockoptInt(fd, 6, 25)).toBe(0); // TCP_NOTSENT_LOWAT: not set on a short path
     expect(socketFd(receiver)).toBeDefined();
   });
 
@@ -118,9 +124,9 @@ describe("a direct-path socket", () => {
     await Bun.sleep(400);
     const held = ioctlInt(socketFd(sender)!, SIOCOUTQ) + ioctlInt(socketFd(receiver)!, SIOCINQ);
     stop();
-    // Unsent is bounded by the low-water mark (plus what one write adds past it), in flight by the
-    // window: about NOTSENT_LOWAT + 2 windows with the kernel's accounting. Without the options
-    // Linux holds 4–6 MB here (docs/performance.md, "Issue 14, twelfth round").
+    // The send buffer and the receive window bound it (a few hundred KiB with the kernel's
+    // accounting). Without the options Linux holds 4–6 MB here (docs/performance.md, "Issue 14,
+    // twelfth round").
     expect(held).toBeGreaterThan(0);
     expect(held).toBeLessThan(1024 * 1024);
     // What the kernel does not take waits in the process, where the tunnel's scheduler decides.

@@ -4,33 +4,38 @@
 // for it — unsent in the sender's buffer, unread in the receiver's — is in front of a new stream's
 // OPEN, its OPEN_OK and its first bytes: the tunnel's scheduler can put those ahead only of what has
 // not reached TLS yet (docs/protocol.md §6, "Scheduling"). Linux sizes both buffers for throughput
-// alone: with a bulk transfer whose receiver is the slower end, 0.5–1.2 MB sat in them on loopback,
-// a few milliseconds in front of every new stream. Two socket options bound that:
+// alone: beside a bulk transfer whose receiver is the slower end, 0.5–1.2 MB sat in them on
+// loopback, milliseconds in front of every new stream, and 4–6 MB when the reader stalls.
 //
-// - TCP_NOTSENT_LOWAT: the kernel takes more bytes only while fewer than NOTSENT_LOWAT of those it
-//   holds are unsent. What waits beyond that waits above TLS, where control frames go first. Bytes
-//   in flight (the congestion window) are not limited, so this costs no throughput on any path.
-// - SO_RCVBUF: the receive window, set to twice the bandwidth-delay product of the path at
-//   PATH_RATE on the kernel's own minimum round trip (TCP_INFO), at least RECEIVE_WINDOW_FLOOR. A
-//   path whose product is above RECEIVE_WINDOW_CEIL (a long one) keeps the kernel's autotuning.
+// On a short path (loopback, a LAN: twice the bandwidth-delay product at PATH_RATE on the kernel's
+// own minimum round trip, from TCP_INFO, is at most BUFFER_CEIL) both buffers are set to that
+// product, at least RECEIVE_WINDOW_FLOOR to receive and SEND_BUFFER_FLOOR to send: what the kernel
+// holds is then a fraction of a millisecond of traffic, and the rest waits above TLS, where control
+// frames go first. A long path keeps the kernel's autotuning (it needs the window) and gets
+// TCP_NOTSENT_LOWAT instead, which bounds only what waits unsent, not what is in flight. (On a
+// short path that option cost the sender CPU — a partial write and a wake-up per NOTSENT_LOWAT —
+// and a tenth of the throughput where the sender was the busier end; the send buffer does not.)
 //
-// Node and Bun have no API for either; libc's setsockopt and getsockopt are called through bun:ffi
+// Node and Bun have no API for these; libc's setsockopt and getsockopt are called through bun:ffi
 // on the socket's descriptor (`_handle.fd`, as client/original-dst.ts does). Where that cannot be
 // done (not Linux, no libc, no descriptor) the socket keeps the kernel's defaults: nothing breaks,
 // the queues are only longer.
 
 import { dlopen, FFIType, ptr } from "bun:ffi";
 
-/** Unsent bytes the kernel may hold for a direct-path socket before it pushes back. */
+/** On a long path: unsent bytes the kernel may hold before it pushes back. */
 export const NOTSENT_LOWAT = 128 * 1024;
-/** The smallest receive window set (loopback and a LAN: a few round trips of scheduling slack). */
+/** The smallest receive window set on a short path (scheduling slack for the reader). */
 export const RECEIVE_WINDOW_FLOOR = 64 * 1024;
-/** Above this the kernel's autotuning is kept: the path is long enough to need it. */
-export const RECEIVE_WINDOW_CEIL = 4 * 1024 * 1024;
+/** The smallest send buffer set on a short path (a DATA frame's records, so a write is not split). */
+export const SEND_BUFFER_FLOOR = 256 * 1024;
+/** Above this the path is long: the kernel's autotuning is kept. */
+export const BUFFER_CEIL = 4 * 1024 * 1024;
 /** The rate a window must carry over the path's round trip (more than a tunnel moves). */
 export const PATH_RATE_BYTES_PER_S = 1024 * 1024 * 1024;
 
 const SOL_SOCKET = 1;
+const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
 const IPPROTO_TCP = 6;
 const TCP_INFO = 11;
@@ -39,24 +44,28 @@ const TCP_NOTSENT_LOWAT = 25;
 const TCPI_MIN_RTT_OFFSET = 148;
 const TCP_INFO_LEN = 232;
 
-/**
- * The receive window for a path whose smallest round trip is `minRttUs` microseconds, or
- * undefined when the kernel's autotuning should size it (a long path, or no measurement).
- */
-export function receiveWindowFor(minRttUs: number): number | undefined {
-  if (!Number.isFinite(minRttUs) || minRttUs <= 0) return undefined;
-  const window = Math.ceil((2 * minRttUs * PATH_RATE_BYTES_PER_S) / 1_000_000);
-  if (window > RECEIVE_WINDOW_CEIL) return undefined;
-  return Math.max(RECEIVE_WINDOW_FLOOR, window);
-}
-
-/** What shortenKernelQueues set on a socket. */
+/** How a direct-path socket's queues are bounded (see above). */
 export interface KernelQueues {
   /** The kernel's smallest round trip on the connection so far, microseconds. */
   minRttUs: number;
-  notsentLowat: number;
-  /** The receive window asked for; undefined: autotuned (a long path). */
-  receiveWindow: number | undefined;
+  /** Short path: the receive window and send buffer asked for. */
+  receiveWindow?: number;
+  sendBuffer?: number;
+  /** Long path: the unsent low-water mark. */
+  notsentLowat?: number;
+}
+
+/** What a path whose smallest round trip is `minRttUs` microseconds gets. */
+export function queuesFor(minRttUs: number): KernelQueues {
+  const rtt = Number.isFinite(minRttUs) && minRttUs > 0 ? minRttUs : 0;
+  const product = Math.ceil((2 * rtt * PATH_RATE_BYTES_PER_S) / 1_000_000);
+  // No measurement (0): nothing known about the path, so it is treated as a long one.
+  if (rtt === 0 || product > BUFFER_CEIL) return { minRttUs: rtt, notsentLowat: NOTSENT_LOWAT };
+  return {
+    minRttUs: rtt,
+    receiveWindow: Math.max(RECEIVE_WINDOW_FLOOR, product),
+    sendBuffer: Math.max(SEND_BUFFER_FLOOR, product),
+  };
 }
 
 type SockOpt = (fd: number, level: number, name: number, value: Uint8Array, len: Uint32Array) => number;
@@ -124,10 +133,15 @@ export function shortenKernelQueues(socket: unknown): KernelQueues | undefined {
   const fd = socketFd(socket);
   const c = fd === undefined ? null : loadLibc();
   if (fd === undefined || !c) return undefined;
-  if (!setInt(c.set, fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)) return undefined;
-  const minRttUs = kernelMinRttUs(fd) ?? 0;
-  let receiveWindow = receiveWindowFor(minRttUs);
-  if (receiveWindow !== undefined && !setInt(c.set, fd, SOL_SOCKET, SO_RCVBUF, receiveWindow))
-    receiveWindow = undefined;
-  return { minRttUs, notsentLowat: NOTSENT_LOWAT, receiveWindow };
+  const want = queuesFor(kernelMinRttUs(fd) ?? 0);
+  const set: KernelQueues = { minRttUs: want.minRttUs };
+  if (want.notsentLowat !== undefined && setInt(c.set, fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, want.notsentLowat))
+    set.notsentLowat = want.notsentLowat;
+  if (want.receiveWindow !== undefined && setInt(c.set, fd, SOL_SOCKET, SO_RCVBUF, want.receiveWindow))
+    set.receiveWindow = want.receiveWindow;
+  if (want.sendBuffer !== undefined && setInt(c.set, fd, SOL_SOCKET, SO_SNDBUF, want.sendBuffer))
+    set.sendBuffer = want.sendBuffer;
+  const any =
+    set.notsentLowat !== undefined || set.receiveWindow !== undefined || set.sendBuffer !== undefined;
+  return any ? set : undefined;
 }
