@@ -116,7 +116,7 @@ describe("a direct-path socket", () => {
     expect(socketFd(receiver)).toBeDefined();
   });
 
-  test("a reader that stops lets the kernel hold well under a MiB, not megabytes", async () => {
+  test("a reader that stops lets the kernel hold under 1.5 MiB, not the 4–6 MB of the defaults", async () => {
     const { sender, receiver } = await pair();
     shortenKernelQueues(sender);
     shortenKernelQueues(receiver);
@@ -128,7 +128,7 @@ describe("a direct-path socket", () => {
     // accounting). Without the options Linux holds 4–6 MB here (docs/performance.md, "Issue 14,
     // twelfth round").
     expect(held).toBeGreaterThan(0);
-    expect(held).toBeLessThan(1024 * 1024);
+    expect(held).toBeLessThan(1.5 * 1024 * 1024);
     // What the kernel does not take waits in the process, where the tunnel's scheduler decides.
     expect(sender.writableLength).toBeGreaterThan(0);
   });

@@ -26,7 +26,7 @@ import { dlopen, FFIType, ptr } from "bun:ffi";
 /** On a long path: unsent bytes the kernel may hold before it pushes back. */
 export const NOTSENT_LOWAT = 128 * 1024;
 /** The smallest receive window set on a short path (scheduling slack for the reader). */
-export const RECEIVE_WINDOW_FLOOR = 64 * 1024;
+export const RECEIVE_WINDOW_FLOOR = 128 * 1024;
 /** The smallest send buffer set on a short path (a DATA frame's records, so a write is not split). */
 export const SEND_BUFFER_FLOOR = 256 * 1024;
 /** Above this the path is long: the kernel's autotuning is kept. */
