@@ -13,8 +13,9 @@
 // holds is then a fraction of a millisecond of traffic, and the rest waits above TLS, where control
 // frames go first. A long path keeps the kernel's autotuning (it needs the window) and gets
 // TCP_NOTSENT_LOWAT instead, which bounds only what waits unsent, not what is in flight. (On a
-// short path that option cost the sender CPU — a partial write and a wake-up per NOTSENT_LOWAT —
-// and a tenth of the throughput where the sender was the busier end; the send buffer does not.)
+// short path that option makes the sending end take a partial write and a wake-up per
+// NOTSENT_LOWAT of data, which measured lower download throughput on loopback than a send buffer;
+// docs/performance.md, "Issue 14, twelfth round".)
 //
 // Node and Bun have no API for these; libc's setsockopt and getsockopt are called through bun:ffi
 // on the socket's descriptor (`_handle.fd`, as client/original-dst.ts does). Where that cannot be

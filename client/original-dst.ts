@@ -4,7 +4,7 @@
  * IP6T_SO_ORIGINAL_DST)` (IPv6), both option 80, answered by conntrack with a sockaddr_in /
  * sockaddr_in6. Node and Bun have no API for it, so libc's getsockopt is called through bun:ffi
  * (verified with Bun 1.4.5, also inside a `bun build --compile` binary) on the fd of the accepted
- * node:net socket (`_handle.fd`). The sockaddr decoding is pure and tested on its own.
+ * node:net socket (`_handle.fd`, `socketFd` in bunlib/kernel-queue.ts). The sockaddr decoding is pure and tested on its own.
  */
 import ipaddr from "ipaddr.js";
 
@@ -88,10 +88,4 @@ export async function originalDestination(fd: number, v6: boolean): Promise<{ ip
   const rc = call(fd, v6 ? SOL_IPV6 : SOL_IP, SO_ORIGINAL_DST, buf, len);
   if (rc !== 0) throw new OriginalDstError("no original destination (the connection was not redirected)");
   return decodeSockaddr(buf, len[0]!);
-}
-
-/** The file descriptor of an accepted node:net socket in Bun, or undefined. */
-export function socketFd(socket: unknown): number | undefined {
-  const fd = (socket as { _handle?: { fd?: unknown } })._handle?.fd;
-  return typeof fd === "number" && fd >= 0 ? fd : undefined;
 }

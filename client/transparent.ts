@@ -7,8 +7,9 @@
  * process connecting to the port itself) is reset, so it can never act as an open proxy.
  */
 import net from "node:net";
+import { socketFd } from "../bunlib/kernel-queue.ts";
 import type { Logger } from "../bunlib/log.ts";
-import { checkOriginalDstSupport, originalDestination, socketFd } from "./original-dst.ts";
+import { checkOriginalDstSupport, originalDestination } from "./original-dst.ts";
 import { connectPhase } from "./proxy-connection.ts";
 import type { ConnectResult } from "./socks5.ts";
 
