@@ -69,11 +69,18 @@ export function queuesFor(minRttUs: number): KernelQueues {
   };
 }
 
-type SockOpt = (fd: number, level: number, name: number, value: Uint8Array, len: Uint32Array) => number;
-type SetSockOpt = (fd: number, level: number, name: number, value: Uint8Array, len: number) => number;
-let libc: { get: SockOpt; set: SetSockOpt } | null | undefined;
+export type GetSockOpt = (
+  fd: number,
+  level: number,
+  name: number,
+  value: Uint8Array,
+  len: Uint32Array,
+) => number;
+export type SetSockOpt = (fd: number, level: number, name: number, value: Uint8Array, len: number) => number;
+let libc: { get: GetSockOpt; set: SetSockOpt } | null | undefined;
 
-function loadLibc(): { get: SockOpt; set: SetSockOpt } | null {
+/** libc's getsockopt and setsockopt (bun:ffi, loaded once), or null off Linux or without libc. */
+export function libcSockopts(): { get: GetSockOpt; set: SetSockOpt } | null {
   if (libc !== undefined) return libc;
   libc = null;
   if (process.platform !== "linux") return libc;
@@ -116,7 +123,7 @@ function setInt(call: SetSockOpt, fd: number, level: number, opt: number, value:
 
 /** The kernel's smallest round trip on `fd`, microseconds, or undefined. */
 export function kernelMinRttUs(fd: number): number | undefined {
-  const c = loadLibc();
+  const c = libcSockopts();
   if (!c) return undefined;
   const info = new Uint8Array(TCP_INFO_LEN);
   const len = new Uint32Array([info.length]);
@@ -132,7 +139,7 @@ export function kernelMinRttUs(fd: number): number | undefined {
  */
 export function shortenKernelQueues(socket: unknown): KernelQueues | undefined {
   const fd = socketFd(socket);
-  const c = fd === undefined ? null : loadLibc();
+  const c = fd === undefined ? null : libcSockopts();
   if (fd === undefined || !c) return undefined;
   const want = queuesFor(kernelMinRttUs(fd) ?? 0);
   const set: KernelQueues = { minRttUs: want.minRttUs };

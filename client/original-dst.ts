@@ -3,10 +3,12 @@
  * `getsockopt(fd, SOL_IP, SO_ORIGINAL_DST)` (IPv4) or `getsockopt(fd, SOL_IPV6,
  * IP6T_SO_ORIGINAL_DST)` (IPv6), both option 80, answered by conntrack with a sockaddr_in /
  * sockaddr_in6. Node and Bun have no API for it, so libc's getsockopt is called through bun:ffi
- * (verified with Bun 1.4.5, also inside a `bun build --compile` binary) on the fd of the accepted
- * node:net socket (`_handle.fd`, `socketFd` in bunlib/kernel-queue.ts). The sockaddr decoding is pure and tested on its own.
+ * (verified with Bun 1.4.5, also inside a `bun build --compile` binary; the binding is shared
+ * with bunlib/kernel-queue.ts) on the fd of the accepted node:net socket (`_handle.fd`,
+ * `socketFd` there). The sockaddr decoding is pure and tested on its own.
  */
 import ipaddr from "ipaddr.js";
+import { type GetSockOpt, libcSockopts } from "../bunlib/kernel-queue.ts";
 
 const SOL_IP = 0;
 const SOL_IPV6 = 41;
@@ -45,44 +47,21 @@ export function decodeSockaddr(buf: Uint8Array, len: number): { ip: string; port
   throw new OriginalDstError(`unknown address family ${family}`);
 }
 
-type GetSockOpt = (fd: number, level: number, name: number, value: Uint8Array, len: Uint32Array) => number;
-let getsockopt: GetSockOpt | undefined;
-
-async function loadGetsockopt(): Promise<GetSockOpt> {
-  if (getsockopt) return getsockopt;
-  // Imported lazily: the module exists only in Bun, and only transparent mode needs it.
-  const { dlopen, FFIType, ptr } = await import("bun:ffi");
-  let lib: ReturnType<typeof open> | undefined;
-  function open(name: string) {
-    return dlopen(name, {
-      getsockopt: {
-        args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr],
-        returns: FFIType.i32,
-      },
-    });
-  }
-  for (const name of ["libc.so.6", "libc.so"]) {
-    try {
-      lib = open(name);
-      break;
-    } catch {
-      // try the next name (glibc, then musl)
-    }
-  }
-  if (!lib) throw new OriginalDstError("could not load libc for getsockopt (bun:ffi)");
-  const sym = lib.symbols.getsockopt;
-  getsockopt = (fd, level, name, value, len) => sym(fd, level, name, ptr(value), ptr(len)) as number;
-  return getsockopt;
+/** libc's getsockopt (shared with bunlib/kernel-queue.ts, which loads it once). */
+function loadGetsockopt(): GetSockOpt {
+  const c = libcSockopts();
+  if (!c) throw new OriginalDstError("could not load libc for getsockopt (bun:ffi)");
+  return c.get;
 }
 
 /** Loads libc's getsockopt now, so that a missing libc fails `up --transparent` at start. */
 export async function checkOriginalDstSupport(): Promise<void> {
-  await loadGetsockopt();
+  loadGetsockopt();
 }
 
 /** The pre-NAT destination of an accepted socket; `v6`: the listener is an IPv6 socket. */
 export async function originalDestination(fd: number, v6: boolean): Promise<{ ip: string; port: number }> {
-  const call = await loadGetsockopt();
+  const call = loadGetsockopt();
   const buf = new Uint8Array(v6 ? SOCKADDR_IN6_LEN : SOCKADDR_IN_LEN);
   const len = new Uint32Array([buf.length]);
   const rc = call(fd, v6 ? SOL_IPV6 : SOL_IP, SO_ORIGINAL_DST, buf, len);
