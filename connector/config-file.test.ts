@@ -65,6 +65,16 @@ describe("--config with flags and environment", () => {
     expect(c).toMatchObject({ controller: "https://env.example.com", accessToken: "x", refreshToken: "y" });
   });
 
+  test("--relay-spares: one by default, 0 to 4 from a flag or the environment, anything else refused", () => {
+    const env = { SALLYPORT_CONTROLLER: "https://env.example.com" };
+    expect(parseConnectorConfig([], env).config!.relaySpares).toBe(1);
+    expect(parseConnectorConfig(["--relay-spares", "0"], env).config!.relaySpares).toBe(0);
+    expect(parseConnectorConfig([], { ...env, SALLYPORT_RELAY_SPARES: "4" }).config!.relaySpares).toBe(4);
+    for (const bad of ["5", "-1", "1.5", "two", ""]) {
+      expect(() => parseConnectorConfig(["--relay-spares", bad], env)).toThrow(/--relay-spares/);
+    }
+  });
+
   test("a world-readable or missing config file is refused", () => {
     const loose = join(tmp, "loose.conf");
     writeFileSync(loose, "SALLYPORT_CONTROLLER=https://x.example.com\n");

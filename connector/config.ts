@@ -64,6 +64,13 @@ export const CONNECTOR_OPTIONS: readonly OptionSpec[] = [
       "Seconds a tunnel whose path dropped (an edge deploy, a relay restart, the client's network change) is kept for the client to resume; 0 turns resumption off",
     default: "30",
   },
+  {
+    flag: "relay-spares",
+    env: "SALLYPORT_RELAY_SPARES",
+    description:
+      "Relay sessions kept dialled ahead of clients, so a new tunnel is spliced at once instead of waiting for a dial (0 to 4; 0: dial on demand only)",
+    default: "1",
+  },
   ...LOG_OPTIONS,
   {
     flag: "metrics-listen",
@@ -87,6 +94,8 @@ export interface ConnectorConfig {
   udpIdleMs: number;
   /** How long a tunnel whose path dropped is kept for a resume (ms); 0: not kept. */
   resumeWindowMs: number;
+  /** Relay sessions kept dialled ahead of clients (0: dial each when a client arrives). */
+  relaySpares: number;
   logLevel: Level;
   logFormat: LogFormat;
   metricsListen: { host: string; port: number } | undefined;
@@ -166,6 +175,9 @@ export function parseConnectorConfig(
   const windowText = values["resume-window"] ?? "30";
   if (!/^[0-9]{1,4}$/.test(windowText) || Number(windowText) > 3600)
     throw new UsageError(`--resume-window: "${windowText}" must be a whole number of seconds from 0 to 3600`);
+  const sparesText = values["relay-spares"] ?? "1";
+  if (!/^[0-4]$/.test(sparesText))
+    throw new UsageError(`--relay-spares: "${sparesText}" must be a whole number from 0 to 4`);
   const config: ConnectorConfig = {
     controller,
     directListen,
@@ -176,6 +188,7 @@ export function parseConnectorConfig(
     hostOverrides: overrides,
     udpIdleMs: Number(idleText) * 1000,
     resumeWindowMs: Number(windowText) * 1000,
+    relaySpares: Number(sparesText),
     logLevel: level as Level,
     logFormat: format as LogFormat,
     metricsListen: values["metrics-listen"]

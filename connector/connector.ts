@@ -38,6 +38,10 @@ const MAX_CLOCK_HOLD_MS = 2_000;
  */
 const PING_MS = 2_000;
 const DRAIN_GRACE_MS = 30_000;
+/** How long a spare relay session waits for a client at most (the relay ends it sooner). */
+const SPARE_WAIT_MS = 30 * 60_000;
+/** A spare is dialled this long after the relay asks for it (ms). */
+const SPARE_DIAL_DELAY_MS = 200;
 
 export function backoffMs(attempt: number, baseMs = 500, maxMs = 30_000): number {
   const exp = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 16));
@@ -64,6 +68,9 @@ export class Connector {
   private readonly startedAt = Date.now();
   private controllerReachable = false;
   private attachedToRelay = false;
+  /** Relay sessions dialled ahead of clients (docs/architecture.md "Spare sessions"), waiting for one. */
+  private readonly spares = new Set<Duplex>();
+  private readonly relaySessions = { spare: 0, onDemand: 0 };
   private ledger: AuthzLedger | undefined;
   private readonly revocations = new RevocationList();
   readonly events: EventReporter;
@@ -228,6 +235,8 @@ export class Connector {
       version: CONNECTOR_VERSION,
       tunnels: [...this.sessions].map((s) => ({ path: s.path, streams: s.streamCount })),
       attached: this.attachedToRelay,
+      spareSessions: this.spares.size,
+      relaySessions: { ...this.relaySessions },
       lastHeartbeatAt: this.lastHeartbeatAt,
       controllerReachable: this.controllerReachable,
       clockDriftMs: this.lastHeartbeatAt === null ? null : driftOf(this.clockOffsetMs),
@@ -261,8 +270,9 @@ export class Connector {
   private async attach(ctx: SessionContext): Promise<void> {
     while (!this.stopped && !this.draining) {
       try {
+        const spares = this.config.relaySpares > 0 ? `&spares=${this.config.relaySpares}` : "";
         const ws = await openWebSocket(
-          `${ctx.relayUrl}/relay/v1/attach?keepalive_ms=${PING_MS}`,
+          `${ctx.relayUrl}/relay/v1/attach?keepalive_ms=${PING_MS}${spares}`,
           this.relayToken,
         );
         this.attempt = 0;
@@ -277,6 +287,8 @@ export class Connector {
           ws.addEventListener("close", (ev) => {
             this.log.warn("relay connection closed", { code: ev.code, reason: ev.reason });
             this.attachedToRelay = false;
+            // The relay forgets the spares of a control connection that ended: so does this side.
+            this.dropSpares();
             resolve();
           });
         });
@@ -307,13 +319,28 @@ export class Connector {
       return;
     }
     if (msg.type === "dial") {
-      // While draining, a dial may still carry a RESUME for a tunnel whose streams are finishing.
+      // While draining, a dial may still carry a RESUME for a tunnel whose streams are finishing;
+      // a spare is for new tunnels only.
       const sid = msg.session;
-      ConnectorSession.dialRelay(sid, ctx).then(
-        (transport) => this.accept(transport, sid, "relayed", ctx),
-        (err: Error) => this.log.warn("client session failed", { error: err.message }),
-      );
+      const spare = msg.spare === true;
+      if (spare && (this.draining || this.stopped)) return;
+      const dial = () =>
+        ConnectorSession.dialRelay(sid, ctx, spare).then(
+          (transport) => this.accept(transport, sid, "relayed", ctx, spare),
+          (err: Error) =>
+            this.log.warn(spare ? "spare session failed" : "client session failed", { error: err.message }),
+        );
+      // A spare's replacement is asked for the moment a client takes one: let that client's
+      // handshake go first.
+      if (spare) setTimeout(() => void (this.draining || this.stopped || dial()), SPARE_DIAL_DELAY_MS);
+      else void dial();
     }
+  }
+
+  /** Close the spare sessions (the relay no longer hands them out, or this connector stops). */
+  private dropSpares(): void {
+    for (const t of this.spares) t.destroy();
+    this.spares.clear();
   }
 
   /**
@@ -326,16 +353,26 @@ export class Connector {
     sid: string,
     path: "relayed" | "direct",
     ctx: SessionContext,
+    spare = false,
   ): Promise<void> {
     transport.on("error", () => {});
     let first: Awaited<ReturnType<typeof readFirstFrame>>;
+    // A spare waits for a client until the relay ends it (when the relay token it was dialled
+    // with expires); the backstop here is for a relay that never does.
+    if (spare) this.spares.add(transport);
     try {
-      first = await readFirstFrame(transport);
+      first = await readFirstFrame(transport, spare ? SPARE_WAIT_MS : undefined);
     } catch (err) {
-      this.log.debug("client transport refused", { error: (err as Error).message, path });
+      this.log.debug(spare ? "spare session ended unused" : "client transport refused", {
+        error: (err as Error).message,
+        path,
+      });
       transport.destroy();
       return;
+    } finally {
+      this.spares.delete(transport);
     }
+    if (path === "relayed") this.relaySessions[spare ? "spare" : "onDemand"]++;
     if (first.kind === "resume") {
       const session = ctx.resumables.get(idHex(first.request.id));
       if (!session)
@@ -395,6 +432,7 @@ export class Connector {
     this.directServer?.close();
     this.log.info("draining: no new streams", { grace_ms: DRAIN_GRACE_MS });
     this.control?.close(1000, "draining");
+    this.dropSpares();
     for (const s of this.sessions) s.goAway();
     const deadline = Date.now() + DRAIN_GRACE_MS;
     while (Date.now() < deadline && [...this.sessions].some((s) => s.streamCount > 0)) await Bun.sleep(200);
@@ -407,6 +445,7 @@ export class Connector {
     for (const t of this.timers) clearInterval(t);
     for (const s of this.sessions) s.close("connector stopping");
     this.control?.close(1000, "stopping");
+    this.dropSpares();
     this.events.stop();
     await this.events.flush();
   }

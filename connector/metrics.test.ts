@@ -9,6 +9,8 @@ const snap = (over: Partial<MetricsSnapshot> = {}): MetricsSnapshot => ({
     { path: "direct", streams: 1 },
   ],
   attached: true,
+  spareSessions: 1,
+  relaySessions: { spare: 7, onDemand: 2 },
   lastHeartbeatAt: NOW - 5000,
   controllerReachable: true,
   clockDriftMs: 250,
@@ -62,6 +64,9 @@ describe("connector metrics", () => {
     ).toBe(0);
     expect(v.get('sallyport_connector_bytes_total{direction="to_resource"}')).toBe(101);
     expect(v.get('sallyport_connector_bytes_total{direction="from_resource"}')).toBe(5002);
+    expect(v.get("sallyport_connector_relay_spare_sessions")).toBe(1);
+    expect(v.get('sallyport_connector_relay_sessions_total{dial="spare"}')).toBe(7);
+    expect(v.get('sallyport_connector_relay_sessions_total{dial="on_demand"}')).toBe(2);
     expect(v.get("sallyport_connector_heartbeat_age_seconds")).toBe(5);
     expect(v.get("sallyport_connector_clock_drift_seconds")).toBe(0.25);
     // Every sample has HELP and TYPE lines before it.

@@ -9,6 +9,10 @@ export interface MetricsSnapshot {
   /** Live tunnels and their path. */
   tunnels: readonly { path: "relayed" | "direct"; streams: number }[];
   attached: boolean;
+  /** Relay sessions dialled ahead of clients and waiting for one. */
+  spareSessions: number;
+  /** Relayed tunnels since start, by how their relay session was dialled. */
+  relaySessions: { spare: number; onDemand: number };
   /** Last successful heartbeat (ms since the epoch), or null before the first. */
   lastHeartbeatAt: number | null;
   controllerReachable: boolean;
@@ -72,6 +76,21 @@ export class ConnectorMetrics {
     metric("sallyport_connector_relay_attached", "gauge", "1 while attached to the relay.", [
       ["", s.attached ? 1 : 0],
     ]);
+    metric(
+      "sallyport_connector_relay_spare_sessions",
+      "gauge",
+      "Relay sessions dialled ahead of clients, waiting for one.",
+      [["", s.spareSessions]],
+    );
+    metric(
+      "sallyport_connector_relay_sessions_total",
+      "counter",
+      "Relayed tunnels, by whether their relay session was a spare dialled ahead or dialled on demand.",
+      [
+        ['{dial="spare"}', s.relaySessions.spare],
+        ['{dial="on_demand"}', s.relaySessions.onDemand],
+      ],
+    );
     metric("sallyport_connector_controller_reachable", "gauge", "1 when the last heartbeat succeeded.", [
       ["", s.controllerReachable ? 1 : 0],
     ]);

@@ -118,9 +118,13 @@ export class ConnectorSession {
     public path: "relayed" | "direct" = "relayed",
   ) {}
 
-  /** Relayed: dial the relay for this session; the transport is then served by `accept`. */
-  static async dialRelay(sid: string, ctx: SessionContext): Promise<Duplex> {
-    const ws = await openWebSocket(`${ctx.relayUrl}/relay/v1/accept?session=${sid}`, ctx.relayToken());
+  /**
+   * Relayed: dial the relay for this session (a `spare` one ahead of its client); the transport is
+   * then served by `accept`.
+   */
+  static async dialRelay(sid: string, ctx: SessionContext, spare = false): Promise<Duplex> {
+    const query = spare ? `session=${sid}&spare=1` : `session=${sid}`;
+    const ws = await openWebSocket(`${ctx.relayUrl}/relay/v1/accept?${query}`, ctx.relayToken());
     return new WebSocketDuplex(ws);
   }
 

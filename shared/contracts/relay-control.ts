@@ -2,10 +2,15 @@
 // messages, at most MAX_CONTROL_MESSAGE characters, one schema per direction used by both ends.
 // A parser returns a typed message or throws ControlMessageError; nothing is cast.
 //
-//   relay → connector: {"type":"dial","session":"<sid>"} | {"type":"sync"} |
+//   relay → connector: {"type":"dial","session":"<sid>"[,"spare":true]} | {"type":"sync"} |
 //                      {"type":"refreshed","exp":<seconds>} | {"type":"pong"} | {"type":"ping"}
 //   connector → relay: {"type":"refresh","token":"<relay token>"} | {"type":"pong"}
 //                      ({"type":"ping"} is answered by the runtime, never parsed)
+//
+// A dial with "spare" asks for a spare session: dialled now, before any client needs it, and kept
+// open until a client's session is spliced to it (docs/architecture.md "Spare sessions"). The
+// relay sends it only to a connector that asked for spares when it attached (`spares=N`); an older
+// connector parses it as a plain dial.
 import { z } from "zod";
 
 export const MAX_CONTROL_MESSAGE = 8192;
@@ -18,7 +23,11 @@ export class ControlMessageError extends Error {
 }
 
 const RelayToConnector = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("dial"), session: z.string().regex(/^[A-Za-z0-9_-]{22,64}$/) }),
+  z.object({
+    type: z.literal("dial"),
+    session: z.string().regex(/^[A-Za-z0-9_-]{22,64}$/),
+    spare: z.boolean().optional(),
+  }),
   z.object({ type: z.literal("sync") }),
   z.object({ type: z.literal("refreshed"), exp: z.number().int().nonnegative() }),
   z.object({ type: z.literal("pong") }),

@@ -124,6 +124,10 @@ test("the connector's and the client's metrics move with traffic, and /healthz s
   );
   expect(after.get('sallyport_connector_tunnels{path="relayed"}')).toBe(1);
   expect(after.get("sallyport_connector_relay_attached")).toBe(1);
+  // The tunnel went over a relay session the connector had dialled ahead, and another waits.
+  expect(after.get('sallyport_connector_relay_sessions_total{dial="spare"}')).toBe(1);
+  expect(after.get('sallyport_connector_relay_sessions_total{dial="on_demand"}')).toBe(0);
+  expect(after.get("sallyport_connector_relay_spare_sessions")).toBe(1);
   expect(after.get("sallyport_connector_controller_reachable")).toBe(1);
   expect(after.get(`sallyport_connector_build_info{version="${VERSION}"}`)).toBe(1);
   const clientAfter = await scrape(clientMetricsPort);

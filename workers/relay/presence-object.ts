@@ -1,5 +1,6 @@
 // ConnectorPresence: one per H(connector ID). Holds the connector's control socket (hibernatable),
-// consumes connection-token jtis atomically, and asks the connector to dial new sessions.
+// consumes connection-token jtis atomically, and asks the connector to dial new sessions — or, for
+// a connector that keeps spare sessions, hands a client one it dialled ahead and asks for another.
 import { DurableObject } from "cloudflare:workers";
 import { type ConnectorToRelayMessage, parseConnectorToRelay } from "../../shared/contracts/relay-control.ts";
 import { toBase64Url } from "../../shared/encoding.ts";
@@ -19,6 +20,16 @@ interface Attachment {
   /** When it attached (ms), and how often it promised to ping (ms; absent: it did not say). */
   at?: number;
   keepaliveMs?: number;
+  /** Spare sessions it asked to keep dialled ahead, and which attach they belong to. */
+  spares?: number;
+  gen?: string;
+}
+
+/** A spare that closed unused after at least this long is replaced at once (else at the next session). */
+const SPARE_REPLACE_AFTER_MS = 1000;
+
+function newSessionId(): string {
+  return toBase64Url(crypto.getRandomValues(new Uint8Array(18)));
 }
 
 export type OpenSessionResult = { ok: true; sid: string } | { ok: false; reason: "not_attached" | "replay" };
@@ -30,6 +41,10 @@ export class ConnectorPresence extends DurableObject<RelayEnv> {
       ctx.storage.sql.exec(
         "CREATE TABLE IF NOT EXISTS used_jti (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL)",
       );
+      // Session ids handed to the connector as spares, per attach (gen): not yet given to a client.
+      ctx.storage.sql.exec(
+        "CREATE TABLE IF NOT EXISTS spare_session (sid TEXT PRIMARY KEY, gen TEXT NOT NULL, at INTEGER NOT NULL)",
+      );
     });
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('{"type":"ping"}', '{"type":"pong"}'));
   }
@@ -39,6 +54,7 @@ export class ConnectorPresence extends DurableObject<RelayEnv> {
     const chash = req.headers.get("x-sp-chash") ?? "";
     const exp = Number(req.headers.get("x-sp-exp"));
     const keepalive = Number(req.headers.get("x-sp-keepalive"));
+    const spares = Number(req.headers.get("x-sp-spares"));
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
     // A newer attach with valid credentials for this hash replaces the old socket (a reconnect
@@ -49,14 +65,25 @@ export class ConnectorPresence extends DurableObject<RelayEnv> {
     this.ctx.acceptWebSocket(server, [TAG]);
     const att: Attachment = { chash, exp, at: Date.now() };
     if (keepalive > 0) att.keepaliveMs = keepalive;
+    // Spares dialled for an earlier attach are not handed out again: that connection is gone.
+    this.ctx.storage.sql.exec("DELETE FROM spare_session");
+    if (spares > 0) {
+      att.spares = spares;
+      att.gen = newSessionId();
+    }
     server.serializeAttachment(att);
+    this.fillSpares(server);
     await this.scheduleExpiry(exp);
     if (att.keepaliveMs !== undefined) await this.scheduleAt(Date.now() + this.silenceLimit(att));
     logRelay("attached", { chash });
     return new Response(null, { status: 101, webSocket: client });
   }
 
-  /** Consume a connection token's jti (exactly once) and ask the connector to dial a splice. */
+  /**
+   * Consume a connection token's jti (exactly once) and name the splice for the client: one of
+   * the connector's spare sessions when it has one (already dialled: the client's first bytes go
+   * straight through), else a new one the connector is asked to dial now.
+   */
   async openSession(jti: string, exp: number): Promise<OpenSessionResult> {
     const now = Math.floor(Date.now() / 1000);
     const sql = this.ctx.storage.sql;
@@ -67,9 +94,51 @@ export class ConnectorPresence extends DurableObject<RelayEnv> {
     sql.exec("INSERT INTO used_jti (jti, exp) VALUES (?, ?)", jti, exp);
     const ws = this.liveSocket();
     if (!ws) return { ok: false, reason: "not_attached" };
-    const sid = toBase64Url(crypto.getRandomValues(new Uint8Array(18)));
-    ws.send(JSON.stringify({ type: "dial", session: sid }));
+    const att = ws.deserializeAttachment() as Attachment;
+    const spare = att.gen
+      ? sql
+          .exec<{ sid: string }>("SELECT sid FROM spare_session WHERE gen = ? ORDER BY at LIMIT 1", att.gen)
+          .toArray()[0]
+      : undefined;
+    let sid: string;
+    if (spare) {
+      sid = spare.sid;
+      sql.exec("DELETE FROM spare_session WHERE sid = ?", sid);
+    } else {
+      sid = newSessionId();
+      ws.send(JSON.stringify({ type: "dial", session: sid }));
+    }
+    this.fillSpares(ws);
     return { ok: true, sid };
+  }
+
+  /**
+   * A spare session closed before any client was spliced to it (its relay token expired, its
+   * socket dropped): never hand it out. It is replaced at once unless it lived under a second (a
+   * connector whose spares keep failing is not asked again in a loop; the next session asks).
+   */
+  async dropSpare(sid: string, livedMs: number): Promise<void> {
+    const dropped = this.ctx.storage.sql
+      .exec<{ sid: string }>("DELETE FROM spare_session WHERE sid = ? RETURNING sid", sid)
+      .toArray();
+    if (dropped.length === 0 || livedMs < SPARE_REPLACE_AFTER_MS) return;
+    const ws = this.liveSocket();
+    if (ws) this.fillSpares(ws);
+  }
+
+  /** Asks the connector of `ws` to dial spares until it has as many as it asked for. */
+  private fillSpares(ws: WebSocket): void {
+    const att = ws.deserializeAttachment() as Attachment;
+    if (!att.gen || !att.spares) return;
+    const sql = this.ctx.storage.sql;
+    const [row] = sql
+      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM spare_session WHERE gen = ?", att.gen)
+      .toArray();
+    for (let n = row?.n ?? 0; n < att.spares; n++) {
+      const sid = newSessionId();
+      sql.exec("INSERT INTO spare_session (sid, gen, at) VALUES (?, ?, ?)", sid, att.gen, Date.now());
+      ws.send(JSON.stringify({ type: "dial", session: sid, spare: true }));
+    }
   }
 
   /**

@@ -2,6 +2,9 @@
 //   connector ──attach (relay token)──▶ ConnectorPresence(H(id))          control socket
 //   client ──session (connection token)──▶ Worker: verify, presence.openSession(jti) ──▶ "dial sid"
 //   client socket ──▶ SpliceSession(sid) ◀── connector ──accept?session=sid (relay token)
+// A connector that attaches with spares=N keeps N sessions dialled ahead ("dial sid spare",
+// accept?session=sid&spare=1): a client is spliced to one of those at once, and the relay asks
+// for a replacement (docs/architecture.md "Spare sessions").
 // The relay verifies tokens against the Controller's public JWKS only and splices ciphertext.
 import { TokenError, verifyToken } from "../../shared/tokens.ts";
 import type { RelayEnv } from "../env.ts";
@@ -9,6 +12,8 @@ import { relayKeys } from "./jwks.ts";
 import { logRelay, refuse } from "./refuse.ts";
 
 const SESSION_ID = /^[A-Za-z0-9_-]{22,64}$/;
+/** Spare sessions a connector may keep dialled ahead (its `spares` at attach, clamped). */
+export const MAX_SPARES = 4;
 
 function bearer(req: Request): string | undefined {
   const h = req.headers.get("authorization");
@@ -64,6 +69,8 @@ async function attach(req: Request, env: RelayEnv): Promise<Response> {
   if (Number.isInteger(keepalive) && keepalive >= 500 && keepalive <= 60_000) {
     headers["x-sp-keepalive"] = String(keepalive);
   }
+  const spares = Number(new URL(req.url).searchParams.get("spares"));
+  if (Number.isInteger(spares) && spares > 0) headers["x-sp-spares"] = String(Math.min(spares, MAX_SPARES));
   return await stub.fetch(internal("/attach", headers));
 }
 
@@ -85,5 +92,11 @@ async function accept(req: Request, env: RelayEnv, url: URL): Promise<Response> 
   if (!SESSION_ID.test(sid)) return refuse("malformed", "bad session id");
   const claims = await verify("relay", bearer(req), env);
   const splice = env.SPLICE.get(env.SPLICE.idFromName(sid));
-  return await splice.fetch(internal("/connector", { "x-sp-chash": claims.sub, "x-sp-sid": sid }));
+  const headers: Record<string, string> = { "x-sp-chash": claims.sub, "x-sp-sid": sid };
+  // A spare waits for its client: until the relay token it was dialled with expires, at most.
+  if (url.searchParams.get("spare") === "1") {
+    headers["x-sp-spare"] = "1";
+    headers["x-sp-exp"] = String(claims.exp);
+  }
+  return await splice.fetch(internal("/connector", headers));
 }

@@ -11,6 +11,8 @@ import { logRelay } from "./refuse.ts";
 const DIAL_DEADLINE_MS = 5_000;
 /** Bytes held for a side whose peer has not arrived yet (a TLS ClientHello fits easily). */
 const MAX_PENDING_BYTES = 256 * 1024;
+/** A spare waits for its client until its relay token expires: at most this long (ms). */
+const SPARE_MAX_WAIT_MS = 20 * 60 * 1000;
 
 type Side = "client" | "connector";
 type Message = string | ArrayBuffer;
@@ -22,6 +24,8 @@ export class SpliceSession extends DurableObject<RelayEnv> {
   private pendingBytes = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private closed = false;
+  /** A connector's spare, dialled ahead and waiting for a client (docs/architecture.md "Spare sessions"). */
+  private spare: { sid: string; since: number } | undefined;
 
   override async fetch(req: Request): Promise<Response> {
     const side: Side | undefined =
@@ -35,7 +39,12 @@ export class SpliceSession extends DurableObject<RelayEnv> {
     const [client, server] = [pair[0], pair[1]];
     server.accept();
     if (!side || this.sockets[side] || this.closed) {
-      server.close(RELAY_CLOSE.malformed.code, RELAY_CLOSE.malformed.reason);
+      // A client sent to a spare that ended a moment ago: its connector is not here.
+      const how =
+        side === "client" && this.closed && !this.sockets.client
+          ? RELAY_CLOSE.timeout
+          : RELAY_CLOSE.malformed;
+      server.close(how.code, how.reason);
       return new Response(null, { status: 101, webSocket: client });
     }
     // The connector that dials in must be the one the client's token named.
@@ -50,8 +59,16 @@ export class SpliceSession extends DurableObject<RelayEnv> {
     const other = side === "client" ? "connector" : "client";
     if (this.sockets[other]) {
       if (this.timer) clearTimeout(this.timer);
+      this.spare = undefined;
       this.flush(other, side);
       this.flush(side, other);
+    } else if (side === "connector" && req.headers.get("x-sp-spare") === "1") {
+      // Dialled ahead: no client is on its way yet, so no dial deadline; it waits until the relay
+      // token it was accepted with expires.
+      const exp = Number(req.headers.get("x-sp-exp")) * 1000;
+      const wait = Number.isFinite(exp) && exp > 0 ? Math.min(exp - Date.now(), SPARE_MAX_WAIT_MS) : 0;
+      this.spare = { sid: req.headers.get("x-sp-sid") ?? "", since: Date.now() };
+      this.timer = setTimeout(() => this.shutdown(RELAY_CLOSE.expired), Math.max(0, wait));
     } else {
       this.timer = setTimeout(() => this.shutdown(RELAY_CLOSE.timeout), DIAL_DEADLINE_MS);
     }
@@ -97,6 +114,13 @@ export class SpliceSession extends DurableObject<RelayEnv> {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.spare && this.chash) {
+      // Ended before a client came: the connector's presence must not hand it out.
+      const { sid, since } = this.spare;
+      this.spare = undefined;
+      const presence = this.env.PRESENCE.get(this.env.PRESENCE.idFromName(this.chash));
+      this.ctx.waitUntil(presence.dropSpare(sid, Date.now() - since).catch(() => {}));
+    }
     for (const ws of Object.values(this.sockets)) {
       try {
         ws.close(how.code, how.reason);
