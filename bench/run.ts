@@ -10,6 +10,7 @@ import { CLIENT_BIN, CONNECTOR_BIN, clientStatus, type Proc, spawnLogged } from 
 import { Cleanup } from "./lib/cleanup.ts";
 import { consoleScaleOf, measureConsoleScale } from "./lib/console-scale.ts";
 import { measureTokenIssuance } from "./lib/control-plane.ts";
+import { measureFirstConnectionFarEdge } from "./lib/edge-wan.ts";
 import { startIperfServer } from "./lib/iperf.ts";
 import { measureFirstConnection, measureNewStreamLatency, measureNewStreamUnderLoad } from "./lib/latency.ts";
 import { HELP, type Options, parseOptions, type Section, UsageError } from "./lib/options.ts";
@@ -468,6 +469,8 @@ async function bench(opts: Options, cleanup: Cleanup): Promise<void> {
   if (run("wan")) {
     log(`wan: single-stream throughput over a ${WAN_RTT_MS} ms round trip (delay line)`);
     await measureWan(sp, iperf[0]!.port, peers.echo, profile, results, cleanup, log);
+    log(`wan: first connection with the relay a ${WAN_RTT_MS} ms round trip away over TLS (a second edge)`);
+    await measureFirstConnectionFarEdge(peers.echo, sp.tmp, profile, results, cleanup);
   }
 
   if (run("relay-memory")) {

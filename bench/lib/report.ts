@@ -294,6 +294,10 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
         `${ms(get("latency.first_connection.p50"))} / ${ms(get("latency.first_connection.p99"))}`,
       ],
       [
+        "first connection, relay 40 ms round trip away over TLS: p50 with a spare relay session / dialled on demand",
+        `${ms(get("latency.wan40.first_connection.spare.p50"))} / ${ms(get("latency.wan40.first_connection.on_demand.p50"))}`,
+      ],
+      [
         `${get("scale.idle_streams") ?? "?"} idle streams, RSS per stream: connector / client`,
         `${bytes(get("scale.idle_stream.bytes"))} / ${bytes(get("scale.idle_stream.client_bytes"))}`,
       ],

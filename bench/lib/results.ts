@@ -45,6 +45,8 @@ export const REQUIRED: readonly { name: string; unit: Unit }[] = [
   { name: "latency.new_stream.p99", unit: "ms" },
   { name: "latency.direct.p50", unit: "ms" },
   { name: "latency.first_connection.p50", unit: "ms" },
+  { name: "latency.wan40.first_connection.spare.p50", unit: "ms" },
+  { name: "latency.wan40.first_connection.on_demand.p50", unit: "ms" },
   { name: "scale.idle_stream.bytes", unit: "bytes" },
   { name: "control.tokens_per_second", unit: "tokens/s" },
   { name: "console.page.p95", unit: "ms" },
