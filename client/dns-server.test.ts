@@ -370,6 +370,34 @@ describe("upstream failures", () => {
     }
   });
 
+  test("a fixed port whose UDP half is taken fails the start and leaves no TCP listener behind", async () => {
+    const holder = dgram.createSocket("udp4");
+    const port = await new Promise<number>((resolve) =>
+      holder.bind(0, "127.0.0.1", () => resolve(holder.address().port)),
+    );
+    try {
+      await expect(
+        startDnsServer({
+          host: "127.0.0.1",
+          port,
+          upstreams: [],
+          pool: new FakeAddressPool(),
+          isResourceName,
+          log: quiet,
+        }),
+      ).rejects.toThrow();
+      // The TCP half was given back: the port can be listened on again.
+      const tcp = net.createServer();
+      await new Promise<void>((resolve, reject) => {
+        tcp.once("error", reject);
+        tcp.listen(port, "127.0.0.1", () => resolve());
+      });
+      tcp.close();
+    } finally {
+      holder.close();
+    }
+  });
+
   test("a fixed port that is taken fails the start", async () => {
     const first = await startDnsServer({
       host: "127.0.0.1",

@@ -421,29 +421,35 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     });
   }
 
-  /** UDP and TCP on the same port; with port 0, the port UDP got (retried if TCP finds it taken). */
+  /**
+   * UDP and TCP on the same port; with port 0, the port TCP got (retried if UDP finds it taken).
+   * TCP first: on a busy host most of the ephemeral range can be held by TCP connections (open or
+   * in TIME_WAIT, which a listener cannot share), while UDP ports are rarely taken, so a port
+   * picked for UDP is often refused to TCP and one picked by TCP almost never to UDP.
+   */
   async function bindBoth(): Promise<{ udp: dgram.Socket; tcp: net.Server; port: number }> {
     for (let attempt = 0; ; attempt++) {
-      const udp = dgram.createSocket(net.isIPv6(opts.host) ? "udp6" : "udp4");
+      const tcp = net.createServer(onTcpConnection);
       const port = await new Promise<number>((resolve, reject) => {
-        udp.once("error", reject);
-        udp.bind(opts.port, opts.host, () => {
-          udp.off("error", reject);
-          resolve(udp.address().port);
+        tcp.once("error", reject);
+        tcp.listen(opts.port, opts.host, () => {
+          tcp.off("error", reject);
+          resolve((tcp.address() as net.AddressInfo).port);
         });
       });
-      const tcp = net.createServer(onTcpConnection);
+      const udp = dgram.createSocket(net.isIPv6(opts.host) ? "udp6" : "udp4");
       try {
         await new Promise<void>((resolve, reject) => {
-          tcp.once("error", reject);
-          tcp.listen(port, opts.host, () => {
-            tcp.off("error", reject);
+          udp.once("error", reject);
+          udp.bind(port, opts.host, () => {
+            udp.off("error", reject);
             resolve();
           });
         });
       } catch (err) {
         udp.close();
-        if (opts.port !== 0 || attempt >= 4) throw err;
+        tcp.close();
+        if (opts.port !== 0 || attempt >= 9) throw err;
         continue;
       }
       return { udp, tcp, port };

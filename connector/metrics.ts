@@ -11,7 +11,7 @@ export interface MetricsSnapshot {
   attached: boolean;
   /** Relay sessions dialled ahead of clients and waiting for one. */
   spareSessions: number;
-  /** Relayed tunnels since start, by how their relay session was dialled. */
+  /** Relay sessions that carried a client (a new tunnel or a resume) since start, by how they were dialled. */
   relaySessions: { spare: number; onDemand: number };
   /** Last successful heartbeat (ms since the epoch), or null before the first. */
   lastHeartbeatAt: number | null;
@@ -85,7 +85,7 @@ export class ConnectorMetrics {
     metric(
       "sallyport_connector_relay_sessions_total",
       "counter",
-      "Relayed tunnels, by whether their relay session was a spare dialled ahead or dialled on demand.",
+      "Relay sessions that carried a client (a new tunnel or a resume), by whether they were dialled ahead (spare) or when the client arrived.",
       [
         ['{dial="spare"}', s.relaySessions.spare],
         ['{dial="on_demand"}', s.relaySessions.onDemand],

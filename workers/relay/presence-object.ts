@@ -41,9 +41,10 @@ export class ConnectorPresence extends DurableObject<RelayEnv> {
       ctx.storage.sql.exec(
         "CREATE TABLE IF NOT EXISTS used_jti (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL)",
       );
-      // Session ids handed to the connector as spares, per attach (gen): not yet given to a client.
+      // Session ids the connector was asked to dial as spares, per attach (gen), not yet given to a
+      // client; ready once its socket reached the splice.
       ctx.storage.sql.exec(
-        "CREATE TABLE IF NOT EXISTS spare_session (sid TEXT PRIMARY KEY, gen TEXT NOT NULL, at INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS spare_sessions (sid TEXT PRIMARY KEY, gen TEXT NOT NULL, at INTEGER NOT NULL, ready INTEGER NOT NULL DEFAULT 0)",
       );
     });
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('{"type":"ping"}', '{"type":"pong"}'));
@@ -66,7 +67,7 @@ export class ConnectorPresence extends DurableObject<RelayEnv> {
     const att: Attachment = { chash, exp, at: Date.now() };
     if (keepalive > 0) att.keepaliveMs = keepalive;
     // Spares dialled for an earlier attach are not handed out again: that connection is gone.
-    this.ctx.storage.sql.exec("DELETE FROM spare_session");
+    this.ctx.storage.sql.exec("DELETE FROM spare_sessions");
     if (spares > 0) {
       att.spares = spares;
       att.gen = newSessionId();
@@ -81,8 +82,8 @@ export class ConnectorPresence extends DurableObject<RelayEnv> {
 
   /**
    * Consume a connection token's jti (exactly once) and name the splice for the client: one of
-   * the connector's spare sessions when it has one (already dialled: the client's first bytes go
-   * straight through), else a new one the connector is asked to dial now.
+   * the connector's spare sessions when one is ready (its socket is at the splice: the client's
+   * first bytes go straight through), else a new one the connector is asked to dial now.
    */
   async openSession(jti: string, exp: number): Promise<OpenSessionResult> {
     const now = Math.floor(Date.now() / 1000);
@@ -97,13 +98,16 @@ export class ConnectorPresence extends DurableObject<RelayEnv> {
     const att = ws.deserializeAttachment() as Attachment;
     const spare = att.gen
       ? sql
-          .exec<{ sid: string }>("SELECT sid FROM spare_session WHERE gen = ? ORDER BY at LIMIT 1", att.gen)
+          .exec<{ sid: string }>(
+            "SELECT sid FROM spare_sessions WHERE gen = ? AND ready = 1 ORDER BY at LIMIT 1",
+            att.gen,
+          )
           .toArray()[0]
       : undefined;
     let sid: string;
     if (spare) {
       sid = spare.sid;
-      sql.exec("DELETE FROM spare_session WHERE sid = ?", sid);
+      sql.exec("DELETE FROM spare_sessions WHERE sid = ?", sid);
     } else {
       sid = newSessionId();
       ws.send(JSON.stringify({ type: "dial", session: sid }));
@@ -113,13 +117,21 @@ export class ConnectorPresence extends DurableObject<RelayEnv> {
   }
 
   /**
+   * The connector's socket for spare `sid` reached its splice: from now on a client sent there is
+   * spliced at once. (Until then the spare is not handed out: a client would wait for the dial.)
+   */
+  async spareReady(sid: string): Promise<void> {
+    this.ctx.storage.sql.exec("UPDATE spare_sessions SET ready = 1 WHERE sid = ?", sid);
+  }
+
+  /**
    * A spare session closed before any client was spliced to it (its relay token expired, its
    * socket dropped): never hand it out. It is replaced at once unless it lived under a second (a
    * connector whose spares keep failing is not asked again in a loop; the next session asks).
    */
   async dropSpare(sid: string, livedMs: number): Promise<void> {
     const dropped = this.ctx.storage.sql
-      .exec<{ sid: string }>("DELETE FROM spare_session WHERE sid = ? RETURNING sid", sid)
+      .exec<{ sid: string }>("DELETE FROM spare_sessions WHERE sid = ? RETURNING sid", sid)
       .toArray();
     if (dropped.length === 0 || livedMs < SPARE_REPLACE_AFTER_MS) return;
     const ws = this.liveSocket();
@@ -132,11 +144,11 @@ export class ConnectorPresence extends DurableObject<RelayEnv> {
     if (!att.gen || !att.spares) return;
     const sql = this.ctx.storage.sql;
     const [row] = sql
-      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM spare_session WHERE gen = ?", att.gen)
+      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM spare_sessions WHERE gen = ?", att.gen)
       .toArray();
     for (let n = row?.n ?? 0; n < att.spares; n++) {
       const sid = newSessionId();
-      sql.exec("INSERT INTO spare_session (sid, gen, at) VALUES (?, ?, ?)", sid, att.gen, Date.now());
+      sql.exec("INSERT INTO spare_sessions (sid, gen, at) VALUES (?, ?, ?)", sid, att.gen, Date.now());
       ws.send(JSON.stringify({ type: "dial", session: sid, spare: true }));
     }
   }

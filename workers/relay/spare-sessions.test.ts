@@ -1,8 +1,9 @@
 // Spare sessions against the real edge (Controller and relay in one workerd): a connector that
 // attaches with spares=N is asked to dial N sessions ahead; a client's session is spliced to one of
 // those at once (no dial for it), and the relay asks for a replacement; a spare waits past the dial
-// deadline, is never handed out once it closed or once its control connection was replaced, and a
-// connector that did not ask for spares (an older one) gets plain dials only.
+// deadline, is handed out only once its socket is there, never once it closed or once its control
+// connection was replaced, and a connector that did not ask for spares (an older one) gets plain
+// dials only.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type Edge, startEdge } from "../../test/helpers/edge.ts";
 import { call, deviceKey, type OnlineConnector, onlineConnector } from "../controller/helpers.test.ts";
@@ -182,6 +183,26 @@ describe("spare sessions", () => {
     control.ws.close();
   }, 30_000);
 
+  test("a spare the connector has not dialled yet is not handed out: the client gets a plain dial", async () => {
+    const token = await relayToken(withSpares);
+    const control = await open("/relay/v1/attach?keepalive_ms=60000&spares=1", token);
+    const spareDial = await nextDial(control);
+    expect(spareDial.spare).toBe(true);
+    // The spare is not dialled: a client now would wait for it, so it gets a dial of its own.
+    const client = await clientSession(withSpares);
+    const dial = await nextDial(control);
+    expect(dial.spare).toBeUndefined();
+    const socket = await open(`/relay/v1/accept?session=${dial.session}`, token);
+    client.ws.send("not the spare");
+    expect(text(await socket.next())).toBe("not the spare");
+    // Once dialled, the spare serves the next client.
+    const spare = await open(`/relay/v1/accept?session=${spareDial.session}&spare=1`, token);
+    const next = await clientSession(withSpares);
+    next.ws.send("the spare");
+    expect(text(await spare.next())).toBe("the spare");
+    control.ws.close();
+  }, 30_000);
+
   test("a connector that did not ask for spares gets a plain dial per client", async () => {
     const token = await relayToken(plain);
     const control = await open("/relay/v1/attach?keepalive_ms=60000", token);
@@ -204,11 +225,15 @@ describe("spare sessions", () => {
     const intruder = await open(`/relay/v1/accept?session=${dial.session}&spare=1`, await relayToken(plain));
     const mine = await open(`/relay/v1/accept?session=${dial.session}&spare=1`, token);
     expect(await mine.closed).toBe(4400);
-    // The client of withSpares lands on that session: the hashes differ, so it is refused, and
-    // the intruder never sees its bytes.
+    // That spare never became ready at withSpares' presence (the splice reported to the intruder's
+    // hash), so its client is not sent there: it gets a dial of its own.
     const client = await clientSession(withSpares);
+    const own = await nextDial(control);
+    expect(own.spare).toBeUndefined();
+    const socket = await open(`/relay/v1/accept?session=${own.session}`, token);
     client.ws.send("secret");
-    expect(await client.closed).toBe(4401);
+    expect(text(await socket.next())).toBe("secret");
+    await Bun.sleep(200);
     expect(intruder.queued()).toEqual([]);
     control.ws.close();
   }, 30_000);

@@ -67,8 +67,16 @@ export class SpliceSession extends DurableObject<RelayEnv> {
       // token it was accepted with expires.
       const exp = Number(req.headers.get("x-sp-exp")) * 1000;
       const wait = Number.isFinite(exp) && exp > 0 ? Math.min(exp - Date.now(), SPARE_MAX_WAIT_MS) : 0;
-      this.spare = { sid: req.headers.get("x-sp-sid") ?? "", since: Date.now() };
+      const sid = req.headers.get("x-sp-sid") ?? "";
+      this.spare = { sid, since: Date.now() };
       this.timer = setTimeout(() => this.shutdown(RELAY_CLOSE.expired), Math.max(0, wait));
+      // Only now may the presence object hand it to a client (awaited: the connector's socket opens
+      // once the spare can be handed out).
+      try {
+        await this.env.PRESENCE.get(this.env.PRESENCE.idFromName(chash)).spareReady(sid);
+      } catch {
+        this.shutdown(RELAY_CLOSE.internal);
+      }
     } else {
       this.timer = setTimeout(() => this.shutdown(RELAY_CLOSE.timeout), DIAL_DEADLINE_MS);
     }
