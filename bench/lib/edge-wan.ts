@@ -9,7 +9,7 @@
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { freePort, startEdge } from "../../scripts/lib/local-edge.ts";
-import { spawnLogged, startClient, startConnector } from "../../scripts/lib/processes.ts";
+import { startClient, startConnector } from "../../scripts/lib/processes.ts";
 import { provisionNetwork } from "../../scripts/lib/provision.ts";
 import type { Cleanup } from "./cleanup.ts";
 import { timeToFirstByte } from "./latency.ts";
@@ -18,7 +18,7 @@ import type { Results } from "./results.ts";
 import { HOSTS } from "./sallyport.ts";
 import { parseHostPort, socksConnect } from "./socks.ts";
 import { percentile } from "./stats.ts";
-import { startDelayLine, WAN_RTT_MS } from "./wan.ts";
+import { startDelayLine, startProgram, WAN_RTT_MS } from "./wan.ts";
 
 /** A self-signed certificate for 127.0.0.1 (openssl), trusted by the processes through NODE_EXTRA_CA_CERTS. */
 function certificate(dir: string): { cert: string; key: string } {
@@ -60,22 +60,12 @@ export async function measureFirstConnectionFarEdge(
 ): Promise<void> {
   const { cert, key } = certificate(tmp);
   const edgePort = await freePort();
-  const front = spawnLogged(
-    [
-      process.execPath,
-      join(import.meta.dir, "../programs/tls-front.ts"),
-      "--target",
-      String(edgePort),
-      "--cert",
-      cert,
-      "--key",
-      key,
-    ],
-    {},
-    "tls-front",
+  const frontPort = await startProgram(
+    "tls-front.ts",
+    ["--target", String(edgePort), "--cert", cert, "--key", key],
+    "TLS front of the far edge",
+    cleanup,
   );
-  cleanup.add("TLS front of the far edge", () => front.stop());
-  const frontPort = Number(/port=(\d+)/.exec(await front.waitFor(/^READY /, 15_000))?.[1]);
   const relayPort = await startDelayLine(frontPort, WAN_RTT_MS / 2, cleanup);
   const edge = await startEdge({ port: edgePort, relayUrl: `https://127.0.0.1:${relayPort}` });
   cleanup.add("far edge", () => edge.stop());

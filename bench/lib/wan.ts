@@ -15,23 +15,31 @@ import { median } from "./stats.ts";
 
 export const WAN_RTT_MS = 40;
 
-/** A delay line in front of 127.0.0.1:`target`; resolves with its port. */
-export async function startDelayLine(target: number, oneWayMs: number, cleanup: Cleanup): Promise<number> {
+/** Runs bench/programs/`name` with `args` until cleanup; resolves with the port its READY line names. */
+export async function startProgram(
+  name: string,
+  args: string[],
+  label: string,
+  cleanup: Cleanup,
+): Promise<number> {
   const proc = spawnLogged(
-    [
-      process.execPath,
-      join(import.meta.dir, "../programs/delay-line.ts"),
-      "--target",
-      String(target),
-      "--delay-ms",
-      String(oneWayMs),
-    ],
+    [process.execPath, join(import.meta.dir, "../programs", name), ...args],
     {},
-    `delay-line:${target}`,
+    label,
   );
-  cleanup.add(`delay line to ${target}`, () => proc.stop());
+  cleanup.add(label, () => proc.stop());
   const line = await proc.waitFor(/^READY /, 15_000);
   return Number(/port=(\d+)/.exec(line)?.[1]);
+}
+
+/** A delay line in front of 127.0.0.1:`target`; resolves with its port. */
+export async function startDelayLine(target: number, oneWayMs: number, cleanup: Cleanup): Promise<number> {
+  return await startProgram(
+    "delay-line.ts",
+    ["--target", String(target), "--delay-ms", String(oneWayMs)],
+    `delay line to ${target}`,
+    cleanup,
+  );
 }
 
 export async function measureWan(
