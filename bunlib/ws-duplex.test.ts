@@ -139,3 +139,44 @@ test("a 256 KiB frame written as TLS records in one tick leaves as one message, 
     server.stop(true);
   }
 }, 30_000);
+
+test("pingWhileIdle: protocol pings while nothing has arrived, none after the first message, none as data", async () => {
+  let pings = 0;
+  const messages: Uint8Array[] = [];
+  let peer: import("bun").ServerWebSocket<unknown> | undefined;
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch(req, srv) {
+      return srv.upgrade(req) ? undefined : new Response("no", { status: 400 });
+    },
+    websocket: {
+      open(ws) {
+        peer = ws;
+      },
+      message(_ws, msg) {
+        messages.push(typeof msg === "string" ? new TextEncoder().encode(msg) : new Uint8Array(msg));
+      },
+      ping() {
+        pings++;
+      },
+    },
+  });
+  try {
+    const ws = await openWebSocket(`ws://127.0.0.1:${server.port}/`, "t");
+    const duplex = new WebSocketDuplex(ws);
+    duplex.pingWhileIdle(40);
+    await Bun.sleep(300);
+    expect(pings).toBeGreaterThanOrEqual(3);
+    expect(messages).toEqual([]);
+    const received = new Promise<Uint8Array>((resolve) => duplex.once("data", resolve));
+    peer!.send(new Uint8Array([1, 2, 3]));
+    expect([...(await received)]).toEqual([1, 2, 3]);
+    const after = pings;
+    await Bun.sleep(300);
+    expect(pings).toBe(after);
+    duplex.destroy();
+  } finally {
+    server.stop(true);
+  }
+}, 30_000);

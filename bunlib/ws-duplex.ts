@@ -83,6 +83,21 @@ export class WebSocketDuplex extends Duplex {
     });
   }
 
+  /**
+   * Until the first message arrives, sends a WebSocket ping every `intervalMs` (a protocol frame:
+   * the relay's runtime answers it, it never reaches the other side of a splice). A spare relay
+   * session idles until a client comes; the pings keep NAT and firewall state along its path alive,
+   * as the control socket's own pings do for that one.
+   */
+  pingWhileIdle(intervalMs: number): void {
+    const timer = setInterval(() => {
+      if (this.ws.readyState === WebSocket.OPEN) this.ws.ping();
+    }, intervalMs);
+    const stop = () => clearInterval(timer);
+    this.ws.addEventListener("message", stop, { once: true });
+    this.ws.addEventListener("close", stop, { once: true });
+  }
+
   override _read(): void {
     // Push-based: the WebSocket delivers as it receives. Flow is bounded end to end by the
     // tunnel's credit windows (docs/protocol.md), not here.

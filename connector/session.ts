@@ -61,6 +61,9 @@ function restrict(auth: SessionAuth, keep: ReadonlySet<string>): SessionAuth {
   return withIds({ ...auth, claims: { ...auth.claims, acl }, acl: compileAcl(acl) });
 }
 
+/** A spare relay session, idle until a client comes, pings the relay this often (ms). */
+const SPARE_PING_MS = 20_000;
+
 export interface SessionContext {
   relayUrl: string;
   relayToken: () => string;
@@ -125,7 +128,9 @@ export class ConnectorSession {
   static async dialRelay(sid: string, ctx: SessionContext, spare = false): Promise<Duplex> {
     const query = spare ? `session=${sid}&spare=1` : `session=${sid}`;
     const ws = await openWebSocket(`${ctx.relayUrl}/relay/v1/accept?${query}`, ctx.relayToken());
-    return new WebSocketDuplex(ws);
+    const duplex = new WebSocketDuplex(ws);
+    if (spare) duplex.pingWhileIdle(SPARE_PING_MS);
+    return duplex;
   }
 
   /**

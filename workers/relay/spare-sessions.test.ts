@@ -132,7 +132,14 @@ describe("spare sessions", () => {
     const first = await nextDial(control);
     expect(first.spare).toBe(true);
     const spare = await open(`/relay/v1/accept?session=${first.session}&spare=1`, token);
-    // Longer than the 5 s a relay waits for an on-demand dial: a spare is not timed out.
+    // Longer than the 5 s a relay waits for an on-demand dial: a spare is not timed out. The
+    // connector pings an idle spare (a protocol frame): the relay answers, and nothing of it reaches
+    // the client spliced later (its first message below is the connector's).
+    const pong = new Promise<void>((resolve) =>
+      spare.ws.addEventListener("pong", () => resolve(), { once: true }),
+    );
+    spare.ws.ping();
+    await pong;
     await Bun.sleep(5_600);
     expect(spare.ws.readyState).toBe(WebSocket.OPEN);
 
