@@ -4,8 +4,18 @@
 import { expect, test } from "bun:test";
 import { MAX_MESSAGE, openWebSocket, WebSocketDuplex } from "./ws-duplex.ts";
 
-/** A WebSocket server that hands every message it receives, as bytes, to `onMessage`. */
-function receiver(onMessage: (msg: Uint8Array) => void, onClose: () => void = () => {}) {
+/**
+ * A WebSocket server that hands every message it receives, as bytes, to `onMessage`; `more` adds
+ * handlers (open, ping).
+ */
+function receiver(
+  onMessage: (msg: Uint8Array) => void,
+  onClose: () => void = () => {},
+  more: {
+    open?: (ws: import("bun").ServerWebSocket<undefined>) => void;
+    ping?: () => void;
+  } = {},
+) {
   return Bun.serve({
     port: 0,
     hostname: "127.0.0.1",
@@ -19,6 +29,7 @@ function receiver(onMessage: (msg: Uint8Array) => void, onClose: () => void = ()
       close() {
         onClose();
       },
+      ...more,
     },
   });
 }
@@ -143,25 +154,19 @@ test("a 256 KiB frame written as TLS records in one tick leaves as one message, 
 test("pingWhileIdle: protocol pings while nothing has arrived, none after the first message, none as data", async () => {
   let pings = 0;
   const messages: Uint8Array[] = [];
-  let peer: import("bun").ServerWebSocket<unknown> | undefined;
-  const server = Bun.serve({
-    port: 0,
-    hostname: "127.0.0.1",
-    fetch(req, srv) {
-      return srv.upgrade(req) ? undefined : new Response("no", { status: 400 });
-    },
-    websocket: {
+  let peer: import("bun").ServerWebSocket<undefined> | undefined;
+  const server = receiver(
+    (msg) => messages.push(msg),
+    () => {},
+    {
       open(ws) {
         peer = ws;
-      },
-      message(_ws, msg) {
-        messages.push(typeof msg === "string" ? new TextEncoder().encode(msg) : new Uint8Array(msg));
       },
       ping() {
         pings++;
       },
     },
-  });
+  );
   try {
     const ws = await openWebSocket(`ws://127.0.0.1:${server.port}/`, "t");
     const duplex = new WebSocketDuplex(ws);
