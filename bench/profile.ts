@@ -11,7 +11,7 @@
 // out (it slows the binaries): CPU per GiB is then comparable with `npm run bench`.
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { PURGE_DELAY_MS, PURGE_DELAY_VAR } from "../bunlib/allocator.ts";
+import { allocatorTuning } from "../bunlib/allocator.ts";
 import { freePort, ROOT } from "../scripts/lib/local-edge.ts";
 import { Cleanup } from "./lib/cleanup.ts";
 import { runIperf, startIperfServer } from "./lib/iperf.ts";
@@ -70,13 +70,13 @@ process.once("SIGINT", () => void cleanup.run().then(() => process.exit(130)));
 try {
   const iperf = await startIperfServer(cleanup);
   // The connector and the client inherit this; nothing else the edge starts is a Bun process.
-  const ownPurgeDelay = process.env[PURGE_DELAY_VAR];
+  const tuning = allocatorTuning();
   if (!opts.noJs) {
     process.env.BUN_OPTIONS = `--cpu-prof --cpu-prof-dir=${out}`;
-    // With the variable already set the binaries do not replace their own image at start
+    // With the variables already set the binaries do not replace their own image at start
     // (bunlib/allocator.ts): the profiler's timer would outlive the exec and kill the new image
     // before it has a handler for the timer's signal.
-    process.env[PURGE_DELAY_VAR] ??= PURGE_DELAY_MS;
+    Object.assign(process.env, tuning);
   }
   const sp = await startSallyport(cleanup);
   // The direct path: a connector that accepts tunnels on loopback, and a client of its network.
@@ -86,7 +86,7 @@ try {
   const client = await sp.startClient("client", direct?.network);
   const connector = direct?.connector ?? sp.connector;
   delete process.env.BUN_OPTIONS;
-  if (ownPurgeDelay === undefined) delete process.env[PURGE_DELAY_VAR];
+  for (const k of Object.keys(tuning)) delete process.env[k];
   const target = {
     host: HOSTS.iperf,
     port: iperf.port,
