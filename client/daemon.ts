@@ -12,6 +12,7 @@ import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
 import type { ClientResource } from "../shared/acl-schema.ts";
 import { type CompiledAcl, compileAcl } from "../shared/address.ts";
 import { RESET_CODES } from "../shared/protocol/frame.ts";
+import type { MuxStream } from "../shared/protocol/mux.ts";
 import { verifyToken } from "../shared/tokens.ts";
 import {
   ClientApiError,
@@ -646,16 +647,29 @@ export class Daemon {
     // Which attempt to retry where is client/core/failover.ts; here only the I/O.
     let attempts = FIRST_ATTEMPT;
     for (;;) {
+      // A tunnel opened for this stream carries its OPEN right behind the tunnel's first AUTH
+      // (docs/protocol.md §7.1), one round trip sooner than after the verdict. If that AUTH fails,
+      // the pipelined stream fails with its tunnel and the manager's failover goes on as before.
+      let early: { tunnel: Tunnel; stream: Promise<MuxStream> } | undefined;
+      const pipeline = (t: Tunnel) => {
+        if (!t.canOpen) return; // version 1: the connector may refuse an OPEN before the verdict
+        const stream = t.openStream(host, port, protocol);
+        stream.catch(() => {}); // awaited below only if its tunnel is the one handed back
+        early = { tunnel: t, stream };
+      };
       const tunnel = await this.tunnels
-        .tunnelFor(resource.remote_network_id, resource.id, attempts.avoid)
+        .tunnelFor(resource.remote_network_id, resource.id, attempts.avoid, pipeline)
         .catch(async (err: unknown) => {
           const noConnector = err instanceof ClientApiError && err.code === "no_connector";
           if (afterNoTunnel(attempts, noConnector) === "fail") throw err;
-          return await this.tunnels.tunnelFor(resource.remote_network_id, resource.id, []);
+          return await this.tunnels.tunnelFor(resource.remote_network_id, resource.id, [], pipeline);
         });
       onTunnel?.(tunnel);
       try {
-        return await tunnel.openStream(host, port, protocol);
+        const pipelined: { tunnel: Tunnel; stream: Promise<MuxStream> } | undefined = early;
+        return await (pipelined?.tunnel === tunnel
+          ? pipelined.stream
+          : tunnel.openStream(host, port, protocol));
       } catch (err) {
         const next = afterAttempt(attemptOutcome(err, tunnel), attempts);
         if (next.action === "fail") throw err;

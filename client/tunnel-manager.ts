@@ -56,11 +56,17 @@ export class TunnelManager {
     this.health.markUnreachable(connectorId, resourceId, Date.now());
   }
 
-  /** A live tunnel that can carry a stream to `resourceId`, opening one if needed. */
+  /**
+   * A live tunnel that can carry a stream to `resourceId`, opening one if needed. When this call
+   * opens it, `onPresented` is told each new tunnel whose first AUTH is on its way (see
+   * `Tunnel.open`), so the caller can pipeline its stream behind the AUTH; the tunnel returned is
+   * the one whose AUTH the connector accepted.
+   */
   async tunnelFor(
     remoteNetworkId: string,
     resourceId: string,
     avoid: readonly string[] = [],
+    onPresented?: (tunnel: Tunnel) => void,
   ): Promise<Tunnel> {
     const now = Date.now();
     const hinted = this.health.skipped(resourceId, now);
@@ -76,9 +82,9 @@ export class TunnelManager {
     if (pending) return await pending;
     // Connectors remembered as unhealthy are a preference, not a ban: when no other one is left,
     // they are tried again (one may have recovered) before the stream fails.
-    const p = this.openTunnel(remoteNetworkId, resourceId, [...skip]).catch((err: unknown) => {
+    const p = this.openTunnel(remoteNetworkId, resourceId, [...skip], onPresented).catch((err: unknown) => {
       if (!retryHinted(hinted, avoid)) throw err;
-      return this.openTunnel(remoteNetworkId, resourceId, [...avoid]);
+      return this.openTunnel(remoteNetworkId, resourceId, [...avoid], onPresented);
     });
     this.opening.set(key, p);
     try {
@@ -88,7 +94,12 @@ export class TunnelManager {
     }
   }
 
-  private async openTunnel(remoteNetworkId: string, resourceId: string, skip: string[]): Promise<Tunnel> {
+  private async openTunnel(
+    remoteNetworkId: string,
+    resourceId: string,
+    skip: string[],
+    onPresented?: (tunnel: Tunnel) => void,
+  ): Promise<Tunnel> {
     const started = Date.now();
     // Fail over across the remote network's connectors: one that is gone (the relay refuses it)
     // or unreachable is skipped for this attempt, and the Controller picks among the rest.
@@ -109,7 +120,7 @@ export class TunnelManager {
           tokens: () => requestConnectionTokens(this.session(), resourceId, connectorId, [], { fresh: true }),
           ...(this.beforeDial ? { beforeDial: this.beforeDial } : {}),
         };
-        const tunnel = await Tunnel.open(tokens, this.deviceKey, resume);
+        const tunnel = await Tunnel.open(tokens, this.deviceKey, resume, onPresented);
         this.log.info("tunnel established", {
           connector: tunnel.connectorId,
           remote_network: remoteNetworkId,

@@ -402,8 +402,18 @@ export class Tunnel {
    * start; the relay starts at once if it fails). Either way: the same pinned TLS 1.3 and the same
    * channel-bound AUTH. The loser is closed; a failed direct path falls back silently.
    */
-  static async open(tokens: ConnectionTokens, deviceKey: CryptoKey, resume?: ResumeOptions): Promise<Tunnel> {
-    const relayed = () =>
+  static async open(
+    tokens: ConnectionTokens,
+    deviceKey: CryptoKey,
+    resume?: ResumeOptions,
+    /**
+     * Called with a tunnel whose first AUTH is on its way, before the verdict, when that tunnel is
+     * the only attempt left (no race between paths): streams opened there are pipelined behind
+     * the AUTH (version 2). `open` still resolves only after the verdict, with the tunnel that won.
+     */
+    onPresented?: (tunnel: Tunnel) => void,
+  ): Promise<Tunnel> {
+    const relayed = (presented?: (tunnel: Tunnel) => void) =>
       Tunnel.establish(
         tokens,
         deviceKey,
@@ -413,14 +423,33 @@ export class Tunnel {
           return new WebSocketDuplex(ws);
         },
         resume,
+        undefined,
+        presented,
       );
     const endpoints = tokens.connector.direct_endpoints ?? [];
-    if (endpoints.length === 0) return await relayed();
+    if (endpoints.length === 0) return await relayed(onPresented);
+    // While both paths are tried, nothing is pipelined on either: a stream opened on the one that
+    // loses would make its connector connect to the Resource for nothing.
+    let racing = false;
+    let directPresented = false;
+    const presentedDirect = (t: Tunnel) => {
+      if (racing) return;
+      directPresented = true;
+      onPresented?.(t);
+    };
     const direct = (async () => {
       let last: unknown;
       for (const endpoint of endpoints) {
         try {
-          return await Tunnel.establish(tokens, deviceKey, "direct", () => dialDirect(endpoint), resume);
+          return await Tunnel.establish(
+            tokens,
+            deviceKey,
+            "direct",
+            () => dialDirect(endpoint),
+            resume,
+            undefined,
+            presentedDirect,
+          );
         } catch (err) {
           last = err;
         }
@@ -428,8 +457,8 @@ export class Tunnel {
       throw last;
     })();
     let relayPromise: Promise<Tunnel> | undefined;
-    const startRelay = () => {
-      relayPromise ??= relayed();
+    const startRelay = (presented?: (tunnel: Tunnel) => void) => {
+      relayPromise ??= relayed(presented);
       return relayPromise;
     };
     const headStart = Bun.sleep(DIRECT_HEAD_START_MS);
@@ -441,8 +470,18 @@ export class Tunnel {
       headStart.then(() => ({ kind: "timer" as const })),
     ]);
     if (first.kind === "direct") return first.t;
-    if (first.kind === "direct-failed") return await startRelay();
+    if (first.kind === "direct-failed") return await startRelay(onPresented);
+    if (directPresented) {
+      // The direct path carried the TLS handshake and the AUTH within the head start: only the
+      // verdict is outstanding, which the relay could not bring sooner. The relay is the fallback.
+      try {
+        return await direct;
+      } catch {
+        return await startRelay(onPresented);
+      }
+    }
     // The direct path is slow to answer: race it against the relay from now on.
+    racing = true;
     const relayAttempt = startRelay();
     const winner = await Promise.any([direct, relayAttempt]);
     // Close whichever finishes second.
@@ -466,6 +505,8 @@ export class Tunnel {
     resume?: ResumeOptions,
     /** Protocol versions to offer, newest first (default: every one this release speaks). */
     versions?: readonly number[],
+    /** See `open`: the first AUTH is on its way, the verdict not in yet. */
+    onPresented?: (tunnel: Tunnel) => void,
   ): Promise<Tunnel> {
     const raw = await transport();
     // The resumable link goes under TLS when both ends speak it and resumption is on.
@@ -481,7 +522,7 @@ export class Tunnel {
     const link = duplex ? { duplex, secret: resumeSecret(tls), options: resume!, tokens } : undefined;
     const tunnel = new Tunnel(tls, under, exporterValue(tls), deviceKey, tokens.connector.id, path, link);
     try {
-      await tunnel.authorize(tokens.authorization_token);
+      await tunnel.authorize(tokens.authorization_token, onPresented && (() => onPresented(tunnel)));
     } catch (err) {
       tunnel.close("authorization failed");
       throw err;
@@ -489,8 +530,12 @@ export class Tunnel {
     return tunnel;
   }
 
-  /** Present (or renew) the authorization on this tunnel, bound to this TLS session. */
-  async authorize(authz: string): Promise<void> {
+  /**
+   * Present (or renew) the authorization on this tunnel, bound to this TLS session; resolves with
+   * the connector's verdict. `onPresented` runs once the AUTH is queued, before the verdict: on
+   * a version-2 tunnel, streams opened there are pipelined behind it (docs/protocol.md §7.1).
+   */
+  async authorize(authz: string, onPresented?: () => void): Promise<void> {
     const jti = peekClaim(authz, "jti");
     if (!jti) throw new TunnelError("bad_token", "authorization token has no jti");
     const sig = await signChannelBinding(this.deviceKey, this.exporter, jti, this.connectorId);
@@ -499,11 +544,17 @@ export class Tunnel {
     const id = this.core.present(JSON.stringify({ v: 1, authz, sig: toBase64Url(sig) }), exp, Date.now());
     const done = new Promise<void>((resolve, reject) => this.authWaiters.set(id, { resolve, reject }));
     this.flush();
+    onPresented?.();
     await done;
   }
 
   get alive(): boolean {
     return this.core.alive;
+  }
+
+  /** A stream can be opened now (authorized, or version 2 with the first AUTH on its way). */
+  get canOpen(): boolean {
+    return this.core.canOpen;
   }
 
   /** Closed because the connector stopped answering (not by a clean close or a lost transport). */
@@ -548,6 +599,7 @@ export class Tunnel {
   openStream(host: string, port: number, protocol: "tcp" | "udp" = "tcp"): Promise<MuxStream> {
     if (!this.alive) return Promise.reject(new TunnelError("closed", "tunnel is closed"));
     if (this.detached) return Promise.reject(new TunnelError("closed", "tunnel is reconnecting"));
+    if (!this.canOpen) return Promise.reject(new TunnelError("closed", "tunnel is not authorized yet"));
     this.lastUsed = Date.now();
     const stream = this.core.openStream({ host, port, protocol }, Date.now());
     const done = new Promise<MuxStream>((resolve, reject) =>

@@ -480,6 +480,8 @@ export class Mux {
   /** Delivered, unconsumed bytes whose tunnel credit was already returned: at most the budget. */
   #uncovered = 0;
   #authenticated = false;
+  /** Client: an AUTH went out, so (version 2) OPENs may follow it before the verdict. */
+  #authPresented = false;
   #goAwaySent = false;
   #goAwayReceived = false;
   #closed = false;
@@ -565,6 +567,16 @@ export class Mux {
     return this.#authenticated;
   }
 
+  /**
+   * Client: whether `open` may be called now. After AUTH_RESULT ok; on version 2 also as soon as
+   * the first AUTH went out (docs/protocol.md §7.1: a connector speaking 2 holds what follows an
+   * AUTH until it is verified, so an OPEN pipelined behind it saves a round trip). A version-1
+   * connector may refuse such an OPEN, so nothing is pipelined to one.
+   */
+  get canOpen(): boolean {
+    return this.#authenticated || (this.#authPresented && this.version >= 2);
+  }
+
   // ------------------------------------------------------------------------------------------
   // Tunnel-level operations
 
@@ -573,6 +585,7 @@ export class Mux {
     this.#requireRole("client", "auth");
     this.#requireOpen();
     this.#sendFrame({ type: "auth", json });
+    this.#authPresented = true;
   }
 
   /**
@@ -590,7 +603,7 @@ export class Mux {
   open(destination: Destination): MuxStream {
     this.#requireRole("client", "open");
     this.#requireOpen();
-    if (!this.#authenticated) throw new Error("open() before the connector accepted AUTH");
+    if (!this.canOpen) throw new Error("open() before the connector accepted AUTH");
     if (this.#goAwaySent || this.#goAwayReceived) throw new Error("open() after GOAWAY");
     if (this.#streams.size >= this.#maxStreams) {
       throw new ProtocolError("too_many_streams", `at most ${this.#maxStreams} concurrent streams`);

@@ -11,6 +11,7 @@ import {
   OPEN_TIMEOUT_MS,
   PROBE_MS,
 } from "./client-session.ts";
+import { type ConnectorEvent, ConnectorSession, type SessionAuthorization } from "./connector-session.ts";
 
 const equalBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
@@ -91,10 +92,81 @@ describe("ClientSession", () => {
     ]);
   });
 
-  test("no stream before AUTH succeeded", () => {
-    const p = pair();
-    p.core.present("{}", 60_000, 0);
-    expect(() => p.core.openStream({ host: "a", port: 1, protocol: "tcp" }, 1)).toThrow();
+  test("no stream before the first AUTH; on version 1, none before its verdict", () => {
+    const v2 = new ClientSession(0);
+    expect(v2.canOpen).toBe(false);
+    expect(() => v2.openStream({ host: "a", port: 1, protocol: "tcp" }, 1)).toThrow(/before/);
+    const v1 = new ClientSession(0, { version: 1 });
+    v1.present("{}", 60_000, 0);
+    expect(v1.canOpen).toBe(false);
+    expect(() => v1.openStream({ host: "a", port: 1, protocol: "tcp" }, 1)).toThrow(/before/);
+    expect(v1.pollTransmit()).toBeDefined(); // the AUTH, and nothing after it
+    expect(v1.pollTransmit()).toBeUndefined();
+  });
+
+  /** A client core against a connector core (both sans-IO), bytes carried by hand. */
+  function cores() {
+    const client = new ClientSession(0);
+    const connector = new ConnectorSession<SessionAuthorization>(0, {
+      restrict: (a, keep) => ({ ...a, resourceIds: a.resourceIds.filter((id) => keep.has(id)) }),
+    });
+    const carry = (now: number) => {
+      for (let t = client.pollTransmit(); t; t = client.pollTransmit()) connector.handleBytes(t, now);
+      for (let t = connector.pollTransmit(); t; t = connector.pollTransmit()) client.handleBytes(t, now);
+    };
+    const drained = <E>(poll: () => E | undefined) => {
+      const out: E[] = [];
+      for (let e = poll(); e; e = poll()) out.push(e);
+      return out;
+    };
+    return {
+      client,
+      connector,
+      carry,
+      clientEvents: () => drained(() => client.pollEvent()),
+      connectorEvents: () => drained(() => connector.pollEvent()),
+    };
+  }
+  const grant = { expiresAt: 600_000, untils: new Map<string, number>(), resourceIds: ["r1"] };
+
+  test("version 2: a stream opened behind the first AUTH is pipelined, and reaches the connector only after the verdict", () => {
+    const t = cores();
+    t.client.present('{"v":1}', 600_000, 0);
+    expect(t.client.canOpen).toBe(true);
+    const stream = t.client.openStream({ host: "db.internal", port: 5432, protocol: "tcp" }, 1);
+    stream.write(new TextEncoder().encode("SELECT 1"));
+    t.carry(2); // AUTH, OPEN and the first bytes leave together, before any answer
+    expect(t.connectorEvents().map((e) => e.type)).toEqual(["verify"]);
+    expect(t.clientEvents()).toEqual([]);
+    t.connector.verdict({ ok: true, auth: grant }, 3);
+    const events = t.connectorEvents();
+    expect(events.map((e) => e.type)).toEqual(["stream"]);
+    const opened = events[0] as Extract<ConnectorEvent<SessionAuthorization>, { type: "stream" }>;
+    expect(opened.destination).toMatchObject({ host: "db.internal", port: 5432 });
+    expect(new TextDecoder().decode(Buffer.concat(opened.pre.early))).toBe("SELECT 1");
+    expect(t.connector.admit(opened.stream, "r1", 3)).toBe(true);
+    opened.stream.acceptOpen();
+    t.carry(4); // AUTH_RESULT, then OPEN_OK: one round trip for both
+    expect(t.clientEvents().map((e) => e.type)).toEqual(["auth", "open_ok"]);
+  });
+
+  test("version 2: when the first AUTH is refused, the pipelined stream fails with the tunnel and was never opened", () => {
+    const t = cores();
+    const id = t.client.present('{"v":1}', 600_000, 0);
+    t.client.openStream({ host: "db.internal", port: 5432, protocol: "tcp" }, 1);
+    t.carry(2);
+    t.connectorEvents();
+    t.connector.verdict({ ok: false, message: "authorization already used" }, 3);
+    expect(t.connectorEvents().map((e) => e.type)).toEqual(["closed"]);
+    t.carry(4);
+    expect(t.clientEvents()).toEqual([
+      { type: "auth", id, ok: false, message: "authorization already used", timeout: false },
+    ]);
+    // The driver closes a tunnel whose first AUTH was refused (client/tunnel.ts).
+    t.client.close("authorization failed");
+    expect(t.clientEvents()).toContainEqual(
+      expect.objectContaining({ type: "open_failed", tunnelLost: true, message: "authorization failed" }),
+    );
   });
 
   test("a frozen connector: a waiting stream makes the tunnel hung within OPEN_SUSPECT_MS + PROBE_MS", () => {

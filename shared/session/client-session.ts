@@ -367,6 +367,15 @@ export class ClientSession {
   }
 
   /**
+   * A stream may be opened now: the connector accepted the authorization, or (version 2) the
+   * first AUTH went out and an OPEN may be pipelined behind it. A pipelined stream whose AUTH is
+   * refused fails with the tunnel (`open_failed`, `tunnelLost`).
+   */
+  get canOpen(): boolean {
+    return !this.#closed && this.#mux.canOpen;
+  }
+
+  /**
    * Closed because the connector stopped answering (not by a clean close or a lost transport), or
    * waiting to be resumed after it did: either way, skip this connector for now.
    */

@@ -5,6 +5,7 @@ import {
   CLIENT_SILENCE_MS,
   type ConnectorEvent,
   ConnectorSession,
+  HELD_SLACK,
   type SessionAuthorization,
 } from "./connector-session.ts";
 
@@ -121,6 +122,28 @@ describe("ConnectorSession", () => {
     const { events, frames } = drain(core);
     expect(frames).toEqual([{ type: "auth_result", ok: false, message: "bad signature" }]);
     expect(events).toEqual([{ type: "closed", reason: "bad signature", lingerMs: 50 }]);
+  });
+
+  test("what is held while an AUTH is verified is bounded by the tunnel window: a peer pushing more is cut off", () => {
+    const window = 8 * 1024 * 1024;
+    const limit = window + HELD_SLACK;
+    const core = new ConnectorSession<Auth>(0, { restrict, mux: { maxTunnelWindow: window } });
+    core.handleBytes(bytes(AUTH, open(1)), 5);
+    expect(drain(core).events.map((e) => e.type)).toEqual(["verify"]);
+    const frame = bytes({ type: "data", streamId: 1, data: new Uint8Array(256 * 1024) });
+    let sent = 0;
+    for (; sent + frame.byteLength <= limit; sent += frame.byteLength) core.handleBytes(frame, 6);
+    expect(core.closeReason).toBeUndefined(); // up to the limit: held, not refused
+    core.handleBytes(frame, 7);
+    const { events } = drain(core);
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({
+      type: "closed",
+      reason: expect.stringContaining("before the authorization"),
+    });
+    // The verdict that comes afterwards changes nothing: nothing held reaches a stream.
+    core.verdict({ ok: true, auth: auth(60_000) }, 8);
+    expect(drain(core).events).toEqual([]);
   });
 
   test("any frame but AUTH first closes the tunnel as a protocol error", () => {

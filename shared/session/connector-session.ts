@@ -18,7 +18,13 @@
 
 import { ProtocolError } from "../protocol/errors.ts";
 import { type Frame, FrameReader, type ProtocolVersion, RESET_CODES } from "../protocol/frame.ts";
-import { type Destination, Mux, type MuxOptions, type MuxStream } from "../protocol/mux.ts";
+import {
+  DEFAULT_MAX_TUNNEL_WINDOW,
+  type Destination,
+  Mux,
+  type MuxOptions,
+  type MuxStream,
+} from "../protocol/mux.ts";
 import { nextTransmit } from "./transmit.ts";
 
 /** Close a tunnel on which no AUTH arrived this long after the TLS handshake. */
@@ -31,6 +37,8 @@ export const AUTH_DEADLINE_MS = 10_000;
 export const CLIENT_SILENCE_MS = 30_000;
 /** After a refusal or a revocation, the TLS session stays up this long so AUTH_RESULT/GOAWAY/RESETs leave. */
 export const CLOSE_LINGER_MS = 50;
+/** Beyond the tunnel window, what may be held while an AUTH is verified (control frames). */
+export const HELD_SLACK = 1024 * 1024;
 
 /** What the state needs to know of a verified authorization; the driver's type carries more. */
 export interface SessionAuthorization {
@@ -88,6 +96,13 @@ export class ConnectorSession<A extends SessionAuthorization> {
   /** An AUTH is being verified; frames that came after it wait here, in order. */
   #verifying = false;
   readonly #held: Frame[] = [];
+  /** Bytes received while an AUTH is being verified (what #held holds, framed). */
+  #heldBytes = 0;
+  /**
+   * At most this much is held while an AUTH is verified: all a client can send in that time is
+   * its tunnel window of DATA (the mux's largest) and a few control frames (HELD_SLACK).
+   */
+  readonly #heldLimit: number;
   #pendingAuth: string | undefined;
   #closed: string | undefined;
   readonly #silenceMs: number;
@@ -104,6 +119,7 @@ export class ConnectorSession<A extends SessionAuthorization> {
     this.#authDeadline = now + (options.authDeadlineMs ?? AUTH_DEADLINE_MS);
     this.#silenceMs = options.clientSilenceMs ?? CLIENT_SILENCE_MS;
     this.#lastInbound = now;
+    this.#heldLimit = (options.mux?.maxTunnelWindow ?? DEFAULT_MAX_TUNNEL_WINDOW) + HELD_SLACK;
     this.#reader = new FrameReader(options.version, { streamData: true });
     this.#mux = new Mux({
       ...options.mux,
@@ -143,14 +159,28 @@ export class ConnectorSession<A extends SessionAuthorization> {
       this.#protocolError(err);
       return;
     }
-    if (this.#verifying) this.#held.push(...frames);
-    else this.#receive(frames);
+    if (this.#verifying) {
+      // A client may pipeline behind an AUTH (an OPEN behind its first one), but no more than it
+      // could send once authorized: a peer that pushes past that before the verdict is cut off.
+      this.#heldBytes += chunk.byteLength;
+      if (this.#heldBytes > this.#heldLimit) {
+        this.#protocolError(
+          new ProtocolError(
+            "flow_control",
+            "more than the tunnel window sent before the authorization was verified",
+          ),
+        );
+        return;
+      }
+      this.#held.push(...frames);
+    } else this.#receive(frames);
   }
 
   /** The verdict on the AUTH of the last `verify` event. */
   verdict(v: Verdict<A>, now: number): void {
     if (this.#closed !== undefined || !this.#verifying) return;
     this.#verifying = false;
+    this.#heldBytes = 0;
     if (v.ok) {
       const first = !this.#auth;
       this.#auth = v.auth;

@@ -4,6 +4,7 @@
 // attached to the relay of a real local edge.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openWebSocket, WebSocketDuplex } from "../../bunlib/ws-duplex.ts";
@@ -12,6 +13,7 @@ import { loadOrCreateDeviceKey } from "../../client/state.ts";
 import { dialDirect, Tunnel } from "../../client/tunnel.ts";
 import { type Proc, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
+import type { MuxStream } from "../../shared/protocol/mux.ts";
 import { adminApi, type Edge, freePort, startEdge } from "../helpers/edge.ts";
 import { startEcho } from "../helpers/servers.ts";
 
@@ -60,13 +62,14 @@ afterAll(async () => {
 
 const tokens = () => requestConnectionTokens(session, p.resources.a!);
 type Path = "direct" | "relayed";
+/** The transport of one path (no fallback). */
+const transport = (t: ConnectionTokens, path: Path) => async () =>
+  path === "direct"
+    ? await dialDirect(`127.0.0.1:${directPort}`)
+    : new WebSocketDuplex(await openWebSocket(`${t.relay_url}/relay/v1/session`, t.connection_token));
 /** Opens a tunnel on exactly one path (no fallback), or returns why it was refused. */
 const open = (t: ConnectionTokens, path: Path = "direct") =>
-  Tunnel.establish(t, device.privateKey, path, async () =>
-    path === "direct"
-      ? await dialDirect(`127.0.0.1:${directPort}`)
-      : new WebSocketDuplex(await openWebSocket(`${t.relay_url}/relay/v1/session`, t.connection_token)),
-  ).then(
+  Tunnel.establish(t, device.privateKey, path, transport(t, path)).then(
     (tunnel) => ({ tunnel, refused: undefined }),
     (err: Error) => ({ tunnel: undefined, refused: err.message }),
   );
@@ -109,6 +112,107 @@ test("an authorization opens one tunnel: not again on the direct path, not after
   expect((await open(t2)).refused).toMatch(/already used/);
   viaRelay.tunnel!.close("done");
   expect(connector.logs()).toMatch(/code=replayed/);
+}, 60_000);
+
+test("a stream pipelined behind the first AUTH goes through once it is accepted; behind a refused one it never reaches the Resource", async () => {
+  // A Resource that counts who connects to it (the echo server behind host a's address).
+  let connections = 0;
+  const counted = createServer((sock) => {
+    connections++;
+    sock.on("error", () => {});
+    sock.pipe(sock);
+  });
+  await new Promise<void>((r) => counted.listen(0, "127.0.0.1", r));
+  const port = (counted.address() as AddressInfo).port;
+  const text = async (stream: MuxStream) => {
+    const got = new Promise<string>((resolve) => {
+      stream.onData = (b) => resolve(new TextDecoder().decode(b));
+      stream.onReset = (_code, message) => resolve(`reset: ${message}`);
+    });
+    stream.write(new TextEncoder().encode("early"));
+    return await got;
+  };
+  try {
+    const used = new Map<Path, ConnectionTokens>();
+    for (const path of ["direct", "relayed"] as const) {
+      const t = await tokens();
+      let early: Promise<MuxStream> | undefined;
+      let verdictIn: number | undefined;
+      const tunnel = await Tunnel.establish(
+        t,
+        device.privateKey,
+        path,
+        transport(t, path),
+        undefined,
+        undefined,
+        (presented) => {
+          verdictIn = presented.authzExpiresAt; // 0 until the connector accepted the AUTH
+          early = presented.openStream(hosts.a, port);
+        },
+      );
+      expect(verdictIn).toBe(0);
+      expect(tunnel.version).toBe(2);
+      expect(await text(await early!)).toBe("early");
+      tunnel.close("done");
+      used.set(path, t);
+    }
+
+    // An authorization used on the other path (the relay's connection token is single-use, so
+    // each path gets the one whose token it has not seen): the connector refuses the AUTH, and
+    // the stream pipelined behind it never connected.
+    for (const [path, t] of [
+      ["direct", used.get("relayed")!],
+      ["relayed", used.get("direct")!],
+    ] as const) {
+      const before = connections;
+      let refused: Promise<MuxStream> | undefined;
+      const again = await Tunnel.establish(
+        t,
+        device.privateKey,
+        path,
+        transport(t, path),
+        undefined,
+        undefined,
+        (presented) => {
+          refused = presented.openStream(hosts.a, port);
+        },
+      ).then(
+        () => "opened",
+        (err: Error) => err.message,
+      );
+      expect(again).toMatch(/already used/);
+      expect(refused).toBeDefined();
+      expect(
+        await refused!.then(
+          () => "opened",
+          (err: Error) => err.message,
+        ),
+      ).toBe("authorization failed");
+      await Bun.sleep(300);
+      expect(connections).toBe(before);
+    }
+
+    // Version 1: the connector may refuse an OPEN before the verdict, so none is sent.
+    const t1 = await tokens();
+    let couldOpen: boolean | undefined;
+    const v1 = await Tunnel.establish(
+      t1,
+      device.privateKey,
+      "direct",
+      transport(t1, "direct"),
+      undefined,
+      [1],
+      (presented) => {
+        couldOpen = presented.canOpen;
+      },
+    );
+    expect(v1.version).toBe(1);
+    expect(couldOpen).toBe(false);
+    expect(await echoVia(v1, hosts.a)).toBe("ping");
+    v1.close("done");
+  } finally {
+    counted.close();
+  }
 }, 60_000);
 
 test("six tunnels opened at once with one authorization: exactly one wins", async () => {
