@@ -150,6 +150,35 @@ describe("ClientSession", () => {
     expect(t.clientEvents().map((e) => e.type)).toEqual(["auth", "open_ok"]);
   });
 
+  test("version 2: a connector that froze during AUTH is caught by the probe of a pipelined stream, and the unauthorized tunnel closes instead of resuming", () => {
+    const p = pair({ resumable: true });
+    const reader = new FrameReader();
+    const sent = () => {
+      const out: Frame[] = [];
+      for (let t = p.core.pollTransmit(); t; t = p.core.pollTransmit()) out.push(...reader.push(t));
+      return out.map((f) => f.type);
+    };
+    const id = p.core.present("{}", 600_000, 0);
+    p.core.openStream({ host: "a", port: 1, protocol: "tcp" }, 0);
+    expect(sent()).toEqual(["auth", "open"]); // the connector never answers
+    expect(p.core.pollTimeout()).toBe(OPEN_SUSPECT_MS);
+    p.core.handleTimeout(OPEN_SUSPECT_MS);
+    expect(sent()).toEqual(["ping"]);
+    p.core.handleTimeout(OPEN_SUSPECT_MS + PROBE_MS);
+    expect(p.core.alive).toBe(false);
+    expect(p.core.detached).toBe(false);
+    const events = p.events();
+    expect(events).toContainEqual({
+      type: "auth",
+      id,
+      ok: false,
+      message: expect.stringContaining("hung"),
+      timeout: false,
+    });
+    expect(events).toContainEqual(expect.objectContaining({ type: "open_failed", tunnelLost: true }));
+    expect(OPEN_SUSPECT_MS + PROBE_MS).toBeLessThan(AUTH_TIMEOUT_MS);
+  });
+
   test("version 2: when the first AUTH is refused, the pipelined stream fails with the tunnel and was never opened", () => {
     const t = cores();
     const id = t.client.present('{"v":1}', 600_000, 0);

@@ -352,7 +352,7 @@ export class ClientSession {
     if (this.#probeSentAt !== undefined) next = Math.min(next, this.#probeSentAt + this.#t.probeMs);
     for (const open of this.#opens.values()) {
       next = Math.min(next, open.deadline);
-      if (this.#probeSentAt === undefined && this.#mux.authenticated)
+      if (this.#probeSentAt === undefined && this.#mux.canOpen)
         next = Math.min(next, Math.max(open.suspectAt, this.#lastInbound + this.#t.openSuspectMs / 2));
     }
     return Number.isFinite(next) ? next : undefined;
@@ -428,7 +428,9 @@ export class ClientSession {
    * a peer at once. Otherwise the tunnel closes.
    */
   #lost(reason: string, hung: boolean, now: number): void {
-    if (!this.#resumable) {
+    // A tunnel the connector never authorized is not resumed: it closes, and its AUTH and
+    // pipelined streams fail with it (the caller fails over to another connector).
+    if (!this.#resumable || (hung && !this.#mux.authenticated)) {
       this.close(reason, hung);
       return;
     }
@@ -469,7 +471,10 @@ export class ClientSession {
    * when that has aged), so a connector that froze just after its last byte is still caught.
    */
   #maybeProbe(now: number): void {
-    if (this.#probeSentAt !== undefined || !this.#mux.authenticated) return;
+    // A stream pipelined behind the first AUTH (version 2) is probed too: the connector holds the
+    // ping with it and answers both after the verdict, so a connector that froze during AUTH is
+    // caught within the probe bound instead of the AUTH deadline.
+    if (this.#probeSentAt !== undefined || !this.#mux.canOpen) return;
     let due = false;
     for (const open of this.#opens.values()) if (now >= open.suspectAt) due = true;
     if (!due || now - this.#lastInbound < this.#t.openSuspectMs / 2) return;

@@ -49,7 +49,12 @@ const spec: fc.Arbitrary<StreamSpec> = fc.record({
 });
 
 const at = fc.integer({ min: 0, max: 20_000 });
-const open: fc.Arbitrary<Command> = fc.record({ at, kind: fc.constant("open" as const), spec });
+/** A quarter of the opens come in the first milliseconds, pipelined behind the first AUTH. */
+const openAt = fc.oneof(
+  { arbitrary: at, weight: 3 },
+  { arbitrary: fc.integer({ min: 0, max: 5 }), weight: 1 },
+);
+const open: fc.Arbitrary<Command> = fc.record({ at: openAt, kind: fc.constant("open" as const), spec });
 const renewLong: fc.Arbitrary<Command> = fc.record({
   at,
   kind: fc.constant("renew" as const),

@@ -634,7 +634,8 @@ export function runScenario(sc: Scenario, broken: Broken = {}): Report {
     sim.at(cmd.at, () => {
       switch (cmd.kind) {
         case "open": {
-          if (!client.alive || !client.authenticated || client.goingAway || client.detached) return;
+          // As the daemon does: a stream may ride behind the first AUTH before its verdict (v2).
+          if (!client.alive || !client.canOpen || client.goingAway || client.detached) return;
           const index = streams.length;
           const rec: StreamRecord = {
             index,
