@@ -67,6 +67,9 @@ const transport = (t: ConnectionTokens, path: Path) => async () =>
   path === "direct"
     ? await dialDirect(`127.0.0.1:${directPort}`)
     : new WebSocketDuplex(await openWebSocket(`${t.relay_url}/relay/v1/session`, t.connection_token));
+/** A tunnel on one path whose caller is told when the first AUTH is on its way (to pipeline). */
+const pipelined = (t: ConnectionTokens, path: Path, onPresented: (tunnel: Tunnel) => void) =>
+  Tunnel.establish(t, device.privateKey, path, transport(t, path), undefined, undefined, onPresented);
 /** Opens a tunnel on exactly one path (no fallback), or returns why it was refused. */
 const open = (t: ConnectionTokens, path: Path = "direct") =>
   Tunnel.establish(t, device.privateKey, path, transport(t, path)).then(
@@ -138,18 +141,10 @@ test("a stream pipelined behind the first AUTH goes through once it is accepted;
       const t = await tokens();
       let early: Promise<MuxStream> | undefined;
       let verdictIn: number | undefined;
-      const tunnel = await Tunnel.establish(
-        t,
-        device.privateKey,
-        path,
-        transport(t, path),
-        undefined,
-        undefined,
-        (presented) => {
-          verdictIn = presented.authzExpiresAt; // 0 until the connector accepted the AUTH
-          early = presented.openStream(hosts.a, port);
-        },
-      );
+      const tunnel = await pipelined(t, path, (presented) => {
+        verdictIn = presented.authzExpiresAt; // 0 until the connector accepted the AUTH
+        early = presented.openStream(hosts.a, port);
+      });
       expect(verdictIn).toBe(0);
       expect(tunnel.version).toBe(2);
       expect(await text(await early!)).toBe("early");
@@ -166,17 +161,9 @@ test("a stream pipelined behind the first AUTH goes through once it is accepted;
     ] as const) {
       const before = connections;
       let refused: Promise<MuxStream> | undefined;
-      const again = await Tunnel.establish(
-        t,
-        device.privateKey,
-        path,
-        transport(t, path),
-        undefined,
-        undefined,
-        (presented) => {
-          refused = presented.openStream(hosts.a, port);
-        },
-      ).then(
+      const again = await pipelined(t, path, (presented) => {
+        refused = presented.openStream(hosts.a, port);
+      }).then(
         () => "opened",
         (err: Error) => err.message,
       );
