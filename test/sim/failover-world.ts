@@ -10,6 +10,10 @@
 // new tunnels work), and unreachable for one Resource (it answers that Resource's streams with
 // dns_lookup_error).
 //
+// A stream whose request opens a new tunnel is pipelined behind that tunnel's first AUTH, as the
+// daemon does (docs/protocol.md §7.1): opened when the AUTH is on its way, taken if that tunnel is
+// the one handed back, else opened again on the tunnel that is.
+//
 // Not modelled, because no fault here reaches them: renewal and idle close (authorizations outlive
 // a run), the direct path (relay only), GOAWAY, denials.
 import { ConnectorHealth, pickTunnel, type TunnelView } from "../../client/core/connector-choice.ts";
@@ -90,6 +94,8 @@ export interface OpenRecord {
   outcome: { ok: true; at: number; connector: string } | { ok: false; at: number; message: string } | null;
   /** Each attempt: the connector of the tunnel the stream was put on, and when. */
   tried: { connector: string; at: number }[];
+  /** Attempts that took the stream opened behind the tunnel's first AUTH. */
+  pipelined: number;
 }
 
 export interface FailoverReport {
@@ -264,6 +270,10 @@ class SimTunnel implements TunnelView {
   }
   get hung() {
     return this.client.hung;
+  }
+  /** Like Tunnel.canOpen: authorized, or version 2 with the first AUTH on its way. */
+  get canOpen() {
+    return this.client.canOpen;
   }
 
   /** The path goes silent both ways (a NAT drop, a relay object gone without a close). */
@@ -472,7 +482,7 @@ export function runFailover(sc: FailoverScenario, broken: FailoverBroken = {}): 
   // Tunnel.open over the relay: the relay asks the connector to dial back (or refuses it at once
   // when it does not list it), waits DIAL_DEADLINE_MS for it; then TLS (one round trip, deadline
   // TLS_TIMEOUT_MS) and AUTH (the session cores, deadline AUTH_TIMEOUT_MS).
-  function dial(id: string, done: Done<SimTunnel>): void {
+  function dial(id: string, done: Done<SimTunnel>, onPresented?: (t: SimTunnel) => void): void {
     const c = conn(id);
     let settled = false;
     const settle = (err: Error | null, t?: SimTunnel) => {
@@ -496,14 +506,14 @@ export function runFailover(sc: FailoverScenario, broken: FailoverBroken = {}): 
           sim.at(sim.now + half, () => {
             if (spliced || c.killed) return;
             spliced = true;
-            sim.at(sim.now + half, () => tls(c, settle));
+            sim.at(sim.now + half, () => tls(c, settle, onPresented));
           });
         }),
       );
     });
   }
 
-  function tls(c: SimConnector, done: Done<SimTunnel>): void {
+  function tls(c: SimConnector, done: Done<SimTunnel>, onPresented?: (t: SimTunnel) => void): void {
     if (c.killed) {
       done(new DialError(TRANSPORT, "TLS: transport closed"));
       return;
@@ -530,6 +540,7 @@ export function runFailover(sc: FailoverScenario, broken: FailoverBroken = {}): 
               done(err);
             } else done(null, t);
           });
+          onPresented?.(t);
         }),
       ),
     );
@@ -542,7 +553,12 @@ export function runFailover(sc: FailoverScenario, broken: FailoverBroken = {}): 
   const health = new ConnectorHealth();
   const live: SimTunnel[] = [];
 
-  function tunnelFor(resourceId: string, avoid: readonly string[], done: Done<SimTunnel>): void {
+  function tunnelFor(
+    resourceId: string,
+    avoid: readonly string[],
+    done: Done<SimTunnel>,
+    onPresented?: (t: SimTunnel) => void,
+  ): void {
     const now = sim.now;
     const hinted = health.skipped(resourceId, now);
     const skip = new Set([...avoid, ...hinted]);
@@ -563,13 +579,21 @@ export function runFailover(sc: FailoverScenario, broken: FailoverBroken = {}): 
       opening.delete(key);
       for (const w of waiters) w(err, t);
     };
-    openTunnel([...skip], (err, t) => {
-      if (err && retryHinted(hinted, avoid)) openTunnel([...avoid], finish);
-      else finish(err, t);
-    });
+    openTunnel(
+      [...skip],
+      (err, t) => {
+        if (err && retryHinted(hinted, avoid)) openTunnel([...avoid], finish, onPresented);
+        else finish(err, t);
+      },
+      onPresented,
+    );
   }
 
-  function openTunnel(skip: readonly string[], done: Done<SimTunnel>): void {
+  function openTunnel(
+    skip: readonly string[],
+    done: Done<SimTunnel>,
+    onPresented?: (t: SimTunnel) => void,
+  ): void {
     const avoid = [...skip];
     let attempt = 0;
     const step = () =>
@@ -583,22 +607,26 @@ export function runFailover(sc: FailoverScenario, broken: FailoverBroken = {}): 
           done(null, existing);
           return;
         }
-        dial(id, (dialErr, tunnel) => {
-          if (tunnel) {
-            adopt(tunnel);
-            done(null, tunnel);
-            return;
-          }
-          const failure: DialFailure =
-            dialErr instanceof DialError ? dialErr.failure : { type: "tunnel", code: "unknown" };
-          if (afterDialFailure(failure, attempt) === "fail") {
-            done(dialErr);
-            return;
-          }
-          avoid.push(id);
-          attempt++;
-          step();
-        });
+        dial(
+          id,
+          (dialErr, tunnel) => {
+            if (tunnel) {
+              adopt(tunnel);
+              done(null, tunnel);
+              return;
+            }
+            const failure: DialFailure =
+              dialErr instanceof DialError ? dialErr.failure : { type: "tunnel", code: "unknown" };
+            if (afterDialFailure(failure, attempt) === "fail") {
+              done(dialErr);
+              return;
+            }
+            avoid.push(id);
+            attempt++;
+            step();
+          },
+          onPresented,
+        );
       });
     step();
   }
@@ -615,6 +643,12 @@ export function runFailover(sc: FailoverScenario, broken: FailoverBroken = {}): 
 
   // ---------------------------------------------------------------------------------------------
   // client/daemon.ts openResourceStream
+  interface Pipelined {
+    tunnel: SimTunnel;
+    /** Settled: null for OPEN_OK, else why not. */
+    outcome?: AttemptOutcome | null;
+    then?: (outcome: AttemptOutcome | null) => void;
+  }
   const decide = (outcome: AttemptOutcome, attempts: typeof FIRST_ATTEMPT): NextStep =>
     broken.noPeerRetry ? { action: "fail" } : afterAttempt(outcome, attempts);
 
@@ -626,16 +660,44 @@ export function runFailover(sc: FailoverScenario, broken: FailoverBroken = {}): 
     };
     const failWith = (err: Error | string) =>
       settle({ ok: false, at: sim.now, message: typeof err === "string" ? err : err.message });
-    const loop = () =>
-      tunnelFor(resourceId, attempts.avoid, (err, tunnel) => {
-        if (tunnel) return attempt(tunnel);
-        const noConnector = err instanceof ApiError && err.code === "no_connector";
-        if (afterNoTunnel(attempts, noConnector) === "fail") return failWith(err ?? "no tunnel");
-        tunnelFor(resourceId, [], (err2, t2) => (t2 ? attempt(t2) : failWith(err2 ?? "no tunnel")));
-      });
-    const attempt = (tunnel: SimTunnel) => {
+    const loop = () => {
+      // The stream pipelined behind the first AUTH of a tunnel opened for this attempt (the last
+      // one presented: a failed dial's tunnel is replaced by the next one's).
+      let early: Pipelined | undefined;
+      const pipeline = (t: SimTunnel) => {
+        if (!t.canOpen) return;
+        const e: Pipelined = { tunnel: t };
+        early = e;
+        t.openStream(rec.resource, rec.index, (outcome) => {
+          e.outcome = outcome;
+          e.then?.(outcome);
+        });
+      };
+      const take = (tunnel: SimTunnel) => {
+        const e = early;
+        attempt(tunnel, e?.tunnel === tunnel ? e : undefined);
+      };
+      tunnelFor(
+        resourceId,
+        attempts.avoid,
+        (err, tunnel) => {
+          if (tunnel) return take(tunnel);
+          const noConnector = err instanceof ApiError && err.code === "no_connector";
+          if (afterNoTunnel(attempts, noConnector) === "fail") return failWith(err ?? "no tunnel");
+          tunnelFor(resourceId, [], (err2, t2) => (t2 ? take(t2) : failWith(err2 ?? "no tunnel")), pipeline);
+        },
+        pipeline,
+      );
+    };
+    const attempt = (tunnel: SimTunnel, pipelined?: Pipelined) => {
       rec.tried.push({ connector: tunnel.connectorId, at: sim.now });
-      tunnel.openStream(rec.resource, rec.index, (outcome) => {
+      if (pipelined) rec.pipelined++;
+      const open = (done: (outcome: AttemptOutcome | null) => void) => {
+        if (!pipelined) tunnel.openStream(rec.resource, rec.index, done);
+        else if (pipelined.outcome !== undefined) done(pipelined.outcome);
+        else pipelined.then = done;
+      };
+      open((outcome) => {
         if (outcome === null) {
           settle({ ok: true, at: sim.now, connector: tunnel.connectorId });
           return;
@@ -669,6 +731,7 @@ export function runFailover(sc: FailoverScenario, broken: FailoverBroken = {}): 
         openedAt: sim.now,
         outcome: null,
         tried: [],
+        pipelined: 0,
       };
       opens.push(rec);
       openResourceStream(rec);
