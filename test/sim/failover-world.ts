@@ -647,7 +647,7 @@ export function runFailover(sc: FailoverScenario, broken: FailoverBroken = {}): 
     tunnel: SimTunnel;
     /** Settled: null for OPEN_OK, else why not. */
     outcome?: AttemptOutcome | null;
-    then?: (outcome: AttemptOutcome | null) => void;
+    onSettled?: (outcome: AttemptOutcome | null) => void;
   }
   const decide = (outcome: AttemptOutcome, attempts: typeof FIRST_ATTEMPT): NextStep =>
     broken.noPeerRetry ? { action: "fail" } : afterAttempt(outcome, attempts);
@@ -670,7 +670,7 @@ export function runFailover(sc: FailoverScenario, broken: FailoverBroken = {}): 
         early = e;
         t.openStream(rec.resource, rec.index, (outcome) => {
           e.outcome = outcome;
-          e.then?.(outcome);
+          e.onSettled?.(outcome);
         });
       };
       const take = (tunnel: SimTunnel) => {
@@ -695,7 +695,7 @@ export function runFailover(sc: FailoverScenario, broken: FailoverBroken = {}): 
       const open = (done: (outcome: AttemptOutcome | null) => void) => {
         if (!pipelined) tunnel.openStream(rec.resource, rec.index, done);
         else if (pipelined.outcome !== undefined) done(pipelined.outcome);
-        else pipelined.then = done;
+        else pipelined.onSettled = done;
       };
       open((outcome) => {
         if (outcome === null) {
