@@ -1,4 +1,4 @@
-// Flags of `npm run bench:profile` and `npm run soak`: parsed before anything starts, so a bad
+// Flags of `npm run bench:profile`, `npm run bench:layering` and `npm run soak`: parsed before anything starts, so a bad
 // flag is a one-line error, the script's usage and exit status 2 (never a stack trace), and
 // --help prints the usage and exits 0. `npm run bench` has its own (bench/lib/options.ts).
 import { parseArgs } from "node:util";
@@ -102,6 +102,43 @@ export function parseSoakOptions(argv: string[]): SoakOptions | undefined {
     bulk: !values["no-bulk"],
     out: values.out as string | undefined,
     raw: values,
+  };
+}
+
+export const LAYERING_HELP = `npm run bench:layering [-- options]
+
+What TLS over a JavaScript Duplex costs in this Bun: the product's TLS 1.3 between two processes on
+loopback, run straight on the TCP socket (native), over a plain pass-through Duplex, and over the
+resumable link the direct path uses; prints MiB/s and each end's CPU seconds per GiB (medians of the
+runs, modes alternated) and writes every run as JSON (docs/performance.md, "Issue 14, sixteenth
+round"). Every byte is checked to arrive in order.
+
+Options:
+  --mib N      MiB sent per run, 1 to 65536 (default 2048)
+  --runs N     runs per mode, 1 to 50 (default 3)
+  --out FILE   JSON output (default bench/results/layering.json)
+  --help       this text
+`;
+
+export interface LayeringOptions {
+  mib: number;
+  runs: number;
+  out: string | undefined;
+}
+
+/** undefined: --help. Throws UsageError for anything it cannot use. */
+export function parseLayeringOptions(argv: string[]): LayeringOptions | undefined {
+  const values = parse(argv, {
+    mib: { type: "string", default: "2048" },
+    runs: { type: "string", default: "3" },
+    out: { type: "string" },
+    help: { type: "boolean", default: false },
+  });
+  if (values.help) return undefined;
+  return {
+    mib: wholeNumber(values.mib as string, "--mib", 1, 65536),
+    runs: wholeNumber(values.runs as string, "--runs", 1, 50),
+    out: values.out as string | undefined,
   };
 }
 
