@@ -27,9 +27,10 @@ import { ResumableDuplex, readFirstFrame, withPrefix } from "../bunlib/resumable
 import { acceptTls, connectTls } from "../bunlib/tls.ts";
 import { TurnBudget, tlsTakesData } from "../bunlib/transmit.ts";
 import { LAYERING_HELP, optionsOrExit, parseLayeringOptions } from "./lib/script-options.ts";
+import { median } from "./lib/stats.ts";
 
-export const MODES = ["native", "duplex", "link"] as const;
-export type Mode = (typeof MODES)[number];
+const MODES = ["native", "duplex", "link"] as const;
+type Mode = (typeof MODES)[number];
 /** One TLS write: a full DATA frame's payload. */
 const CHUNK = 256 * 1024;
 const ROLE_VAR = "SALLYPORT_LAYERING_ROLE";
@@ -109,9 +110,9 @@ async function receiver(mode: Mode): Promise<void> {
         chunks,
         misordered,
       };
-      process.stdout.write(`${JSON.stringify(report)}\n`);
       tls.end();
-      setTimeout(() => process.exit(0), 50);
+      // Exit once the report is out: stdout is a pipe, and exiting earlier can drop it.
+      process.stdout.write(`${JSON.stringify(report)}\n`, () => setTimeout(() => process.exit(0), 50));
     });
     tls.on("error", (err) => {
       process.stderr.write(`receiver: ${err.message}\n`);
@@ -156,16 +157,23 @@ async function sender(mode: Mode, port: number, digest: string, total: number): 
   };
   tls.on("drain", pump);
   below.on("drain", pump);
-  tls.on("close", () => {
-    const report: EndReport = {
+  // The receiver ends the session once it has every byte: its TLS close, its end, or the socket's
+  // close, whichever the runtime reports first (over a Duplex, TLS may not emit "close").
+  let reported = false;
+  const report = () => {
+    if (reported) return;
+    reported = true;
+    const r: EndReport = {
       bytes: sent,
       seconds: (performance.now() - started) / 1000,
       cpuSeconds: cpuNow() - cpu0,
       faults: faultsNow() - faults0,
     };
-    process.stdout.write(`${JSON.stringify(report)}\n`);
-    process.exit(0);
-  });
+    process.stdout.write(`${JSON.stringify(r)}\n`, () => process.exit(0));
+  };
+  tls.on("close", report);
+  tls.on("end", report);
+  raw.on("close", report);
   tls.on("error", (err) => {
     process.stderr.write(`sender: ${err.message}\n`);
     process.exit(1);
@@ -193,7 +201,8 @@ function child(env: Record<string, string>, onLine: (line: string) => void): Pro
       err += b.toString();
     });
     const killer = setTimeout(() => proc.kill("SIGKILL"), 300_000);
-    proc.on("exit", (code) => {
+    // "close", not "exit": it comes after the child's stdout is read to the end.
+    proc.on("close", (code) => {
       clearTimeout(killer);
       if (code === 0) resolve();
       else reject(new Error(`${env[ROLE_VAR]} (${env.LAYERING_MODE}) exited with ${code}: ${err.trim()}`));
@@ -201,7 +210,7 @@ function child(env: Record<string, string>, onLine: (line: string) => void): Pro
   });
 }
 
-export interface RunResult {
+interface RunResult {
   mode: Mode;
   mibPerSecond: number;
   senderCpuPerGiB: number;
@@ -244,7 +253,7 @@ async function runOnce(mode: Mode, mib: number): Promise<RunResult> {
   await Promise.all([recv, send]);
   const r = receiverReport;
   const s = senderReport;
-  if (!r || !s) throw new Error(`${mode}: an end did not report`);
+  if (!r || !s) throw new Error(`${mode}: ${r ? "the sender" : "the receiver"} did not report`);
   if (r.bytes !== mib * 1024 * 1024 || r.misordered !== 0)
     throw new Error(
       `${mode}: ${r.bytes} bytes arrived of ${mib * 1024 * 1024}, ${r.misordered} chunks out of order`,
@@ -261,13 +270,7 @@ async function runOnce(mode: Mode, mib: number): Promise<RunResult> {
   };
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
-
-export function table(runs: RunResult[], mib: number, rounds: number): string {
+function table(runs: RunResult[], mib: number, rounds: number): string {
   const rows = MODES.map((mode) => {
     const mine = runs.filter((r) => r.mode === mode);
     return {
