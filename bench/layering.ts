@@ -6,6 +6,11 @@
 //
 // Two processes on loopback, a sender and a receiver, for each mode in turn:
 // - native: node:tls straight on the TCP socket (Bun's TLS reads and writes the socket itself);
+// - held:   TLS on the socket, and the sender holds every write until the receiver acknowledges it
+//           (an 8-byte count through TLS every MiB): what numbering bytes above TLS would cost at
+//           least, with no framing of its own (the tunnel's frames would carry the counts);
+// - above:  TLS on the socket, the resumable link's frames inside it (shared/resume/link.ts driven
+//           without a Duplex): resumption above TLS with the link's own framing;
 // - duplex: node:tls over a plain pass-through Duplex on that socket (the layering alone);
 // - link:   node:tls over the resumable link's Duplex on that socket (what the direct path runs).
 // TLS is the product's own (bunlib/tls.ts: TLS 1.3, the certificate pinned, ALPN), the sockets
@@ -26,13 +31,16 @@ import { shortenKernelQueues } from "../bunlib/kernel-queue.ts";
 import { ResumableDuplex, readFirstFrame, withPrefix } from "../bunlib/resumable.ts";
 import { acceptTls, connectTls } from "../bunlib/tls.ts";
 import { TurnBudget, tlsTakesData } from "../bunlib/transmit.ts";
+import { ResumableLink } from "../shared/resume/link.ts";
 import { LAYERING_HELP, optionsOrExit, parseLayeringOptions } from "./lib/script-options.ts";
 import { median } from "./lib/stats.ts";
 
-const MODES = ["native", "duplex", "link"] as const;
+const MODES = ["native", "held", "above", "duplex", "link"] as const;
 type Mode = (typeof MODES)[number];
 /** One TLS write: a full DATA frame's payload. */
 const CHUNK = 256 * 1024;
+/** "held": the receiver acknowledges every this many bytes (as the resumable link does). */
+const ACK_EVERY = 1024 * 1024;
 const ROLE_VAR = "SALLYPORT_LAYERING_ROLE";
 
 /** What one end reports (a JSON line on stdout). */
@@ -63,7 +71,7 @@ function tune(sock: net.Socket): void {
 
 /** The stream TLS runs on, for `mode`, over the connected socket `raw`. */
 async function under(mode: Mode, raw: net.Socket, side: "sender" | "receiver"): Promise<Duplex> {
-  if (mode === "native") return raw;
+  if (mode === "native" || mode === "held" || mode === "above") return raw;
   if (mode === "duplex") return withPrefix(raw, new Uint8Array(0));
   const link = new ResumableDuplex();
   if (side === "sender") link.attachNew(raw, { sendHello: true });
@@ -87,7 +95,7 @@ async function receiver(mode: Mode): Promise<void> {
     let started = 0;
     let cpu0 = 0;
     let faults0 = 0;
-    tls.on("data", (b: Uint8Array) => {
+    const onData = (b: Uint8Array): void => {
       if (chunks === 0) {
         started = performance.now();
         cpu0 = cpuNow();
@@ -100,7 +108,28 @@ async function receiver(mode: Mode): Promise<void> {
         if (dv.getUint32(at) !== (bytes + at) / CHUNK) misordered++;
       }
       bytes += b.length;
-    });
+    };
+    if (mode === "held") {
+      let acked = 0;
+      tls.on("data", (b: Uint8Array) => {
+        onData(b);
+        if (bytes - acked < ACK_EVERY) return;
+        acked = bytes;
+        const ack = Buffer.alloc(8);
+        ack.writeBigUInt64BE(BigInt(acked));
+        tls.write(ack);
+      });
+    } else if (mode === "above") {
+      const link = new ResumableLink();
+      link.attachNew();
+      tls.on("data", (b: Uint8Array) => {
+        link.handleBytes(b, Date.now());
+        for (let d = link.pollDelivered(); d; d = link.pollDelivered()) onData(d);
+        for (let t = link.pollTransmit(); t; t = link.pollTransmit()) tls.write(t);
+        const e = link.pollEvent();
+        if (e && e.type !== "fin") throw new Error(`link: ${e.message}`);
+      });
+    } else tls.on("data", onData);
     tls.on("end", () => {
       const report: EndReport = {
         bytes,
@@ -141,12 +170,40 @@ async function sender(mode: Mode, port: number, digest: string, total: number): 
   const cpu0 = cpuNow();
   const faults0 = faultsNow();
   const budget = new TurnBudget(() => pump());
-  const queueUnder = mode === "native" ? undefined : below;
+  const queueUnder = below === raw ? undefined : below;
+  // What the sender holds until the receiver acknowledges it ("held" and "above").
+  const held: Buffer[] = [];
+  let releasedTo = 0;
+  const link = mode === "above" ? new ResumableLink() : undefined;
+  link?.attachNew();
+  if (mode === "held") {
+    let pending = Buffer.alloc(0);
+    tls.on("data", (b: Buffer) => {
+      pending = pending.length === 0 ? b : Buffer.concat([pending, b]);
+      let at = 0;
+      for (; at + 8 <= pending.length; at += 8) {
+        const upTo = Number(pending.readBigUInt64BE(at));
+        while (held.length > 0 && releasedTo + held[0]!.length <= upTo) releasedTo += held.shift()!.length;
+      }
+      pending = pending.subarray(at);
+    });
+  } else if (link) {
+    tls.on("data", (b: Uint8Array) => link.handleBytes(b, Date.now()));
+  }
+  const write = (b: Buffer): void => {
+    if (link) {
+      link.send(b);
+      for (let t = link.pollTransmit(); t; t = link.pollTransmit()) tls.write(t);
+      return;
+    }
+    if (mode === "held") held.push(b);
+    tls.write(b);
+  };
   const pump = (): void => {
     while (!ending && sent < total && tlsTakesData(tls, queueUnder) && budget.open) {
       const b = Buffer.from(template);
       b.writeUInt32BE(sent / CHUNK, 0);
-      tls.write(b);
+      write(b);
       sent += CHUNK;
       budget.spend(CHUNK);
     }
@@ -292,6 +349,8 @@ function table(runs: RunResult[], mib: number, rounds: number): string {
   ];
   const names: Record<Mode, string> = {
     native: "the socket (native)",
+    held: "socket, sender holds",
+    above: "socket, link inside",
     duplex: "a plain Duplex",
     link: "the resumable link",
   };

@@ -97,14 +97,20 @@ test("bench:layering refuses values it cannot use, naming the flag", () => {
   });
 });
 
-test("bench:layering moves every byte in order through TLS on the socket, on a Duplex and on the resumable link", async () => {
+test("bench:layering moves every byte in order through TLS on the socket, with resumption above it, on a Duplex and on the resumable link", async () => {
   const dir = mkdtempSync(join(tmpdir(), "layering-"));
   try {
     const out = join(dir, "layering.json");
     const r = await run("bench/layering.ts", ["--mib", "16", "--runs", "1", "--out", out], 90_000);
     expect(r.stderr).not.toContain("bench:layering:");
     expect(r.code).toBe(0);
-    for (const row of ["the socket (native)", "a plain Duplex", "the resumable link"])
+    for (const row of [
+      "the socket (native)",
+      "socket, sender holds",
+      "socket, link inside",
+      "a plain Duplex",
+      "the resumable link",
+    ])
       expect(r.stdout).toContain(`| ${row}`);
     // The tool refuses to report a run whose receiver missed a byte or saw chunks out of order.
     const json = JSON.parse(readFileSync(out, "utf8")) as {
@@ -112,7 +118,7 @@ test("bench:layering moves every byte in order through TLS on the socket, on a D
       runs: { mode: string; mibPerSecond: number }[];
     };
     expect(json.mib).toBe(16);
-    expect(json.runs.map((x) => x.mode).sort()).toEqual(["duplex", "link", "native"]);
+    expect(json.runs.map((x) => x.mode).sort()).toEqual(["above", "duplex", "held", "link", "native"]);
     for (const x of json.runs) expect(x.mibPerSecond).toBeGreaterThan(0);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -109,9 +109,11 @@ export const LAYERING_HELP = `npm run bench:layering [-- options]
 
 What TLS over a JavaScript Duplex costs in this Bun: the product's TLS 1.3 between two processes on
 loopback, run straight on the TCP socket (native), over a plain pass-through Duplex, and over the
-resumable link the direct path uses; prints MiB/s and each end's CPU seconds per GiB (medians of the
-runs, modes alternated) and writes every run as JSON (docs/performance.md, "Issue 14, sixteenth
-round"). Every byte is checked to arrive in order.
+resumable link the direct path uses; and, TLS on the socket, what resuming above TLS would add (the
+sender holding what it wrote until the receiver acknowledges it; the link's frames inside TLS).
+Prints MiB/s and each end's CPU seconds per GiB (medians of the runs, modes alternated) and writes
+every run as JSON (docs/performance.md, "Issue 14, sixteenth round" and "seventeenth round"). Every
+byte is checked to arrive in order.
 
 Options:
   --mib N      MiB sent per run, 1 to 65536 (default 2048)
