@@ -177,7 +177,7 @@ async function sender(mode: Mode, port: number, digest: string, total: number): 
   const link = mode === "above" ? new ResumableLink() : undefined;
   link?.attachNew();
   if (mode === "held") {
-    let pending = Buffer.alloc(0);
+    let pending: Buffer = Buffer.alloc(0);
     tls.on("data", (b: Buffer) => {
       pending = pending.length === 0 ? b : Buffer.concat([pending, b]);
       let at = 0;
