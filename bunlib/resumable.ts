@@ -19,6 +19,7 @@ import {
   type ResumeRequest,
   RT,
   RT_HEADER,
+  RT_MAX_CONTROL,
   RT_MAX_FRAME,
 } from "../shared/resume/link.ts";
 
@@ -335,6 +336,29 @@ export async function readFirstFrame(transport: Duplex, timeoutMs = 10_000): Pro
     unexpected: "transport did not open with HELLO or RESUME",
   });
   if (first.type === "legacy") return { kind: "legacy", bytes: first.payload };
+  if (first.type === RT.HELLO) {
+    if (!isHello(first.payload)) throw new Error("unsupported link version");
+    return { kind: "hello", rest: first.rest };
+  }
+  return { kind: "resume", request: decodeResume(first.payload), rest: first.rest };
+}
+
+/**
+ * Read what opens the link inside a version-3 TLS session (docs/protocol.md §9.6): HELLO (a new
+ * tunnel) or RESUME. Anything else is refused: a version-3 client always sends one of the two.
+ */
+export async function readLinkOpening(
+  tls: Duplex,
+  timeoutMs = 10_000,
+): Promise<Exclude<FirstFrame, { kind: "legacy" }>> {
+  const first = await firstFrame(tls, {
+    types: [RT.HELLO, RT.RESUME],
+    maxLength: RT_MAX_CONTROL,
+    timeoutMs,
+    closed: () => new Error("TLS session closed before the link's first frame"),
+    timedOut: "no link frame in time",
+    unexpected: "a version-3 tunnel did not open its link with HELLO or RESUME",
+  });
   if (first.type === RT.HELLO) {
     if (!isHello(first.payload)) throw new Error("unsupported link version");
     return { kind: "hello", rest: first.rest };

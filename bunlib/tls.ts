@@ -3,7 +3,12 @@
 import { Duplex } from "node:stream";
 import tls from "node:tls";
 import { EXPORTER_LABEL, EXPORTER_LENGTH } from "../shared/channel-binding.ts";
-import { isProtocolVersion, PROTOCOL_VERSIONS, type ProtocolVersion } from "../shared/protocol/frame.ts";
+import {
+  FRAMES_IN_TLS_VERSIONS,
+  isProtocolVersion,
+  PROTOCOL_VERSIONS,
+  type ProtocolVersion,
+} from "../shared/protocol/frame.ts";
 
 /** The ALPN name of a protocol version ("sallyport/2"): TLS agrees on the tunnel's version. */
 export function alpnName(v: number): string {
@@ -153,13 +158,15 @@ export function prepareTlsClient(): Promise<void> {
 
 /**
  * Client side: handshake, then refuse unless the peer certificate digest equals `pinnedDigest`.
- * Offers `versions` (newest first); `negotiatedVersion` tells which one the connector chose.
+ * Offers `versions` (newest first); `negotiatedVersion` tells which one the connector chose. The
+ * default leaves out version 3, which only a caller that runs the resumable link inside TLS may
+ * offer (docs/protocol.md §9.6).
  */
 export function connectTls(
   socket: Duplex,
   pinnedDigest: string,
   timeoutMs = 10_000,
-  versions: readonly number[] = PROTOCOL_VERSIONS,
+  versions: readonly number[] = FRAMES_IN_TLS_VERSIONS,
 ): Promise<tls.TLSSocket> {
   // rejectUnauthorized is off because trust comes from the pin, checked before any byte of
   // application data is written.
@@ -182,13 +189,14 @@ export function connectTls(
 
 /**
  * Connector side: terminate TLS 1.3 with the connector's own key and certificate. The newest
- * version both sides speak wins (ALPN); a client offering none of ours fails the handshake.
+ * version both sides speak wins (ALPN); a client offering none of ours fails the handshake. As for
+ * `connectTls`, version 3 is accepted only where the caller passes it.
  */
 export function acceptTls(
   socket: Duplex,
   identity: { keyPem: string; certPem: string },
   timeoutMs = 10_000,
-  versions: readonly number[] = PROTOCOL_VERSIONS,
+  versions: readonly number[] = FRAMES_IN_TLS_VERSIONS,
 ): Promise<tls.TLSSocket> {
   const sock = new tls.TLSSocket(
     socket as unknown as import("node:net").Socket,

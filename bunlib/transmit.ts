@@ -8,15 +8,15 @@
 // resumable link, the relay's WebSocket) encrypts at once and hands the ciphertext to that Duplex
 // in the same call, so TLS's own `writableLength` stays near 0 and what waits, waits in the Duplex's
 // write queue: both are counted. (TLS on a native socket queues in TLS itself; its socket's
-// `writableLength` is then 0.)
+// `writableLength` is then 0.) With the resumable link inside TLS (version 3), the core writes to
+// the link's Duplex and TLS is the stream under it: the same two queues, the other way up.
 import type { Writable } from "node:stream";
-import type { TLSSocket } from "node:tls";
 
 /** Unsent bytes below the core before DATA stops being pulled: a few frames, to keep the pipe full. */
 export const TX_QUEUE_BYTES = 256 * 1024;
 
 /** Bytes written to `tls` that have not left for the transport yet (TLS's and its Duplex's queues). */
-export function unsentBytes(tls: TLSSocket, under?: Writable): number {
+export function unsentBytes(tls: Writable, under?: Writable): number {
   return tls.writableLength + (under?.writableLength ?? 0);
 }
 
@@ -25,7 +25,7 @@ export function unsentBytes(tls: TLSSocket, under?: Writable): number {
  * this says no, a "drain" from `tls` or from `under` follows (both queues are Node Writables whose
  * high-water mark is at most TX_QUEUE_BYTES, so the write that filled them returned false).
  */
-export function tlsTakesData(tls: TLSSocket | undefined, under?: Writable): boolean {
+export function tlsTakesData(tls: Writable | undefined, under?: Writable): boolean {
   return tls !== undefined && !tls.destroyed && unsentBytes(tls, under) < TX_QUEUE_BYTES;
 }
 

@@ -14,12 +14,12 @@ import {
   requestResume,
   resumeSecret,
 } from "../bunlib/resumable.ts";
-import { connectTls, exporterValue, negotiatedVersion } from "../bunlib/tls.ts";
+import { connectTls, exporterValue, negotiatedVersion, PinningError } from "../bunlib/tls.ts";
 import { TurnBudget, tlsTakesData } from "../bunlib/transmit.ts";
 import { openWebSocket, WebSocketClosedError, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { signChannelBinding } from "../shared/channel-binding.ts";
 import { toBase64Url } from "../shared/encoding.ts";
-import type { ProtocolVersion } from "../shared/protocol/frame.ts";
+import { LINK_IN_TLS_VERSION, PROTOCOL_VERSIONS, type ProtocolVersion } from "../shared/protocol/frame.ts";
 import type { MuxStream } from "../shared/protocol/mux.ts";
 import { type ClientEvent, ClientSession } from "../shared/session/client-session.ts";
 import { peekClaim } from "../shared/tokens.ts";
@@ -57,6 +57,8 @@ export function dialDirect(endpoint: string): Promise<Duplex> {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The first release whose connector speaks the resumable link (docs/protocol.md §9). */
 export const RESUMABLE_SINCE = "0.2.0";
+/** The first release whose connector takes the resumable link inside TLS (protocol version 3). */
+export const LINK_INSIDE_SINCE = "0.4.0";
 /**
  * After the connector stopped answering (rather than the transport dropping), one resume is tried
  * for this long: a network change answers at once on a new path; a frozen connector does not, and
@@ -87,9 +89,18 @@ export interface ResumeOptions {
 
 /** Whether a connector of version `v` speaks the resumable link. */
 export function speaksResume(v: string | null | undefined): boolean {
+  return atLeast(v, RESUMABLE_SINCE);
+}
+
+/** Whether a connector of version `v` runs the resumable link inside TLS (version 3). */
+export function speaksLinkInside(v: string | null | undefined): boolean {
+  return atLeast(v, LINK_INSIDE_SINCE);
+}
+
+function atLeast(v: string | null | undefined, since: string): boolean {
   if (!v) return false;
   const a = v.split(/[.+-]/).map(Number);
-  const b = RESUMABLE_SINCE.split(".").map(Number);
+  const b = since.split(".").map(Number);
   for (let i = 0; i < 3; i++) {
     const x = a[i] ?? 0;
     const y = b[i] ?? 0;
@@ -151,9 +162,14 @@ export class Tunnel {
   private resumeAttempt = 0;
 
   private constructor(
-    private readonly tls: TLSSocket,
-    /** The stream TLS runs on (the resumable link, or the transport itself): its queue counts. */
-    private readonly under: Duplex,
+    /** Where the core's bytes go: the TLS session, or the resumable link inside it (version 3). */
+    private readonly io: Duplex,
+    /**
+     * The stream under `io` whose queue counts too: the one TLS runs on (the resumable link, or
+     * the transport itself), or, with the link inside TLS, the current TLS session.
+     */
+    private under: Duplex,
+    version: ProtocolVersion,
     private readonly exporter: Uint8Array,
     private readonly deviceKey: CryptoKey,
     readonly connectorId: string,
@@ -163,9 +179,11 @@ export class Tunnel {
       secret: ResumeSecret;
       options: ResumeOptions;
       tokens: ConnectionTokens;
+      /** Under TLS (since 0.2.0), or inside it (version 3: a resume runs a new TLS session). */
+      place: "under" | "inside";
     },
   ) {
-    this.version = negotiatedVersion(tls);
+    this.version = version;
     const core = new ClientSession(Date.now(), {
       resumable: link !== undefined,
       version: this.version,
@@ -180,14 +198,14 @@ export class Tunnel {
       };
     }
     core.onWake = () => this.flush();
-    tls.on("data", (chunk: Uint8Array) => {
+    io.on("data", (chunk: Uint8Array) => {
       core.handleBytes(chunk, Date.now());
       this.flush();
     });
-    tls.on("drain", () => this.flush());
+    io.on("drain", () => this.flush());
     under.on("drain", () => this.flush());
-    tls.on("close", () => this.close("tunnel closed"));
-    tls.on("error", (err) => this.close(`tunnel error: ${err.message}`));
+    io.on("close", () => this.close("tunnel closed"));
+    io.on("error", (err) => this.close(`tunnel error: ${err.message}`));
   }
 
   /** Drain the core: bytes to TLS, events to the waiting callers; then re-arm the one timer. */
@@ -197,10 +215,10 @@ export class Tunnel {
     const core = this.core;
     try {
       for (;;) {
-        const data = tlsTakesData(this.tls, this.under) && this.budget.open;
+        const data = tlsTakesData(this.io, this.under) && this.budget.open;
         const bytes = core.pollTransmit(data);
         if (bytes) {
-          if (!this.tls.destroyed) this.tls.write(bytes);
+          if (!this.io.destroyed) this.io.write(bytes);
           // After the write: the WebSocket's end-of-turn send is queued first, so each turn's
           // DATA leaves as one message before the next turn adds more.
           if (data) this.budget.spend(bytes.length);
@@ -267,8 +285,12 @@ export class Tunnel {
       case "closed":
         if (this.timer) clearTimeout(this.timer);
         this.timer = undefined;
-        this.tls.destroy();
-        this.link?.duplex.destroy();
+        // FIN first where the link runs inside TLS: it goes through TLS, which the link then ends.
+        if (this.link?.place === "inside") this.link.duplex.destroy();
+        else {
+          this.io.destroy();
+          this.link?.duplex.destroy();
+        }
         this.onClose(event.reason);
         return;
     }
@@ -277,7 +299,8 @@ export class Tunnel {
   /**
    * The path under the TLS session is lost: reach the same connector again (the direct path
    * first if the tunnel had it, else or then the relay with a fresh connection token) and resume
-   * the link from what each side received, within the window. The streams never notice; if it
+   * the link from what each side received, within the window; a link inside TLS gets a new TLS
+   * session on the new transport first (pinned as the first was), and resumes inside it. The streams never notice; if it
    * cannot be done (window over, authorization expired or revoked, connector gone), the tunnel
    * closes and its streams are reported failed, as without resumption.
    */
@@ -302,7 +325,12 @@ export class Tunnel {
           return;
         }
         try {
-          const { transport, path } = await withDeadline(this.redial(), deadline, "resume window ended");
+          const redialled = await withDeadline(this.redial(), deadline, "resume window ended");
+          const { path } = redialled;
+          const transport =
+            link.place === "inside"
+              ? await this.newTlsSession(redialled.transport, Math.max(1, deadline - Date.now()))
+              : redialled.transport;
           const attempt = ++this.resumeAttempt;
           const answer = await requestResume(
             transport,
@@ -323,6 +351,10 @@ export class Tunnel {
             return;
           }
           link.duplex.attachResumed(transport, answer.received, answer.rest);
+          if (link.place === "inside") {
+            this.under = transport;
+            transport.on("drain", () => this.flush());
+          }
           this.path = path;
           const gap = Date.now() - stalledSince;
           this.resumes++;
@@ -358,6 +390,28 @@ export class Tunnel {
       this.flush();
     } finally {
       this.resuming = false;
+    }
+  }
+
+  /**
+   * A version-3 tunnel's new TLS session on a fresh transport, pinned to the same connector. A
+   * relay that closes the transport meanwhile (connector absent: 4401, 4408) is reported as it is
+   * when it closes before a RESUME's answer.
+   */
+  private async newTlsSession(transport: Duplex, leftMs: number): Promise<TLSSocket> {
+    const link = this.link!;
+    try {
+      return await connectTls(
+        transport,
+        link.tokens.connector.cert_sha256,
+        Math.min(RESUME_EXCHANGE_MS, leftMs),
+        [LINK_IN_TLS_VERSION],
+      );
+    } catch (err) {
+      transport.destroy();
+      const code = (transport as Duplex & { closeCode?: number }).closeCode;
+      if (code !== undefined && !(err instanceof PinningError)) throw new ResumeTransportClosed(code);
+      throw err;
     }
   }
 
@@ -509,18 +563,56 @@ export class Tunnel {
     onPresented?: (tunnel: Tunnel) => void,
   ): Promise<Tunnel> {
     const raw = await transport();
-    // The resumable link goes under TLS when both ends speak it and resumption is on.
     const resumable = resume !== undefined && resume.windowMs > 0 && speaksResume(tokens.connector.version);
-    let duplex: ResumableDuplex | undefined;
-    if (resumable) {
-      duplex = new ResumableDuplex();
-      duplex.onDetached = () => duplex?.destroy();
-      duplex.attachNew(raw, { sendHello: true });
+    let tunnel: Tunnel;
+    if (resumable && path === "direct" && speaksLinkInside(tokens.connector.version) && !versions) {
+      // The direct path: TLS on the socket itself and the resumable link inside it (version 3,
+      // docs/protocol.md §9.6), where Bun's TLS runs natively; a connector that resumes no tunnels
+      // answers version 2, and the tunnel then runs without the link.
+      const tls = await connectTls(raw, tokens.connector.cert_sha256, undefined, PROTOCOL_VERSIONS);
+      const version = negotiatedVersion(tls);
+      if (version === LINK_IN_TLS_VERSION) {
+        const duplex = new ResumableDuplex();
+        duplex.onDetached = () => duplex.destroy();
+        duplex.attachNew(tls, { sendHello: true });
+        const link = { duplex, secret: resumeSecret(tls), options: resume, tokens, place: "inside" as const };
+        tunnel = new Tunnel(
+          duplex,
+          tls,
+          version,
+          exporterValue(tls),
+          deviceKey,
+          tokens.connector.id,
+          path,
+          link,
+        );
+      } else tunnel = new Tunnel(tls, raw, version, exporterValue(tls), deviceKey, tokens.connector.id, path);
+    } else {
+      // Elsewhere the resumable link goes under TLS, when both ends speak it and resumption is on:
+      // a relayed tunnel runs TLS over the WebSocket's Duplex either way, and resumes without a
+      // new TLS session.
+      let duplex: ResumableDuplex | undefined;
+      if (resumable) {
+        duplex = new ResumableDuplex();
+        duplex.onDetached = () => duplex?.destroy();
+        duplex.attachNew(raw, { sendHello: true });
+      }
+      const under = duplex ?? raw;
+      const tls = await connectTls(under, tokens.connector.cert_sha256, undefined, versions);
+      const link = duplex
+        ? { duplex, secret: resumeSecret(tls), options: resume!, tokens, place: "under" as const }
+        : undefined;
+      tunnel = new Tunnel(
+        tls,
+        under,
+        negotiatedVersion(tls),
+        exporterValue(tls),
+        deviceKey,
+        tokens.connector.id,
+        path,
+        link,
+      );
     }
-    const under = duplex ?? raw;
-    const tls = await connectTls(under, tokens.connector.cert_sha256, undefined, versions);
-    const link = duplex ? { duplex, secret: resumeSecret(tls), options: resume!, tokens } : undefined;
-    const tunnel = new Tunnel(tls, under, exporterValue(tls), deviceKey, tokens.connector.id, path, link);
     try {
       await tunnel.authorize(tokens.authorization_token, onPresented && (() => onPresented(tunnel)));
     } catch (err) {

@@ -1,15 +1,20 @@
 // The connector process: identity, registration, relay attachment with reconnect/backoff,
 // heartbeats (which renew the relay token), sessions, draining on SIGTERM.
 import { randomUUID } from "node:crypto";
-import { createServer, type Server } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import type { TLSSocket } from "node:tls";
 import { createRemoteJWKSet, type JWTVerifyGetKey } from "jose";
 import { loadOrCreateIdentity } from "../bunlib/cert.ts";
 import { shortenKernelQueues } from "../bunlib/kernel-queue.ts";
 import type { Logger } from "../bunlib/log.ts";
-import { idHex, readFirstFrame, withPrefix } from "../bunlib/resumable.ts";
+import { peekFirstByte } from "../bunlib/peek.ts";
+import { type FirstFrame, idHex, readFirstFrame, readLinkOpening, withPrefix } from "../bunlib/resumable.ts";
+import { acceptTls, negotiatedVersion } from "../bunlib/tls.ts";
 import { openWebSocket, WebSocketClosedError } from "../bunlib/ws-duplex.ts";
 import { parseRelayToConnector, type RelayToConnectorMessage } from "../shared/contracts/relay-control.ts";
+import { FRAMES_IN_TLS_VERSIONS, LINK_IN_TLS_VERSION, PROTOCOL_VERSIONS } from "../shared/protocol/frame.ts";
+import type { ResumeRequest } from "../shared/resume/link.ts";
 import { RevocationList } from "../shared/revocations.ts";
 import { AuthzLedger } from "./authz-ledger.ts";
 import { clockOffsetMs, driftOf, driftWorthAWarning } from "./clock.ts";
@@ -25,7 +30,7 @@ import {
 import { EventReporter } from "./events.ts";
 import { ConnectorMetrics, type MetricsSnapshot } from "./metrics.ts";
 import { systemResolver } from "./proxy.ts";
-import { ConnectorSession, refuseTransport, type SessionContext } from "./session.ts";
+import { ConnectorSession, type LinkPlace, refuseTransport, type SessionContext } from "./session.ts";
 import { checkIdentityKey } from "./state-dir.ts";
 
 const HEARTBEAT_MS = 20_000;
@@ -38,6 +43,8 @@ const MAX_CLOCK_HOLD_MS = 2_000;
  */
 const PING_MS = 2_000;
 const DRAIN_GRACE_MS = 30_000;
+/** The first byte of a TLS handshake record: a client that starts TLS at once. */
+const TLS_HANDSHAKE = 0x16;
 /** How long a spare relay session waits for a client at most (the relay ends it sooner). */
 const SPARE_WAIT_MS = 30 * 60_000;
 /** A spare is dialled this long after the relay asks for it (ms). */
@@ -344,9 +351,9 @@ export class Connector {
   }
 
   /**
-   * A new transport from a client, on either path: a new tunnel (HELLO, or a TLS record straight
-   * away from a client that predates the resumable link) or a RESUME of a tunnel whose path
-   * dropped (docs/protocol.md §9).
+   * A new transport from a client, on either path (docs/protocol.md §9): a new tunnel (HELLO, then
+   * TLS over the link; or TLS straight away, from a client that predates the link or runs it
+   * inside TLS) or a RESUME of a tunnel whose path dropped (before TLS, or inside a new TLS session).
    */
   private async accept(
     transport: Duplex,
@@ -356,12 +363,20 @@ export class Connector {
     spare = false,
   ): Promise<void> {
     transport.on("error", () => {});
-    let first: Awaited<ReturnType<typeof readFirstFrame>>;
     // A spare waits for a client until the relay ends it (when the relay token it was dialled
     // with expires); the backstop here is for a relay that never does.
     if (spare) this.spares.add(transport);
+    let first: FirstFrame | "tls";
     try {
-      first = await readFirstFrame(transport, spare ? SPARE_WAIT_MS : undefined);
+      // A direct TCP connection whose first byte starts a TLS record gets TLS on the socket itself
+      // (bunlib/peek.ts): the byte is looked at, not taken.
+      const peeked = path === "direct" ? await peekFirstByte(transport as Socket) : undefined;
+      if (peeked === TLS_HANDSHAKE) first = "tls";
+      else {
+        // The peek paused the socket; the first frame is read from it as on the relay.
+        transport.resume();
+        first = await readFirstFrame(transport, spare ? SPARE_WAIT_MS : undefined);
+      }
     } catch (err) {
       this.log.debug(spare ? "spare session ended unused" : "client transport refused", {
         error: (err as Error).message,
@@ -373,25 +388,91 @@ export class Connector {
       this.spares.delete(transport);
     }
     if (path === "relayed") this.relaySessions[spare ? "spare" : "onDemand"]++;
-    if (first.kind === "resume") {
-      const session = ctx.resumables.get(idHex(first.request.id));
-      if (!session)
-        refuseTransport(transport, "unknown_tunnel", "no such tunnel (it ended, or the window passed)");
-      else session.resume(transport, first.request, first.rest, path);
+    if (first !== "tls" && first.kind === "resume") {
+      this.resumeTunnel(transport, first.request, first.rest, path, ctx, "under");
       return;
     }
-    if (this.draining || this.stopped) {
+    if (first !== "tls" && first.kind === "hello") {
+      const session = this.newSession(sid, ctx, path);
+      if (session)
+        await this.setUp(session, transport, path, () => session.serveResumable(transport, first.rest));
+      else transport.destroy();
+      return;
+    }
+    // TLS first. A client older than the link, or one that runs the link inside TLS (version 3,
+    // offered only where this connector resumes tunnels at all).
+    const under = first === "tls" ? transport : withPrefix(transport, first.bytes);
+    let tls: TLSSocket;
+    try {
+      tls = await acceptTls(
+        under,
+        ctx.identity,
+        undefined,
+        ctx.resumeWindowMs > 0 ? PROTOCOL_VERSIONS : FRAMES_IN_TLS_VERSIONS,
+      );
+    } catch (err) {
+      this.log.warn("client session failed", { error: (err as Error).message, path });
       transport.destroy();
       return;
     }
+    if (negotiatedVersion(tls) !== LINK_IN_TLS_VERSION) {
+      const session = this.newSession(sid, ctx, path);
+      if (session) await this.setUp(session, transport, path, async () => session.start(tls, tls, under));
+      else tls.destroy();
+      return;
+    }
+    let opening: Awaited<ReturnType<typeof readLinkOpening>>;
+    try {
+      opening = await readLinkOpening(tls);
+    } catch (err) {
+      this.log.warn("client session failed", { error: (err as Error).message, path });
+      tls.destroy();
+      return;
+    }
+    if (opening.kind === "resume") {
+      this.resumeTunnel(tls, opening.request, opening.rest, path, ctx, "inside");
+      return;
+    }
+    const session = this.newSession(sid, ctx, path);
+    if (session)
+      await this.setUp(session, transport, path, async () => session.serveInside(tls, opening.rest));
+    else tls.destroy();
+  }
+
+  /** A RESUME that came before TLS (`under`) or inside a new TLS session (`inside`). */
+  private resumeTunnel(
+    transport: Duplex,
+    request: ResumeRequest,
+    rest: Uint8Array,
+    path: "relayed" | "direct",
+    ctx: SessionContext,
+    place: LinkPlace,
+  ): void {
+    const session = ctx.resumables.get(idHex(request.id));
+    if (!session)
+      refuseTransport(transport, "unknown_tunnel", "no such tunnel (it ended, or the window passed)");
+    else session.resume(transport, request, rest, path, place);
+  }
+
+  /** A session for a new tunnel, unless this connector is draining or stopped. */
+  private newSession(
+    sid: string,
+    ctx: SessionContext,
+    path: "relayed" | "direct",
+  ): ConnectorSession | undefined {
+    if (this.draining || this.stopped) return undefined;
     const session = new ConnectorSession(sid, ctx, () => this.sessions.delete(session), path);
     this.sessions.add(session);
-    const serving =
-      first.kind === "hello"
-        ? session.serveResumable(transport, first.rest)
-        : // A client older than the link: TLS straight on the transport, first bytes included.
-          session.serve(withPrefix(transport, first.bytes));
-    await serving.catch((err: Error) => {
+    return session;
+  }
+
+  private async setUp(
+    session: ConnectorSession,
+    transport: Duplex,
+    path: "relayed" | "direct",
+    serving: () => Promise<void>,
+  ): Promise<void> {
+    await serving().catch((err: Error) => {
       this.log.warn("client session failed", { error: err.message, path });
       session.close("setup failed");
       this.sessions.delete(session);

@@ -92,11 +92,21 @@ export interface SessionContext {
  * The driver: TLS, the one timer, sockets to Resources. Tunnel state (AUTH gate and deadline,
  * expiry, policy timers, revocation, drain) is the sans-IO core's (shared/session/).
  */
+/**
+ * Where a tunnel's resumable link runs (docs/protocol.md §9): under TLS (the link carries TLS
+ * records; since 0.2.0) or inside it (version 3: TLS carries link frames; a resume runs a new TLS
+ * session).
+ */
+export type LinkPlace = "under" | "inside";
+
 export class ConnectorSession {
+  /** The tunnel's first TLS session: its version and exporter hold for the tunnel's life. */
   private tls: TLSSocket | undefined;
+  /** Where the core's bytes go: the TLS session, or the resumable link inside it. */
+  private io: Duplex | undefined;
   private core: SessionCore<SessionAuth> | undefined;
   private exporter: Uint8Array | undefined;
-  /** The stream TLS runs on (the resumable link, or the transport itself): its queue counts. */
+  /** The stream under `io` (the resumable link or the transport under TLS, or TLS under the link inside it): its queue counts. */
   private under: Duplex | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   /** The deadline the timer is armed for: unchanged deadlines keep their timer (the hot path). */
@@ -107,8 +117,10 @@ export class ConnectorSession {
   private closed = false;
   /** Socket or udp flow of each served stream, closed when the core stops the stream. */
   private readonly closers = new Map<MuxStream, () => void>();
-  /** The resumable link under TLS, when the client speaks it (docs/protocol.md §9). */
-  private link: { duplex: ResumableDuplex; secret: ResumeSecret; lastAttempt: number } | undefined;
+  /** The resumable link, under or inside TLS, when the client speaks it (docs/protocol.md §9). */
+  private link:
+    | { duplex: ResumableDuplex; secret: ResumeSecret; lastAttempt: number; place: LinkPlace }
+    | undefined;
   /** Resumes of this tunnel, and the last one's gap (ms): noted on the streams' activity events. */
   private resumes = 0;
   private lastGapMs = 0;
@@ -143,8 +155,26 @@ export class ConnectorSession {
     duplex.attachNew(transport, { sendHello: false, leftover: rest });
     await this.serve(duplex);
     if (!this.tls || this.closed) return;
-    const secret = resumeSecret(this.tls);
-    this.link = { duplex, secret, lastAttempt: 0 };
+    this.keepLink(duplex, this.tls, "under");
+  }
+
+  /**
+   * A new version-3 tunnel (docs/protocol.md §9.6): TLS is up on the transport and the client's
+   * HELLO came inside it; the link runs inside TLS, and a resume brings a new TLS session.
+   */
+  serveInside(tls: TLSSocket, rest: Uint8Array): void {
+    const duplex = new ResumableDuplex();
+    duplex.onDetached = () => duplex.destroy();
+    duplex.attachNew(tls, { sendHello: false, leftover: rest });
+    this.start(tls, duplex, tls);
+    if (this.closed) return;
+    this.keepLink(duplex, tls, "inside");
+  }
+
+  /** The tunnel is known by the id both ends derive from its TLS session: a RESUME finds it. */
+  private keepLink(duplex: ResumableDuplex, tls: TLSSocket, place: LinkPlace): void {
+    const secret = resumeSecret(tls);
+    this.link = { duplex, secret, lastAttempt: 0, place };
     this.ctx.resumables.set(idHex(secret.id), this);
     duplex.onDetached = (why) => this.pathLost(why);
   }
@@ -171,14 +201,23 @@ export class ConnectorSession {
    * attempt number (a captured RESUME cannot be replayed), an authorization still in force, and
    * an offset this side can send from; otherwise REFUSE, and the transport closes.
    */
-  resume(transport: Duplex, req: ResumeRequest, rest: Uint8Array, path: "relayed" | "direct"): void {
+  resume(
+    transport: Duplex,
+    req: ResumeRequest,
+    rest: Uint8Array,
+    path: "relayed" | "direct",
+    /** "inside": the RESUME came inside a new TLS session (`transport`), version 3. */
+    place: LinkPlace,
+  ): void {
     const link = this.link;
     const core = this.core;
     const refuse = (reason: RefuseReason, text: string): void => {
       this.ctx.log.warn("tunnel resume refused", { session: this.sid, reason: text });
       refuseTransport(transport, reason, text);
     };
-    if (!link || !core || this.closed) {
+    // A tunnel is resumed the way it was opened: a RESUME for a link under TLS that came inside
+    // a new TLS session (or the reverse) names no tunnel of that kind.
+    if (!link || !core || this.closed || link.place !== place) {
       refuse("unknown_tunnel", "no such tunnel");
       return;
     }
@@ -206,6 +245,11 @@ export class ConnectorSession {
     link.lastAttempt = req.attempt;
     transport.write(resumedFrame(link.secret, req.attempt, link.duplex.link.received));
     link.duplex.attachResumed(transport, req.received, rest);
+    if (place === "inside") {
+      // The new TLS session is what the link writes to now: its queue counts, its drain wakes.
+      this.under = transport;
+      transport.on("drain", () => this.flush());
+    }
     core.reattach(this.ctx.controllerNow());
     this.path = path;
     this.resumes++;
@@ -219,12 +263,22 @@ export class ConnectorSession {
    * connection from the client. Same TLS, same AUTH, same checks either way.
    */
   async serve(transport: Duplex): Promise<void> {
+    const tls = await acceptTls(transport, this.ctx.identity);
+    this.start(tls, tls, transport);
+  }
+
+  /**
+   * Serve the tunnel whose TLS session is up: `io` carries the core's bytes (the TLS session, or
+   * the resumable link inside it), `under` is the stream below it whose queue counts too.
+   */
+  start(tls: TLSSocket, io: Duplex, under: Duplex): void {
     const { ctx } = this;
-    const tls = await acceptTls(transport, ctx.identity);
     this.tls = tls;
-    this.under = transport;
+    this.io = io;
+    this.under = under;
     this.exporter = exporterValue(tls);
     if (this.closed) {
+      io.destroy();
       tls.destroy();
       return;
     }
@@ -236,14 +290,14 @@ export class ConnectorSession {
     });
     this.core = core;
     core.onWake = () => this.flush();
-    tls.on("data", (chunk: Uint8Array) => {
+    io.on("data", (chunk: Uint8Array) => {
       core.handleBytes(chunk, ctx.controllerNow());
       this.flush();
     });
-    tls.on("drain", () => this.flush());
-    transport.on("drain", () => this.flush());
-    tls.on("close", () => this.close("tunnel closed"));
-    tls.on("error", () => this.close("tunnel error"));
+    io.on("drain", () => this.flush());
+    under.on("drain", () => this.flush());
+    io.on("close", () => this.close("tunnel closed"));
+    io.on("error", () => this.close("tunnel error"));
     this.flush();
   }
 
@@ -254,10 +308,10 @@ export class ConnectorSession {
     this.flushing = true;
     try {
       for (;;) {
-        const data = tlsTakesData(this.tls, this.under) && this.budget.open;
+        const data = tlsTakesData(this.io, this.under) && this.budget.open;
         const bytes = core.pollTransmit(data);
         if (bytes) {
-          if (this.tls && !this.tls.destroyed) this.tls.write(bytes);
+          if (this.io && !this.io.destroyed) this.io.write(bytes);
           // After the write: the WebSocket's end-of-turn send is queued first, so each turn's
           // DATA leaves as one message before the next turn adds more.
           if (data) this.budget.spend(bytes.length);
@@ -520,12 +574,17 @@ export class ConnectorSession {
     this.closers.clear();
     this.ctx.log.debug("session closed", { session: this.sid, reason });
     const tls = this.tls;
-    const duplex = this.link?.duplex;
+    const link = this.link;
     if (tls)
       setTimeout(() => {
+        // FIN: the client must not try to resume a tunnel that ended on purpose. Inside TLS the
+        // link sends it through, then ends its current TLS session itself.
+        if (link?.place === "inside") {
+          link.duplex.destroy();
+          return;
+        }
         tls.destroy();
-        // FIN: the client must not try to resume a tunnel that ended on purpose.
-        duplex?.destroy();
+        link?.duplex.destroy();
       }, lingerMs);
   }
 
