@@ -1,4 +1,4 @@
-// The resumable link's driver (docs/protocol.md §9): a Duplex for node:tls whose bytes travel, in
+// The resumable link's driver (docs/protocol.md §10): a Duplex for node:tls whose bytes travel, in
 // link frames, over a transport that may be replaced mid-session (the relay's WebSocket or a
 // direct TCP connection). The state is shared/resume/link.ts; this file has the sockets, the one
 // ack timer, and the MACs that authenticate a resume with a key only the two TLS ends know.
@@ -344,7 +344,7 @@ export async function readFirstFrame(transport: Duplex, timeoutMs = 10_000): Pro
 }
 
 /**
- * Read what opens the link inside a version-3 TLS session (docs/protocol.md §9.6): HELLO (a new
+ * Read what opens the link inside a version-3 TLS session (docs/protocol.md §10.4): HELLO (a new
  * tunnel) or RESUME. Anything else is refused: a version-3 client always sends one of the two.
  */
 export async function readLinkOpening(

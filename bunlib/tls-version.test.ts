@@ -44,6 +44,24 @@ test("a current client gets version 1 from a connector that speaks only version 
   expect(c.status === "fulfilled" && negotiatedVersion(c.value)).toBe(1);
 });
 
+test("version 3 (the resumable link inside TLS) is agreed only where both ends offer it; neither end's default does", async () => {
+  const id = await createIdentity("versions");
+  const agreed = async (client: number[] | undefined, connector: number[] | undefined) => {
+    const [x, y] = duplexPair();
+    const [s, c] = await Promise.all([
+      acceptTls(x, id, 5_000, connector),
+      connectTls(y, id.digest, 5_000, client),
+    ]);
+    const v = [negotiatedVersion(s), negotiatedVersion(c)];
+    s.destroy();
+    c.destroy();
+    return v;
+  };
+  expect(await agreed([3, 2, 1], [3, 2, 1])).toEqual([3, 3]);
+  expect(await agreed(undefined, [3, 2, 1])).toEqual([2, 2]);
+  expect(await agreed([3, 2, 1], undefined)).toEqual([2, 2]);
+});
+
 test("no version in common: both ends fail the handshake with a clear error", async () => {
   const [s, c] = await handshake([9], [2, 1]);
   expect(c.status).toBe("rejected");

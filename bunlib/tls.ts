@@ -160,7 +160,7 @@ export function prepareTlsClient(): Promise<void> {
  * Client side: handshake, then refuse unless the peer certificate digest equals `pinnedDigest`.
  * Offers `versions` (newest first); `negotiatedVersion` tells which one the connector chose. The
  * default leaves out version 3, which only a caller that runs the resumable link inside TLS may
- * offer (docs/protocol.md §9.6).
+ * offer (docs/protocol.md §10.4).
  */
 export function connectTls(
   socket: Duplex,

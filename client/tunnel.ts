@@ -55,7 +55,7 @@ export function dialDirect(endpoint: string): Promise<Duplex> {
 }
 /** setTimeout's limit (~24.8 days). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-/** The first release whose connector speaks the resumable link (docs/protocol.md §9). */
+/** The first release whose connector speaks the resumable link (docs/protocol.md §10). */
 export const RESUMABLE_SINCE = "0.2.0";
 /** The first release whose connector takes the resumable link inside TLS (protocol version 3). */
 export const LINK_INSIDE_SINCE = "0.4.0";
@@ -567,7 +567,7 @@ export class Tunnel {
     let tunnel: Tunnel;
     if (resumable && path === "direct" && speaksLinkInside(tokens.connector.version) && !versions) {
       // The direct path: TLS on the socket itself and the resumable link inside it (version 3,
-      // docs/protocol.md §9.6), where Bun's TLS runs natively; a connector that resumes no tunnels
+      // docs/protocol.md §10.4), where Bun's TLS runs natively; a connector that resumes no tunnels
       // answers version 2, and the tunnel then runs without the link.
       const tls = await connectTls(raw, tokens.connector.cert_sha256, undefined, PROTOCOL_VERSIONS);
       const version = negotiatedVersion(tls);

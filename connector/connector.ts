@@ -351,7 +351,7 @@ export class Connector {
   }
 
   /**
-   * A new transport from a client, on either path (docs/protocol.md §9): a new tunnel (HELLO, then
+   * A new transport from a client, on either path (docs/protocol.md §10): a new tunnel (HELLO, then
    * TLS over the link; or TLS straight away, from a client that predates the link or runs it
    * inside TLS) or a RESUME of a tunnel whose path dropped (before TLS, or inside a new TLS session).
    */

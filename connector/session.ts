@@ -93,7 +93,7 @@ export interface SessionContext {
  * expiry, policy timers, revocation, drain) is the sans-IO core's (shared/session/).
  */
 /**
- * Where a tunnel's resumable link runs (docs/protocol.md §9): under TLS (the link carries TLS
+ * Where a tunnel's resumable link runs (docs/protocol.md §10): under TLS (the link carries TLS
  * records; since 0.2.0) or inside it (version 3: TLS carries link frames; a resume runs a new TLS
  * session).
  */
@@ -117,7 +117,7 @@ export class ConnectorSession {
   private closed = false;
   /** Socket or udp flow of each served stream, closed when the core stops the stream. */
   private readonly closers = new Map<MuxStream, () => void>();
-  /** The resumable link, under or inside TLS, when the client speaks it (docs/protocol.md §9). */
+  /** The resumable link, under or inside TLS, when the client speaks it (docs/protocol.md §10). */
   private link:
     | { duplex: ResumableDuplex; secret: ResumeSecret; lastAttempt: number; place: LinkPlace }
     | undefined;
@@ -159,7 +159,7 @@ export class ConnectorSession {
   }
 
   /**
-   * A new version-3 tunnel (docs/protocol.md §9.6): TLS is up on the transport and the client's
+   * A new version-3 tunnel (docs/protocol.md §10.4): TLS is up on the transport and the client's
    * HELLO came inside it; the link runs inside TLS, and a resume brings a new TLS session.
    */
   serveInside(tls: TLSSocket, rest: Uint8Array): void {

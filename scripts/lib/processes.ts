@@ -169,7 +169,13 @@ export async function startClient(opts: {
 
 export interface ClientStatus {
   controller_reachable: boolean;
-  tunnels: { connector_id: string; path: string; streams: number }[];
+  tunnels: {
+    connector_id: string;
+    path: string;
+    streams: number;
+    protocol_version: number;
+    resumable: boolean;
+  }[];
 }
 
 /** `sallyport status --json` for the client whose state lives in `stateDir`. */

@@ -170,6 +170,21 @@ describe("protocol versions", () => {
     expect(maxDataPayload(2)).toBe(262144);
   });
 
+  test("version 3 carries version 2's frames (the link inside TLS changes the layering, not the frames)", () => {
+    const big = new Uint8Array(MAX_DATA_PAYLOAD).map((_, i) => (i * 7) & 0xff);
+    expect(encodeData(5, big, 3)).toEqual(encodeData(5, big, 2));
+    expect(maxDataPayload(3)).toBe(MAX_DATA_PAYLOAD);
+    const got = new FrameReader(3).push(encodeData(5, big, 3));
+    expect(got[0]?.type === "data" && got[0].data).toEqual(big);
+    // AUTH still says the version TLS agreed on.
+    expect(new FrameReader(3).push(encodeFrame({ type: "auth", json: "{}" }, 3))).toEqual([
+      { type: "auth", json: "{}" },
+    ]);
+    expect(codeOf(() => new FrameReader(3).push(encodeFrame({ type: "auth", json: "{}" }, 2)))).toBe(
+      "bad_version",
+    );
+  });
+
   test("AUTH says the tunnel's version; the other version is refused as bad_version", () => {
     const auth = (v: ProtocolVersion) => encodeFrame({ type: "auth", json: "{}" }, v);
     expect(new FrameReader(2).push(auth(2))).toEqual([{ type: "auth", json: "{}" }]);

@@ -33,14 +33,14 @@ export const PROTOCOL_VERSION = 2;
 /**
  * Every version this code speaks, newest first. Versions 1 and 2 differ only in the DATA size
  * limit; version 3 is version 2's frames carried by the resumable link inside TLS instead of
- * straight in it (docs/protocol.md §9.6).
+ * straight in it (docs/protocol.md §10.4).
  */
 export const PROTOCOL_VERSIONS = [3, 2, 1] as const;
 /** The version whose frames travel in the resumable link's DATA frames inside TLS. */
 export const LINK_IN_TLS_VERSION = 3;
 /**
  * The versions whose frames run straight in TLS: what a tunnel offers when it runs no link, or
- * runs it under TLS (docs/protocol.md §9).
+ * runs it under TLS (docs/protocol.md §10).
  */
 export const FRAMES_IN_TLS_VERSIONS = [2, 1] as const;
 export type ProtocolVersion = (typeof PROTOCOL_VERSIONS)[number];

@@ -1,5 +1,5 @@
 /**
- * The resumable link: a sans-IO state machine under the end-to-end TLS (docs/protocol.md §9).
+ * The resumable link: a sans-IO state machine under the end-to-end TLS (docs/protocol.md §10).
  *
  * TLS writes its ciphertext into the link (`send`); the link numbers those bytes, carries them in
  * DATA frames over whatever transport is attached (the relay's WebSocket or a direct TCP

@@ -80,7 +80,7 @@ export const CLIENT_TIMERS: ClientSessionTimers = {
 export interface ClientSessionOptions {
   timers?: Partial<ClientSessionTimers>;
   /**
-   * The tunnel runs over a resumable link (docs/protocol.md §9): a dead path is reported
+   * The tunnel runs over a resumable link (docs/protocol.md §10): a dead path is reported
    * (`path_lost`) for the driver to resume, instead of closing the tunnel.
    */
   resumable?: boolean;

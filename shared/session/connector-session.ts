@@ -332,7 +332,7 @@ export class ConnectorSession<A extends SessionAuthorization> {
   }
 
   /**
-   * The transport dropped under a resumable tunnel (docs/protocol.md §9): streams and timers go on
+   * The transport dropped under a resumable tunnel (docs/protocol.md §10): streams and timers go on
    * (a policy timer or a revocation still ends what it ends), the client-silence verdict waits, and
    * the tunnel closes unless `reattach`ed within `windowMs`.
    */

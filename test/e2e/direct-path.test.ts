@@ -100,6 +100,9 @@ test("client and connector on a shared LAN use the direct path", async () => {
   expect(await curlFromClient("app.lan.internal")).toBe("private web");
   const t = (await tunnels()).find((x) => x.connector_id === lan.connector.id);
   expect(t?.path).toBe("direct");
+  // TLS on the socket itself, the resumable link inside it (docs/protocol.md §10.4).
+  expect(t?.protocol_version).toBe(3);
+  expect(t?.resumable).toBe(true);
 });
 
 test("a connector the client cannot route to is reached through the relay", async () => {

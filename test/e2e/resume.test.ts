@@ -1,4 +1,4 @@
-// Resumable tunnels (docs/protocol.md §9) with real parts: the edge (workerd) killed and restarted
+// Resumable tunnels (docs/protocol.md §10) with real parts: the edge (workerd) killed and restarted
 // mid-transfer, and the connector's own connections to the relay cut (`ss -K`), while a 256 MiB
 // download and an interactive echo stream run through the client's SOCKS port. Both must finish
 // with the right bytes and no error seen by the application. Then the refusals, against the real
