@@ -1,8 +1,10 @@
 // npm run bench:layering [-- --mib N] [--runs N] [--out FILE] (flags: bench/lib/script-options.ts,
 // --help): what running TLS over a JavaScript Duplex costs in this Bun, against Bun's own TLS on
-// the socket. The direct path runs the end-to-end TLS over the resumable link (DESIGN §8: bytes are
-// numbered under TLS, so a dropped path can be resumed), which is such a Duplex; this isolates that
-// layer from everything else the tunnel does (docs/performance.md, "Issue 14, sixteenth round").
+// the socket. Relayed tunnels run the end-to-end TLS over the resumable link (DESIGN §8: bytes are
+// numbered under TLS, so a dropped path can be resumed), which is such a Duplex, and so did the
+// direct path before protocol version 3 put the link inside TLS there; this isolates those layers
+// from everything else the tunnel does (docs/performance.md, "Issue 14, sixteenth round" and
+// "seventeenth round").
 //
 // Two processes on loopback, a sender and a receiver, for each mode in turn:
 // - native: node:tls straight on the TCP socket (Bun's TLS reads and writes the socket itself);
@@ -10,9 +12,9 @@
 //           (an 8-byte count through TLS every MiB): what numbering bytes above TLS would cost at
 //           least, with no framing of its own (the tunnel's frames would carry the counts);
 // - above:  TLS on the socket, the resumable link's frames inside it (shared/resume/link.ts driven
-//           without a Duplex): resumption above TLS with the link's own framing;
+//           without a Duplex): the direct path's version 3, less the link's Duplex;
 // - duplex: node:tls over a plain pass-through Duplex on that socket (the layering alone);
-// - link:   node:tls over the resumable link's Duplex on that socket (what the direct path runs).
+// - link:   node:tls over the resumable link's Duplex on that socket (the link under TLS).
 // TLS is the product's own (bunlib/tls.ts: TLS 1.3, the certificate pinned, ALPN), the sockets
 // are tuned as the direct path's are (no Nagle, kernel queues bounded: bunlib/kernel-queue.ts),
 // the processes get the allocator settings of the binaries (bunlib/allocator.ts), and the sender

@@ -109,8 +109,9 @@ export const LAYERING_HELP = `npm run bench:layering [-- options]
 
 What TLS over a JavaScript Duplex costs in this Bun: the product's TLS 1.3 between two processes on
 loopback, run straight on the TCP socket (native), over a plain pass-through Duplex, and over the
-resumable link the direct path uses; and, TLS on the socket, what resuming above TLS would add (the
-sender holding what it wrote until the receiver acknowledges it; the link's frames inside TLS).
+resumable link (the link under TLS); and, TLS on the socket, what resuming above TLS adds (the
+sender holding what it wrote until the receiver acknowledges it; the link's frames inside TLS, as
+the direct path runs them since protocol version 3).
 Prints MiB/s and each end's CPU seconds per GiB (medians of the runs, modes alternated) and writes
 every run as JSON (docs/performance.md, "Issue 14, sixteenth round" and "seventeenth round"). Every
 byte is checked to arrive in order.

@@ -140,14 +140,20 @@ async function echoThrough(tunnel: Tunnel, total: number, cut: () => void): Prom
   expect(back.digest("hex")).toBe(createHash("sha256").update(sent).digest("hex"));
 }
 
+/** A resumable direct-path tunnel through a new forwarder, as the client's daemon opens one. */
+async function directTunnel() {
+  const f = await forwarder();
+  const tokens = await tokensVia(f.endpoint);
+  const tunnel = await Tunnel.establish(tokens, deviceKey, "direct", () => dialDirect(f.endpoint), {
+    windowMs: 30_000,
+    tokens: () => tokensVia(f.endpoint, tokens.connector.id),
+  });
+  return { f, tunnel };
+}
+
 describe("a direct tunnel's TCP connection is cut mid-transfer", () => {
   test("it resumes over a new TLS session on the direct path; every byte comes back in order", async () => {
-    const f = await forwarder();
-    const tokens = await tokensVia(f.endpoint);
-    const tunnel = await Tunnel.establish(tokens, deviceKey, "direct", () => dialDirect(f.endpoint), {
-      windowMs: 30_000,
-      tokens: () => tokensVia(f.endpoint, tokens.connector.id),
-    });
+    const { f, tunnel } = await directTunnel();
     try {
       expect(tunnel.version).toBe(LINK_IN_TLS_VERSION);
       expect(tunnel.resumable).toBe(true);
@@ -162,12 +168,7 @@ describe("a direct tunnel's TCP connection is cut mid-transfer", () => {
   }, 60_000);
 
   test("with the direct path gone, it resumes through the relay; every byte comes back in order", async () => {
-    const f = await forwarder();
-    const tokens = await tokensVia(f.endpoint);
-    const tunnel = await Tunnel.establish(tokens, deviceKey, "direct", () => dialDirect(f.endpoint), {
-      windowMs: 30_000,
-      tokens: () => tokensVia(f.endpoint, tokens.connector.id),
-    });
+    const { f, tunnel } = await directTunnel();
     try {
       expect(tunnel.version).toBe(LINK_IN_TLS_VERSION);
       await echoThrough(tunnel, 24 * 1024 * 1024, f.close);
