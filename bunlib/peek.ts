@@ -5,8 +5,8 @@
 // natively past it, and TLS would have to run over a JavaScript Duplex instead, at about a third
 // more CPU per byte (docs/performance.md, "Issue 14, seventeenth round"). What Bun has read into a
 // paused socket's buffer is taken over by its TLS (checked by bunlib/peek.test.ts), so the socket
-// is paused, its buffer polled until the client's first bytes are in, and the one byte read is
-// put back with `unshift` before anything else sees the socket.
+// is paused, its 'readable' event awaited until the client's first bytes are in, and the one byte
+// read is put back with `unshift` before anything else sees the socket.
 
 import type { Socket } from "node:net";
 
@@ -21,41 +21,40 @@ export class PeekFailed extends Error {
 /**
  * Pauses `socket` (call it in the connection callback, before anything reads it) and resolves with
  * the first byte the peer sent, left in the socket's buffer (the socket stays paused). Rejects with
- * PeekFailed when the peer closes first or sends nothing within `timeoutMs`.
+ * PeekFailed when the peer closes first or sends nothing within `timeoutMs`. Event-driven (the
+ * 'readable' event, removed again): a connection that sends nothing costs one timer, no polling.
  */
 export function peekFirstByte(socket: Socket, timeoutMs = 10_000): Promise<number> {
   socket.pause();
-  const started = Date.now();
   return new Promise((resolve, reject) => {
-    let polls = 0;
-    let closed = false;
-    const onClose = () => {
-      closed = true;
+    const settle = (err: PeekFailed | undefined, byte?: number): void => {
+      clearTimeout(timer);
+      socket.off("readable", onReadable);
+      socket.off("end", onEnd);
+      socket.off("close", onEnd);
+      if (err) reject(err);
+      else resolve(byte!);
     };
-    socket.once("close", onClose);
-    const poll = (): void => {
-      if (socket.readableLength > 0) {
-        const b = socket.read(1) as Uint8Array | null;
-        if (b && b.length === 1) {
-          socket.unshift(b);
-          socket.off("close", onClose);
-          resolve(b[0]!);
-          return;
-        }
-      }
-      if (closed || socket.destroyed || socket.readableEnded) {
-        reject(new PeekFailed("the client closed before sending anything"));
-        return;
-      }
-      if (Date.now() - started >= timeoutMs) {
-        socket.off("close", onClose);
-        reject(new PeekFailed("the client sent nothing in time"));
-        return;
-      }
-      polls++;
-      // Every millisecond for the first 50 polls (a round trip on a LAN), then every 10 ms.
-      setTimeout(poll, polls < 50 ? 1 : 10);
+    const take = (): boolean => {
+      if (socket.readableLength === 0) return false;
+      const b = socket.read(1) as Uint8Array | null;
+      if (!b || b.length !== 1) return false;
+      socket.unshift(b);
+      settle(undefined, b[0]!);
+      return true;
     };
-    poll();
+    const onReadable = (): void => {
+      take();
+    };
+    const onEnd = (): void => settle(new PeekFailed("the client closed before sending anything"));
+    const timer = setTimeout(() => settle(new PeekFailed("the client sent nothing in time")), timeoutMs);
+    if (take()) return;
+    if (socket.destroyed) {
+      onEnd();
+      return;
+    }
+    socket.on("readable", onReadable);
+    socket.once("end", onEnd);
+    socket.once("close", onEnd);
   });
 }
