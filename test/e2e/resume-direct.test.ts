@@ -2,14 +2,16 @@
 // §10.4): TLS on the TCP socket itself, and a resume brings a new pinned TLS session. With the real
 // connector: a direct tunnel whose TCP connection is cut mid-transfer resumes over a new direct
 // connection, and, when the direct path is gone, through the relay (workerd), with every byte of
-// an echoed transfer back in order; and a RESUME inside TLS is authenticated as one under it is,
-// and only resumes a tunnel of its own kind.
+// an echoed transfer back in order; a RESUME inside TLS is authenticated as one under it is, and
+// only resumes a tunnel of its own kind; a resume that reaches another certificate sends it
+// nothing; junk inside a version-3 session is refused without harm.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createIdentity } from "../../bunlib/cert.ts";
 import {
   ResumableDuplex,
   ResumeRefused,
@@ -17,7 +19,7 @@ import {
   requestResume,
   resumeSecret,
 } from "../../bunlib/resumable.ts";
-import { connectTls, negotiatedVersion } from "../../bunlib/tls.ts";
+import { acceptTls, connectTls, negotiatedVersion } from "../../bunlib/tls.ts";
 import { type ConnectionTokens, login, requestConnectionTokens } from "../../client/controller-api.ts";
 import { loadOrCreateDeviceKey } from "../../client/state.ts";
 import { dialDirect, Tunnel } from "../../client/tunnel.ts";
@@ -43,10 +45,17 @@ const tmp = mkdtempSync(join(tmpdir(), "sallyport-resume-direct-"));
  * A TCP forwarder in front of the connector's direct port: the tunnel's "network". `cut` drops
  * every connection through it; `close` also stops it accepting (the direct path is gone).
  */
-async function forwarder(): Promise<{ endpoint: string; cut: () => void; close: () => void }> {
+async function forwarder(): Promise<{
+  endpoint: string;
+  cut: () => void;
+  close: () => void;
+  /** New connections go to `port` from now on (an impostor, say). */
+  redirect: (port: number) => void;
+}> {
   const pairs = new Set<[net.Socket, net.Socket]>();
+  let target = directPort;
   const server = net.createServer((a) => {
-    const b = net.connect(directPort, "127.0.0.1");
+    const b = net.connect(target, "127.0.0.1");
     const pair: [net.Socket, net.Socket] = [a, b];
     pairs.add(pair);
     a.pipe(b);
@@ -75,6 +84,9 @@ async function forwarder(): Promise<{ endpoint: string; cut: () => void; close: 
     close: () => {
       server.close();
       cut();
+    },
+    redirect: (port: number) => {
+      target = port;
     },
   };
 }
@@ -141,11 +153,11 @@ async function echoThrough(tunnel: Tunnel, total: number, cut: () => void): Prom
 }
 
 /** A resumable direct-path tunnel through a new forwarder, as the client's daemon opens one. */
-async function directTunnel() {
+async function directTunnel(windowMs = 30_000) {
   const f = await forwarder();
   const tokens = await tokensVia(f.endpoint);
   const tunnel = await Tunnel.establish(tokens, deviceKey, "direct", () => dialDirect(f.endpoint), {
-    windowMs: 30_000,
+    windowMs,
     tokens: () => tokensVia(f.endpoint, tokens.connector.id),
   });
   return { f, tunnel };
@@ -176,6 +188,80 @@ describe("a direct tunnel's TCP connection is cut mid-transfer", () => {
       expect(tunnel.path).toBe("relayed");
       // The tunnel goes on over the relay: a new stream works.
       await echoThrough(tunnel, 1024 * 1024, () => {});
+    } finally {
+      tunnel.close("test done");
+      f.close();
+    }
+  }, 60_000);
+});
+
+describe("what a resume inside TLS will not do", () => {
+  test("a resume that reaches another certificate sends it nothing, and the tunnel fails when the window ends", async () => {
+    // An impostor on the direct endpoint after the cut: TLS with its own certificate, counting
+    // every byte of application data it would be sent.
+    const impostor = await createIdentity("impostor");
+    let reached = 0;
+    let received = 0;
+    const server = net.createServer((sock) => {
+      reached++;
+      void acceptTls(sock, impostor, 5_000, [LINK_IN_TLS_VERSION]).then(
+        (tls) => {
+          tls.on("data", (b: Uint8Array) => {
+            received += b.length;
+          });
+          tls.on("error", () => {});
+        },
+        () => {},
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const { f, tunnel } = await directTunnel(3_000);
+    try {
+      const stream = await tunnel.openStream(HOST, echo.port);
+      let reset = "";
+      stream.onReset = (_code, message) => {
+        reset = message;
+      };
+      f.redirect((server.address() as net.AddressInfo).port);
+      // The direct endpoint keeps answering (with the impostor), so every attempt goes there.
+      f.cut();
+      const deadline = Date.now() + 15_000;
+      while (tunnel.alive && Date.now() < deadline) await Bun.sleep(100);
+      expect(tunnel.alive).toBe(false);
+      expect(reset).not.toBe("");
+      expect(tunnel.resumes).toBe(0);
+      expect(reached).toBeGreaterThan(0);
+      expect(received).toBe(0);
+    } finally {
+      tunnel.close("test done");
+      f.close();
+      server.close();
+    }
+  }, 60_000);
+
+  test("a version-3 session that opens with anything but HELLO or RESUME is closed; the connector goes on", async () => {
+    const tokens = await requestConnectionTokens(session, p.resources.echo!);
+    for (const junk of [
+      new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"),
+      // A HELLO that claims 16 MiB.
+      new Uint8Array([1, 1, 0, 0, 0, 1, 2, 3]),
+    ]) {
+      const tls = await connectTls(
+        await dialDirect(`127.0.0.1:${directPort}`),
+        tokens.connector.cert_sha256,
+        undefined,
+        [LINK_IN_TLS_VERSION],
+      );
+      const closed = new Promise<void>((r) => tls.once("close", () => r()));
+      tls.on("error", () => {});
+      tls.write(junk);
+      await closed;
+    }
+    await connector.waitFor(/client session failed .*did not open its link with HELLO or RESUME/);
+    // Still serving: a direct tunnel opens and carries bytes.
+    const { f, tunnel } = await directTunnel();
+    try {
+      await echoThrough(tunnel, 64 * 1024, () => {});
     } finally {
       tunnel.close("test done");
       f.close();
