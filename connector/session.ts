@@ -89,16 +89,16 @@ export interface SessionContext {
 }
 
 /**
- * The driver: TLS, the one timer, sockets to Resources. Tunnel state (AUTH gate and deadline,
- * expiry, policy timers, revocation, drain) is the sans-IO core's (shared/session/).
- */
-/**
  * Where a tunnel's resumable link runs (docs/protocol.md §10): under TLS (the link carries TLS
  * records; since 0.2.0) or inside it (version 3: TLS carries link frames; a resume runs a new TLS
  * session).
  */
 export type LinkPlace = "under" | "inside";
 
+/**
+ * The driver: TLS, the one timer, sockets to Resources. Tunnel state (AUTH gate and deadline,
+ * expiry, policy timers, revocation, drain) is the sans-IO core's (shared/session/).
+ */
 export class ConnectorSession {
   /** The tunnel's first TLS session: its version and exporter hold for the tunnel's life. */
   private tls: TLSSocket | undefined;
@@ -106,7 +106,10 @@ export class ConnectorSession {
   private io: Duplex | undefined;
   private core: SessionCore<SessionAuth> | undefined;
   private exporter: Uint8Array | undefined;
-  /** The stream under `io` (the resumable link or the transport under TLS, or TLS under the link inside it): its queue counts. */
+  /**
+   * The stream under `io`, whose queue counts too: what TLS runs on (the resumable link, or the
+   * transport), or, with the link inside TLS, the current TLS session.
+   */
   private under: Duplex | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   /** The deadline the timer is armed for: unchanged deadlines keep their timer (the hot path). */
