@@ -300,9 +300,9 @@ export class Tunnel {
    * The path under the TLS session is lost: reach the same connector again (the direct path
    * first if the tunnel had it, else or then the relay with a fresh connection token) and resume
    * the link from what each side received, within the window; a link inside TLS gets a new TLS
-   * session on the new transport first (pinned as the first was), and resumes inside it. The streams never notice; if it
-   * cannot be done (window over, authorization expired or revoked, connector gone), the tunnel
-   * closes and its streams are reported failed, as without resumption.
+   * session on the new transport first (pinned as the first was), and resumes inside it. The
+   * streams never notice; if it cannot be done (window over, authorization expired or revoked,
+   * connector gone), the tunnel closes and its streams are reported failed, as without resumption.
    */
   private async resume(reason: string, hung: boolean): Promise<void> {
     const link = this.link;
