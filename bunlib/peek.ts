@@ -38,7 +38,7 @@ export function peekFirstByte(socket: Socket, timeoutMs = 10_000): Promise<numbe
     const take = (): boolean => {
       if (socket.readableLength === 0) return false;
       const b = socket.read(1) as Uint8Array | null;
-      if (!b || b.length !== 1) return false;
+      if (b?.length !== 1) return false;
       socket.unshift(b);
       settle(undefined, b[0]!);
       return true;

@@ -12,13 +12,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createIdentity } from "../../bunlib/cert.ts";
-import {
-  ResumableDuplex,
-  ResumeRefused,
-  type ResumeSecret,
-  requestResume,
-  resumeSecret,
-} from "../../bunlib/resumable.ts";
+import { ResumableDuplex, type ResumeSecret, requestResume, resumeSecret } from "../../bunlib/resumable.ts";
 import { acceptTls, connectTls, negotiatedVersion } from "../../bunlib/tls.ts";
 import { type ConnectionTokens, login, requestConnectionTokens } from "../../client/controller-api.ts";
 import { loadOrCreateDeviceKey } from "../../client/state.ts";
@@ -28,6 +22,7 @@ import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.
 import { LINK_IN_TLS_VERSION } from "../../shared/protocol/frame.ts";
 import { REFUSE_CODES } from "../../shared/resume/link.ts";
 import { type Edge, freePort, startEdge } from "../helpers/edge.ts";
+import { refusal } from "../helpers/resume.ts";
 import { startEcho } from "../helpers/servers.ts";
 
 const HOST = "echo.rd.internal";
@@ -152,6 +147,14 @@ async function echoThrough(tunnel: Tunnel, total: number, cut: () => void): Prom
   expect(back.digest("hex")).toBe(createHash("sha256").update(sent).digest("hex"));
 }
 
+/** A new version-3 TLS session straight to the connector's direct port (a RESUME goes in it). */
+async function newSession() {
+  const tokens = await requestConnectionTokens(session, p.resources.echo!);
+  return connectTls(await dialDirect(`127.0.0.1:${directPort}`), tokens.connector.cert_sha256, undefined, [
+    LINK_IN_TLS_VERSION,
+  ]);
+}
+
 /** A resumable direct-path tunnel through a new forwarder, as the client's daemon opens one. */
 async function directTunnel(windowMs = 30_000) {
   const f = await forwarder();
@@ -240,18 +243,12 @@ describe("what a resume inside TLS will not do", () => {
   }, 60_000);
 
   test("a version-3 session that opens with anything but HELLO or RESUME is closed; the connector goes on", async () => {
-    const tokens = await requestConnectionTokens(session, p.resources.echo!);
     for (const junk of [
       new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"),
       // A HELLO that claims 16 MiB.
       new Uint8Array([1, 1, 0, 0, 0, 1, 2, 3]),
     ]) {
-      const tls = await connectTls(
-        await dialDirect(`127.0.0.1:${directPort}`),
-        tokens.connector.cert_sha256,
-        undefined,
-        [LINK_IN_TLS_VERSION],
-      );
+      const tls = await newSession();
       const closed = new Promise<void>((r) => tls.once("close", () => r()));
       tls.on("error", () => {});
       tls.write(junk);
@@ -280,20 +277,6 @@ describe("a RESUME inside TLS is authenticated by the tunnel's first TLS session
     duplex.attachNew(tls, { sendHello: true });
     return { raw, duplex, secret: resumeSecret(tls) };
   }
-
-  /** A new version-3 TLS session to the direct port, to send a RESUME in. */
-  async function newSession() {
-    const tokens = await requestConnectionTokens(session, p.resources.echo!);
-    return connectTls(await dialDirect(`127.0.0.1:${directPort}`), tokens.connector.cert_sha256, undefined, [
-      LINK_IN_TLS_VERSION,
-    ]);
-  }
-
-  const refusal = (pr: Promise<unknown>) =>
-    pr.then(
-      () => undefined,
-      (e: unknown) => (e instanceof ResumeRefused ? e.code : (e as Error).message),
-    );
 
   test("another session's key and a RESUME sent under TLS are refused; the right one resumes inside a new session", async () => {
     const a = await openInside();

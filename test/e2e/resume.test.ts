@@ -10,13 +10,7 @@ import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
-import {
-  ResumableDuplex,
-  ResumeRefused,
-  type ResumeSecret,
-  requestResume,
-  resumeSecret,
-} from "../../bunlib/resumable.ts";
+import { ResumableDuplex, type ResumeSecret, requestResume, resumeSecret } from "../../bunlib/resumable.ts";
 import { connectTls } from "../../bunlib/tls.ts";
 import { openWebSocket, WebSocketDuplex } from "../../bunlib/ws-duplex.ts";
 import { login, requestConnectionTokens } from "../../client/controller-api.ts";
@@ -28,6 +22,7 @@ import { REFUSE_CODES } from "../../shared/resume/link.ts";
 import { type BulkSource, readBulk, startBulkSource } from "../helpers/bulk-source.ts";
 import { adminApi, type Edge, freePort, startEdge } from "../helpers/edge.ts";
 import { clientStatus, echoOnce } from "../helpers/peers.ts";
+import { refusal } from "../helpers/resume.ts";
 import { startEcho } from "../helpers/servers.ts";
 import { socksConnect } from "../helpers/socks-client.ts";
 
@@ -197,12 +192,6 @@ describe("a resume is authenticated by the tunnel's own TLS session", () => {
     const tls = await connectTls(duplex, tokens.connector.cert_sha256);
     return { raw, duplex, secret: resumeSecret(tls) };
   }
-
-  const refusal = (p: Promise<unknown>) =>
-    p.then(
-      () => undefined,
-      (e: unknown) => (e instanceof ResumeRefused ? e.code : (e as Error).message),
-    );
 
   test("another session's key, a replayed attempt and an impossible offset are refused; the right one resumes", async () => {
     const a = await openLink();
