@@ -22,6 +22,7 @@ import {
   RT_MAX_CONTROL,
   RT_MAX_FRAME,
 } from "../shared/resume/link.ts";
+import { writesThrough } from "./transmit.ts";
 
 /** Held for resending at most this much (the tunnel's 8 MiB window, TLS overhead, control frames). */
 export const MAX_UNACKED = 16 * 1024 * 1024;
@@ -85,6 +86,10 @@ export class ResumableDuplex extends Duplex {
   private deliverLater: ReturnType<typeof setImmediate> | undefined;
   private readPaused = false;
   private delivering = false;
+  /** A transport write's callback: the next piece may go (one shared function: Node batches it). */
+  private readonly written = (): void => {
+    if (!this.destroyed) this.transmit();
+  };
   /** The transport dropped (not by a FIN). The owner resumes on a new one, or destroys this. */
   onDetached: (reason: string) => void = () => {};
 
@@ -226,8 +231,12 @@ export class ResumableDuplex extends Duplex {
     const link = this.link;
     const t = this.transport;
     if (t && !this.blocked) {
-      for (let b = link.pollTransmit(); b; b = link.pollTransmit()) {
-        if (!t.write(b)) {
+      // One piece in flight at a time: the next goes from the write's callback (on a TLS
+      // transport, the next tick) instead of queueing to be joined by a copy (bunlib/transmit.ts).
+      while (writesThrough(t)) {
+        const b = link.pollTransmit();
+        if (!b) break;
+        if (!t.write(b, this.written)) {
           this.blocked = true;
           // A DATA header may be out without its payload: that payload goes first after 'drain'.
           break;

@@ -15,7 +15,7 @@ import {
   resumeSecret,
 } from "../bunlib/resumable.ts";
 import { connectTls, exporterValue, negotiatedVersion, PinningError } from "../bunlib/tls.ts";
-import { TurnBudget, tlsTakesData } from "../bunlib/transmit.ts";
+import { TurnBudget, tlsTakesData, writesThrough } from "../bunlib/transmit.ts";
 import { openWebSocket, WebSocketClosedError, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { signChannelBinding } from "../shared/channel-binding.ts";
 import { toBase64Url } from "../shared/encoding.ts";
@@ -147,6 +147,8 @@ export class Tunnel {
   private flushing = false;
   /** DATA per event-loop turn (bunlib/transmit.ts): bulk data does not hold up the process. */
   private readonly budget = new TurnBudget(() => this.flush());
+  /** A TLS write's callback: the next piece may go (one shared function: Node batches it). */
+  private readonly written = (): void => this.flush();
   readonly openedAt = Date.now();
   /** The tunnel protocol version TLS agreed on with the connector (ALPN). */
   readonly version: ProtocolVersion;
@@ -215,10 +217,12 @@ export class Tunnel {
     const core = this.core;
     try {
       for (;;) {
-        const data = tlsTakesData(this.io, this.under) && this.budget.open;
-        const bytes = core.pollTransmit(data);
+        // One piece in flight: the next goes from its callback, not joined by a copy (transmit.ts).
+        const through = writesThrough(this.io);
+        const data = through && tlsTakesData(this.io, this.under) && this.budget.open;
+        const bytes = through ? core.pollTransmit(data) : undefined;
         if (bytes) {
-          if (!this.io.destroyed) this.io.write(bytes);
+          if (!this.io.destroyed) this.io.write(bytes, this.written);
           // After the write: the WebSocket's end-of-turn send is queued first, so each turn's
           // DATA leaves as one message before the next turn adds more.
           if (data) this.budget.spend(bytes.length);

@@ -19,7 +19,7 @@ import {
 } from "../bunlib/resumable.ts";
 import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
 import { acceptTls, exporterValue, negotiatedVersion } from "../bunlib/tls.ts";
-import { TurnBudget, tlsTakesData } from "../bunlib/transmit.ts";
+import { TurnBudget, tlsTakesData, writesThrough } from "../bunlib/transmit.ts";
 import { relayDatagrams, udpConnect } from "../bunlib/udp-relay.ts";
 import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { compileAcl } from "../shared/address.ts";
@@ -117,6 +117,8 @@ export class ConnectorSession {
   private flushing = false;
   /** DATA per event-loop turn (bunlib/transmit.ts): bulk data does not hold up the process. */
   private readonly budget = new TurnBudget(() => this.flush());
+  /** A TLS write's callback: the next piece may go (one shared function: Node batches it). */
+  private readonly written = (): void => this.flush();
   private closed = false;
   /** Socket or udp flow of each served stream, closed when the core stops the stream. */
   private readonly closers = new Map<MuxStream, () => void>();
@@ -300,7 +302,7 @@ export class ConnectorSession {
     io.on("drain", () => this.flush());
     under.on("drain", () => this.flush());
     io.on("close", () => this.close("tunnel closed"));
-    io.on("error", () => this.close("tunnel error"));
+    io.on("error", (err: Error) => this.close(`tunnel error: ${err.message}`));
     this.flush();
   }
 
@@ -311,10 +313,12 @@ export class ConnectorSession {
     this.flushing = true;
     try {
       for (;;) {
-        const data = tlsTakesData(this.io, this.under) && this.budget.open;
-        const bytes = core.pollTransmit(data);
+        // One piece in flight: the next goes from its callback, not joined by a copy (transmit.ts).
+        const through = this.io !== undefined && writesThrough(this.io);
+        const data = through && tlsTakesData(this.io, this.under) && this.budget.open;
+        const bytes = through ? core.pollTransmit(data) : undefined;
         if (bytes) {
-          if (this.io && !this.io.destroyed) this.io.write(bytes);
+          if (this.io && !this.io.destroyed) this.io.write(bytes, this.written);
           // After the write: the WebSocket's end-of-turn send is queued first, so each turn's
           // DATA leaves as one message before the next turn adds more.
           if (data) this.budget.spend(bytes.length);

@@ -263,6 +263,28 @@ describe("resumable link", () => {
     expect(reader.buffered).toBe(0);
   });
 
+  test("a DATA frame's payload follows its header even when an ACK falls due in between", () => {
+    const a = new ResumableLink({ ackBytes: 16 });
+    const b = new ResumableLink({ ackBytes: 16 });
+    a.attachNew();
+    b.attachNew();
+    const payload = new Uint8Array(1000).fill(5);
+    a.send(payload);
+    // A driver that writes one piece at a time: the header goes, then bytes arrive that make an
+    // ACK due before the payload is taken.
+    const head = a.pollTransmit()!;
+    expect(head[0]).toBe(RT.DATA);
+    b.send(new Uint8Array(64).fill(6));
+    a.handleBytes(drain(b), 0);
+    const wire = [head];
+    for (let p = a.pollTransmit(); p; p = a.pollTransmit()) wire.push(p);
+    expect(wire[1]).toBe(payload);
+    b.handleBytes(concat(wire), 0);
+    expect(b.pollEvent()).toBeUndefined();
+    expect(delivered(b)).toEqual(payload);
+    expect(b.unacked).toBe(0);
+  });
+
   test("a control frame longer than a control frame can be is refused from its header", () => {
     const reader = new RtReader();
     const h = new Uint8Array([RT.ACK, 0, 0, 0x10, 1]); // ACK of 4,097 bytes

@@ -412,25 +412,30 @@ export class ResumableLink {
   }
 
   /**
-   * The next bytes for the transport: acknowledgements first, then DATA (a header, then the held
-   * bytes themselves, never copied). Undefined when there is nothing, or no transport.
+   * The next bytes for the transport: the payload of a DATA frame whose header already went, then
+   * acknowledgements, then DATA (a header, then the held bytes themselves, never copied). Undefined
+   * when there is nothing, or no transport.
    */
   pollTransmit(): Uint8Array | undefined {
     if (!this.#attached || this.#failed) return undefined;
+    // A header's payload goes next, whatever was queued after the header was handed out: a driver
+    // may take one piece at a time, with an ACK falling due in between.
+    if (this.#pendingPayload !== undefined) return this.#takePayload();
     const c = this.#control.shift();
     if (c) return c;
     if (this.#tx >= this.#sent) return undefined;
     const i = this.#indexOf(this.#tx);
     const h = this.#held[i]!;
     const from = this.#tx - h.at;
-    if (this.#pendingPayload === undefined) {
-      // TLS may hand over one large chunk (a burst encrypted at once): frames stay ≤ RT_MAX_DATA.
-      const end = Math.min(h.bytes.length, from + RT_MAX_DATA);
-      const payload = from === 0 && end === h.bytes.length ? h.bytes : h.bytes.subarray(from, end);
-      this.#pendingPayload = payload;
-      return header(RT.DATA, payload.length);
-    }
-    const payload = this.#pendingPayload;
+    // TLS may hand over one large chunk (a burst encrypted at once): frames stay ≤ RT_MAX_DATA.
+    const end = Math.min(h.bytes.length, from + RT_MAX_DATA);
+    const payload = from === 0 && end === h.bytes.length ? h.bytes : h.bytes.subarray(from, end);
+    this.#pendingPayload = payload;
+    return header(RT.DATA, payload.length);
+  }
+
+  #takePayload(): Uint8Array {
+    const payload = this.#pendingPayload!;
     this.#pendingPayload = undefined;
     this.#tx += payload.length;
     return payload;
