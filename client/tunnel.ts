@@ -321,6 +321,9 @@ export class Tunnel {
       lostAt + (hung ? Math.min(HUNG_RESUME_MS, link.options.windowMs) : link.options.windowMs);
     let last = reason;
     let absentSince: number | undefined;
+    // A direct endpoint that answered with another certificate (an address now someone else's,
+    // or an interloper): it was sent nothing, and this resume goes on through the relay.
+    let directRefused = false;
     try {
       for (let i = 0; Date.now() < deadline && this.core.alive; i++) {
         if (absentSince !== undefined && Date.now() - absentSince >= CONNECTOR_ABSENT_MS) {
@@ -328,9 +331,10 @@ export class Tunnel {
           this.flush();
           return;
         }
+        let path: "relayed" | "direct" | undefined;
         try {
-          const redialled = await withDeadline(this.redial(), deadline, "resume window ended");
-          const { path } = redialled;
+          const redialled = await withDeadline(this.redial(directRefused), deadline, "resume window ended");
+          path = redialled.path;
           const transport =
             link.place === "inside"
               ? await this.newTlsSession(redialled.transport, Math.max(1, deadline - Date.now()))
@@ -385,6 +389,10 @@ export class Tunnel {
           else absentSince = undefined;
           last = (err as Error).message;
           this.onResumeFailed(last);
+          if (err instanceof PinningError && path === "direct") {
+            directRefused = true;
+            continue;
+          }
           // Full jitter, capped low: the window is short and a restarted edge answers in ~1 s;
           // the stall an application sees is mostly this wait once the connector is back.
           await Bun.sleep(Math.random() * Math.min(500, 50 * 2 ** i));
@@ -419,10 +427,10 @@ export class Tunnel {
     }
   }
 
-  /** A fresh transport to this tunnel's connector. */
-  private async redial(): Promise<{ transport: Duplex; path: "relayed" | "direct" }> {
+  /** A fresh transport to this tunnel's connector (`relayOnly`: not the direct endpoints). */
+  private async redial(relayOnly = false): Promise<{ transport: Duplex; path: "relayed" | "direct" }> {
     const link = this.link!;
-    if (this.path === "direct") {
+    if (this.path === "direct" && !relayOnly) {
       for (const endpoint of link.tokens.connector.direct_endpoints ?? []) {
         try {
           await link.options.beforeDial?.(link.tokens);
