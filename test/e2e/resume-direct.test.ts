@@ -22,7 +22,7 @@ import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.
 import { LINK_IN_TLS_VERSION } from "../../shared/protocol/frame.ts";
 import { REFUSE_CODES } from "../../shared/resume/link.ts";
 import { type Edge, freePort, startEdge } from "../helpers/edge.ts";
-import { refusal } from "../helpers/resume.ts";
+import { refusal, resumeBeforeTls } from "../helpers/resume.ts";
 import { startEcho } from "../helpers/servers.ts";
 
 const HOST = "echo.rd.internal";
@@ -285,17 +285,9 @@ describe("a RESUME inside TLS is authenticated by the tunnel's first TLS session
     expect(await refusal(requestResume(await newSession(), forged, 1, 0, 3_000))).toBe(REFUSE_CODES.bad_mac);
     // The right key, but before TLS on the raw connection, as a link under TLS resumes: this
     // tunnel's link runs inside TLS, so no tunnel of that kind has this id.
-    expect(
-      await refusal(
-        requestResume(
-          await dialDirect(`127.0.0.1:${directPort}`),
-          a.secret,
-          2,
-          a.duplex.link.received,
-          3_000,
-        ),
-      ),
-    ).toBe(REFUSE_CODES.unknown_tunnel);
+    expect(await resumeBeforeTls(directPort, a.secret, 2, a.duplex.link.received)).toBe(
+      REFUSE_CODES.unknown_tunnel,
+    );
     // Inside a new TLS session: resumed.
     const tls = await newSession();
     const answer = await requestResume(tls, a.secret, 3, a.duplex.link.received, 3_000);

@@ -22,7 +22,7 @@ import { REFUSE_CODES } from "../../shared/resume/link.ts";
 import { type BulkSource, readBulk, startBulkSource } from "../helpers/bulk-source.ts";
 import { adminApi, type Edge, freePort, startEdge } from "../helpers/edge.ts";
 import { clientStatus, echoOnce } from "../helpers/peers.ts";
-import { refusal } from "../helpers/resume.ts";
+import { resumeBeforeTls } from "../helpers/resume.ts";
 import { startEcho } from "../helpers/servers.ts";
 import { socksConnect } from "../helpers/socks-client.ts";
 
@@ -201,33 +201,19 @@ describe("a resume is authenticated by the tunnel's own TLS session", () => {
     // A RESUME naming A's tunnel, authenticated with B's key (captured from, or made by, another
     // TLS session: a relay or anyone holding a token has no key at all).
     const forged = { id: a.secret.id, key: b.secret.key };
-    expect(
-      await refusal(requestResume(await dialDirect(`127.0.0.1:${directPort}`), forged, 1, 0, 3_000)),
-    ).toBe(REFUSE_CODES.bad_mac);
+    expect(await resumeBeforeTls(directPort, forged, 1, 0)).toBe(REFUSE_CODES.bad_mac);
     // The right key: resumed.
     const t1 = await dialDirect(`127.0.0.1:${directPort}`);
     const answer = await requestResume(t1, a.secret, 1, a.duplex.link.received, 3_000);
     expect(answer.received).toBe(a.duplex.link.sent);
     a.duplex.attachResumed(t1, answer.received, answer.rest);
     // The same attempt again (a captured RESUME replayed): refused.
-    expect(
-      await refusal(
-        requestResume(
-          await dialDirect(`127.0.0.1:${directPort}`),
-          a.secret,
-          1,
-          a.duplex.link.received,
-          3_000,
-        ),
-      ),
-    ).toBe(REFUSE_CODES.replayed);
+    expect(await resumeBeforeTls(directPort, a.secret, 1, a.duplex.link.received)).toBe(
+      REFUSE_CODES.replayed,
+    );
     // Bytes the connector never sent (or no longer holds): refused, and the tunnel is over.
-    expect(
-      await refusal(requestResume(await dialDirect(`127.0.0.1:${directPort}`), a.secret, 2, 1e12, 3_000)),
-    ).toBe(REFUSE_CODES.offset);
-    expect(
-      await refusal(requestResume(await dialDirect(`127.0.0.1:${directPort}`), a.secret, 3, 0, 3_000)),
-    ).toBe(REFUSE_CODES.unknown_tunnel);
+    expect(await resumeBeforeTls(directPort, a.secret, 2, 1e12)).toBe(REFUSE_CODES.offset);
+    expect(await resumeBeforeTls(directPort, a.secret, 3, 0)).toBe(REFUSE_CODES.unknown_tunnel);
     await connector.waitFor(/tunnel resume refused/);
     b.duplex.destroy();
     a.duplex.destroy();
@@ -250,11 +236,9 @@ describe("a resume is authenticated by the tunnel's own TLS session", () => {
       c.raw.destroy();
       await short.waitFor(/waiting for the client to resume/);
       await Bun.sleep(1_500);
-      expect(
-        await refusal(
-          requestResume(await dialDirect(`127.0.0.1:${port}`), c.secret, 1, c.duplex.link.received, 3_000),
-        ),
-      ).toBe(REFUSE_CODES.unknown_tunnel);
+      expect(await resumeBeforeTls(port, c.secret, 1, c.duplex.link.received)).toBe(
+        REFUSE_CODES.unknown_tunnel,
+      );
       c.duplex.destroy();
     } finally {
       await short.stop("SIGKILL");
