@@ -22,7 +22,7 @@ import {
   RT_MAX_CONTROL,
   RT_MAX_FRAME,
 } from "../shared/resume/link.ts";
-import { writesThrough } from "./transmit.ts";
+import { gatherPieces, writesThrough } from "./transmit.ts";
 
 /** Held for resending at most this much (the tunnel's 8 MiB window, TLS overhead, control frames). */
 export const MAX_UNACKED = 16 * 1024 * 1024;
@@ -234,9 +234,10 @@ export class ResumableDuplex extends Duplex {
       // One piece in flight at a time: the next goes from the write's callback (on a TLS
       // transport, the next tick) instead of queueing to be joined by a copy (bunlib/transmit.ts).
       while (writesThrough(t)) {
-        const b = link.pollTransmit();
-        if (!b) break;
-        if (!t.write(b, this.written)) {
+        const next = gatherPieces(() => link.pollTransmit());
+        if (!next) break;
+        const ok = t.write(next.first, this.written);
+        if (!(next.then ? t.write(next.then, this.written) : ok)) {
           this.blocked = true;
           // A DATA header may be out without its payload: that payload goes first after 'drain'.
           break;

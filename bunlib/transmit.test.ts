@@ -15,6 +15,9 @@ import { createIdentity, loadOrCreateIdentity } from "./cert.ts";
 import { ResumableDuplex, readFirstFrame } from "./resumable.ts";
 import { acceptTls, connectTls } from "./tls.ts";
 import {
+  gatherPieces,
+  JOIN_BELOW,
+  JOIN_MAX,
   TURN_TX_BYTES,
   TurnBudget,
   TX_QUEUE_BYTES,
@@ -184,7 +187,7 @@ async function tlsOverTcp(): Promise<{ client: TLSSocket; server: TLSSocket }> {
  * node:net's `_write` and `_writev`, and what the peer received.
  */
 async function writePieces(
-  oneAtATime: boolean,
+  mode: "all at once" | "one at a time" | "gathered",
   pieces: Uint8Array[],
 ): Promise<{ writes: Uint8Array[]; writevs: number; received: Buffer }> {
   const { client, server } = await tlsOverTcp();
@@ -215,10 +218,23 @@ async function writePieces(
         if (n >= total) resolve();
       });
     });
-    if (oneAtATime) {
+    if (mode === "one at a time") {
       let next = 0;
       const go = (): void => {
         while (next < pieces.length && writesThrough(client)) client.write(pieces[next++]!, go);
+      };
+      go();
+    } else if (mode === "gathered") {
+      // As the drivers do: the small pieces in a row joined, a large one written right after.
+      let next = 0;
+      const poll = () => pieces[next++];
+      const go = (): void => {
+        while (writesThrough(client)) {
+          const p = gatherPieces(poll);
+          if (!p) break;
+          client.write(p.first, go);
+          if (p.then) client.write(p.then, go);
+        }
       };
       go();
     } else {
@@ -248,7 +264,7 @@ function framePieces(): Uint8Array[] {
 
 test("pieces written to TLS while one waits for its callback are joined by a copy before TLS sees them", async () => {
   const pieces = framePieces();
-  const r = await writePieces(false, pieces);
+  const r = await writePieces("all at once", pieces);
   expect(r.received.equals(Buffer.concat(pieces))).toBe(true);
   // The first piece went through; the rest were queued and handed over joined, as new buffers.
   expect(r.writevs).toBeGreaterThan(0);
@@ -257,7 +273,7 @@ test("pieces written to TLS while one waits for its callback are joined by a cop
 
 test("one piece in flight at a time: TLS is handed every piece itself, in order, and every byte arrives", async () => {
   const pieces = framePieces();
-  const r = await writePieces(true, pieces);
+  const r = await writePieces("one at a time", pieces);
   expect(r.received.equals(Buffer.concat(pieces))).toBe(true);
   expect(r.writevs).toBe(0);
   expect(r.writes.length).toBe(pieces.length);
@@ -265,4 +281,61 @@ test("one piece in flight at a time: TLS is handed every piece itself, in order,
   r.writes.forEach((w, i) => {
     expect(sameMemory(w, pieces[i]!)).toBe(true);
   });
+});
+
+test("small pieces in a row are joined, in order; a large piece ends the run and is never copied", () => {
+  const small = (n: number, v: number) => new Uint8Array(n).fill(v);
+  const large = new Uint8Array(JOIN_BELOW).fill(9);
+  const queue = [small(5, 1), small(10, 2), small(64, 3), large, small(5, 4)];
+  let polls = 0;
+  const poll = () => {
+    polls++;
+    return queue.shift();
+  };
+  const a = gatherPieces(poll)!;
+  expect([...a.first]).toEqual([...small(5, 1), ...small(10, 2), ...small(64, 3)]);
+  expect(a.then).toBe(large); // the same object: handed on, not copied
+  expect(a.bytes).toBe(79 + JOIN_BELOW);
+  expect(polls).toBe(4); // nothing is taken after the large piece
+  const b = gatherPieces(poll)!;
+  expect([...b.first]).toEqual([...small(5, 4)]);
+  expect(b.then).toBeUndefined();
+  expect(gatherPieces(poll)).toBeUndefined();
+  // A large piece first goes alone, as it is.
+  const alone = new Uint8Array(256 * 1024);
+  const c = gatherPieces(() => alone)!;
+  expect(c.first).toBe(alone);
+  expect(c.then).toBeUndefined();
+});
+
+test("a run of small pieces stops at JOIN_MAX bytes; the piece that would pass it comes next, whole", () => {
+  const pieces = Array.from({ length: 12 }, (_, i) => new Uint8Array(JOIN_BELOW - 1).fill(i));
+  const queue = [...pieces];
+  const out: Uint8Array[] = [];
+  for (;;) {
+    const p = gatherPieces(() => queue.shift());
+    if (!p) break;
+    expect(p.first.length).toBeLessThanOrEqual(JOIN_MAX);
+    out.push(p.first);
+    if (p.then) out.push(p.then);
+  }
+  expect(Buffer.concat(out).equals(Buffer.concat(pieces))).toBe(true);
+  expect(out.length).toBeLessThan(pieces.length);
+});
+
+test("gathered writes: one TLS write per run of small pieces, every large piece handed over as it is, every byte arrives", async () => {
+  // Frames as the drivers see them: a header, a small payload, a header, a large payload...
+  const pieces: Uint8Array[] = [];
+  for (let i = 0; i < 20; i++) {
+    pieces.push(new Uint8Array(9).fill(i), new Uint8Array(64).fill(50 + i));
+    pieces.push(new Uint8Array(9).fill(i), new Uint8Array(256 * 1024).fill(100 + i));
+  }
+  const r = await writePieces("gathered", pieces);
+  expect(r.received.equals(Buffer.concat(pieces))).toBe(true);
+  expect(r.writevs).toBe(0);
+  const large = pieces.filter((p) => p.length >= JOIN_BELOW);
+  // 20 runs of three small pieces (header, payload, header) and 20 large payloads.
+  expect(r.writes.length).toBe(40);
+  expect(large.every((p) => r.writes.some((w) => sameMemory(w, p)))).toBe(true);
+  expect(r.writes.filter((w) => w.length === 9 + 64 + 9).length).toBe(20);
 });

@@ -1,7 +1,8 @@
 // How the tunnel drivers hand the session core's output to TLS. Control frames always go at once;
 // DATA frames are pulled from the core only while fewer than TX_QUEUE_BYTES wait unsent below the
 // core, and pulling resumes on "drain". Every piece is written only once the one before it was
-// taken (`writesThrough`), and the next goes from its write's callback. Bulk data therefore waits in its own stream (whose writer is
+// taken (`writesThrough`), and the next goes from its write's callback; small pieces in a row are
+// joined first (`gatherPieces`). Bulk data therefore waits in its own stream (whose writer is
 // paused by the mux's high-water mark), not in a deep buffer in front of a new stream's OPEN, a
 // CREDIT or a keepalive (docs/protocol.md, "Scheduling").
 //
@@ -41,6 +42,56 @@ export function tlsTakesData(tls: Writable | undefined, under?: Writable): boole
  */
 export function writesThrough(w: Writable): boolean {
   return w.writableLength === 0;
+}
+
+/** A piece shorter than this is joined with the small pieces after it (`gatherPieces`). */
+export const JOIN_BELOW = 4096;
+/** At most this many bytes are joined: one TLS record's worth of plaintext. */
+export const JOIN_MAX = 16 * 1024;
+
+/** What a driver writes next: `first`, then at once `then` if there is one. */
+export interface Pieces {
+  first: Uint8Array;
+  then?: Uint8Array;
+  /** Bytes of both together. */
+  bytes: number;
+}
+
+/**
+ * The next pieces from `poll`, with the small ones next to each other joined into one buffer: a
+ * frame header and a small payload, or a run of control frames, become one TLS record and one send
+ * instead of one each (a new stream's request was four records and four `sendto` calls). Only
+ * pieces under JOIN_BELOW are copied, at most JOIN_MAX bytes; a large piece is never copied: it
+ * ends the run and comes back as `then`, to be written right after `first` (it then waits alone in
+ * the Writable's queue, which hands a single piece to `_write` as it is).
+ */
+export function gatherPieces(poll: () => Uint8Array | undefined): Pieces | undefined {
+  const first = poll();
+  if (!first) return undefined;
+  if (first.length >= JOIN_BELOW) return { first, bytes: first.length };
+  const parts = [first];
+  let total = first.length;
+  let then: Uint8Array | undefined;
+  for (;;) {
+    const p = poll();
+    if (!p) break;
+    if (p.length >= JOIN_BELOW || total + p.length > JOIN_MAX) {
+      then = p;
+      break;
+    }
+    parts.push(p);
+    total += p.length;
+  }
+  let joined = first;
+  if (parts.length > 1) {
+    joined = new Uint8Array(total);
+    let at = 0;
+    for (const p of parts) {
+      joined.set(p, at);
+      at += p.length;
+    }
+  }
+  return { first: joined, then, bytes: total + (then?.length ?? 0) };
 }
 
 /**

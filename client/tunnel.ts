@@ -15,7 +15,7 @@ import {
   resumeSecret,
 } from "../bunlib/resumable.ts";
 import { connectTls, exporterValue, negotiatedVersion, PinningError } from "../bunlib/tls.ts";
-import { TurnBudget, tlsTakesData, writesThrough } from "../bunlib/transmit.ts";
+import { gatherPieces, TurnBudget, tlsTakesData, writesThrough } from "../bunlib/transmit.ts";
 import { openWebSocket, WebSocketClosedError, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { signChannelBinding } from "../shared/channel-binding.ts";
 import { toBase64Url } from "../shared/encoding.ts";
@@ -220,12 +220,15 @@ export class Tunnel {
         // One piece in flight: the next goes from its callback, not joined by a copy (transmit.ts).
         const through = writesThrough(this.io);
         const data = through && tlsTakesData(this.io, this.under) && this.budget.open;
-        const bytes = through ? core.pollTransmit(data) : undefined;
-        if (bytes) {
-          if (!this.io.destroyed) this.io.write(bytes, this.written);
+        const next = through ? gatherPieces(() => core.pollTransmit(data)) : undefined;
+        if (next) {
+          if (!this.io.destroyed) {
+            this.io.write(next.first, this.written);
+            if (next.then) this.io.write(next.then, this.written);
+          }
           // After the write: the WebSocket's end-of-turn send is queued first, so each turn's
           // DATA leaves as one message before the next turn adds more.
-          if (data) this.budget.spend(bytes.length);
+          if (data) this.budget.spend(next.bytes);
           continue;
         }
         const event = core.pollEvent();

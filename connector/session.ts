@@ -19,7 +19,7 @@ import {
 } from "../bunlib/resumable.ts";
 import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
 import { acceptTls, exporterValue, negotiatedVersion } from "../bunlib/tls.ts";
-import { TurnBudget, tlsTakesData, writesThrough } from "../bunlib/transmit.ts";
+import { gatherPieces, TurnBudget, tlsTakesData, writesThrough } from "../bunlib/transmit.ts";
 import { relayDatagrams, udpConnect } from "../bunlib/udp-relay.ts";
 import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { compileAcl } from "../shared/address.ts";
@@ -316,12 +316,15 @@ export class ConnectorSession {
         // One piece in flight: the next goes from its callback, not joined by a copy (transmit.ts).
         const through = this.io !== undefined && writesThrough(this.io);
         const data = through && tlsTakesData(this.io, this.under) && this.budget.open;
-        const bytes = through ? core.pollTransmit(data) : undefined;
-        if (bytes) {
-          if (this.io && !this.io.destroyed) this.io.write(bytes, this.written);
+        const next = through ? gatherPieces(() => core.pollTransmit(data)) : undefined;
+        if (next) {
+          if (this.io && !this.io.destroyed) {
+            this.io.write(next.first, this.written);
+            if (next.then) this.io.write(next.then, this.written);
+          }
           // After the write: the WebSocket's end-of-turn send is queued first, so each turn's
           // DATA leaves as one message before the next turn adds more.
-          if (data) this.budget.spend(bytes.length);
+          if (data) this.budget.spend(next.bytes);
           continue;
         }
         const event = core.pollEvent();
