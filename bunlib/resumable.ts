@@ -231,8 +231,9 @@ export class ResumableDuplex extends Duplex {
     const link = this.link;
     const t = this.transport;
     if (t && !this.blocked) {
-      // One piece in flight at a time: the next goes from the write's callback (on a TLS
-      // transport, the next tick) instead of queueing to be joined by a copy (bunlib/transmit.ts).
+      // One write in flight at a time (small pieces in a row joined, a large one queued right
+      // behind them): the next goes from the write's callback (on a TLS transport, the next tick)
+      // instead of queueing to be joined by a copy (bunlib/transmit.ts).
       while (writesThrough(t)) {
         const next = gatherPieces(() => link.pollTransmit());
         if (!next) break;

@@ -313,7 +313,8 @@ export class ConnectorSession {
     this.flushing = true;
     try {
       for (;;) {
-        // One piece in flight: the next goes from its callback, not joined by a copy (transmit.ts).
+        // One write in flight (small pieces in a row joined, a large one queued right behind them):
+        // the next goes from its callback; nothing large is joined by a copy (transmit.ts).
         const through = this.io !== undefined && writesThrough(this.io);
         const data = through && tlsTakesData(this.io, this.under) && this.budget.open;
         const next = through ? gatherPieces(() => core.pollTransmit(data)) : undefined;
