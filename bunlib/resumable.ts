@@ -22,7 +22,7 @@ import {
   RT_MAX_CONTROL,
   RT_MAX_FRAME,
 } from "../shared/resume/link.ts";
-import { gatherPieces, writesThrough } from "./transmit.ts";
+import { writeGathered, writesThrough } from "./transmit.ts";
 
 /** Held for resending at most this much (the tunnel's 8 MiB window, TLS overhead, control frames). */
 export const MAX_UNACKED = 16 * 1024 * 1024;
@@ -235,10 +235,9 @@ export class ResumableDuplex extends Duplex {
       // behind them): the next goes from the write's callback (on a TLS transport, the next tick)
       // instead of queueing to be joined by a copy (bunlib/transmit.ts).
       while (writesThrough(t)) {
-        const next = gatherPieces(() => link.pollTransmit());
+        const next = writeGathered(t, () => link.pollTransmit(), this.written);
         if (!next) break;
-        const ok = t.write(next.first, this.written);
-        if (!(next.then ? t.write(next.then, this.written) : ok)) {
+        if (!next.ok) {
           this.blocked = true;
           // A DATA header may be out without its payload: that payload goes first after 'drain'.
           break;

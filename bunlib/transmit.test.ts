@@ -23,6 +23,7 @@ import {
   TX_QUEUE_BYTES,
   tlsTakesData,
   unsentBytes,
+  writeGathered,
   writesThrough,
 } from "./transmit.ts";
 
@@ -229,12 +230,7 @@ async function writePieces(
       let next = 0;
       const poll = () => pieces[next++];
       const go = (): void => {
-        while (writesThrough(client)) {
-          const p = gatherPieces(poll);
-          if (!p) break;
-          client.write(p.first, go);
-          if (p.then) client.write(p.then, go);
-        }
+        while (writesThrough(client) && writeGathered(client, poll, go));
       };
       go();
     } else {

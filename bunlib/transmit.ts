@@ -95,6 +95,25 @@ export function gatherPieces(poll: () => Uint8Array | undefined): Pieces | undef
 }
 
 /**
+ * Takes the next pieces from `poll` (`gatherPieces`) and writes them to `w`, each with `written` as
+ * its callback; the one place the three writers (both session drivers, the resumable link) do it.
+ * With `w` gone or destroyed the pieces are taken and dropped, as the tunnel is closing. `ok` is
+ * what the last write returned (false: `w`'s queue is full, wait for "drain").
+ */
+export function writeGathered(
+  w: Writable | undefined,
+  poll: () => Uint8Array | undefined,
+  written: () => void,
+): { bytes: number; ok: boolean } | undefined {
+  const next = gatherPieces(poll);
+  if (!next) return undefined;
+  if (!w || w.destroyed) return { bytes: next.bytes, ok: false };
+  let ok = w.write(next.first, written);
+  if (next.then) ok = w.write(next.then, written);
+  return { bytes: next.bytes, ok };
+}
+
+/**
  * DATA bytes a driver hands to TLS in one event-loop turn. Encrypting and writing is most of a
  * turn's work under load, and everything else in the process (a new stream's SOCKS handshake, its
  * OPEN, an answer coming back) waits for the turn to end: past this much, the driver lets the

@@ -15,7 +15,7 @@ import {
   resumeSecret,
 } from "../bunlib/resumable.ts";
 import { connectTls, exporterValue, negotiatedVersion, PinningError } from "../bunlib/tls.ts";
-import { gatherPieces, TurnBudget, tlsTakesData, writesThrough } from "../bunlib/transmit.ts";
+import { TurnBudget, tlsTakesData, writeGathered, writesThrough } from "../bunlib/transmit.ts";
 import { openWebSocket, WebSocketClosedError, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { signChannelBinding } from "../shared/channel-binding.ts";
 import { toBase64Url } from "../shared/encoding.ts";
@@ -221,12 +221,10 @@ export class Tunnel {
         // the next goes from its callback; nothing large is joined by a copy (transmit.ts).
         const through = writesThrough(this.io);
         const data = through && tlsTakesData(this.io, this.under) && this.budget.open;
-        const next = through ? gatherPieces(() => core.pollTransmit(data)) : undefined;
+        const next = through
+          ? writeGathered(this.io, () => core.pollTransmit(data), this.written)
+          : undefined;
         if (next) {
-          if (!this.io.destroyed) {
-            this.io.write(next.first, this.written);
-            if (next.then) this.io.write(next.then, this.written);
-          }
           // After the write: the WebSocket's end-of-turn send is queued first, so each turn's
           // DATA leaves as one message before the next turn adds more.
           if (data) this.budget.spend(next.bytes);

@@ -19,7 +19,7 @@ import {
 } from "../bunlib/resumable.ts";
 import { pipeSocketAndStream } from "../bunlib/stream-pipe.ts";
 import { acceptTls, exporterValue, negotiatedVersion } from "../bunlib/tls.ts";
-import { gatherPieces, TurnBudget, tlsTakesData, writesThrough } from "../bunlib/transmit.ts";
+import { TurnBudget, tlsTakesData, writeGathered, writesThrough } from "../bunlib/transmit.ts";
 import { relayDatagrams, udpConnect } from "../bunlib/udp-relay.ts";
 import { openWebSocket, WebSocketDuplex } from "../bunlib/ws-duplex.ts";
 import { compileAcl } from "../shared/address.ts";
@@ -317,12 +317,10 @@ export class ConnectorSession {
         // the next goes from its callback; nothing large is joined by a copy (transmit.ts).
         const through = this.io !== undefined && writesThrough(this.io);
         const data = through && tlsTakesData(this.io, this.under) && this.budget.open;
-        const next = through ? gatherPieces(() => core.pollTransmit(data)) : undefined;
+        const next = through
+          ? writeGathered(this.io, () => core.pollTransmit(data), this.written)
+          : undefined;
         if (next) {
-          if (this.io && !this.io.destroyed) {
-            this.io.write(next.first, this.written);
-            if (next.then) this.io.write(next.then, this.written);
-          }
           // After the write: the WebSocket's end-of-turn send is queued first, so each turn's
           // DATA leaves as one message before the next turn adds more.
           if (data) this.budget.spend(next.bytes);
