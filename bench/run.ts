@@ -183,6 +183,18 @@ async function throughputSection(
         parallel,
       );
     }
+    // The same through ssh's own SOCKS5 proxy (`-D`) on that connection: the greeting, the CONNECT
+    // and its reply as through the Sallyport client's SOCKS port, so the yardstick pays the same
+    // round trips as the tunnel's figures do.
+    log("latency: new SOCKS connections (ssh -D) while a bulk transfer runs on the same ssh connection");
+    await measureNewStreamUnderLoad(
+      "ssh_socks",
+      () => socksConnect({ host: "127.0.0.1", port: ssh.socksPort }, { host: "127.0.0.1", port: echoPort }),
+      { host: "127.0.0.1", port: ssh.port },
+      { host: "127.0.0.1", port: echoPort },
+      profile,
+      results,
+    );
 
     log("throughput: bare workerd splice");
     // Started the same way as the Sallyport edge, so both relayed paths pay the same local runtime

@@ -60,6 +60,12 @@ test("npm run bench -- --smoke measures every figure and writes valid JSON", asy
       expect(r?.unit, name).toBe(unit);
       expect(r?.value as number, name).toBeGreaterThan(0);
     }
+    // The yardsticks of the new-stream-under-load target: ssh -L and ssh's SOCKS proxy (ssh -D).
+    for (const path of ["ssh", "ssh_socks"])
+      expect(
+        doc.results.find((x) => x.name === `latency.new_stream_under_load.${path}.p99`)?.value,
+      ).toBeGreaterThan(0);
+    expect(stdout).toContain("ssh -D");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -140,7 +140,7 @@ export function evaluateTargets(r: Results): Target[] {
     },
     {
       target: "new stream while a bulk transfer runs on the same tunnel: p99 < 5 ms added (worst path)",
-      measured: `${ms(worstUnderLoad)} (ssh -L: ${ms(r.get("latency.new_stream_under_load.ssh.added_p99"))})`,
+      measured: `${ms(worstUnderLoad)} (ssh -L: ${ms(r.get("latency.new_stream_under_load.ssh.added_p99"))}, ssh -D: ${ms(r.get("latency.new_stream_under_load.ssh_socks.added_p99"))})`,
       met: check(worstUnderLoad, (v) => v < 5),
     },
     {
@@ -267,6 +267,10 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
       [
         `same, bulk paced at ${PACED_MIBPS} MiB/s (cores not saturated): added p99 relayed / direct path`,
         `${ms(get("latency.new_stream_under_load.relayed.paced.added_p99"))} / ${ms(get("latency.new_stream_under_load.direct_path.paced.added_p99"))}`,
+      ],
+      [
+        "new SOCKS connection (ssh -D) during a bulk transfer on the same ssh connection: p50 / p99 / added p99",
+        `${ms(get("latency.new_stream_under_load.ssh_socks.p50"))} / ${ms(get("latency.new_stream_under_load.ssh_socks.p99"))} / ${ms(get("latency.new_stream_under_load.ssh_socks.added_p99"))}`,
       ],
       [
         "new stream during 8 bulk transfers on its tunnel: p50 / p99 relayed; direct path; ssh -L",

@@ -1,6 +1,7 @@
 // The alternative an administrator would reach for: an OpenSSH `ssh -L` port forward: a private
 // sshd on a free loopback port (scripts/lib/sshd.ts) and `ssh -N -L` in front of it (host key
-// checking off because the key is brand new).
+// checking off because the key is brand new). The same connection also serves `-D`, OpenSSH's
+// SOCKS5 proxy: the interface the Sallyport client offers, for the latency yardstick.
 import { freePort } from "../../scripts/lib/local-edge.ts";
 import { type Proc, spawnLogged } from "../../scripts/lib/processes.ts";
 import { startSshd } from "../../scripts/lib/sshd.ts";
@@ -10,6 +11,8 @@ export interface SshForward {
   port: number;
   /** Local port of the second forward (to `echo`), on the same ssh connection. */
   echoPort: number;
+  /** Local port of ssh's SOCKS5 proxy (`-D`), on the same ssh connection. */
+  socksPort: number;
   sshd: Proc;
   ssh: Proc;
   stop(): Promise<void>;
@@ -24,6 +27,7 @@ export async function startSshForward(
   const sshd = await startSshd({ allowTcpForwarding: true });
   const port = await freePort();
   const echoPort = await freePort();
+  const socksPort = await freePort();
   let ssh: Proc | undefined;
   const stop = async () => {
     await ssh?.stop();
@@ -39,6 +43,8 @@ export async function startSshForward(
         `127.0.0.1:${port}:${target.host}:${target.port}`,
         "-L",
         `127.0.0.1:${echoPort}:${echo.host}:${echo.port}`,
+        "-D",
+        `127.0.0.1:${socksPort}`,
         "-p",
         String(through ? await through(sshd.port) : sshd.port),
         "-i",
@@ -60,7 +66,7 @@ export async function startSshForward(
     );
     // Printed once authentication succeeded and the forward is listening.
     await ssh.waitFor(/Entering interactive session/, 20_000);
-    return { port, echoPort, sshd: sshd.proc, ssh, stop };
+    return { port, echoPort, socksPort, sshd: sshd.proc, ssh, stop };
   } catch (err) {
     await stop();
     throw err;
