@@ -548,7 +548,7 @@ async function bench(opts: Options, cleanup: Cleanup): Promise<void> {
   const runs =
     profile.mode === "smoke"
       ? "smoke: one tiny run each, figures mean nothing"
-      : `median of ${profile.iperfRuns} runs of ${profile.iperfSeconds} s after a ${profile.warmupSeconds} s warm-up`;
+      : `median of ${profile.iperfRuns} runs of ${profile.iperfSeconds} s after a ${profile.warmupSeconds} s warm-up in each direction`;
   process.stdout.write(
     renderReport(results, targets, { sshCipher: cipher, spliceMessageBytes: opts.spliceMessageBytes, runs }) +
       renderConsoleReport(results, []),

@@ -12,7 +12,7 @@ export interface Profile {
   iperfSeconds: number;
   /** Runs per throughput figure; the figure is their median. */
   iperfRuns: number;
-  /** Seconds of discarded iperf3 traffic per path before its first measured run (0: none). */
+  /** Seconds of discarded iperf3 traffic per path and direction before its first run there (0: none). */
   warmupSeconds: number;
   /** Sequential request/response samples for the new-stream and direct latency. */
   latencySamples: number;
@@ -43,7 +43,7 @@ export const PROFILES: Record<Mode, Profile> = {
     mode: "full",
     iperfSeconds: 3,
     iperfRuns: 5,
-    warmupSeconds: 5,
+    warmupSeconds: 10,
     latencySamples: 2000,
     latencyWarmup: 200,
     firstConnections: 20,
@@ -62,7 +62,7 @@ export const PROFILES: Record<Mode, Profile> = {
     mode: "quick",
     iperfSeconds: 1,
     iperfRuns: 3,
-    warmupSeconds: 1,
+    warmupSeconds: 3,
     latencySamples: 300,
     latencyWarmup: 50,
     firstConnections: 6,
@@ -126,8 +126,9 @@ export type Section = (typeof SECTIONS)[number];
 
 export const HELP = `npm run bench [-- options]
 
-Measures Sallyport against direct loopback, OpenSSH ssh -L and a bare workerd WebSocket splice in
-one run, and prints a table; the same figures go to a JSON file (docs/performance.md).
+Measures Sallyport against direct loopback, OpenSSH (ssh -L, and ssh -D for new streams under
+load) and a bare workerd WebSocket splice in one run, and prints a table; the same figures go
+to a JSON file (docs/performance.md).
 
 Options:
   --quick                 shorter runs of the same set (about 6 minutes)

@@ -1,5 +1,5 @@
 // Throughput of one path with iperf3: single stream and 4 parallel streams, each direction, every
-// figure the median of several runs after a warm-up. Alongside, the CPU time every process of the
+// figure the median of several runs after a warm-up in that direction. Alongside, the CPU time every process of the
 // path used during the single-stream runs, per GiB moved: where the path spends its CPU.
 import { type IperfRun, runIperf } from "./iperf.ts";
 import type { Profile } from "./options.ts";
@@ -61,8 +61,15 @@ export async function measurePath(
   log: (line: string) => void = () => {},
 ): Promise<void> {
   const target = { host: path.host, port: path.port, prefix: path.prefix };
-  if (profile.warmupSeconds > 0) await runIperf({ ...target, seconds: profile.warmupSeconds });
+  // Each direction gets its own warm-up before its first run: the client and the connector
+  // compile their hot code while data flows (JavaScriptCore's compiler threads are busy for the
+  // first ~10 s of a transfer), and the way back runs other code than the way there.
+  const warmed = new Set<boolean>();
   for (const c of configs) {
+    if (profile.warmupSeconds > 0 && !warmed.has(c.reverse)) {
+      warmed.add(c.reverse);
+      await runIperf({ ...target, seconds: profile.warmupSeconds, reverse: c.reverse });
+    }
     const runs: IperfRun[] = [];
     const cpu: Record<string, number> = {};
     for (let i = 0; i < profile.iperfRuns; i++) {
