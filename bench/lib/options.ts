@@ -131,7 +131,7 @@ load) and a bare workerd WebSocket splice in one run, and prints a table; the sa
 to a JSON file (docs/performance.md).
 
 Options:
-  --quick                 shorter runs of the same set (about 6 minutes)
+  --quick                 shorter runs of the same set (about 7 minutes)
   --smoke                 one tiny run of every figure (the CI smoke test); the figures mean nothing
   --out FILE              JSON output (default bench/results/latest.json)
   --no-build              use dist/ as it is instead of rebuilding the binaries first

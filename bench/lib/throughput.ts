@@ -1,6 +1,7 @@
 // Throughput of one path with iperf3: single stream and 4 parallel streams, each direction, every
-// figure the median of several runs after a warm-up in that direction. Alongside, the CPU time every process of the
-// path used during the single-stream runs, per GiB moved: where the path spends its CPU.
+// figure the median of several runs after a warm-up in that direction. Alongside, the CPU time
+// every process of the path used during the single-stream runs, per GiB moved: where the path
+// spends its CPU.
 import { type IperfRun, runIperf } from "./iperf.ts";
 import type { Profile } from "./options.ts";
 import { cpuSeconds } from "./procfs.ts";
