@@ -65,7 +65,13 @@ test("npm run bench -- --smoke measures every figure and writes valid JSON", asy
       expect(
         doc.results.find((x) => x.name === `latency.new_stream_under_load.${path}.p99`)?.value,
       ).toBeGreaterThan(0);
+    // And the floor under them: how late an idle process woke up meanwhile (a positive lateness).
+    for (const path of ["relayed", "direct_path", "ssh"])
+      expect(
+        doc.results.find((x) => x.name === `latency.new_stream_under_load.${path}.wakeup_p99`)?.value,
+      ).toBeGreaterThan(0);
     expect(stdout).toContain("ssh -D");
+    expect(stdout).toContain("an idle process's wake-up");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

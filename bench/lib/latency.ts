@@ -4,6 +4,7 @@
 // as curl --socks5-hostname does them). Samples of the two are interleaved so that other load on
 // the machine falls on both alike.
 import type { Socket } from "node:net";
+import { join } from "node:path";
 import { runIperf } from "./iperf.ts";
 import type { Profile } from "./options.ts";
 import type { Results } from "./results.ts";
@@ -110,7 +111,10 @@ export const PACED_MIBPS = 64;
  * PACED_MIBPS (…<path>.paced.p50/p99/added_p99): what the tunnel's scheduling adds when the
  * machine's cores are not saturated by the transfer itself. With `parallel` > 1, the load is that
  * many uploads at once (…<path>.parallel<n>.…): what several bulk streams put in front of a new
- * one is bounded by the tunnel window, not by one stream's.
+ * one is bounded by the tunnel window, not by one stream's. Meanwhile a separate idle process
+ * (bench/programs/wakeup-probe.ts) wakes every millisecond: how late it wakes (…wakeup_p50/p99) is
+ * what every process on the machine waits for a core under that load, the floor under each of the
+ * several process wake-ups a new stream takes through any tunnel.
  */
 export async function measureNewStreamUnderLoad(
   path: string,
@@ -130,13 +134,18 @@ export async function measureNewStreamUnderLoad(
   await Bun.sleep(700);
   const direct: number[] = [];
   const tunnel: number[] = [];
-  const deadline = performance.now() + (seconds - 1.2) * 1000;
+  const sampling = seconds - 1.2;
+  const deadline = performance.now() + sampling * 1000;
+  // Settled into a value here, so a failed probe cannot reject while nothing awaits it.
+  const probe = wakeupProbe(sampling).catch((err: Error) => err);
   for (let i = 0; i < samples && performance.now() < deadline; i++) {
     direct.push(await timeToFirstByte(() => tcpConnect(echo)));
     tunnel.push(await timeToFirstByte(tunnelOpen));
     await Bun.sleep(5);
   }
   const run = await load;
+  const wakeup = await probe;
+  if (wakeup instanceof Error) throw wakeup;
   if (tunnel.length < 10) throw new Error(`only ${tunnel.length} samples under load`);
   const p50 = percentile(tunnel, 50);
   const p99 = percentile(tunnel, 99);
@@ -145,8 +154,32 @@ export async function measureNewStreamUnderLoad(
   results.add(`${key}.p99`, p99, "ms");
   results.add(`${key}.added_p99`, p99 - percentile(direct, 99), "ms");
   results.add(`${key}.bulk_mibps`, run.mibps, "MiB/s");
+  results.add(`${key}.wakeup_p50`, wakeup.p50, "ms");
+  results.add(`${key}.wakeup_p99`, wakeup.p99, "ms");
   if (path === "relayed" && !paced && parallel === 1) {
     results.add("latency.new_stream_under_load.p50", p50, "ms");
     results.add("latency.new_stream_under_load.p99", p99, "ms");
   }
+}
+
+/** Runs bench/programs/wakeup-probe.ts for `seconds`: how late an idle process's 1 ms timer fires. */
+async function wakeupProbe(seconds: number): Promise<{ p50: number; p99: number }> {
+  const proc = Bun.spawn(
+    [process.execPath, join(import.meta.dir, "../programs/wakeup-probe.ts"), seconds.toFixed(2)],
+    { stdout: "pipe", stderr: "pipe", stdin: "ignore" },
+  );
+  const killer = setTimeout(() => proc.kill("SIGKILL"), (seconds + 30) * 1000);
+  const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  await proc.exited;
+  clearTimeout(killer);
+  let parsed: { p50?: unknown; p99?: unknown };
+  try {
+    parsed = JSON.parse(out);
+  } catch {
+    throw new Error(`wakeup probe printed no JSON (exit ${proc.exitCode}): ${err}`);
+  }
+  if (typeof parsed.p50 !== "number" || typeof parsed.p99 !== "number") {
+    throw new Error(`wakeup probe printed no figures: ${out}`);
+  }
+  return { p50: parsed.p50, p99: parsed.p99 };
 }
