@@ -5,6 +5,7 @@
 // the machine falls on both alike.
 import type { Socket } from "node:net";
 import { join } from "node:path";
+import { spawnLogged } from "../../scripts/lib/processes.ts";
 import { runIperf } from "./iperf.ts";
 import type { Profile } from "./options.ts";
 import type { Results } from "./results.ts";
@@ -164,22 +165,19 @@ export async function measureNewStreamUnderLoad(
 
 /** Runs bench/programs/wakeup-probe.ts for `seconds`: how late an idle process's 1 ms timer fires. */
 async function wakeupProbe(seconds: number): Promise<{ p50: number; p99: number }> {
-  const proc = Bun.spawn(
+  const probe = spawnLogged(
     [process.execPath, join(import.meta.dir, "../programs/wakeup-probe.ts"), seconds.toFixed(2)],
-    { stdout: "pipe", stderr: "pipe", stdin: "ignore" },
+    {},
+    "wakeup probe",
   );
-  const killer = setTimeout(() => proc.kill("SIGKILL"), (seconds + 30) * 1000);
-  const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  await proc.exited;
-  clearTimeout(killer);
-  let parsed: { p50?: unknown; p99?: unknown };
   try {
-    parsed = JSON.parse(out);
-  } catch {
-    throw new Error(`wakeup probe printed no JSON (exit ${proc.exitCode}): ${err}`);
+    // Its one line of output, printed as it exits.
+    const line = await probe.waitFor(/^\{/, (seconds + 30) * 1000);
+    const { p50, p99 } = JSON.parse(line) as { p50?: unknown; p99?: unknown };
+    if (typeof p50 !== "number" || typeof p99 !== "number")
+      throw new Error(`wakeup probe: no figures in ${line}`);
+    return { p50, p99 };
+  } finally {
+    await probe.stop();
   }
-  if (typeof parsed.p50 !== "number" || typeof parsed.p99 !== "number") {
-    throw new Error(`wakeup probe printed no figures: ${out}`);
-  }
-  return { p50: parsed.p50, p99: parsed.p99 };
 }

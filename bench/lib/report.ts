@@ -82,20 +82,14 @@ export function evaluateTargets(r: Results): Target[] {
   const check = (v: number | undefined, ok: (v: number) => boolean) => (v === undefined ? undefined : ok(v));
   const relayedReverse = r.get("ratio.relayed_to_splice.single.reverse");
   const directReverse = r.get("ratio.direct_path_to_ssh.single.reverse");
-  const underLoad = ["relayed", "direct_path"].map((p) =>
-    r.get(`latency.new_stream_under_load.${p}.added_p99`),
-  );
-  const worstUnderLoad = underLoad.every((v) => v !== undefined)
-    ? Math.max(...(underLoad as number[]))
-    : undefined;
-  const wakeups = ["relayed", "direct_path"].map((p) =>
-    r.get(`latency.new_stream_under_load.${p}.wakeup_p99`),
-  );
-  const worstWakeup = wakeups.every((v) => v !== undefined) ? Math.max(...(wakeups as number[])) : undefined;
-  const fairness = ["relayed", "direct_path"].map((p) => r.get(`ratio.${p}.streams64_to_single`));
-  const worstFairness = fairness.every((v) => v !== undefined)
-    ? Math.min(...(fairness as number[]))
-    : undefined;
+  /** One figure of both Sallyport paths (`name(path)`), the worse by `pick`; undefined if either is missing. */
+  const worstOfPaths = (name: (path: string) => string, pick: (...v: number[]) => number) => {
+    const v = ["relayed", "direct_path"].map((p) => r.get(name(p)));
+    return v.every((x) => x !== undefined) ? pick(...(v as number[])) : undefined;
+  };
+  const worstUnderLoad = worstOfPaths((p) => `latency.new_stream_under_load.${p}.added_p99`, Math.max);
+  const worstWakeup = worstOfPaths((p) => `latency.new_stream_under_load.${p}.wakeup_p99`, Math.max);
+  const worstFairness = worstOfPaths((p) => `ratio.${p}.streams64_to_single`, Math.min);
   const cpuOf = (path: string, parts: string[]) => {
     const v = parts.map((k) => r.get(`cpu.${path}.${k}`));
     return v.every((x) => x !== undefined) ? (v as number[]).reduce((a, b) => a + b, 0) : undefined;
