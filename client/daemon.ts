@@ -37,6 +37,7 @@ import { buildPac, handleHttpProxyConnection } from "./http-proxy.ts";
 import { ClientMetrics, type ClientMetricsSnapshot } from "./metrics.ts";
 import { buildRuleset, captureRanges, NftTable, removeTableSync, splitByFamily } from "./nft.ts";
 import { findOverlaps } from "./overlap.ts";
+import type { EarlyBytes } from "./proxy-connection.ts";
 import { deviceLogin, signedPosture } from "./signin.ts";
 import { type ConnectResult, SocksReply, startSocksServer, type UdpAssociateResult } from "./socks5.ts";
 import { controlSocketPath, type DeviceKey, type SessionState, saveSession } from "./state.ts";
@@ -252,7 +253,7 @@ export class Daemon {
    */
   private async startTransparent(): Promise<void> {
     const listener = await startTransparentListener({
-      onConnect: (ip, port) => this.onConnect(ip, port, { transparent: true }),
+      onConnect: (ip, port, _signal, early) => this.onConnect(ip, port, { transparent: true, early }),
       log: this.opts.log,
     });
     this.transparent = { listener, nft: new NftTable() };
@@ -333,7 +334,7 @@ export class Daemon {
           socket,
           head,
           {
-            onConnect: (req) => this.onConnect(req.host, req.port),
+            onConnect: (req, _signal, early) => this.onConnect(req.host, req.port, { early }),
             pac: (proxy) => buildPac(this.acl?.resources ?? [], proxy),
           },
           signal,
@@ -511,12 +512,13 @@ export class Daemon {
   /**
    * TCP from every front end. `transparent`: the destination was captured by nftables, which only
    * captures Resource addresses; anything else is refused, never dialled directly (that would loop
-   * back into the capture, or turn the listener into an open proxy).
+   * back into the capture, or turn the listener into an open proxy). `early`: the application's
+   * first bytes, sent behind a Resource stream's OPEN (a direct connection takes them on attach).
    */
   private async onConnect(
     requested: string,
     port: number,
-    opts: { transparent?: boolean } = {},
+    opts: { transparent?: boolean; early?: EarlyBytes | undefined } = {},
   ): Promise<ConnectResult> {
     const r = this.route(requested, port, "tcp");
     if (r.kind === "refused") {
@@ -533,7 +535,7 @@ export class Daemon {
     }
     const { resource, host } = r;
     try {
-      const stream = await this.openResourceStream(resource, host, port, "tcp");
+      const stream = await this.openResourceStream(resource, host, port, "tcp", undefined, opts.early);
       this.metrics.observe("success");
       return {
         ok: true,
@@ -643,6 +645,12 @@ export class Daemon {
     protocol: "tcp" | "udp",
     /** Told which tunnel each attempt uses (the last call is the one that answered). */
     onTunnel?: (tunnel: { connectorId: string; path: string }) => void,
+    /**
+     * The application's first bytes: each attempt sends them behind its OPEN, and the next attempt
+     * after one that did not open (refused, or its tunnel lost before the answer; which is retried
+     * where is client/core/failover.ts) sends them all again.
+     */
+    early?: EarlyBytes,
   ) {
     // Which attempt to retry where is client/core/failover.ts; here only the I/O.
     let attempts = FIRST_ATTEMPT;
@@ -650,12 +658,12 @@ export class Daemon {
       // A tunnel opened for this stream carries its OPEN right behind the tunnel's first AUTH
       // (docs/protocol.md §7.1), one round trip sooner than after the verdict. If that AUTH fails,
       // the pipelined stream fails with its tunnel and the manager's failover goes on as before.
-      let early: { tunnel: Tunnel; stream: Promise<MuxStream> } | undefined;
+      let pipelined: { tunnel: Tunnel; stream: Promise<MuxStream> } | undefined;
       const pipeline = (t: Tunnel) => {
         if (!t.canOpen) return; // version 1: the connector may refuse an OPEN before the verdict
-        const stream = t.openStream(host, port, protocol);
+        const stream = t.openStream(host, port, protocol, early);
         stream.catch(() => {}); // awaited below only if its tunnel is the one handed back
-        early = { tunnel: t, stream };
+        pipelined = { tunnel: t, stream };
       };
       const tunnel = await this.tunnels
         .tunnelFor(resource.remote_network_id, resource.id, attempts.avoid, pipeline)
@@ -666,10 +674,18 @@ export class Daemon {
         });
       onTunnel?.(tunnel);
       try {
-        const pipelined: { tunnel: Tunnel; stream: Promise<MuxStream> } | undefined = early;
-        return await (pipelined?.tunnel === tunnel
-          ? pipelined.stream
-          : tunnel.openStream(host, port, protocol));
+        const behindAuth: { tunnel: Tunnel; stream: Promise<MuxStream> } | undefined = pipelined;
+        if (behindAuth && behindAuth.tunnel !== tunnel) {
+          // Its tunnel's AUTH failed, so its OPEN cannot open; should it ever, it must not carry
+          // the application's bytes beside the stream that does.
+          void behindAuth.stream.then(
+            (s) => s.reset(RESET_CODES.cancelled, "superseded"),
+            () => {},
+          );
+        }
+        return await (behindAuth?.tunnel === tunnel
+          ? behindAuth.stream
+          : tunnel.openStream(host, port, protocol, early));
       } catch (err) {
         const next = afterAttempt(attemptOutcome(err, tunnel), attempts);
         if (next.action === "fail") throw err;

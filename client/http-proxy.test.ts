@@ -210,6 +210,83 @@ describe("HTTP proxy on the SOCKS port (real sockets)", () => {
     expect(o.requests[0]?.headers["proxy-connection"]).toBeUndefined();
   });
 
+  test("a plain request's bytes go to onConnect's stream while it connects, rewritten head first, never twice", async () => {
+    const e = await echo();
+    const streamed: Uint8Array[] = [];
+    let attachedHead: Uint8Array | undefined;
+    let release: () => void = () => {};
+    const connected = new Promise<void>((r) => {
+      release = r;
+    });
+    let sawEarly: boolean | undefined;
+    const server = await proxy({
+      onConnect: async (req, _signal, early) => {
+        sawEarly = early !== undefined;
+        early?.sendTo((b) => streamed.push(b));
+        await connected; // the connector has not answered yet
+        const up = net.connect(e, "127.0.0.1");
+        await new Promise<void>((r) => up.once("connect", () => r()));
+        for (const b of streamed) up.write(b); // what the "stream" carried before it opened
+        return {
+          ok: true,
+          attach(client, head) {
+            attachedHead = head;
+            if (head.length > 0) up.write(head);
+            client.pipe(up);
+            up.pipe(client);
+            client.on("close", () => up.destroy());
+            client.resume();
+          },
+        };
+      },
+    });
+    const sock = net.connect(server.port, "127.0.0.1");
+    let got = "";
+    sock.on("data", (d) => {
+      got += d.toString("latin1");
+    });
+    await new Promise<void>((r) => sock.once("connect", () => r()));
+    sock.write(
+      `POST http://echo.test:${e}/ HTTP/1.1\r\nHost: echo.test:${e}\r\nContent-Length: 10\r\n\r\nfirst`,
+    );
+    while (!dec.decode(Buffer.concat(streamed)).endsWith("first")) await Bun.sleep(5);
+    sock.write("later"); // still before the answer: streamed too
+    while (!dec.decode(Buffer.concat(streamed)).endsWith("later")) await Bun.sleep(5);
+    release();
+    while (attachedHead === undefined) await Bun.sleep(5);
+    sock.write("after"); // through the pipe attach set up
+    while (!got.endsWith("after")) await Bun.sleep(5);
+    sock.destroy();
+    expect(sawEarly).toBe(true);
+    expect(attachedHead.length).toBe(0);
+    const carried = dec.decode(Buffer.concat(streamed));
+    expect(carried).toStartWith("POST / HTTP/1.1\r\n");
+    expect(carried).toEndWith("\r\n\r\nfirstlater");
+    // The echo answered every byte exactly once: the head and body once, then what followed.
+    expect(got).toBe(`${carried}after`);
+  });
+
+  test("CONNECT is owed our 200 first: its onConnect gets no early bytes", async () => {
+    const e = await echo();
+    let sawEarly: boolean | undefined;
+    const server = await proxy({
+      onConnect: (req, signal, early) => {
+        sawEarly = early !== undefined;
+        return direct(req);
+      },
+    });
+    const sock = net.connect(server.port, "127.0.0.1");
+    let got = "";
+    sock.on("data", (d) => {
+      got += d.toString("latin1");
+    });
+    sock.write(`CONNECT localhost:${e} HTTP/1.1\r\n\r\n`);
+    while (!got.includes("\r\n\r\n")) await Bun.sleep(5);
+    sock.destroy();
+    expect(got).toStartWith("HTTP/1.1 200");
+    expect(sawEarly).toBe(false);
+  });
+
   test("refusals: 403 for not allowed, 502 for unreachable", async () => {
     const server = await proxy();
     const forbidden = await exchange(server.port, "CONNECT forbidden.test:22 HTTP/1.1\r\n\r\n");

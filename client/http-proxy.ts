@@ -21,7 +21,7 @@
 import net from "node:net";
 import ipaddr from "ipaddr.js";
 import { parseResourceAddress } from "../shared/address.ts";
-import { closeWith, concat, connectPhase } from "./proxy-connection.ts";
+import { closeWith, concat, connectPhase, type EarlyBytes } from "./proxy-connection.ts";
 import { type ConnectResult, type Parsed, SocksReply } from "./socks5.ts";
 
 export const MAX_HEAD_BYTES = 16 * 1024;
@@ -242,7 +242,12 @@ export function socksReplyText(reply: number): string {
 }
 
 export interface HttpProxyOptions {
-  onConnect: (req: { host: string; port: number }, signal: AbortSignal) => Promise<ConnectResult>;
+  /** `early`: for a plain request, its bytes (rewritten head first) to send behind the OPEN. */
+  onConnect: (
+    req: { host: string; port: number },
+    signal: AbortSignal,
+    early?: EarlyBytes,
+  ) => Promise<ConnectResult>;
   /** The PAC file, given the proxy address HOST:PORT the request arrived on; unset: 404. */
   pac?: (proxy: string) => string;
   handshakeTimeoutMs?: number;
@@ -355,16 +360,15 @@ export function handleHttpProxyConnection(
     const where = `${req.host.includes(":") ? `[${req.host}]` : req.host}:${req.port}`;
     connectPhase(socket, {
       head: buf.slice(consumed),
+      // A plain request needs no answer of ours before the server's: the rewritten head (and any
+      // body) may travel with the OPEN. CONNECT waits for our 200 first.
+      ...(req.kind === "connect" ? {} : { lead: req.head, speaksFirst: true }),
       abort,
       timeoutMs: opts.connectTimeoutMs,
-      onConnect: (signal) => opts.onConnect({ host: req.host, port: req.port }, signal),
+      onConnect: (signal, early) => opts.onConnect({ host: req.host, port: req.port }, signal, early),
       onSuccess: () => {
         stage = "attached";
-        if (req.kind === "connect") {
-          socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-          return undefined;
-        }
-        return req.head; // the rewritten request head goes first
+        if (req.kind === "connect") socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
       },
       onFailure: (why) => {
         if (why.kind === "timeout") fail(504, `no answer from ${where} in time`);

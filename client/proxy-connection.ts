@@ -43,28 +43,110 @@ export type ConnectFailure =
   | { kind: "error" };
 
 /**
+ * What an application sent before its connection was attached to a stream (bounded by the caller),
+ * kept until the connector answers. A front end whose application speaks first and is owed no
+ * reply before the destination's (the transparent listener, a plain HTTP request) lets the daemon
+ * hand these bytes to the stream as they arrive, right behind the OPEN (docs/protocol.md
+ * "Opening"): the request travels with the OPEN instead of a round trip after it. They stay kept
+ * while an attempt is open, so an attempt that does not open (refused, its tunnel lost) is
+ * replayed whole, in order, on the next one.
+ */
+export class EarlyBytes {
+  #chunks: Uint8Array[] = [];
+  #size = 0;
+  #sink: ((bytes: Uint8Array) => void) | undefined;
+  #closed = false;
+
+  constructor(first?: Uint8Array) {
+    if (first && first.length > 0) this.push(first);
+  }
+
+  /** Bytes held so far. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Whether the bytes go to a stream as they arrive (an attempt holds them). */
+  get streaming(): boolean {
+    return this.#sink !== undefined;
+  }
+
+  /** More bytes from the application, in order; to the current attempt's stream at once. */
+  push(bytes: Uint8Array): void {
+    if (this.#closed) throw new Error("early bytes pushed after the connect phase");
+    this.#chunks.push(bytes);
+    this.#size += bytes.length;
+    this.#sink?.(bytes);
+  }
+
+  /**
+   * One attempt's stream: every byte held so far goes to `sink` now, then each new one as it
+   * arrives. Returns the attempt's end: call it when the attempt did not open, so nothing more
+   * goes to its stream (a later attempt replays everything again).
+   */
+  sendTo(sink: (bytes: Uint8Array) => void): () => void {
+    if (this.#closed) return () => {};
+    this.#sink = sink;
+    for (const c of this.#chunks) sink(c);
+    return () => {
+      if (this.#sink === sink) this.#sink = undefined;
+    };
+  }
+
+  /**
+   * The connect phase is over. Returns what no stream has taken (everything, unless an attempt
+   * that opened is streaming them), and drops the copies.
+   */
+  finish(): Uint8Array {
+    const streamed = this.#sink !== undefined;
+    const chunks = this.#chunks;
+    const size = this.#size;
+    this.#closed = true;
+    this.#size = 0;
+    this.#sink = undefined;
+    this.#chunks = [];
+    // Always a fresh plain Uint8Array (never a Buffer view of a socket read), the caller's to keep.
+    const out = new Uint8Array(streamed ? 0 : size);
+    if (streamed) return out;
+    let at = 0;
+    for (const c of chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    return out;
+  }
+}
+
+/**
  * Ask `onConnect` where this connection goes, exactly once. Meanwhile keep reading: bytes after
  * the request are collected (bounded) and handed to attach() after `head`, and a client that
  * leaves (FIN; the servers allow half-open connections) aborts the request at once. The client
  * leaving, the server closing (`abort`) or the deadline settles it; a late ok is cancelled.
+ * `speaksFirst`: onConnect is given the collected bytes (EarlyBytes) to send behind the OPEN; what
+ * the stream took is then not handed to attach() again.
  */
 export function connectPhase(
   socket: net.Socket,
   opts: {
     head: Uint8Array;
+    /** Bytes for the destination ahead of anything the client sent (a rewritten HTTP request head). */
+    lead?: Uint8Array;
+    /** The client sends first and waits for no reply of ours: its bytes may go before the answer. */
+    speaksFirst?: boolean;
     abort: AbortController;
     timeoutMs?: number;
-    onConnect: (signal: AbortSignal) => Promise<ConnectResult> | ConnectResult;
-    /** Write the success reply; may return bytes to send ahead of what the client sent early. */
-    onSuccess: () => Uint8Array | undefined;
+    onConnect: (signal: AbortSignal, early: EarlyBytes | undefined) => Promise<ConnectResult> | ConnectResult;
+    /** Write the success reply (none for a front end whose client is owed none). */
+    onSuccess: () => void;
     onFailure: (why: ConnectFailure) => void;
   },
 ): void {
-  let early = opts.head;
+  const early = new EarlyBytes(opts.lead);
+  if (opts.head.length > 0) early.push(opts.head);
   let settled = false;
   const collect = (chunk: Uint8Array) => {
-    early = concat(early, chunk);
-    if (early.length > MAX_EARLY_BYTES) socket.pause();
+    early.push(chunk);
+    if (early.size > MAX_EARLY_BYTES) socket.pause();
   };
   const onEnd = () => {
     if (settled) return;
@@ -91,22 +173,23 @@ export function connectPhase(
 
   let pending: Promise<ConnectResult>;
   try {
-    pending = Promise.resolve(opts.onConnect(opts.abort.signal));
+    pending = Promise.resolve(opts.onConnect(opts.abort.signal, opts.speaksFirst ? early : undefined));
   } catch (e) {
     pending = Promise.reject(e);
   }
   pending.then(
     (result) => {
       const live = settle() && !socket.destroyed;
+      const rest = early.finish();
       if (result?.ok === true && typeof result.attach === "function") {
         if (!live) {
           result.cancel?.();
           return;
         }
         socket.pause();
-        const ahead = opts.onSuccess();
+        opts.onSuccess();
         try {
-          result.attach(socket, ahead ? concat(ahead, early) : early);
+          result.attach(socket, rest);
         } catch {
           socket.destroy();
         }
@@ -120,7 +203,9 @@ export function connectPhase(
         );
     },
     () => {
-      if (settle() && !socket.destroyed) opts.onFailure({ kind: "error" });
+      const live = settle() && !socket.destroyed;
+      early.finish();
+      if (live) opts.onFailure({ kind: "error" });
     },
   );
 }

@@ -279,7 +279,6 @@ function handleConnection(socket: net.Socket, opts: SocksServerOptions, serverSi
           onSuccess: () => {
             stage = "attached";
             socket.write(encodeReply(SocksReply.succeeded));
-            return undefined;
           },
           onFailure: (why) =>
             refuse(

@@ -10,7 +10,7 @@ import net from "node:net";
 import { socketFd } from "../bunlib/kernel-queue.ts";
 import type { Logger } from "../bunlib/log.ts";
 import { checkOriginalDstSupport, originalDestination } from "./original-dst.ts";
-import { connectPhase } from "./proxy-connection.ts";
+import { connectPhase, type EarlyBytes } from "./proxy-connection.ts";
 import type { ConnectResult } from "./socks5.ts";
 
 export class TransparentUnavailable extends Error {
@@ -57,7 +57,7 @@ export interface TransparentListenerOptions {
    * The routing decision for a captured destination. Must refuse (ok: false) anything that is not
    * a Resource destination: this listener never connects anywhere directly.
    */
-  onConnect: (ip: string, port: number, signal: AbortSignal) => Promise<ConnectResult>;
+  onConnect: (ip: string, port: number, signal: AbortSignal, early?: EarlyBytes) => Promise<ConnectResult>;
   log: Logger;
   connectTimeoutMs?: number;
 }
@@ -120,10 +120,12 @@ export async function startTransparentListener(
         });
         connectPhase(socket, {
           head: new Uint8Array(0),
+          // The application connected to the destination itself and sends when it likes.
+          speaksFirst: true,
           abort,
           timeoutMs: opts.connectTimeoutMs,
-          onConnect: (signal) => opts.onConnect(dst.ip, dst.port, signal),
-          onSuccess: () => undefined,
+          onConnect: (signal, early) => opts.onConnect(dst.ip, dst.port, signal, early),
+          onSuccess: () => {},
           onFailure: () => reset(socket),
         });
       },

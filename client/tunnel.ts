@@ -24,6 +24,7 @@ import type { MuxStream } from "../shared/protocol/mux.ts";
 import { type ClientEvent, ClientSession } from "../shared/session/client-session.ts";
 import { peekClaim } from "../shared/tokens.ts";
 import { ClientApiError, type ConnectionTokens } from "./controller-api.ts";
+import type { EarlyBytes } from "./proxy-connection.ts";
 
 /** How long the direct path may try alone before the relay is raced against it. */
 const DIRECT_HEAD_START_MS = 300;
@@ -701,8 +702,17 @@ export class Tunnel {
     return this.core.minRttMs;
   }
 
-  /** Open a stream and wait until the connector has connected to the destination. */
-  openStream(host: string, port: number, protocol: "tcp" | "udp" = "tcp"): Promise<MuxStream> {
+  /**
+   * Open a stream and wait until the connector has connected to the destination. `early`: the
+   * application's first bytes, written behind the OPEN in the same flush and then as they arrive
+   * (docs/protocol.md "Opening"); if the stream does not open they stop going to it.
+   */
+  openStream(
+    host: string,
+    port: number,
+    protocol: "tcp" | "udp" = "tcp",
+    early?: EarlyBytes,
+  ): Promise<MuxStream> {
     if (!this.alive) return Promise.reject(new TunnelError("closed", "tunnel is closed"));
     if (this.detached) return Promise.reject(new TunnelError("closed", "tunnel is reconnecting"));
     if (!this.canOpen) return Promise.reject(new TunnelError("closed", "tunnel is not authorized yet"));
@@ -711,6 +721,11 @@ export class Tunnel {
     const done = new Promise<MuxStream>((resolve, reject) =>
       this.openWaiters.set(stream, { resolve, reject }),
     );
+    if (early) {
+      // Written DATA wakes the flush below (the session's onWake); the OPEN is queued ahead of it.
+      const stop = early.sendTo((bytes) => void stream.write(bytes));
+      done.catch(stop);
+    }
     this.flush();
     return done;
   }

@@ -8,7 +8,9 @@
 // whose tunnel died (or hung) before that, or whose connector could not reach the Resource, is
 // retried on a peer connector of the same remote network, stepping away from each connector once
 // (at most MAX_PEER_RETRIES times); a refusal by the connector's ACL is answered by renewing the
-// authorization once; anything else is the stream's answer.
+// authorization once; anything else is the stream's answer. The application's first bytes, when
+// its front end sends them behind the OPEN, are sent again whole behind the retried one
+// (docs/architecture.md "Retry on the peer" says when the first connector can have passed them on).
 import { RESET_CODES } from "../../shared/protocol/frame.ts";
 
 /** At most this many connectors are stepped away from for one stream. */
