@@ -247,6 +247,15 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
         `${rate(get("throughput.wan40.direct_path.single"))} / ${rate(get("throughput.wan40.direct_path.single.reverse"))}; ${rate(get("throughput.wan40.ssh.single"))} / ${rate(get("throughput.wan40.ssh.single.reverse"))}; ${rate(get("throughput.wan40.loopback.single"))} / ${rate(get("throughput.wan40.loopback.single.reverse"))} MiB/s (direct path ÷ ssh -L ${ratio(get("ratio.wan40.direct_path_to_ssh.single"))} / ${ratio(get("ratio.wan40.direct_path_to_ssh.single.reverse"))}; tunnel round trip measured ${ms(get("wan40.direct_path.rtt"))})`,
       ],
       [
+        "40 ms round trip, a new connection's first answer byte, p50 / p99: ssh -L; SOCKS; HTTP proxy, plain request (sent behind the OPEN)",
+        ["ssh", "socks", "http_proxy"]
+          .map(
+            (id) =>
+              `${ms(get(`latency.wan40.new_stream.${id}.p50`))} / ${ms(get(`latency.wan40.new_stream.${id}.p99`))}`,
+          )
+          .join("; "),
+      ],
+      [
         "64 parallel streams ÷ 1 stream, paired runs (alternated on the same tunnel): relayed / direct path",
         `${ratio(get("ratio.relayed.streams64_to_single.paired"))} / ${ratio(get("ratio.direct_path.streams64_to_single.paired"))}`,
       ],

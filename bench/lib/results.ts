@@ -47,6 +47,8 @@ export const REQUIRED: readonly { name: string; unit: Unit }[] = [
   { name: "latency.first_connection.p50", unit: "ms" },
   { name: "latency.wan40.first_connection.spare.p50", unit: "ms" },
   { name: "latency.wan40.first_connection.on_demand.p50", unit: "ms" },
+  { name: "latency.wan40.new_stream.socks.p50", unit: "ms" },
+  { name: "latency.wan40.new_stream.http_proxy.p50", unit: "ms" },
   { name: "scale.idle_stream.bytes", unit: "bytes" },
   { name: "control.tokens_per_second", unit: "tokens/s" },
   { name: "console.page.p95", unit: "ms" },

@@ -93,3 +93,26 @@ export function tcpConnect(target: { host: string; port: number }, timeoutMs = 1
     sock.once("error", onError);
   });
 }
+
+/**
+ * An absolute-form HTTP request through the client's HTTP proxy (the SOCKS port), as `curl -x`
+ * sends it: resolves with the socket once the request head is written, without waiting for any
+ * answer (the proxy owes none before the server's). The echo peer answers with the head the proxy
+ * forwarded.
+ */
+export function httpProxyRequest(
+  proxy: { host: string; port: number },
+  target: { host: string; port: number },
+): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(proxy);
+    sock.setNoDelay(true);
+    sock.once("connect", () => {
+      sock.off("error", reject);
+      const authority = `${target.host}:${target.port}`;
+      sock.write(`GET http://${authority}/ HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
+      resolve(sock);
+    });
+    sock.once("error", reject);
+  });
+}

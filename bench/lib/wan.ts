@@ -2,16 +2,19 @@
 // each way, bench/programs/delay-line.ts), with plain TCP through the same line as the ceiling.
 // On loopback a tunnel's windows never limit it; at a 40 ms round trip a fixed 1 MiB stream window
 // would hold one stream to 25 MiB/s, and ssh's 2 MiB channel window holds it to 50 MiB/s.
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import { freePort } from "../../scripts/lib/local-edge.ts";
 import { clientStatus, spawnLogged } from "../../scripts/lib/processes.ts";
 import type { Cleanup } from "./cleanup.ts";
 import { runIperf } from "./iperf.ts";
+import { timeToFirstByte } from "./latency.ts";
 import type { Profile } from "./options.ts";
 import type { Results } from "./results.ts";
 import { HOSTS, type Sallyport, socksPrefix } from "./sallyport.ts";
+import { httpProxyRequest, parseHostPort, socksConnect, tcpConnect } from "./socks.ts";
 import { startSshForward } from "./ssh-forward.ts";
-import { median } from "./stats.ts";
+import { median, percentile } from "./stats.ts";
 
 export const WAN_RTT_MS = 40;
 
@@ -102,6 +105,31 @@ export async function measureWan(
   const tunnel = status.tunnels.find((t) => t.path === "direct");
   if (!tunnel) throw new Error("the wan client did not use the direct path through the delay line");
   if (typeof tunnel.rtt_ms === "number") results.add(`wan${WAN_RTT_MS}.direct_path.rtt`, tunnel.rtt_ms, "ms");
+
+  // A new connection's first answer byte across the same line: through `ssh -L`, and through the
+  // client's SOCKS port and its HTTP proxy (a plain request, sent behind the stream's OPEN).
+  log("wan: a new connection's first answer byte: ssh -L; SOCKS; HTTP proxy (plain request)");
+  const proxy = parseHostPort(client.socks);
+  const echo = { host: HOSTS.echo, port: echoPort };
+  const opens: [string, () => Promise<Socket>][] = [
+    ["ssh", () => tcpConnect({ host: "127.0.0.1", port: ssh.echoPort })],
+    ["socks", () => socksConnect(proxy, echo)],
+    ["http_proxy", () => httpProxyRequest(proxy, echo)],
+  ];
+  const samples = new Map<string, number[]>(opens.map(([id]) => [id, []]));
+  const count = Math.max(10, Math.round(profile.latencySamples / 50));
+  for (let i = 0; i < count + 2; i++) {
+    for (const [id, open] of opens) {
+      const ms = await timeToFirstByte(open);
+      if (i >= 2) samples.get(id)?.push(ms); // the first two warm each path up
+    }
+  }
+  for (const [id, list] of samples) {
+    const key = `latency.wan${WAN_RTT_MS}.new_stream.${id}`;
+    results.add(`${key}.p50`, percentile(list, 50), "ms");
+    results.add(`${key}.p99`, percentile(list, 99), "ms");
+    log(`${key}: p50 ${percentile(list, 50).toFixed(1)} ms, p99 ${percentile(list, 99).toFixed(1)} ms`);
+  }
 
   for (const dir of ["single", "single.reverse"]) {
     const d = results.get(`throughput.wan${WAN_RTT_MS}.direct_path.${dir}`);
