@@ -27,7 +27,7 @@ import {
   startSallyport,
 } from "./lib/sallyport.ts";
 import { measureFreshConnectors, measureStalledReceiver } from "./lib/scale.ts";
-import { parseHostPort, socksConnect, tcpConnect } from "./lib/socks.ts";
+import { httpProxyRequest, parseHostPort, socksConnect, tcpConnect } from "./lib/socks.ts";
 import { sshCipher, startSshForward } from "./lib/ssh-forward.ts";
 import {
   CONFIGS,
@@ -349,6 +349,18 @@ async function throughputSection(
         parallel,
       );
     }
+    // The same tunnel, the same load, a front end whose application speaks first: a plain request
+    // to the client's HTTP proxy goes behind the stream's OPEN, with no SOCKS exchange before it
+    // (the shape of `ssh -L` above, and of transparent mode).
+    log("latency: new plain requests to the HTTP proxy while a bulk transfer runs (direct path)");
+    await measureNewStreamUnderLoad(
+      "direct_path_http_proxy",
+      () => httpProxyRequest(parseHostPort(directClient.socks), { host: HOSTS.echo, port: echoPort }),
+      { host: HOSTS.iperf, port: iperf.port, prefix: socksPrefix(directClient.socks, sp.tmp, "direct-load") },
+      { host: "127.0.0.1", port: echoPort },
+      profile,
+      results,
+    );
     const directStatus = await clientStatus(directClient.stateDir);
     if (!directStatus.tunnels.some((t) => t.path === "direct")) {
       throw new Error("the direct-path client did not use the direct path");

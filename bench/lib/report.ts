@@ -268,6 +268,10 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
         `${ms(get("latency.new_stream_under_load.direct_path.p50"))} / ${ms(get("latency.new_stream_under_load.direct_path.p99"))} / ${ms(get("latency.new_stream_under_load.direct_path.added_p99"))}`,
       ],
       [
+        "same, direct path, a plain request to the HTTP proxy (sent behind the OPEN, no SOCKS exchange): p50 / p99 / added p99",
+        `${ms(get("latency.new_stream_under_load.direct_path_http_proxy.p50"))} / ${ms(get("latency.new_stream_under_load.direct_path_http_proxy.p99"))} / ${ms(get("latency.new_stream_under_load.direct_path_http_proxy.added_p99"))}`,
+      ],
+      [
         "new connection during a bulk transfer on the same ssh -L connection: p50 / p99 / added p99",
         `${ms(get("latency.new_stream_under_load.ssh.p50"))} / ${ms(get("latency.new_stream_under_load.ssh.p99"))} / ${ms(get("latency.new_stream_under_load.ssh.added_p99"))}`,
       ],
