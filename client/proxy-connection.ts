@@ -1,7 +1,9 @@
-// What the SOCKS5 and HTTP front ends of the local proxy share once a request has been parsed:
-// the connect phase (ask the daemon where the connection goes, with a deadline, while still
-// reading from the application) and a graceful close after a last reply.
+// What the client's front ends (SOCKS5, the HTTP proxy, the transparent listener) share once a
+// request has been parsed: the connect phase (ask the daemon where the connection goes, with a
+// deadline, while still reading from the application), the bytes an application sends before its
+// stream opens (EarlyBytes), and a graceful close after a last reply.
 import type net from "node:net";
+import { concatBytes } from "../shared/encoding.ts";
 import type { ConnectResult } from "./socks5.ts";
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 60_000;
@@ -100,20 +102,12 @@ export class EarlyBytes {
   finish(): Uint8Array {
     const streamed = this.#sink !== undefined;
     const chunks = this.#chunks;
-    const size = this.#size;
     this.#closed = true;
     this.#size = 0;
     this.#sink = undefined;
     this.#chunks = [];
     // Always a fresh plain Uint8Array (never a Buffer view of a socket read), the caller's to keep.
-    const out = new Uint8Array(streamed ? 0 : size);
-    if (streamed) return out;
-    let at = 0;
-    for (const c of chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
+    return concatBytes(streamed ? [] : chunks);
   }
 }
 
