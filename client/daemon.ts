@@ -326,7 +326,7 @@ export class Daemon {
     return startSocksServer({
       host: this.opts.socksHost,
       port: this.opts.socksPort,
-      onConnect: (req) => this.onConnect(req.host, req.port),
+      onConnect: (req, _signal, early) => this.onConnect(req.host, req.port, { early }),
       onUdpAssociate: (req, control, signal) => this.onUdpAssociate(req.port, control, signal),
       // Anything that is not SOCKS5 is tried as HTTP proxy traffic (CONNECT, absolute-form, PAC).
       other: (socket, head, signal) =>

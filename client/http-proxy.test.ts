@@ -266,27 +266,6 @@ describe("HTTP proxy on the SOCKS port (real sockets)", () => {
     expect(got).toBe(`${carried}after`);
   });
 
-  test("CONNECT is owed our 200 first: its onConnect gets no early bytes", async () => {
-    const e = await echo();
-    let sawEarly: boolean | undefined;
-    const server = await proxy({
-      onConnect: (req, signal, early) => {
-        sawEarly = early !== undefined;
-        return direct(req);
-      },
-    });
-    const sock = net.connect(server.port, "127.0.0.1");
-    let got = "";
-    sock.on("data", (d) => {
-      got += d.toString("latin1");
-    });
-    sock.write(`CONNECT localhost:${e} HTTP/1.1\r\n\r\n`);
-    while (!got.includes("\r\n\r\n")) await Bun.sleep(5);
-    sock.destroy();
-    expect(got).toStartWith("HTTP/1.1 200");
-    expect(sawEarly).toBe(false);
-  });
-
   test("refusals: 403 for not allowed, 502 for unreachable", async () => {
     const server = await proxy();
     const forbidden = await exchange(server.port, "CONNECT forbidden.test:22 HTTP/1.1\r\n\r\n");

@@ -242,7 +242,7 @@ export function socksReplyText(reply: number): string {
 }
 
 export interface HttpProxyOptions {
-  /** `early`: for a plain request, its bytes (rewritten head first) to send behind the OPEN. */
+  /** `early`: what the client sent after its request head (a plain request's rewritten head first). */
   onConnect: (
     req: { host: string; port: number },
     signal: AbortSignal,
@@ -361,8 +361,8 @@ export function handleHttpProxyConnection(
     connectPhase(socket, {
       head: buf.slice(consumed),
       // A plain request needs no answer of ours before the server's: the rewritten head (and any
-      // body) may travel with the OPEN. CONNECT waits for our 200 first.
-      ...(req.kind === "connect" ? {} : { lead: req.head, speaksFirst: true }),
+      // body) travels with the OPEN. A CONNECT client waits for our 200 before it sends.
+      ...(req.kind === "connect" ? {} : { lead: req.head }),
       abort,
       timeoutMs: opts.connectTimeoutMs,
       onConnect: (signal, early) => opts.onConnect({ host: req.host, port: req.port }, signal, early),

@@ -46,10 +46,10 @@ export type ConnectFailure =
 
 /**
  * What an application sent before its connection was attached to a stream (bounded by the caller),
- * kept until the connector answers. A front end whose application speaks first and is owed no
- * reply before the destination's (the transparent listener, a plain HTTP request) lets the daemon
- * hand these bytes to the stream as they arrive, right behind the OPEN (docs/protocol.md
- * "Opening"): the request travels with the OPEN instead of a round trip after it. They stay kept
+ * kept until the connector answers. The daemon hands these bytes to the stream as they arrive,
+ * right behind the OPEN (docs/protocol.md "Opening"): where the application speaks first and is
+ * owed no reply before the destination's (the transparent listener, a plain HTTP request), its
+ * request travels with the OPEN instead of a round trip after it. They stay kept
  * while an attempt is open, so an attempt that does not open (refused, its tunnel lost) is
  * replayed whole, in order, on the next one.
  */
@@ -116,8 +116,10 @@ export class EarlyBytes {
  * the request are collected (bounded) and handed to attach() after `head`, and a client that
  * leaves (FIN; the servers allow half-open connections) aborts the request at once. The client
  * leaving, the server closing (`abort`) or the deadline settles it; a late ok is cancelled.
- * `speaksFirst`: onConnect is given the collected bytes (EarlyBytes) to send behind the OPEN; what
- * the stream took is then not handed to attach() again.
+ * onConnect is given the collected bytes (EarlyBytes) to send behind the OPEN: whatever the client
+ * sent after its request is meant for the destination, and goes there only if the connector
+ * connects (the reply, if one is owed, still waits for that); what the stream took is then not
+ * handed to attach() again.
  */
 export function connectPhase(
   socket: net.Socket,
@@ -125,11 +127,9 @@ export function connectPhase(
     head: Uint8Array;
     /** Bytes for the destination ahead of anything the client sent (a rewritten HTTP request head). */
     lead?: Uint8Array;
-    /** The client sends first and waits for no reply of ours: its bytes may go before the answer. */
-    speaksFirst?: boolean;
     abort: AbortController;
     timeoutMs?: number;
-    onConnect: (signal: AbortSignal, early: EarlyBytes | undefined) => Promise<ConnectResult> | ConnectResult;
+    onConnect: (signal: AbortSignal, early: EarlyBytes) => Promise<ConnectResult> | ConnectResult;
     /** Write the success reply (none for a front end whose client is owed none). */
     onSuccess: () => void;
     onFailure: (why: ConnectFailure) => void;
@@ -167,7 +167,7 @@ export function connectPhase(
 
   let pending: Promise<ConnectResult>;
   try {
-    pending = Promise.resolve(opts.onConnect(opts.abort.signal, opts.speaksFirst ? early : undefined));
+    pending = Promise.resolve(opts.onConnect(opts.abort.signal, early));
   } catch (e) {
     pending = Promise.reject(e);
   }

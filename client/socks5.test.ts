@@ -184,6 +184,57 @@ describe("CONNECT through a real socket", () => {
     expect(new TextDecoder().decode(await c.read(21))).toBe("sent-while-connecting");
   });
 
+  test("an optimistic client's bytes go to onConnect's stream before the reply, which still waits for the answer", async () => {
+    const e = await echo();
+    const streamed: Uint8Array[] = [];
+    const carried = () => new TextDecoder().decode(concat(...streamed));
+    let answer: (ok: boolean) => void = () => {};
+    let attachedHead: Uint8Array | undefined;
+    const server = await socks({
+      onConnect: async (req, _signal, early) => {
+        const stop = early?.sendTo((b) => streamed.push(b));
+        if (!(await new Promise<boolean>((r) => (answer = r)))) {
+          stop?.(); // refused: the attempt's stream is gone
+          return { ok: false, reply: SocksReply.connectionRefused };
+        }
+        const up = net.connect(req.port, "127.0.0.1");
+        await new Promise<void>((r) => up.once("connect", () => r()));
+        for (const b of streamed) up.write(b);
+        return {
+          ok: true,
+          attach(client, head) {
+            attachedHead = head;
+            client.pipe(up);
+            up.pipe(client);
+            client.on("close", () => up.destroy());
+          },
+        };
+      },
+    });
+    // Refused: the bytes went to the stream that did not open, and the reply says so.
+    const refused = await rawClient(server.port);
+    refused.write(concat(GREETING, ipv4Request(e.port), enc.encode("optimistic")));
+    expect([...(await refused.read(2))]).toEqual([5, 0]);
+    while (carried() !== "optimistic") await Bun.sleep(5);
+    answer(false);
+    expect(await refused.read(10)).toEqual(encodeReply(SocksReply.connectionRefused));
+    await refused.closed;
+
+    streamed.length = 0;
+    const c = await rawClient(server.port);
+    c.write(concat(GREETING, ipv4Request(e.port), enc.encode("first-")));
+    expect([...(await c.read(2))]).toEqual([5, 0]);
+    while (carried() !== "first-") await Bun.sleep(5);
+    c.write(enc.encode("second"));
+    while (carried() !== "first-second") await Bun.sleep(5);
+    answer(true);
+    expect(await c.read(10)).toEqual(encodeReply(0));
+    c.write(enc.encode("+after"));
+    // The destination echoes every byte once: nothing handed to attach again.
+    expect(new TextDecoder().decode(await c.read(18))).toBe("first-second+after");
+    expect(attachedHead?.length).toBe(0);
+  });
+
   test("a domain request reaches onConnect as sent", async () => {
     const e = await echo();
     const seen: SocksConnectRequest[] = [];

@@ -27,7 +27,7 @@
  */
 import net, { type AddressInfo } from "node:net";
 import ipaddr from "ipaddr.js";
-import { closeWith, concat, connectPhase } from "./proxy-connection.ts";
+import { closeWith, concat, connectPhase, type EarlyBytes } from "./proxy-connection.ts";
 import {
   ATYP_IPV4,
   ATYP_IPV6,
@@ -93,7 +93,8 @@ export interface SocksServerOptions {
   /** 0 picks a free port; the chosen one is returned. */
   port: number;
   /** The signal aborts when the client disconnects, the connect times out or the server closes. */
-  onConnect: (req: SocksConnectRequest, signal: AbortSignal) => Promise<ConnectResult>;
+  /** `early`: bytes the client sent after its request (an optimistic client's), to go behind the OPEN. */
+  onConnect: (req: SocksConnectRequest, signal: AbortSignal, early?: EarlyBytes) => Promise<ConnectResult>;
   /**
    * UDP ASSOCIATE: start a relay for the client at `control.clientAddress` and answer where it
    * listens. `signal` aborts when the TCP control connection closes (or the server does): the
@@ -275,7 +276,7 @@ function handleConnection(socket: net.Socket, opts: SocksServerOptions, serverSi
           head: buf.slice(request.consumed),
           abort,
           timeoutMs: opts.connectTimeoutMs,
-          onConnect: (signal) => opts.onConnect(req, signal),
+          onConnect: (signal, early) => opts.onConnect(req, signal, early),
           onSuccess: () => {
             stage = "attached";
             socket.write(encodeReply(SocksReply.succeeded));

@@ -120,8 +120,6 @@ export async function startTransparentListener(
         });
         connectPhase(socket, {
           head: new Uint8Array(0),
-          // The application connected to the destination itself and sends when it likes.
-          speaksFirst: true,
           abort,
           timeoutMs: opts.connectTimeoutMs,
           onConnect: (signal, early) => opts.onConnect(dst.ip, dst.port, signal, early),
