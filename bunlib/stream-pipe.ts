@@ -15,12 +15,13 @@ export interface PipeResult {
 
 /**
  * `pre.early`: stream bytes that arrived before the pipe was set up (they go to the socket first);
- * `pre.ended`: the stream's FIN already arrived. `head`: socket bytes already read (go to the stream).
+ * `pre.ended`: the stream's FIN already arrived. `head`: socket bytes already read (go to the stream);
+ * `pre.socketEnded`: the socket's FIN already arrived too (it follows `head` on the stream).
  */
 export function pipeSocketAndStream(
   socket: Socket,
   stream: MuxStream,
-  pre: { early?: Uint8Array[]; ended?: boolean; head?: Uint8Array } = {},
+  pre: { early?: Uint8Array[]; ended?: boolean; head?: Uint8Array; socketEnded?: boolean } = {},
 ): Promise<PipeResult> {
   const head = pre.head;
   return new Promise((resolve) => {
@@ -48,11 +49,13 @@ export function pipeSocketAndStream(
     if (head && head.length > 0) toStream(head);
     socket.on("data", toStream);
     stream.onDrain = () => socket.resume();
-    socket.on("end", () => {
+    const onSocketEnd = () => {
+      if (socketEnded) return;
       socketEnded = true;
       stream.end();
       maybeDone();
-    });
+    };
+    socket.on("end", onSocketEnd);
     socket.on("error", () => {
       // "close" follows.
     });
@@ -84,5 +87,6 @@ export function pipeSocketAndStream(
       else socket.destroy();
       finish(`stream reset (${code}): ${message}`);
     };
+    if (pre.socketEnded) onSocketEnd();
   });
 }

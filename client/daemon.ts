@@ -539,8 +539,8 @@ export class Daemon {
       this.metrics.observe("success");
       return {
         ok: true,
-        attach: (socket, head) => {
-          void pipeSocketAndStream(socket, stream, { head });
+        attach: (socket, head, ended) => {
+          void pipeSocketAndStream(socket, stream, { head, socketEnded: ended === true });
           socket.resume();
         },
         cancel: () => stream.reset(RESET_CODES.cancelled, "client went away"),
@@ -726,9 +726,11 @@ export class Daemon {
         sock.once("close", () => this.directSockets.delete(sock));
         resolve({
           ok: true,
-          attach: (client, head) => {
+          attach: (client, head, ended) => {
             if (head.length > 0) sock.write(head);
-            client.pipe(sock);
+            if (ended)
+              sock.end(); // the client half-closed before the answer
+            else client.pipe(sock);
             sock.pipe(client);
             client.on("error", () => sock.destroy());
             sock.on("error", () => client.destroy());

@@ -266,6 +266,40 @@ describe("HTTP proxy on the SOCKS port (real sockets)", () => {
     expect(got).toBe(`${carried}after`);
   });
 
+  test("a plain request half-closed before the answer: the destination gets it and then the FIN", async () => {
+    const e = await echo();
+    let endedSeen: boolean | undefined;
+    const server = await proxy({
+      onConnect: async (req) => {
+        await Bun.sleep(100); // the client's FIN arrives meanwhile
+        const up = net.connect(req.port, "127.0.0.1");
+        await new Promise<void>((r) => up.once("connect", () => r()));
+        return {
+          ok: true,
+          attach(client, head, ended) {
+            endedSeen = ended;
+            up.write(head);
+            if (ended) up.end();
+            else client.pipe(up);
+            up.pipe(client);
+          },
+        };
+      },
+    });
+    const sock = net.connect({ port: server.port, host: "127.0.0.1", allowHalfOpen: true });
+    let got = "";
+    sock.on("data", (d) => {
+      got += d.toString("latin1");
+    });
+    const closed = new Promise<void>((r) => sock.once("close", () => r()));
+    await new Promise<void>((r) => sock.once("connect", () => r()));
+    sock.end(`GET http://echo.test:${e}/one-shot HTTP/1.1\r\nHost: echo.test:${e}\r\n\r\n`);
+    await closed; // the echo peer saw the FIN and closed: the whole request came back first
+    expect(endedSeen).toBe(true);
+    expect(got).toStartWith("GET /one-shot HTTP/1.1\r\n");
+    expect(got).toEndWith("\r\n\r\n");
+  });
+
   test("refusals: 403 for not allowed, 502 for unreachable", async () => {
     const server = await proxy();
     const forbidden = await exchange(server.port, "CONNECT forbidden.test:22 HTTP/1.1\r\n\r\n");

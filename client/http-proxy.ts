@@ -362,7 +362,8 @@ export function handleHttpProxyConnection(
       head: buf.slice(consumed),
       // A plain request needs no answer of ours before the server's: the rewritten head (and any
       // body) travels with the OPEN. A CONNECT client waits for our 200 before it sends.
-      ...(req.kind === "connect" ? {} : { lead: req.head }),
+      // A FIN after a plain request is the client's half-close (it then reads the answer).
+      ...(req.kind === "connect" ? {} : { lead: req.head, halfClose: true }),
       abort,
       timeoutMs: opts.connectTimeoutMs,
       onConnect: (signal, early) => opts.onConnect({ host: req.host, port: req.port }, signal, early),

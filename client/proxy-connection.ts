@@ -114,7 +114,9 @@ export class EarlyBytes {
 /**
  * Ask `onConnect` where this connection goes, exactly once. Meanwhile keep reading: bytes after
  * the request are collected (bounded) and handed to attach() after `head`, and a client that
- * leaves (FIN; the servers allow half-open connections) aborts the request at once. The client
+ * leaves (FIN; the servers allow half-open connections) aborts the request at once, unless
+ * `halfClose`: there a FIN after the request is the application's own half-close (a one-shot
+ * client that sends and then reads), passed to attach() to follow the bytes. The client
  * leaving, the server closing (`abort`) or the deadline settles it; a late ok is cancelled.
  * onConnect is given the collected bytes (EarlyBytes) to send behind the OPEN: whatever the client
  * sent after its request is meant for the destination, and goes there only if the connector
@@ -127,6 +129,8 @@ export function connectPhase(
     head: Uint8Array;
     /** Bytes for the destination ahead of anything the client sent (a rewritten HTTP request head). */
     lead?: Uint8Array;
+    /** A FIN before the answer is the client's half-close, not its leaving. */
+    halfClose?: boolean;
     abort: AbortController;
     timeoutMs?: number;
     onConnect: (signal: AbortSignal, early: EarlyBytes) => Promise<ConnectResult> | ConnectResult;
@@ -138,12 +142,17 @@ export function connectPhase(
   const early = new EarlyBytes(opts.lead);
   if (opts.head.length > 0) early.push(opts.head);
   let settled = false;
+  let ended = false;
   const collect = (chunk: Uint8Array) => {
     early.push(chunk);
     if (early.size > MAX_EARLY_BYTES) socket.pause();
   };
   const onEnd = () => {
     if (settled) return;
+    if (opts.halfClose) {
+      ended = true;
+      return;
+    }
     opts.abort.abort();
     socket.destroy();
   };
@@ -183,7 +192,7 @@ export function connectPhase(
         socket.pause();
         opts.onSuccess();
         try {
-          result.attach(socket, rest);
+          result.attach(socket, rest, ended);
         } catch {
           socket.destroy();
         }

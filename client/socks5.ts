@@ -65,7 +65,9 @@ export interface SocksConnectRequest extends SocksAddress {
  * The caller's answer to a CONNECT. On ok the server writes the success reply, then calls
  * attach(socket, head): `socket` is the client's raw socket, paused, and `head` holds the bytes the
  * client sent after its request (optimistic data), which must be forwarded before anything read
- * from the socket. attach owns the socket from then on (call socket.resume() or pipe it).
+ * from the socket. `ended`: the client half-closed before the answer (a front end that lets it:
+ * transparent, a plain HTTP request); after `head`, the destination gets its FIN. attach owns
+ * the socket from then on (call socket.resume() or pipe it).
  * cancel, if given, is called instead of attach when the client went away or the connect timed
  * out before the answer came, so a tunnel stream opened for it can be released.
  */
@@ -80,7 +82,11 @@ export type UdpAssociateResult =
     };
 
 export type ConnectResult =
-  | { ok: true; attach: (client: net.Socket, head: Uint8Array) => void; cancel?: () => void }
+  | {
+      ok: true;
+      attach: (client: net.Socket, head: Uint8Array, ended?: boolean) => void;
+      cancel?: () => void;
+    }
   | {
       ok: false;
       reply: number;

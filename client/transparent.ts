@@ -120,6 +120,8 @@ export async function startTransparentListener(
         });
         connectPhase(socket, {
           head: new Uint8Array(0),
+          // The application connected to the destination itself: a FIN is its own half-close.
+          halfClose: true,
           abort,
           timeoutMs: opts.connectTimeoutMs,
           onConnect: (signal, early) => opts.onConnect(dst.ip, dst.port, signal, early),

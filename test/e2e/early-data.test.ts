@@ -1,13 +1,13 @@
 // A plain HTTP request through the client's proxy travels with its stream's OPEN (docs/protocol.md
 // "Opening"), with real processes: the request and its body reach the Resource exactly once and in
 // order, also when the first connector asked cannot reach the Resource and the stream is retried
-// on its peer (the bytes sent behind the refused OPEN are replayed whole there); a Resource no
-// connector reaches is answered 502, at once.
+// on its peer (the bytes sent behind the refused OPEN are replayed whole there), and when the
+// client half-closes right after its request; a Resource no connector reaches is answered 502.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
@@ -120,6 +120,29 @@ test("a POST through the HTTP proxy arrives once, whole and in order", async () 
   expect(r.body).toBe(`got ${body.length} ${sha}`);
   expect(seen.filter((s) => s.url === "/upload?n=1")).toEqual([
     { method: "POST", url: "/upload?n=1", bytes: body.length, sha256: sha },
+  ]);
+}, 60_000);
+
+test("a client that half-closes right after its request still gets the answer; the request arrives once", async () => {
+  const body = randomBytes(32 * 1024);
+  const sha = createHash("sha256").update(body).digest("hex");
+  const [host, portText] = client.socks.split(":") as [string, string];
+  const sock = connect({ host, port: Number(portText), allowHalfOpen: true });
+  const chunks: Buffer[] = [];
+  sock.on("data", (c: Buffer) => chunks.push(c));
+  const closed = new Promise<void>((r) => sock.once("close", () => r()));
+  await new Promise<void>((r) => sock.once("connect", () => r()));
+  // The whole request and the FIN at once, as `printf … | nc -N` sends it.
+  sock.write(
+    `POST http://web.early.internal:${port}/upload?n=half HTTP/1.1\r\nHost: web.early.internal:${port}\r\nContent-Length: ${body.length}\r\n\r\n`,
+  );
+  sock.end(body);
+  await closed;
+  const answer = Buffer.concat(chunks).toString("latin1");
+  expect(answer).toStartWith("HTTP/1.1 200");
+  expect(answer).toContain(`\r\ngot ${body.length} ${sha}\r\n`); // one chunk, the whole answer
+  expect(seen.filter((s) => s.url === "/upload?n=half")).toEqual([
+    { method: "POST", url: "/upload?n=half", bytes: body.length, sha256: sha },
   ]);
 }, 60_000);
 
