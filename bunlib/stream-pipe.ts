@@ -11,6 +11,8 @@ export interface PipeResult {
   bytesFromStream: number;
   /** undefined when both directions ended cleanly. */
   error?: string;
+  /** The peer's RESET code, when the stream ended in one (RESET_CODES). */
+  resetCode?: number;
 }
 
 /**
@@ -85,6 +87,7 @@ export function pipeSocketAndStream(
       const s = socket as Socket & { resetAndDestroy?: () => void };
       if (typeof s.resetAndDestroy === "function") s.resetAndDestroy();
       else socket.destroy();
+      if (!done) result.resetCode = code;
       finish(`stream reset (${code}): ${message}`);
     };
     if (pre.socketEnded) onSocketEnd();

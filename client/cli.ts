@@ -125,6 +125,9 @@ const COMMANDS: Record<
     details:
       "One port serves SOCKS5 (curl --socks5-hostname), an HTTP proxy (curl -x http://HOST:PORT, with\n" +
       "CONNECT for https) and a PAC file for browsers at http://HOST:PORT/proxy.pac.\n" +
+      "A refused connection gets the SOCKS reply code or HTTP status that says why; a Resource\n" +
+      "destination that connected in the last 5 minutes is answered success at once instead (its\n" +
+      "bytes leave one round trip sooner), and reset if it then cannot be reached.\n" +
       "The DNS server (UDP and TCP) answers Resource names with addresses from 100.96.0.0/12 and\n" +
       "fd00:5a11:9047::/48 that the proxy maps back to the name (dig @127.0.0.1 -p 10053 NAME);\n" +
       "other names go to the upstream resolvers. Without --transparent it never changes the system's\n" +

@@ -24,7 +24,8 @@ import {
 } from "./controller-api.ts";
 import { type AttemptOutcome, afterAttempt, afterNoTunnel, FIRST_ATTEMPT } from "./core/failover.ts";
 import { endsSoon, reauthPlan } from "./core/reauth-plan.ts";
-import { route } from "./core/routing.ts";
+import { type RoutingFacts, route } from "./core/routing.ts";
+import { accessHolds, WarmDestinations, warmKey } from "./core/warm.ts";
 import {
   type DnsServer,
   FakeAddressPool,
@@ -131,6 +132,8 @@ export class Daemon {
   private dns: DnsServer | undefined;
   /** Last use of each Resource (ms), for "is the person using it" before a policy timer ends. */
   private readonly lastUsed = new Map<string, number>();
+  /** Destinations that opened moments ago: their proxy reply goes before the connector's answer. */
+  private readonly warm = new WarmDestinations();
   private readonly failures = new Map<
     string,
     { time: string; resource_id: string; destination: string; outcome: string; message: string }
@@ -327,6 +330,7 @@ export class Daemon {
       host: this.opts.socksHost,
       port: this.opts.socksPort,
       onConnect: (req, _signal, early) => this.onConnect(req.host, req.port, { early }),
+      optimistic: (req) => this.optimistic(req.host, req.port),
       onUdpAssociate: (req, control, signal) => this.onUdpAssociate(req.port, control, signal),
       // Anything that is not SOCKS5 is tried as HTTP proxy traffic (CONNECT, absolute-form, PAC).
       other: (socket, head, signal) =>
@@ -335,6 +339,7 @@ export class Daemon {
           head,
           {
             onConnect: (req, _signal, early) => this.onConnect(req.host, req.port, { early }),
+            optimistic: (req) => this.optimistic(req.host, req.port),
             pac: (proxy) => buildPac(this.acl?.resources ?? [], proxy),
           },
           signal,
@@ -487,17 +492,39 @@ export class Daemon {
    * server becomes its name; the connector resolves the name inside the private network.
    */
   private route(host: string, port: number, protocol: "tcp" | "udp", use = true): UdpRoute {
-    const r = route(host, port, protocol, {
-      acl: this.acl?.compiled,
-      isFakeAddress: (ip) => FakeAddressPool.inRange(ip),
-      nameForFake: (ip) => this.fakeAddresses.nameFor(ip),
-    });
+    const r = route(host, port, protocol, this.routingFacts());
     if (r.kind === "refused") {
       this.opts.log.warn(r.log.message, r.log.fields);
       return { kind: "refused", reason: r.reason };
     }
     if (r.kind === "resource" && use) this.noteUse(r.resource);
     return r;
+  }
+
+  private routingFacts(): RoutingFacts {
+    return {
+      acl: this.acl?.compiled,
+      isFakeAddress: (ip) => FakeAddressPool.inRange(ip),
+      nameForFake: (ip) => this.fakeAddresses.nameFor(ip),
+    };
+  }
+
+  /**
+   * Whether a SOCKS or HTTP CONNECT request gets its success reply before the connector answers: a
+   * Resource destination that opened through this client moments ago, with no failure since, whose
+   * access holds (client/core/warm.ts), and a live tunnel ready to carry its OPEN (no tunnel to
+   * open, no authorization to ask for, so a revoked device or a lost connector gets its refusal).
+   * Anything else (first contact, not a Resource, refused) waits for onConnect's answer and its
+   * reply.
+   */
+  private optimistic(requested: string, port: number): boolean {
+    const r = route(requested, port, "tcp", this.routingFacts());
+    return (
+      r.kind === "resource" &&
+      this.warm.isWarm(warmKey(r.resource.id, r.host, port)) &&
+      accessHolds(r.resource, Date.now() / 1000) &&
+      this.tunnels.ready(r.resource.remote_network_id, r.resource.id)
+    );
   }
 
   /** Using a Resource whose policy timer ends soon: renew silently or prompt, now. */
@@ -534,18 +561,25 @@ export class Daemon {
       return await this.direct(r.host, port);
     }
     const { resource, host } = r;
+    const key = warmKey(resource.id, host, port);
     try {
       const stream = await this.openResourceStream(resource, host, port, "tcp", undefined, opts.early);
       this.metrics.observe("success");
+      this.warm.reached(key);
       return {
         ok: true,
         attach: (socket, head, ended) => {
-          void pipeSocketAndStream(socket, stream, { head, socketEnded: ended === true });
+          void pipeSocketAndStream(socket, stream, { head, socketEnded: ended === true }).then((piped) => {
+            // Access revoked or expired under it: the next stream waits for the connector's answer.
+            if (piped.resetCode === RESET_CODES.denied || piped.resetCode === RESET_CODES.unauthorized)
+              this.warm.failed(key);
+          });
           socket.resume();
         },
         cancel: () => stream.reset(RESET_CODES.cancelled, "client went away"),
       };
     } catch (err) {
+      this.warm.failed(key);
       if (err instanceof ClientApiError && err.code === "denied") {
         this.recordDenial(resource.id, `${host}:${port}`, err.requirement ?? "group", err.message);
         const again =

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { createServer as createHttpServer } from "node:http";
 import net from "node:net";
+import { concatBytes } from "../shared/encoding.ts";
 import {
   buildPac,
   HttpProtocolError,
@@ -298,6 +299,69 @@ describe("HTTP proxy on the SOCKS port (real sockets)", () => {
     expect(endedSeen).toBe(true);
     expect(got).toStartWith("GET /one-shot HTTP/1.1\r\n");
     expect(got).toEndWith("\r\n\r\n");
+  });
+
+  test("an early 200 (optimistic) comes before the answer: the bytes follow it, a failure resets; plain requests are not asked", async () => {
+    const e = await echo();
+    const asked: string[] = [];
+    let answer: (ok: boolean) => void = () => {};
+    let calls = 0;
+    const server = await proxy({
+      optimistic: (req) => {
+        asked.push(`${req.host}:${req.port}`);
+        return true;
+      },
+      onConnect: async (req, _signal, early) => {
+        calls++;
+        const ok = await new Promise<boolean>((r) => (answer = r));
+        if (!ok) return { ok: false, reply: SocksReply.connectionRefused };
+        const result = await direct(req);
+        // What the client sent after the early 200 goes first, as a stream would carry it.
+        const held = early?.finish() ?? new Uint8Array(0);
+        if (!result.ok) return result;
+        return {
+          ok: true,
+          attach: (client, head, ended) => result.attach(client, concatBytes([held, head]), ended),
+        };
+      },
+    });
+    const sock = net.connect(server.port, "127.0.0.1");
+    let got = "";
+    sock.on("data", (d) => {
+      got += d.toString("latin1");
+    });
+    sock.write(`CONNECT localhost:${e} HTTP/1.1\r\nHost: localhost:${e}\r\n\r\n`);
+    while (!got.includes("\r\n\r\n")) await Bun.sleep(5);
+    expect(got).toBe("HTTP/1.1 200 Connection Established\r\n\r\n"); // onConnect has not answered
+    sock.write("hello");
+    await Bun.sleep(20);
+    answer(true);
+    while (!got.endsWith("hello")) await Bun.sleep(5);
+    sock.write(" again");
+    while (!got.endsWith("hello again")) await Bun.sleep(5);
+    sock.destroy();
+
+    const failed = net.connect(server.port, "127.0.0.1");
+    let head = "";
+    failed.on("data", (d) => {
+      head += d.toString("latin1");
+    });
+    const error = new Promise<string>((r) =>
+      failed.once("error", (err: NodeJS.ErrnoException) => r(err.code ?? "")),
+    );
+    failed.write("CONNECT gone.test:9 HTTP/1.1\r\n\r\n");
+    while (!head.includes("\r\n\r\n")) await Bun.sleep(5);
+    failed.write("lost");
+    answer(false);
+    expect(await error).toBe("ECONNRESET");
+    expect(head).toBe("HTTP/1.1 200 Connection Established\r\n\r\n"); // no 502 after the 200
+
+    const o = await origin();
+    const plain = exchange(server.port, `GET http://localhost:${o.port}/p HTTP/1.1\r\n\r\n`);
+    while (calls < 3) await Bun.sleep(5);
+    answer(true);
+    expect(await plain).toContain("origin saw GET /p");
+    expect(asked).toEqual([`localhost:${e}`, "gone.test:9"]);
   });
 
   test("refusals: 403 for not allowed, 502 for unreachable", async () => {

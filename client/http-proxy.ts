@@ -248,6 +248,11 @@ export interface HttpProxyOptions {
     signal: AbortSignal,
     early?: EarlyBytes,
   ) => Promise<ConnectResult>;
+  /**
+   * Whether a CONNECT gets its 200 at once, before onConnect answers (as for SOCKS: see
+   * SocksServerOptions.optimistic); a failure then resets the connection instead of a 502.
+   */
+  optimistic?: (req: { host: string; port: number }) => boolean;
   /** The PAC file, given the proxy address HOST:PORT the request arrived on; unset: 404. */
   pac?: (proxy: string) => string;
   handshakeTimeoutMs?: number;
@@ -358,8 +363,17 @@ export function handleHttpProxyConnection(
     }
     stage = "connecting";
     const where = `${req.host.includes(":") ? `[${req.host}]` : req.host}:${req.port}`;
+    let optimistic = false;
+    if (req.kind === "connect") {
+      try {
+        optimistic = opts.optimistic?.({ host: req.host, port: req.port }) === true;
+      } catch {
+        // an answer we cannot have is no early reply
+      }
+    }
     connectPhase(socket, {
       head: buf.slice(consumed),
+      optimistic,
       // A plain request needs no answer of ours before the server's: the rewritten head (and any
       // body) travels with the OPEN. A CONNECT client waits for our 200 before it sends.
       // A FIN after a plain request is the client's half-close (it then reads the answer).

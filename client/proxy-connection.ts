@@ -39,6 +39,13 @@ export function closeWith(
   return setTimeout(() => socket.destroy(), LINGER_MS);
 }
 
+/** A TCP reset rather than a FIN: the application must see a failed connection, not an empty one. */
+export function resetSocket(socket: net.Socket): void {
+  const s = socket as net.Socket & { resetAndDestroy?: () => void };
+  if (typeof s.resetAndDestroy === "function") s.resetAndDestroy();
+  else socket.destroy();
+}
+
 export type ConnectFailure =
   | { kind: "timeout" }
   | { kind: "refused"; reply: number; message?: string }
@@ -122,6 +129,9 @@ export class EarlyBytes {
  * sent after its request is meant for the destination, and goes there only if the connector
  * connects (the reply, if one is owed, still waits for that); what the stream took is then not
  * handed to attach() again.
+ * `optimistic`: the success reply goes at once, before the answer (the daemon decides when:
+ * client/core/warm.ts). The client then sends its bytes behind it and may half-close, and an answer
+ * that is not a stream resets the connection: its reply was given, so a failure can only be a reset.
  */
 export function connectPhase(
   socket: net.Socket,
@@ -131,6 +141,8 @@ export function connectPhase(
     lead?: Uint8Array;
     /** A FIN before the answer is the client's half-close, not its leaving. */
     halfClose?: boolean;
+    /** Reply success now, before the answer (see above). */
+    optimistic?: boolean;
     abort: AbortController;
     timeoutMs?: number;
     onConnect: (signal: AbortSignal, early: EarlyBytes) => Promise<ConnectResult> | ConnectResult;
@@ -139,6 +151,8 @@ export function connectPhase(
     onFailure: (why: ConnectFailure) => void;
   },
 ): void {
+  const optimistic = opts.optimistic === true;
+  const halfClose = opts.halfClose === true || optimistic;
   const early = new EarlyBytes(opts.lead);
   if (opts.head.length > 0) early.push(opts.head);
   let settled = false;
@@ -149,7 +163,7 @@ export function connectPhase(
   };
   const onEnd = () => {
     if (settled) return;
-    if (opts.halfClose) {
+    if (halfClose) {
       ended = true;
       return;
     }
@@ -164,12 +178,17 @@ export function connectPhase(
     socket.off("end", onEnd);
     return true;
   };
+  const fail = (why: ConnectFailure) => {
+    if (optimistic) resetSocket(socket);
+    else opts.onFailure(why);
+  };
   const timer = setTimeout(() => {
     if (!settle()) return;
     opts.abort.abort();
-    opts.onFailure({ kind: "timeout" });
+    fail({ kind: "timeout" });
   }, opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
   opts.abort.signal.addEventListener("abort", () => settle(), { once: true });
+  if (optimistic) opts.onSuccess();
   socket.on("data", collect);
   socket.once("end", onEnd);
   socket.resume();
@@ -190,7 +209,7 @@ export function connectPhase(
           return;
         }
         socket.pause();
-        opts.onSuccess();
+        if (!optimistic) opts.onSuccess();
         try {
           result.attach(socket, rest, ended);
         } catch {
@@ -199,7 +218,7 @@ export function connectPhase(
         return;
       }
       if (live)
-        opts.onFailure(
+        fail(
           result?.ok === false
             ? { kind: "refused", reply: result.reply, message: result.message }
             : { kind: "error" },
@@ -208,7 +227,7 @@ export function connectPhase(
     () => {
       const live = settle() && !socket.destroyed;
       early.finish();
-      if (live) opts.onFailure({ kind: "error" });
+      if (live) fail({ kind: "error" });
     },
   );
 }

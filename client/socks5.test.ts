@@ -235,6 +235,89 @@ describe("CONNECT through a real socket", () => {
     expect(attachedHead?.length).toBe(0);
   });
 
+  test("an early reply (optimistic) comes before the answer; the bytes and a half-close follow it, a refusal resets", async () => {
+    const e = await echo();
+    const streamed: Uint8Array[] = [];
+    const carried = () => new TextDecoder().decode(concat(...streamed));
+    let answer: (ok: boolean) => void = () => {};
+    let attached: { head: Uint8Array; ended: boolean | undefined } | undefined;
+    const asked: string[] = [];
+    const server = await socks({
+      optimistic: (req) => {
+        asked.push(`${req.host}:${req.port}`);
+        return req.port === e.port;
+      },
+      onConnect: async (req, _signal, early) => {
+        const stop = early?.sendTo((b) => streamed.push(b));
+        if (!(await new Promise<boolean>((r) => (answer = r)))) {
+          stop?.();
+          return { ok: false, reply: SocksReply.connectionRefused };
+        }
+        const up = net.connect(req.port, "127.0.0.1");
+        await new Promise<void>((r) => up.once("connect", () => r()));
+        for (const b of streamed) up.write(b);
+        return {
+          ok: true,
+          attach(client, head, ended) {
+            attached = { head, ended };
+            if (ended) up.end();
+            up.pipe(client);
+            client.on("close", () => up.destroy());
+          },
+        };
+      },
+    });
+    // The success reply comes while onConnect still waits; the request written after it goes to
+    // the stream, and the client's FIN is its half-close: it still gets the whole answer.
+    const c = await rawClient(server.port);
+    c.write(concat(GREETING, ipv4Request(e.port)));
+    expect([...(await c.read(2))]).toEqual([5, 0]);
+    expect(await c.read(10)).toEqual(encodeReply(0));
+    c.write(enc.encode("request"));
+    c.socket.end();
+    while (carried() !== "request") await Bun.sleep(5);
+    answer(true);
+    expect(new TextDecoder().decode(await c.rest())).toBe("request");
+    expect(attached).toEqual({ head: new Uint8Array(0), ended: true });
+
+    // Refused after the early reply: no second reply, a reset.
+    streamed.length = 0;
+    const r = await rawClient(server.port);
+    const error = new Promise<string>((resolve) =>
+      r.socket.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? "")),
+    );
+    r.write(concat(GREETING, ipv4Request(e.port)));
+    await r.read(2);
+    expect(await r.read(10)).toEqual(encodeReply(0));
+    r.write(enc.encode("lost"));
+    while (carried() !== "lost") await Bun.sleep(5);
+    answer(false);
+    expect(await error).toBe("ECONNRESET");
+    expect((await r.rest()).length).toBe(0);
+
+    // A destination the caller does not vouch for waits for the answer, and gets its error reply.
+    const cold = await rawClient(server.port);
+    cold.write(concat(GREETING, ipv4Request(e.port + 1)));
+    await cold.read(2);
+    while (asked.length < 3) await Bun.sleep(5);
+    answer(false);
+    expect(await cold.read(10)).toEqual(encodeReply(SocksReply.connectionRefused));
+  });
+
+  test("an optimistic check that throws is no early reply", async () => {
+    const e = await echo();
+    const server = await socks({
+      optimistic: () => {
+        throw new Error("boom");
+      },
+      onConnect: async () => ({ ok: false, reply: SocksReply.hostUnreachable }),
+    });
+    const c = await rawClient(server.port);
+    c.write(concat(GREETING, ipv4Request(e.port)));
+    await c.read(2);
+    expect(await c.read(10)).toEqual(encodeReply(SocksReply.hostUnreachable));
+  });
+
   test("a domain request reaches onConnect as sent", async () => {
     const e = await echo();
     const seen: SocksConnectRequest[] = [];

@@ -111,6 +111,13 @@ export interface SocksServerOptions {
     control: { clientAddress: string; localAddress: string },
     signal: AbortSignal,
   ) => Promise<UdpAssociateResult>;
+  /**
+   * Whether to reply success to this CONNECT at once, before onConnect answers (the daemon says
+   * yes for a destination that opened moments ago: client/core/warm.ts). The client's bytes then
+   * go behind the OPEN, its FIN is a half-close, and a failure resets the connection instead of
+   * an error reply. Unset: every reply waits for onConnect.
+   */
+  optimistic?: (req: SocksConnectRequest) => boolean;
   /** Greeting and request must both arrive within this time. Default 10 s. */
   handshakeTimeoutMs?: number;
   /** onConnect must answer within this time, else REP 04 (host unreachable). Default 60 s. */
@@ -278,8 +285,15 @@ function handleConnection(socket: net.Socket, opts: SocksServerOptions, serverSi
           associate(req);
           return;
         }
+        let optimistic = false;
+        try {
+          optimistic = opts.optimistic?.(req) === true;
+        } catch {
+          // an answer we cannot have is no early reply
+        }
         connectPhase(socket, {
           head: buf.slice(request.consumed),
+          optimistic,
           abort,
           timeoutMs: opts.connectTimeoutMs,
           onConnect: (signal, early) => opts.onConnect(req, signal, early),

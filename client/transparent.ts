@@ -10,7 +10,7 @@ import net from "node:net";
 import { socketFd } from "../bunlib/kernel-queue.ts";
 import type { Logger } from "../bunlib/log.ts";
 import { checkOriginalDstSupport, originalDestination } from "./original-dst.ts";
-import { connectPhase, type EarlyBytes } from "./proxy-connection.ts";
+import { connectPhase, type EarlyBytes, resetSocket } from "./proxy-connection.ts";
 import type { ConnectResult } from "./socks5.ts";
 
 export class TransparentUnavailable extends Error {
@@ -80,13 +80,6 @@ function listen(server: net.Server, host: string): Promise<number> {
   });
 }
 
-/** A TCP reset rather than a FIN: the application must see a failed connection, not an empty one. */
-function reset(socket: net.Socket): void {
-  const s = socket as net.Socket & { resetAndDestroy?: () => void };
-  if (typeof s.resetAndDestroy === "function") s.resetAndDestroy();
-  else socket.destroy();
-}
-
 export async function startTransparentListener(
   opts: TransparentListenerOptions,
 ): Promise<TransparentListener> {
@@ -106,7 +99,7 @@ export async function startTransparentListener(
     const fd = socketFd(socket);
     if (fd === undefined) {
       opts.log.warn("transparent: accepted socket has no file descriptor; closing");
-      reset(socket);
+      resetSocket(socket);
       return;
     }
     originalDestination(fd, v6).then(
@@ -126,12 +119,12 @@ export async function startTransparentListener(
           timeoutMs: opts.connectTimeoutMs,
           onConnect: (signal, early) => opts.onConnect(dst.ip, dst.port, signal, early),
           onSuccess: () => {},
-          onFailure: () => reset(socket),
+          onFailure: () => resetSocket(socket),
         });
       },
       (err: Error) => {
         opts.log.warn("transparent: no original destination; closing", { error: err.message });
-        reset(socket);
+        resetSocket(socket);
       },
     );
   };

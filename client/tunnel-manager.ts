@@ -57,6 +57,17 @@ export class TunnelManager {
   }
 
   /**
+   * Whether a stream to `resourceId` would go out at once on a live tunnel, as tunnelFor would pick
+   * it, with no tunnel to open and no authorization to ask for first.
+   */
+  ready(remoteNetworkId: string, resourceId: string): boolean {
+    const now = Date.now();
+    const skip = new Set(this.health.skipped(resourceId, now));
+    const views = [...this.entries.values()].map((e) => view(e.tunnel, e.remoteNetworkId));
+    return pickTunnel(views, remoteNetworkId, skip, now) !== undefined;
+  }
+
+  /**
    * A live tunnel that can carry a stream to `resourceId`, opening one if needed. When this call
    * opens it, `onPresented` is told each new tunnel whose first AUTH is on its way (see
    * `Tunnel.open`), so the caller can pipeline its stream behind the AUTH; the tunnel returned is

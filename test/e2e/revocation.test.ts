@@ -43,6 +43,11 @@ test("a Resource removed from the Group: its live stream is cut within seconds, 
   const got = await new Promise<string>((r) => b.sock.once("data", (d: Buffer) => r(d.toString())));
   expect(got).toBe("still here");
   b.sock.end();
+  // A new connection to the revoked Resource is refused with a SOCKS reply, never answered
+  // success first (it had opened moments ago: client/core/warm.ts).
+  await expect(socksConnect(world.client.socks, "a.revoke.internal", echo.port)).rejects.toBeInstanceOf(
+    SocksRefused,
+  );
 }, 30_000);
 
 test("the device deleted: the whole tunnel closes and new streams are refused", async () => {
