@@ -11,7 +11,8 @@
  *
  * Routing is the caller's: onConnect gets host and port (IPv6 without brackets, as SOCKS reports
  * it) and answers with the same ConnectResult as for SOCKS. A refusal becomes 403 (not allowed,
- * SOCKS REP 02) or 502 (anything else), an onConnect that does not answer in time 504.
+ * SOCKS REP 02) or 502 (anything else), an onConnect that does not answer in time 504; a CONNECT
+ * that `optimistic` answered 200 at once is reset instead.
  *
  * Parsing is strict and bounded: the head (request line and headers) must fit in 16 KiB, use CRLF
  * line endings, have a token method, HTTP/1.0 or 1.1, valid header names and values, no obsolete

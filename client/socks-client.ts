@@ -65,7 +65,15 @@ export function socksConnect(
     }, timeoutMs);
     let buf = Buffer.alloc(0);
     let stage = 0;
-    sock.once("connect", () => sock.write(Buffer.from([5, 1, 0])));
+    // Greeting and request in one write: the only method offered needs no exchange of its own, so
+    // the proxy reads the request right after choosing it (one round trip to the proxy, not two).
+    const request = Buffer.concat([
+      Buffer.from([5, 1, 0]),
+      Buffer.from([5, 1, 0, 3, name.length]),
+      name,
+      Buffer.from([port >> 8, port & 255]),
+    ]);
+    sock.once("connect", () => sock.write(request));
     const onData = (chunk: Buffer) => {
       buf = Buffer.concat([buf, chunk]);
       if (stage === 0 && buf.length >= 2) {
@@ -75,9 +83,6 @@ export function socksConnect(
         }
         buf = buf.subarray(2);
         stage = 1;
-        sock.write(
-          Buffer.concat([Buffer.from([5, 1, 0, 3, name.length]), name, Buffer.from([port >> 8, port & 255])]),
-        );
       }
       if (stage === 1 && buf.length >= 10) {
         stage = 2;

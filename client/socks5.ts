@@ -15,7 +15,8 @@
  *   server reply      VER=05 REP(1) RSV=00 ATYP=01 BND.ADDR=0.0.0.0 BND.PORT=0   10 bytes
  *                     (UDP ASSOCIATE: ATYP 01/04 and the address of the UDP relay socket)
  *
- * CMD 01 CONNECT goes to onConnect. CMD 03 UDP ASSOCIATE goes to onUdpAssociate (client/
+ * CMD 01 CONNECT goes to onConnect; its reply waits for the answer, unless `optimistic` says it
+ * may go at once (then a failure resets the connection). CMD 03 UDP ASSOCIATE goes to onUdpAssociate (client/
  * udp-associate.ts runs the relay; datagram headers are in client/socks-udp.ts): its DST is the
  * address the client will send from (zeros: not known yet); the association lasts as long as this
  * TCP connection, whose further bytes are read and dropped. Without onUdpAssociate it is REP 07.
