@@ -93,16 +93,20 @@ async function freshRound(
   };
   const sockets: Socket[] = [];
   try {
+    // Each stream carries a byte each way before it counts: a SOCKS success can come before the
+    // connector has connected (an early reply for a destination that opened moments ago, which
+    // every stream here is after the warm-up), so the reply alone does not prove the stream open.
     await bounded(streams, OPEN_CONCURRENCY, async () => {
-      sockets.push(await open());
+      const s = await open();
+      sockets.push(s);
+      await echoOnce(s);
     });
     await Bun.sleep(profile.settleMs);
     const after = {
       connector: rssOf(connector.proc.pid, "connector"),
       client: rssOf(client.proc.pid, "client"),
     };
-    // Every stream was opened end to end (SOCKS succeeded only after the connector connected);
-    // a sample of them still answers.
+    // Every stream was open end to end; a sample of them still answers.
     const step = Math.max(1, Math.floor(sockets.length / 20));
     for (let i = 0; i < sockets.length; i += step) await echoOnce(sockets[i]!);
     return {
