@@ -15,6 +15,13 @@ export interface PipeResult {
   resetCode?: number;
 }
 
+/** A TCP reset rather than a FIN: the application must see a failed connection, not an empty one. */
+export function resetSocket(socket: Socket): void {
+  const s = socket as Socket & { resetAndDestroy?: () => void };
+  if (typeof s.resetAndDestroy === "function") s.resetAndDestroy();
+  else socket.destroy();
+}
+
 /**
  * `pre.early`: stream bytes that arrived before the pipe was set up (they go to the socket first);
  * `pre.ended`: the stream's FIN already arrived. `head`: socket bytes already read (go to the stream);
@@ -84,9 +91,7 @@ export function pipeSocketAndStream(
     stream.onReset = (code, message) => {
       // A TCP reset, not a FIN: the application must see a failed connection, never a stream
       // that merely ended early (nothing is silently truncated).
-      const s = socket as Socket & { resetAndDestroy?: () => void };
-      if (typeof s.resetAndDestroy === "function") s.resetAndDestroy();
-      else socket.destroy();
+      resetSocket(socket);
       if (!done) result.resetCode = code;
       finish(`stream reset (${code}): ${message}`);
     };

@@ -221,7 +221,7 @@ describe("HTTP proxy on the SOCKS port (real sockets)", () => {
     });
     let sawEarly: boolean | undefined;
     const server = await proxy({
-      onConnect: async (req, _signal, early) => {
+      onConnect: async (_req, _signal, early) => {
         sawEarly = early !== undefined;
         early?.sendTo((b) => streamed.push(b));
         await connected; // the connector has not answered yet

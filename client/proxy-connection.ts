@@ -3,6 +3,7 @@
 // deadline, while still reading from the application), the bytes an application sends before its
 // stream opens (EarlyBytes), and a graceful close after a last reply.
 import type net from "node:net";
+import { resetSocket } from "../bunlib/stream-pipe.ts";
 import { concatBytes } from "../shared/encoding.ts";
 import type { ConnectResult } from "./socks5.ts";
 
@@ -37,13 +38,6 @@ export function closeWith(
   socket.end(last);
   socket.resume(); // read (and drop) until the client's FIN, which closes the socket
   return setTimeout(() => socket.destroy(), LINGER_MS);
-}
-
-/** A TCP reset rather than a FIN: the application must see a failed connection, not an empty one. */
-export function resetSocket(socket: net.Socket): void {
-  const s = socket as net.Socket & { resetAndDestroy?: () => void };
-  if (typeof s.resetAndDestroy === "function") s.resetAndDestroy();
-  else socket.destroy();
 }
 
 export type ConnectFailure =

@@ -9,8 +9,9 @@
 import net from "node:net";
 import { socketFd } from "../bunlib/kernel-queue.ts";
 import type { Logger } from "../bunlib/log.ts";
+import { resetSocket } from "../bunlib/stream-pipe.ts";
 import { checkOriginalDstSupport, originalDestination } from "./original-dst.ts";
-import { connectPhase, type EarlyBytes, resetSocket } from "./proxy-connection.ts";
+import { connectPhase, type EarlyBytes } from "./proxy-connection.ts";
 import type { ConnectResult } from "./socks5.ts";
 
 export class TransparentUnavailable extends Error {

@@ -7,13 +7,14 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
-import { type AddressInfo, connect, createServer as createNetServer } from "node:net";
+import { type AddressInfo, connect, createServer as createNetServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
 import { adminApi, type Edge, startEdge } from "../helpers/edge.ts";
 import { clientStatus } from "../helpers/peers.ts";
+import { SocksRefused, socksConnect } from "../helpers/socks-client.ts";
 
 let edge: Edge;
 let p: Provisioned;
@@ -185,45 +186,14 @@ test("a Resource no connector can reach is answered 502 with the reason, its ear
   expect(seen.filter((s) => s.url === "/upload?n=3")).toEqual([]);
 }, 60_000);
 
-/** A raw SOCKS5 client: greeting, then a CONNECT by name; resolves with the reply code. */
-async function socksOpen(host: string, dport: number) {
-  const [h, pt] = client.socks.split(":") as [string, string];
-  const sock = connect({ host: h, port: Number(pt), allowHalfOpen: true });
-  let buf = Buffer.alloc(0);
-  let error = "";
-  let wake = () => {};
-  sock.on("data", (c: Buffer) => {
-    buf = Buffer.concat([buf, c]);
-    wake();
-  });
-  sock.on("error", (e: NodeJS.ErrnoException) => {
-    error = e.code ?? e.message;
-  });
-  const closed = new Promise<void>((r) =>
-    sock.once("close", () => {
-      wake();
-      r();
-    }),
-  );
-  let isClosed = false;
-  void closed.then(() => {
-    isClosed = true;
-  });
-  const read = async (n: number) => {
-    while (buf.length < n && !isClosed) await new Promise<void>((r) => (wake = r));
-    const out = buf.subarray(0, n);
-    buf = buf.subarray(n);
-    return out;
-  };
-  await new Promise<void>((r) => sock.once("connect", () => r()));
-  sock.write(Uint8Array.of(5, 1, 0));
-  expect([...(await read(2))]).toEqual([5, 0]);
-  const name = Buffer.from(host);
-  sock.write(
-    Buffer.concat([Buffer.from([5, 1, 0, 3, name.length]), name, Buffer.from([dport >> 8, dport & 0xff])]),
-  );
-  const reply = await read(10);
-  return { sock, reply: reply[1], closed, rest: async () => (await closed, buf), error: () => error };
+/** Sends `data` and a FIN; resolves with everything that comes back until the connection closes. */
+async function roundTrip(sock: Socket, data: Uint8Array | string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  sock.on("data", (c: Buffer) => chunks.push(c));
+  const closed = new Promise<void>((r) => sock.once("close", () => r()));
+  sock.end(data);
+  await closed;
+  return Buffer.concat(chunks);
 }
 
 test("a SOCKS destination that opened moments ago gets its reply before the connector answers; one that fails gets its error reply again", async () => {
@@ -233,28 +203,28 @@ test("a SOCKS destination that opened moments ago gets its reply before the conn
   });
   await new Promise<void>((r) => echo.listen(0, "127.0.0.1", r));
   const echoPort = (echo.address() as AddressInfo).port;
+  const open = () =>
+    socksConnect(client.socks, "web.early.internal", echoPort, 10_000, { allowHalfOpen: true });
   // First contact: the reply waits for the connector, and says success.
-  const first = await socksOpen("web.early.internal", echoPort);
-  expect(first.reply).toBe(0);
-  first.sock.end("first");
-  expect((await first.rest()).toString()).toBe("first");
+  expect((await roundTrip(await open(), "first")).toString()).toBe("first");
   // Now warm: the request and the FIN go right behind the early reply, and all of it comes back.
-  const warm = await socksOpen("web.early.internal", echoPort);
-  expect(warm.reply).toBe(0);
   const big = randomBytes(300 * 1024); // more than the connect phase holds
-  warm.sock.end(big);
-  expect(Buffer.compare(await warm.rest(), big)).toBe(0);
+  expect(Buffer.compare(await roundTrip(await open(), big), big)).toBe(0);
   // The destination stops listening. The next connection was answered success before the
   // connector found that out, so it is reset: never a clean, empty end.
   await new Promise<void>((r) => echo.close(() => r()));
-  const stale = await socksOpen("web.early.internal", echoPort);
-  expect(stale.reply).toBe(0);
-  stale.sock.write("lost");
-  await stale.closed;
-  expect(stale.error()).toBe("ECONNRESET");
+  const stale = await open();
+  const error = new Promise<string>((r) =>
+    stale.once("error", (e: NodeJS.ErrnoException) => r(e.code ?? "")),
+  );
+  stale.resume();
+  stale.write("lost");
+  expect(await error).toBe("ECONNRESET");
   // That failure cooled it: the next one waits for the connector and gets the refusal's reply.
-  const cold = await socksOpen("web.early.internal", echoPort);
-  expect(cold.reply).toBe(5); // connection refused
-  cold.sock.end();
-  await cold.closed;
+  const cold = await open().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(cold).toBeInstanceOf(SocksRefused);
+  expect((cold as SocksRefused).reply).toBe(5); // connection refused
 }, 60_000);
