@@ -329,7 +329,8 @@ export class Daemon {
     return startSocksServer({
       host: this.opts.socksHost,
       port: this.opts.socksPort,
-      onConnect: (req, _signal, early) => this.onConnect(req.host, req.port, { early }),
+      onConnect: (req, _signal, early, answeredEarly) =>
+        this.onConnect(req.host, req.port, { early, answeredEarly }),
       optimistic: (req) => this.optimistic(req.host, req.port),
       onUdpAssociate: (req, control, signal) => this.onUdpAssociate(req.port, control, signal),
       // Anything that is not SOCKS5 is tried as HTTP proxy traffic (CONNECT, absolute-form, PAC).
@@ -338,7 +339,8 @@ export class Daemon {
           socket,
           head,
           {
-            onConnect: (req, _signal, early) => this.onConnect(req.host, req.port, { early }),
+            onConnect: (req, _signal, early, answeredEarly) =>
+              this.onConnect(req.host, req.port, { early, answeredEarly }),
             optimistic: (req) => this.optimistic(req.host, req.port),
             pac: (proxy) => buildPac(this.acl?.resources ?? [], proxy),
           },
@@ -545,7 +547,7 @@ export class Daemon {
   private async onConnect(
     requested: string,
     port: number,
-    opts: { transparent?: boolean; early?: EarlyBytes | undefined } = {},
+    opts: { transparent?: boolean; early?: EarlyBytes | undefined; answeredEarly?: boolean | undefined } = {},
   ): Promise<ConnectResult> {
     const r = this.route(requested, port, "tcp");
     if (r.kind === "refused") {
@@ -565,6 +567,7 @@ export class Daemon {
     try {
       const stream = await this.openResourceStream(resource, host, port, "tcp", undefined, opts.early);
       this.metrics.observe("success");
+      if (opts.answeredEarly) this.metrics.earlyReply("opened");
       this.warm.reached(key);
       return {
         ok: true,
@@ -580,6 +583,14 @@ export class Daemon {
       };
     } catch (err) {
       this.warm.failed(key);
+      if (opts.answeredEarly) {
+        // The application was told it connected: it gets a reset, and this line says why.
+        this.metrics.earlyReply("reset");
+        this.opts.log.warn("answered early, then could not open: the application's connection is reset", {
+          resource: resource.id,
+          destination: `${host}:${port}`,
+        });
+      }
       if (err instanceof ClientApiError && err.code === "denied") {
         this.recordDenial(resource.id, `${host}:${port}`, err.requirement ?? "group", err.message);
         const again =

@@ -243,11 +243,15 @@ export function socksReplyText(reply: number): string {
 }
 
 export interface HttpProxyOptions {
-  /** `early`: what the client sent after its request head (a plain request's rewritten head first). */
+  /**
+   * `early`: what the client sent after its request head (a plain request's rewritten head first).
+   * `answeredEarly`: a CONNECT's 200 already went (see `optimistic`): a failure is a reset.
+   */
   onConnect: (
     req: { host: string; port: number },
     signal: AbortSignal,
     early?: EarlyBytes,
+    answeredEarly?: boolean,
   ) => Promise<ConnectResult>;
   /**
    * Whether a CONNECT gets its 200 at once, before onConnect answers (as for SOCKS: see
@@ -381,7 +385,8 @@ export function handleHttpProxyConnection(
       ...(req.kind === "connect" ? {} : { lead: req.head, halfClose: true }),
       abort,
       timeoutMs: opts.connectTimeoutMs,
-      onConnect: (signal, early) => opts.onConnect({ host: req.host, port: req.port }, signal, early),
+      onConnect: (signal, early) =>
+        opts.onConnect({ host: req.host, port: req.port }, signal, early, optimistic),
       onSuccess: () => {
         stage = "attached";
         if (req.kind === "connect") socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");

@@ -13,10 +13,17 @@ export interface ClientMetricsSnapshot {
 
 export class ClientMetrics {
   private readonly connections = new Map<string, number>();
+  /** SOCKS and CONNECT replies given before the connector answered, by what followed. */
+  private readonly early = { opened: 0, reset: 0 };
 
   /** One connection to a Resource as the proxy ended it: success or the failure's outcome. */
   observe(outcome: string): void {
     this.connections.set(outcome, (this.connections.get(outcome) ?? 0) + 1);
+  }
+
+  /** A success reply that went before the answer (client/core/warm.ts): its stream opened, or not. */
+  earlyReply(result: "opened" | "reset"): void {
+    this.early[result]++;
   }
 
   render(s: ClientMetricsSnapshot): string {
@@ -48,6 +55,15 @@ export class ClientMetrics {
     const samples: [string, number][] = [...this.connections].map(([o, v]) => [`{outcome="${o}"}`, v]);
     if (!this.connections.has("success")) samples.unshift(['{outcome="success"}', 0]);
     metric("sallyport_client_connections_total", "counter", "Connections to Resources by outcome.", samples);
+    metric(
+      "sallyport_client_early_replies_total",
+      "counter",
+      "SOCKS and CONNECT success replies sent before the connector answered, by whether the stream then opened or the connection was reset.",
+      [
+        ['{result="opened"}', this.early.opened],
+        ['{result="reset"}', this.early.reset],
+      ],
+    );
     return `${out.join("\n")}\n`;
   }
 }

@@ -100,8 +100,16 @@ export interface SocksServerOptions {
   /** 0 picks a free port; the chosen one is returned. */
   port: number;
   /** The signal aborts when the client disconnects, the connect times out or the server closes. */
-  /** `early`: bytes the client sent after its request (an optimistic client's), to go behind the OPEN. */
-  onConnect: (req: SocksConnectRequest, signal: AbortSignal, early?: EarlyBytes) => Promise<ConnectResult>;
+  /**
+   * `early`: bytes the client sent after its request (an optimistic client's), to go behind the OPEN.
+   * `answeredEarly`: the success reply already went (see `optimistic`): a failure is a reset.
+   */
+  onConnect: (
+    req: SocksConnectRequest,
+    signal: AbortSignal,
+    early?: EarlyBytes,
+    answeredEarly?: boolean,
+  ) => Promise<ConnectResult>;
   /**
    * UDP ASSOCIATE: start a relay for the client at `control.clientAddress` and answer where it
    * listens. `signal` aborts when the TCP control connection closes (or the server does): the
@@ -297,7 +305,7 @@ function handleConnection(socket: net.Socket, opts: SocksServerOptions, serverSi
           optimistic,
           abort,
           timeoutMs: opts.connectTimeoutMs,
-          onConnect: (signal, early) => opts.onConnect(req, signal, early),
+          onConnect: (signal, early) => opts.onConnect(req, signal, early, optimistic),
           onSuccess: () => {
             stage = "attached";
             socket.write(encodeReply(SocksReply.succeeded));

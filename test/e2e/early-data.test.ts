@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Proc, startClient, startConnector } from "../../scripts/lib/processes.ts";
 import { type Provisioned, provisionNetwork } from "../../scripts/lib/provision.ts";
-import { adminApi, type Edge, startEdge } from "../helpers/edge.ts";
+import { adminApi, type Edge, freePort, startEdge } from "../helpers/edge.ts";
 import { clientStatus } from "../helpers/peers.ts";
 import { SocksRefused, socksConnect } from "../helpers/socks-client.ts";
 
@@ -24,6 +24,19 @@ const tmp = mkdtempSync(join(tmpdir(), "sallyport-early-"));
 const seen: { method: string; url: string; bytes: number; sha256: string }[] = [];
 let origin: ReturnType<typeof createServer>;
 let port = 0;
+let metricsPort = 0;
+
+/** The client's early-reply counters (`sallyport_client_early_replies_total`). */
+async function earlyReplies(): Promise<{ opened: number; reset: number }> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const count = (result: string) => {
+    const line = text
+      .split("\n")
+      .find((l) => l.startsWith(`sallyport_client_early_replies_total{result="${result}"} `));
+    return line === undefined ? Number.NaN : Number(line.slice(line.lastIndexOf(" ") + 1));
+  };
+  return { opened: count("opened"), reset: count("reset") };
+}
 
 /** curl -x through the client's HTTP proxy: status line's code and body. */
 async function post(url: string, file: string): Promise<{ code: string; body: string; exit: number }> {
@@ -96,10 +109,12 @@ beforeAll(async () => {
       label: "connector-b",
     }),
   );
+  metricsPort = await freePort();
   client = await startClient({
     controller: edge.url,
     serviceKey: p.serviceKey,
     stateDir: join(tmp, "client"),
+    args: ["--metrics-listen", `127.0.0.1:${metricsPort}`],
   });
 }, 120_000);
 
@@ -205,11 +220,14 @@ test("a SOCKS destination that opened moments ago gets its reply before the conn
   const echoPort = (echo.address() as AddressInfo).port;
   const open = () =>
     socksConnect(client.socks, "web.early.internal", echoPort, 10_000, { allowHalfOpen: true });
+  const before = await earlyReplies();
   // First contact: the reply waits for the connector, and says success.
   expect((await roundTrip(await open(), "first")).toString()).toBe("first");
+  expect(await earlyReplies()).toEqual(before);
   // Now warm: the request and the FIN go right behind the early reply, and all of it comes back.
   const big = randomBytes(300 * 1024); // more than the connect phase holds
   expect(Buffer.compare(await roundTrip(await open(), big), big)).toBe(0);
+  expect(await earlyReplies()).toEqual({ opened: before.opened + 1, reset: before.reset });
   // The destination stops listening. The next connection was answered success before the
   // connector found that out, so it is reset: never a clean, empty end.
   await new Promise<void>((r) => echo.close(() => r()));
@@ -220,6 +238,8 @@ test("a SOCKS destination that opened moments ago gets its reply before the conn
   stale.resume();
   stale.write("lost");
   expect(await error).toBe("ECONNRESET");
+  expect(await earlyReplies()).toEqual({ opened: before.opened + 1, reset: before.reset + 1 });
+  expect(client.logs()).toContain("answered early, then could not open");
   // That failure cooled it: the next one waits for the connector and gets the refusal's reply.
   const cold = await open().then(
     () => undefined,
