@@ -99,7 +99,9 @@ export class TunnelManager {
     });
     this.opening.set(key, p);
     try {
-      return await p;
+      const tunnel = await p;
+      if (hinted.includes(tunnel.connectorId)) this.health.forgetUnreachable(tunnel.connectorId, resourceId);
+      return tunnel;
     } finally {
       this.opening.delete(key);
     }

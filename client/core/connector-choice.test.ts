@@ -31,6 +31,18 @@ describe("connector health", () => {
     expect(h.skipped("r1", 1_001 + UNHEALTHY_MS)).toEqual([]);
   });
 
+  test("an unreachable mark handed back anyway (no peer) is forgotten for that Resource; hung marks stay", () => {
+    const h = new ConnectorHealth();
+    h.markUnreachable("cn_a", "r1", 0);
+    h.markUnreachable("cn_a", "r2", 0);
+    h.forgetUnreachable("cn_a", "r1");
+    expect(h.skipped("r1", 1)).toEqual([]);
+    expect(h.skipped("r2", 1)).toEqual(["cn_a"]);
+    h.markHung("cn_b", 0);
+    h.forgetUnreachable("cn_b", "r1");
+    expect(h.skipped("r1", 1)).toEqual(["cn_b"]);
+  });
+
   test("hung skips a connector for every Resource, for HUNG_MS", () => {
     const h = new ConnectorHealth();
     h.markHung("cn_a", 0);

@@ -33,6 +33,15 @@ export class ConnectorHealth {
     this.#until.set(`${connectorId} ${resourceId}`, now + UNHEALTHY_MS);
   }
 
+  /**
+   * Asked to avoid `connectorId` for `resourceId`, the Controller still handed it back: it has no
+   * peer online to prefer, so the mark would only cost each new stream a token request. Forget it
+   * (a hung mark stays).
+   */
+  forgetUnreachable(connectorId: string, resourceId: string): void {
+    this.#until.delete(`${connectorId} ${resourceId}`);
+  }
+
   /** The connectors to skip for `resourceId` at `now`; expired marks are forgotten. */
   skipped(resourceId: string, now: number): string[] {
     const out: string[] = [];

@@ -133,9 +133,13 @@ test("the connector's and the client's metrics move with traffic, and /healthz s
   const clientAfter = await scrape(clientMetricsPort);
   const success = 'sallyport_client_connections_total{outcome="success"}';
   expect((clientAfter.get(success) ?? 0) - (clientBefore.get(success) ?? 0)).toBe(3);
-  // Exported from the start (test/e2e/early-data.test.ts watches them move).
-  for (const result of ["opened", "reset"])
-    expect(clientAfter.has(`sallyport_client_early_replies_total{result="${result}"}`)).toBe(true);
+  // The first test's request to port 1 marked the only connector unreachable for this Resource.
+  // The first request here went to it anyway (no peer), which forgot the mark; the next two went
+  // straight to the live tunnel, answered before the connector (the destination had just opened).
+  const early = (v: Map<string, number>, result: string) =>
+    v.get(`sallyport_client_early_replies_total{result="${result}"}`) ?? Number.NaN;
+  expect(early(clientAfter, "opened") - early(clientBefore, "opened")).toBeGreaterThanOrEqual(2);
+  expect(early(clientAfter, "reset") - early(clientBefore, "reset")).toBe(0);
   expect(clientAfter.get('sallyport_client_tunnels{path="relayed"}')).toBe(1);
   expect(clientAfter.get("sallyport_client_controller_reachable")).toBe(1);
   expect((await fetch(`http://127.0.0.1:${clientMetricsPort}/healthz`)).status).toBe(200);

@@ -577,6 +577,7 @@ export function runFailover(sc: FailoverScenario, broken: FailoverBroken = {}): 
     opening.set(key, waiters);
     const finish: Done<SimTunnel> = (err, t) => {
       opening.delete(key);
+      if (t && hinted.includes(t.connectorId)) health.forgetUnreachable(t.connectorId, resourceId);
       for (const w of waiters) w(err, t);
     };
     openTunnel(
