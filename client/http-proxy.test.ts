@@ -99,6 +99,21 @@ async function echo(): Promise<number> {
   return (server.address() as net.AddressInfo).port;
 }
 
+/** A CONNECT through the proxy; resolves once the answer's head has arrived, with what came so far. */
+async function connectThrough(port: number, authority: string) {
+  const sock = net.connect(port, "127.0.0.1");
+  let got = "";
+  sock.on("data", (d: Buffer) => {
+    got += d.toString("latin1");
+  });
+  sock.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
+  const until = async (done: (got: string) => boolean) => {
+    while (!done(got)) await Bun.sleep(5);
+  };
+  await until((g) => g.includes("\r\n\r\n"));
+  return { sock, got: () => got, until };
+}
+
 /** Sends raw bytes, returns everything received until the server closes. */
 async function exchange(port: number, data: string | Uint8Array, endAfter = false): Promise<string> {
   const sock = net.connect(port, "127.0.0.1");
@@ -184,17 +199,11 @@ describe("HTTP proxy on the SOCKS port (real sockets)", () => {
   test("CONNECT answers 200 and then pipes bytes", async () => {
     const e = await echo();
     const server = await proxy();
-    const sock = net.connect(server.port, "127.0.0.1");
-    let got = "";
-    sock.on("data", (d) => {
-      got += d.toString("latin1");
-    });
-    sock.write(`CONNECT localhost:${e} HTTP/1.1\r\nHost: localhost:${e}\r\n\r\n`);
-    while (!got.includes("\r\n\r\n")) await Bun.sleep(5);
-    expect(got).toBe("HTTP/1.1 200 Connection Established\r\n\r\n");
-    sock.write("ping");
-    while (!got.endsWith("ping")) await Bun.sleep(5);
-    sock.destroy();
+    const c = await connectThrough(server.port, `localhost:${e}`);
+    expect(c.got()).toBe("HTTP/1.1 200 Connection Established\r\n\r\n");
+    c.sock.write("ping");
+    await c.until((g) => g.endsWith("ping"));
+    c.sock.destroy();
   });
 
   test("plain GET is forwarded in origin-form with its body", async () => {
@@ -325,36 +334,24 @@ describe("HTTP proxy on the SOCKS port (real sockets)", () => {
         };
       },
     });
-    const sock = net.connect(server.port, "127.0.0.1");
-    let got = "";
-    sock.on("data", (d) => {
-      got += d.toString("latin1");
-    });
-    sock.write(`CONNECT localhost:${e} HTTP/1.1\r\nHost: localhost:${e}\r\n\r\n`);
-    while (!got.includes("\r\n\r\n")) await Bun.sleep(5);
-    expect(got).toBe("HTTP/1.1 200 Connection Established\r\n\r\n"); // onConnect has not answered
-    sock.write("hello");
+    const c = await connectThrough(server.port, `localhost:${e}`);
+    expect(c.got()).toBe("HTTP/1.1 200 Connection Established\r\n\r\n"); // onConnect has not answered
+    c.sock.write("hello");
     await Bun.sleep(20);
     answer(true);
-    while (!got.endsWith("hello")) await Bun.sleep(5);
-    sock.write(" again");
-    while (!got.endsWith("hello again")) await Bun.sleep(5);
-    sock.destroy();
+    await c.until((g) => g.endsWith("hello"));
+    c.sock.write(" again");
+    await c.until((g) => g.endsWith("hello again"));
+    c.sock.destroy();
 
-    const failed = net.connect(server.port, "127.0.0.1");
-    let head = "";
-    failed.on("data", (d) => {
-      head += d.toString("latin1");
-    });
+    const failed = await connectThrough(server.port, "gone.test:9");
     const error = new Promise<string>((r) =>
-      failed.once("error", (err: NodeJS.ErrnoException) => r(err.code ?? "")),
+      failed.sock.once("error", (err: NodeJS.ErrnoException) => r(err.code ?? "")),
     );
-    failed.write("CONNECT gone.test:9 HTTP/1.1\r\n\r\n");
-    while (!head.includes("\r\n\r\n")) await Bun.sleep(5);
-    failed.write("lost");
+    failed.sock.write("lost");
     answer(false);
     expect(await error).toBe("ECONNRESET");
-    expect(head).toBe("HTTP/1.1 200 Connection Established\r\n\r\n"); // no 502 after the 200
+    expect(failed.got()).toBe("HTTP/1.1 200 Connection Established\r\n\r\n"); // no 502 after the 200
 
     const o = await origin();
     const plain = exchange(server.port, `GET http://localhost:${o.port}/p HTTP/1.1\r\n\r\n`);
