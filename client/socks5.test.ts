@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import net from "node:net";
 import fc from "fast-check";
+import type { EarlyBytes } from "./proxy-connection.ts";
 import {
   type ConnectResult,
   encodeReply,
@@ -134,6 +135,45 @@ async function echo() {
   return e;
 }
 
+/**
+ * An onConnect that feeds the early bytes to a stand-in stream, then waits for the test's answer:
+ * refused, or connected to the echo peer with every byte the stream carried written first.
+ */
+function gatedConnect() {
+  const streamed: Uint8Array[] = [];
+  const gate = {
+    streamed,
+    carried: () => new TextDecoder().decode(concat(...streamed)),
+    answer: (_ok: boolean) => {},
+    attached: undefined as { head: Uint8Array; ended: boolean | undefined } | undefined,
+    onConnect: async (
+      req: SocksConnectRequest,
+      _signal: AbortSignal,
+      early?: EarlyBytes,
+    ): Promise<ConnectResult> => {
+      const stop = early?.sendTo((b) => streamed.push(b));
+      if (!(await new Promise<boolean>((r) => (gate.answer = r)))) {
+        stop?.(); // refused: the attempt's stream is gone
+        return { ok: false, reply: SocksReply.connectionRefused };
+      }
+      const up = net.connect(req.port, "127.0.0.1");
+      await new Promise<void>((r) => up.once("connect", () => r()));
+      for (const b of streamed) up.write(b);
+      return {
+        ok: true,
+        attach(client, head, ended) {
+          gate.attached = { head, ended };
+          if (ended) up.end();
+          else client.pipe(up);
+          up.pipe(client);
+          client.on("close", () => up.destroy());
+        },
+      };
+    },
+  };
+  return gate;
+}
+
 describe("CONNECT through a real socket", () => {
   test("IPv4 CONNECT to an echo server carries bytes both ways", async () => {
     const e = await echo();
@@ -186,37 +226,15 @@ describe("CONNECT through a real socket", () => {
 
   test("an optimistic client's bytes go to onConnect's stream before the reply, which still waits for the answer", async () => {
     const e = await echo();
-    const streamed: Uint8Array[] = [];
-    const carried = () => new TextDecoder().decode(concat(...streamed));
-    let answer: (ok: boolean) => void = () => {};
-    let attachedHead: Uint8Array | undefined;
-    const server = await socks({
-      onConnect: async (req, _signal, early) => {
-        const stop = early?.sendTo((b) => streamed.push(b));
-        if (!(await new Promise<boolean>((r) => (answer = r)))) {
-          stop?.(); // refused: the attempt's stream is gone
-          return { ok: false, reply: SocksReply.connectionRefused };
-        }
-        const up = net.connect(req.port, "127.0.0.1");
-        await new Promise<void>((r) => up.once("connect", () => r()));
-        for (const b of streamed) up.write(b);
-        return {
-          ok: true,
-          attach(client, head) {
-            attachedHead = head;
-            client.pipe(up);
-            up.pipe(client);
-            client.on("close", () => up.destroy());
-          },
-        };
-      },
-    });
+    const gate = gatedConnect();
+    const { streamed, carried } = gate;
+    const server = await socks({ onConnect: gate.onConnect });
     // Refused: the bytes went to the stream that did not open, and the reply says so.
     const refused = await rawClient(server.port);
     refused.write(concat(GREETING, ipv4Request(e.port), enc.encode("optimistic")));
     expect([...(await refused.read(2))]).toEqual([5, 0]);
     while (carried() !== "optimistic") await Bun.sleep(5);
-    answer(false);
+    gate.answer(false);
     expect(await refused.read(10)).toEqual(encodeReply(SocksReply.connectionRefused));
     await refused.closed;
 
@@ -227,45 +245,25 @@ describe("CONNECT through a real socket", () => {
     while (carried() !== "first-") await Bun.sleep(5);
     c.write(enc.encode("second"));
     while (carried() !== "first-second") await Bun.sleep(5);
-    answer(true);
+    gate.answer(true);
     expect(await c.read(10)).toEqual(encodeReply(0));
     c.write(enc.encode("+after"));
     // The destination echoes every byte once: nothing handed to attach again.
     expect(new TextDecoder().decode(await c.read(18))).toBe("first-second+after");
-    expect(attachedHead?.length).toBe(0);
+    expect(gate.attached?.head.length).toBe(0);
   });
 
   test("an early reply (optimistic) comes before the answer; the bytes and a half-close follow it, a refusal resets", async () => {
     const e = await echo();
-    const streamed: Uint8Array[] = [];
-    const carried = () => new TextDecoder().decode(concat(...streamed));
-    let answer: (ok: boolean) => void = () => {};
-    let attached: { head: Uint8Array; ended: boolean | undefined } | undefined;
+    const gate = gatedConnect();
+    const { streamed, carried } = gate;
     const asked: string[] = [];
     const server = await socks({
       optimistic: (req) => {
         asked.push(`${req.host}:${req.port}`);
         return req.port === e.port;
       },
-      onConnect: async (req, _signal, early) => {
-        const stop = early?.sendTo((b) => streamed.push(b));
-        if (!(await new Promise<boolean>((r) => (answer = r)))) {
-          stop?.();
-          return { ok: false, reply: SocksReply.connectionRefused };
-        }
-        const up = net.connect(req.port, "127.0.0.1");
-        await new Promise<void>((r) => up.once("connect", () => r()));
-        for (const b of streamed) up.write(b);
-        return {
-          ok: true,
-          attach(client, head, ended) {
-            attached = { head, ended };
-            if (ended) up.end();
-            up.pipe(client);
-            client.on("close", () => up.destroy());
-          },
-        };
-      },
+      onConnect: gate.onConnect,
     });
     // The success reply comes while onConnect still waits; the request written after it goes to
     // the stream, and the client's FIN is its half-close: it still gets the whole answer.
@@ -276,9 +274,9 @@ describe("CONNECT through a real socket", () => {
     c.write(enc.encode("request"));
     c.socket.end();
     while (carried() !== "request") await Bun.sleep(5);
-    answer(true);
+    gate.answer(true);
     expect(new TextDecoder().decode(await c.rest())).toBe("request");
-    expect(attached).toEqual({ head: new Uint8Array(0), ended: true });
+    expect(gate.attached).toEqual({ head: new Uint8Array(0), ended: true });
 
     // Refused after the early reply: no second reply, a reset.
     streamed.length = 0;
@@ -291,7 +289,7 @@ describe("CONNECT through a real socket", () => {
     expect(await r.read(10)).toEqual(encodeReply(0));
     r.write(enc.encode("lost"));
     while (carried() !== "lost") await Bun.sleep(5);
-    answer(false);
+    gate.answer(false);
     expect(await error).toBe("ECONNRESET");
     expect((await r.rest()).length).toBe(0);
 
@@ -300,7 +298,7 @@ describe("CONNECT through a real socket", () => {
     cold.write(concat(GREETING, ipv4Request(e.port + 1)));
     await cold.read(2);
     while (asked.length < 3) await Bun.sleep(5);
-    answer(false);
+    gate.answer(false);
     expect(await cold.read(10)).toEqual(encodeReply(SocksReply.connectionRefused));
   });
 
