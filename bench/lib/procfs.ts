@@ -50,6 +50,19 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/**
+ * Minor page faults `pid` has taken so far (0 when it is gone): memory the process touches that
+ * the kernel must map first, such as pages its allocator returned and uses again.
+ */
+export function minorFaults(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[7]) || 0;
+  } catch {
+    return 0;
+  }
+}
+
 function parentOf(pid: number): { ppid: number; comm: string } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");

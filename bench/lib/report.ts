@@ -358,20 +358,25 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
     ["l", "r"],
   );
   const cpuPaths = ["loopback", "ssh", "splice", "splice_64k", "relayed", "direct_path", "socks_direct"];
-  const components = [
-    ...new Set(r.list.filter((x) => x.name.startsWith("cpu.")).map((x) => x.name.split(".")[2]!)),
-  ];
-  const cpu = table(
-    ["CPU s/GiB, 1 stream", ...components],
-    cpuPaths.map((p) => [
-      p,
-      ...components.map((c) => {
-        const v = r.get(`cpu.${p}.${c}`);
-        return v === undefined ? "" : v.toFixed(2);
-      }),
-    ]),
-    ["l", ...components.map(() => "r" as const)],
-  );
+  /** One row per path, one column per process of the figures `<prefix>.<path>.<process>`. */
+  const perProcess = (prefix: string, title: string, format: (v: number) => string) => {
+    const components = [
+      ...new Set(r.list.filter((x) => x.name.startsWith(`${prefix}.`)).map((x) => x.name.split(".")[2]!)),
+    ];
+    const rows = cpuPaths
+      .filter((p) => components.some((c) => r.get(`${prefix}.${p}.${c}`) !== undefined))
+      .map((p) => [
+        p,
+        ...components.map((c) => {
+          const v = r.get(`${prefix}.${p}.${c}`);
+          return v === undefined ? "" : format(v);
+        }),
+      ]);
+    return table([title, ...components], rows, ["l", ...components.map(() => "r" as const)]);
+  };
+  const cpu = perProcess("cpu", "CPU s/GiB, 1 stream", (v) => v.toFixed(2));
+  const faultRows = r.list.some((x) => x.name.startsWith("faults."));
+  const faults = faultRows ? perProcess("faults", "page faults per GiB, 1 stream", (v) => v.toFixed(0)) : "";
   const budget = table(
     ["DESIGN §7 budget", "measured", "status"],
     targets.map((t) => [
@@ -388,9 +393,20 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
           `Stall across a relay restart: one stream through the SOCKS port sends a 16-byte message every ${RESUME_PROBE_INTERVAL_MS} ms to the echo peer; the stall is the longest time between two consecutive echoes, from the last echo before the edge is killed until the stream has flowed again (without a restart: ~${RESUME_PROBE_INTERVAL_MS} ms). p99 of a few restarts is their maximum.`,
           "",
         ];
-  return [`Throughput (${ctx.runs})`, "", throughput, "", other, "", ...resumeNote, cpu, "", budget, ""].join(
-    "\n",
-  );
+  return [
+    `Throughput (${ctx.runs})`,
+    "",
+    throughput,
+    "",
+    other,
+    "",
+    ...resumeNote,
+    cpu,
+    "",
+    ...(faults ? [faults, ""] : []),
+    budget,
+    "",
+  ].join("\n");
 }
 
 /** The console and events API at scale (console-scale.ts): every page's and query's p95. */

@@ -13,6 +13,7 @@ export type Unit =
   | "tokens/s"
   | "streams"
   | "s/GiB"
+  | "faults/GiB"
   | "s"
   | "events"
   | "restarts";

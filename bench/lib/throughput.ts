@@ -4,7 +4,7 @@
 // spends its CPU.
 import { type IperfRun, runIperf } from "./iperf.ts";
 import type { Profile } from "./options.ts";
-import { cpuSeconds } from "./procfs.ts";
+import { cpuSeconds, minorFaults } from "./procfs.ts";
 import type { Results } from "./results.ts";
 import { median } from "./stats.ts";
 
@@ -34,12 +34,15 @@ export const STREAMS64 = { key: "streams64", parallel: 64, reverse: false } as c
 
 type Config = (typeof CONFIGS)[number] | typeof STREAMS64;
 
-function snapshot(path: Path): Record<string, number> {
-  const out: Record<string, number> = { iperf3: cpuSeconds(path.iperfServerPid) };
+/** CPU seconds and minor page faults so far of each long-lived process of the path, by component. */
+function snapshot(path: Path): { cpu: Record<string, number>; faults: Record<string, number> } {
+  const cpu: Record<string, number> = { iperf3: cpuSeconds(path.iperfServerPid) };
+  const faults: Record<string, number> = {};
   for (const [name, pids] of Object.entries(path.components())) {
-    out[name] = pids.reduce((s, pid) => s + cpuSeconds(pid), 0);
+    cpu[name] = pids.reduce((s, pid) => s + cpuSeconds(pid), 0);
+    faults[name] = pids.reduce((s, pid) => s + minorFaults(pid), 0);
   }
-  return out;
+  return { cpu, faults };
 }
 
 /** One throughput run of `path` in configuration `c`, as long as the profile's runs. */
@@ -73,11 +76,14 @@ export async function measurePath(
     }
     const runs: IperfRun[] = [];
     const cpu: Record<string, number> = {};
+    const faults: Record<string, number> = {};
     for (let i = 0; i < profile.iperfRuns; i++) {
       const before = snapshot(path);
       const run = await runOnce(path, c, profile);
       const after = snapshot(path);
-      for (const k of Object.keys(after)) cpu[k] = (cpu[k] ?? 0) + after[k]! - (before[k] ?? 0);
+      for (const k of Object.keys(after.cpu)) cpu[k] = (cpu[k] ?? 0) + after.cpu[k]! - (before.cpu[k] ?? 0);
+      for (const k of Object.keys(after.faults))
+        faults[k] = (faults[k] ?? 0) + after.faults[k]! - (before.faults[k] ?? 0);
       cpu.iperf3 = (cpu.iperf3 ?? 0) + run.clientCpu;
       runs.push(run);
     }
@@ -90,6 +96,8 @@ export async function measurePath(
       const gib = runs.reduce((s, r) => s + r.bytes, 0) / 2 ** 30;
       for (const [k, seconds] of Object.entries(cpu))
         results.add(`cpu.${path.id}.${k}`, seconds / gib, "s/GiB");
+      for (const [k, n] of Object.entries(faults))
+        results.add(`faults.${path.id}.${k}`, n / gib, "faults/GiB");
     }
   }
 }
