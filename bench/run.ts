@@ -361,6 +361,18 @@ async function throughputSection(
       profile,
       results,
     );
+    // The same client under the same load, a SOCKS connection it dials itself (127.0.0.1 is not a
+    // Resource: split tunnel, no stream in the tunnel): what the busy client's SOCKS front end
+    // costs alone, the part of the figures above that no change to the tunnel can remove.
+    log("latency: new SOCKS connections without a tunnel while a bulk transfer runs (direct path)");
+    await measureNewStreamUnderLoad(
+      "direct_path_no_tunnel",
+      () => socksConnect(parseHostPort(directClient.socks), { host: "127.0.0.1", port: echoPort }),
+      { host: HOSTS.iperf, port: iperf.port, prefix: socksPrefix(directClient.socks, sp.tmp, "direct-load") },
+      { host: "127.0.0.1", port: echoPort },
+      profile,
+      results,
+    );
     const directStatus = await clientStatus(directClient.stateDir);
     if (!directStatus.tunnels.some((t) => t.path === "direct")) {
       throw new Error("the direct-path client did not use the direct path");

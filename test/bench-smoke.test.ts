@@ -60,8 +60,9 @@ test("npm run bench -- --smoke measures every figure and writes valid JSON", asy
       expect(r?.unit, name).toBe(unit);
       expect(r?.value as number, name).toBeGreaterThan(0);
     }
-    // The yardsticks of the new-stream-under-load target: ssh -L and ssh's SOCKS proxy (ssh -D).
-    for (const path of ["ssh", "ssh_socks"])
+    // The yardsticks of the new-stream-under-load target: ssh -L and ssh's SOCKS proxy (ssh -D), and
+    // the busy client's SOCKS port without a tunnel.
+    for (const path of ["ssh", "ssh_socks", "direct_path_no_tunnel"])
       expect(
         doc.results.find((x) => x.name === `latency.new_stream_under_load.${path}.p99`)?.value,
       ).toBeGreaterThan(0);
@@ -72,6 +73,7 @@ test("npm run bench -- --smoke measures every figure and writes valid JSON", asy
       ).toBeGreaterThan(0);
     expect(stdout).toContain("ssh -D");
     expect(stdout).toContain("an idle process's wake-up");
+    expect(stdout).toContain("SOCKS port without a tunnel");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
