@@ -332,17 +332,22 @@ async function throughputSection(
     log("throughput: paired runs (64 streams with one stream on the same tunnel, alternated)");
     await measurePairedStreams(relayedPath, profile, results, log);
     await measurePairedStreams(directPath, profile, results, log);
+    // Every new-stream-under-load figure of the direct path: the same client, the same upload as
+    // the load, and direct connections to the same echo peer as the baseline.
+    const directSocks = parseHostPort(directClient.socks);
+    const directLoad = {
+      host: HOSTS.iperf,
+      port: iperf.port,
+      prefix: socksPrefix(directClient.socks, sp.tmp, "direct-load"),
+    };
+    const echoPeer = { host: "127.0.0.1", port: echoPort };
     for (const { paced, parallel } of UNDER_LOAD_VARIANTS) {
       log(`latency: new streams while ${loadName(paced, parallel)} on the same tunnel (direct path)`);
       await measureNewStreamUnderLoad(
         "direct_path",
-        () => socksConnect(parseHostPort(directClient.socks), { host: HOSTS.echo, port: echoPort }),
-        {
-          host: HOSTS.iperf,
-          port: iperf.port,
-          prefix: socksPrefix(directClient.socks, sp.tmp, "direct-load"),
-        },
-        { host: "127.0.0.1", port: echoPort },
+        () => socksConnect(directSocks, { host: HOSTS.echo, port: echoPort }),
+        directLoad,
+        echoPeer,
         profile,
         results,
         paced,
@@ -355,9 +360,9 @@ async function throughputSection(
     log("latency: new plain requests to the HTTP proxy while a bulk transfer runs (direct path)");
     await measureNewStreamUnderLoad(
       "direct_path_http_proxy",
-      () => httpProxyRequest(parseHostPort(directClient.socks), { host: HOSTS.echo, port: echoPort }),
-      { host: HOSTS.iperf, port: iperf.port, prefix: socksPrefix(directClient.socks, sp.tmp, "direct-load") },
-      { host: "127.0.0.1", port: echoPort },
+      () => httpProxyRequest(directSocks, { host: HOSTS.echo, port: echoPort }),
+      directLoad,
+      echoPeer,
       profile,
       results,
     );
@@ -367,9 +372,9 @@ async function throughputSection(
     log("latency: new SOCKS connections without a tunnel while a bulk transfer runs (direct path)");
     await measureNewStreamUnderLoad(
       "direct_path_no_tunnel",
-      () => socksConnect(parseHostPort(directClient.socks), { host: "127.0.0.1", port: echoPort }),
-      { host: HOSTS.iperf, port: iperf.port, prefix: socksPrefix(directClient.socks, sp.tmp, "direct-load") },
-      { host: "127.0.0.1", port: echoPort },
+      () => socksConnect(directSocks, echoPeer),
+      directLoad,
+      echoPeer,
       profile,
       results,
     );

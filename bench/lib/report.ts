@@ -362,7 +362,10 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
     ["l", "r"],
   );
   const cpuPaths = ["loopback", "ssh", "splice", "splice_64k", "relayed", "direct_path", "socks_direct"];
-  /** One row per path, one column per process of the figures `<prefix>.<path>.<process>`. */
+  /**
+   * One row per path, one column per process of the figures `<prefix>.<path>.<process>`; empty
+   * when the run measured none.
+   */
   const perProcess = (prefix: string, title: string, format: (v: number) => string) => {
     const components = [
       ...new Set(r.list.filter((x) => x.name.startsWith(`${prefix}.`)).map((x) => x.name.split(".")[2]!)),
@@ -376,11 +379,12 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
           return v === undefined ? "" : format(v);
         }),
       ]);
-    return table([title, ...components], rows, ["l", ...components.map(() => "r" as const)]);
+    return rows.length === 0
+      ? ""
+      : table([title, ...components], rows, ["l", ...components.map(() => "r" as const)]);
   };
   const cpu = perProcess("cpu", "CPU s/GiB, 1 stream", (v) => v.toFixed(2));
-  const faultRows = r.list.some((x) => x.name.startsWith("faults."));
-  const faults = faultRows ? perProcess("faults", "page faults per GiB, 1 stream", (v) => v.toFixed(0)) : "";
+  const faults = perProcess("faults", "page faults per GiB, 1 stream", (v) => v.toFixed(0));
   const budget = table(
     ["DESIGN §7 budget", "measured", "status"],
     targets.map((t) => [
@@ -405,9 +409,7 @@ export function renderReport(r: Results, targets: Target[], ctx: ReportContext):
     other,
     "",
     ...resumeNote,
-    cpu,
-    "",
-    ...(faults ? [faults, ""] : []),
+    ...[cpu, faults].filter((t) => t !== "").flatMap((t) => [t, ""]),
     budget,
     "",
   ].join("\n");
